@@ -1,0 +1,48 @@
+# Every tests/<area>/test_*.c is one cmocka executable and one CTest test named <area>.<name>.
+# Tests find ../shared through TESSERA_SHARED_DIR and the project root through TESSERA_SOURCE_DIR.
+if(TESSERA_KERNELS_ONLY)
+  file(GLOB TS_TEST_SOURCES CONFIGURE_DEPENDS tests/backend/test_kernels*.c)
+  set(TS_TEST_LIB tessera_kernels)
+  set(TS_TEST_SUPPORT)
+else()
+  file(GLOB_RECURSE TS_TEST_SOURCES CONFIGURE_DEPENDS tests/*/test_*.c)
+  set(TS_TEST_LIB tessera_core)
+  file(GLOB TS_TEST_SUPPORT CONFIGURE_DEPENDS tests/support/*.c)
+endif()
+
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+
+foreach(src ${TS_TEST_SOURCES})
+  get_filename_component(name ${src} NAME_WE)
+  get_filename_component(dir ${src} DIRECTORY)
+  get_filename_component(area ${dir} NAME)
+  set(target "${area}_${name}")
+  add_executable(${target} ${src} ${TS_TEST_SUPPORT})
+  target_include_directories(${target} PRIVATE ${CMAKE_SOURCE_DIR}/tests)
+  target_link_libraries(${target} PRIVATE ${TS_TEST_LIB} PkgConfig::CMOCKA)
+  target_compile_definitions(${target} PRIVATE
+    TESSERA_SHARED_DIR="${TESSERA_SHARED_DIR}"
+    TESSERA_TEST_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  add_test(NAME ${area}.${name} COMMAND ${target})
+  set_tests_properties(${area}.${name} PROPERTIES TIMEOUT 900 LABELS ${area}
+    ENVIRONMENT "TESSERA_BINARY=$<TARGET_FILE:tessera>;TESSERA_BUILD_DIR=${CMAKE_BINARY_DIR}")
+endforeach()
+
+# Script-driven tests (CLI end to end, server protocols with real clients) live in tests/*/*.sh and *.py
+if(NOT TESSERA_KERNELS_ONLY)
+  file(GLOB_RECURSE TS_SCRIPT_TESTS CONFIGURE_DEPENDS tests/*/test_*.sh tests/*/test_*.py)
+  foreach(script ${TS_SCRIPT_TESTS})
+    get_filename_component(name ${script} NAME_WE)
+    get_filename_component(dir ${script} DIRECTORY)
+    get_filename_component(area ${dir} NAME)
+    if(script MATCHES "\\.py$")
+      set(cmd python3 ${script})
+    else()
+      set(cmd bash ${script})
+    endif()
+    add_test(NAME ${area}.${name} COMMAND ${cmd})
+    set_tests_properties(${area}.${name} PROPERTIES TIMEOUT 900 LABELS "${area};script"
+      ENVIRONMENT "TESSERA_BINARY=$<TARGET_FILE:tessera>;TESSERA_SHARED_DIR=${TESSERA_SHARED_DIR};TESSERA_SOURCE_DIR=${CMAKE_SOURCE_DIR};TESSERA_BUILD_DIR=${CMAKE_BINARY_DIR}")
+  endforeach()
+endif()

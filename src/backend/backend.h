@@ -1,0 +1,143 @@
+/* The one interface every compute device implements. Model forward passes call these operations and
+ * never touch activation memory themselves: activations (`float *`) live in memory the backend
+ * allocated (host memory for the CPU, device memory for CUDA), so a forward pass runs unchanged on
+ * any device. Everything shaped as "[n, dim]" is row-major with the token index outermost.
+ *
+ * Adding a device means implementing ts_backend_ops; nothing above backend/ changes. */
+#ifndef TS_BACKEND_BACKEND_H
+#define TS_BACKEND_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "quant/dtype.h"
+
+typedef struct ts_backend ts_backend;
+typedef struct ts_kv_store ts_kv_store;
+
+/* A weight matrix [rows = output features, cols = input features] in one of the ts_dtype layouts.
+ * `host` points at the bytes in host memory (usually inside a memory-mapped file); a backend may
+ * attach its own copy (device memory, repacked tiles) in `prepared`. */
+typedef struct ts_weight {
+    ts_dtype dtype;
+    int64_t rows;
+    int64_t cols;
+    const void *host;
+    size_t row_bytes;
+    void *prepared;            /* backend-private; released by ops->release_weight */
+    const ts_backend *prepared_by;
+} ts_weight;
+
+/* One sequence taking part in a forward step. Its tokens are contiguous in the step's token list;
+ * token first_token + i sits at position start_pos + i and may attend to positions 0..start_pos + i.
+ * blocks is the sequence's KV block table (block ids in the backend's KV store). */
+typedef struct ts_seq_view {
+    int32_t first_token;
+    int32_t n_tokens;
+    int32_t start_pos;
+    int32_t n_blocks;
+    const int32_t *blocks;
+} ts_seq_view;
+
+/* A forward step: the tokens of one or more sequences (prefill chunks and decode tokens mixed). */
+typedef struct ts_step {
+    int32_t n_tokens;
+    const int32_t *tokens;    /* host memory */
+    const int32_t *positions; /* host memory */
+    int32_t n_seqs;
+    const ts_seq_view *seqs;
+    int32_t n_logits;          /* rows of the step whose logits are wanted */
+    const int32_t *logit_rows; /* host memory, indexes into the step's tokens */
+} ts_step;
+
+typedef struct ts_kv_layout {
+    int32_t num_layers;
+    int32_t num_kv_heads;
+    int32_t head_dim;
+    int32_t block_tokens; /* tokens per KV block */
+    int32_t num_blocks;
+} ts_kv_layout;
+
+/* Rotary embedding parameters, precomputed per model: inv_freq has head_dim / 2 entries (host). */
+typedef struct ts_rope {
+    int32_t head_dim;
+    const float *inv_freq;
+    float attention_factor; /* multiplies cos and sin (1 for the supported kinds) */
+} ts_rope;
+
+/* One mixture-of-experts block: a router [num_experts, hidden] and per-expert gate/up/down. */
+typedef struct ts_moe {
+    const ts_weight *router;
+    const ts_weight *gate; /* arrays of num_experts weights */
+    const ts_weight *up;
+    const ts_weight *down;
+    int32_t num_experts;
+    int32_t top_k;
+    int32_t norm_topk_prob;
+    int32_t hidden;
+    int32_t inner;
+} ts_moe;
+
+typedef struct ts_backend_stats {
+    uint64_t weight_bytes;  /* bytes this backend holds for prepared weights */
+    uint64_t buffer_bytes;  /* activations, scratch and KV store */
+} ts_backend_stats;
+
+typedef struct ts_backend_ops {
+    /* Memory for activations, vectors and scratch (zero-filled). */
+    void *(*alloc)(ts_backend *be, size_t bytes, ts_error *err);
+    void (*free)(ts_backend *be, void *p);
+    void (*to_host)(ts_backend *be, void *dst_host, const void *src, size_t bytes);
+    void (*from_host)(ts_backend *be, void *dst, const void *src_host, size_t bytes);
+
+    /* Makes a weight usable by this backend (upload, repack); may be a no-op. */
+    int (*prepare_weight)(ts_backend *be, ts_weight *w, ts_error *err);
+    void (*release_weight)(ts_backend *be, ts_weight *w);
+
+    ts_kv_store *(*kv_create)(ts_backend *be, const ts_kv_layout *layout, ts_error *err);
+    void (*kv_destroy)(ts_backend *be, ts_kv_store *kv);
+
+    /* out[i] = table[tokens[i]] (dequantized); tokens in host memory. */
+    void (*embed)(ts_backend *be, const ts_weight *table, const int32_t *tokens, int n, float *out);
+    /* x[i] += table[ids[i]]: learned position embeddings. */
+    void (*embed_add)(ts_backend *be, const ts_weight *table, const int32_t *ids, int n, float *x);
+    /* y[n, rows] = x[n, cols] . W^T (+ bias[rows] when bias is not NULL). */
+    void (*matmul)(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias);
+    /* out[r] = x[r] / rms(x[r]) * weight, for `rows` rows of `dim`. */
+    void (*rmsnorm)(ts_backend *be, const float *x, const float *weight, int rows, int dim, float eps, float *out);
+    void (*layernorm)(ts_backend *be, const float *x, const float *weight, const float *bias, int rows, int dim,
+                      float eps, float *out);
+    /* Rotates the first rope->head_dim dims of each head (half-split "neox" pairing, as Hugging Face does);
+     * x is [n, heads, head_dim] with row stride `stride` floats between tokens. */
+    void (*rope)(ts_backend *be, float *x, int n, int heads, int stride, const int32_t *positions,
+                 const ts_rope *rope);
+    /* Writes k and v of the step's tokens into the KV store at their positions, then computes causal
+     * attention of q over each sequence's cached keys. q: [n, n_heads, hd] with row stride q_stride;
+     * k, v: [n, n_kv_heads, hd] with row stride kv_stride; out: [n, n_heads * hd] contiguous. */
+    void (*attention)(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q, int q_stride,
+                      const float *k, const float *v, int kv_stride, int n_heads, float scale, float *out);
+    /* out = silu(gate) * up, elementwise over count values; gate/up rows may be strided: gate and up are
+     * [rows, inner] with row stride in_stride, out is [rows, inner] contiguous. */
+    void (*silu_mul)(ts_backend *be, const float *gate, const float *up, int rows, int inner, int in_stride,
+                     float *out);
+    void (*gelu)(ts_backend *be, float *x, size_t count, int tanh_approx);
+    void (*add)(ts_backend *be, float *x, const float *y, size_t count);
+    /* dst[i] = src[rows[i]] for rows in host memory. */
+    void (*gather_rows)(ts_backend *be, const float *src, const int32_t *rows, int n, int dim, float *dst);
+    /* out[n, hidden] = mixture-of-experts FFN of x[n, hidden]. */
+    void (*moe)(ts_backend *be, const ts_moe *moe, const float *x, int n, float *out);
+    /* Waits for queued work (a no-op on synchronous backends). */
+    void (*sync)(ts_backend *be);
+    void (*stats)(ts_backend *be, ts_backend_stats *out);
+    void (*destroy)(ts_backend *be);
+} ts_backend_ops;
+
+struct ts_backend {
+    const ts_backend_ops *ops;
+    char name[64];        /* "cpu", "cuda" */
+    char description[256]; /* "cpu avx512 (16 threads)", "cuda NVIDIA H100 80GB HBM3" */
+    void *impl;
+};
+
+#endif

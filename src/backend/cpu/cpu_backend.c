@@ -1,0 +1,452 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/threadpool.h"
+#include "quant/dequantize.h"
+
+typedef struct cpu_impl {
+    ts_threadpool *pool;
+    ts_cpu_matmul_ctx *mm;
+    size_t buffer_bytes;
+    pthread_mutex_t stats_lock;
+} cpu_impl;
+
+struct ts_kv_store {
+    ts_kv_layout layout;
+    float *k; /* [layers][blocks][block_tokens][kv_heads][head_dim] */
+    float *v;
+    size_t layer_stride; /* floats per layer */
+};
+
+static cpu_impl *impl_of(ts_backend *be) { return be->impl; }
+
+static void *cpu_alloc(ts_backend *be, size_t bytes, ts_error *err) {
+    void *p = NULL;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (rounded == 0) rounded = 64;
+    if (posix_memalign(&p, 64, rounded) != 0) {
+        ts_fail(err, "cpu: cannot allocate %zu bytes", bytes);
+        return NULL;
+    }
+    memset(p, 0, rounded);
+    cpu_impl *im = impl_of(be);
+    pthread_mutex_lock(&im->stats_lock);
+    im->buffer_bytes += rounded;
+    pthread_mutex_unlock(&im->stats_lock);
+    return p;
+}
+
+static void cpu_free(ts_backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static void cpu_copy(ts_backend *be, void *dst, const void *src, size_t bytes) {
+    (void)be;
+    memcpy(dst, src, bytes);
+}
+
+static int cpu_prepare_weight(ts_backend *be, ts_weight *w, ts_error *err) {
+    (void)err;
+    w->prepared_by = be;
+    return 0;
+}
+
+static void cpu_release_weight(ts_backend *be, ts_weight *w) {
+    (void)be;
+    w->prepared = NULL;
+}
+
+static ts_kv_store *cpu_kv_create(ts_backend *be, const ts_kv_layout *l, ts_error *err) {
+    ts_kv_store *kv = calloc(1, sizeof *kv);
+    if (!kv) {
+        ts_fail(err, "cpu: out of memory");
+        return NULL;
+    }
+    kv->layout = *l;
+    kv->layer_stride = (size_t)l->num_blocks * (size_t)l->block_tokens * (size_t)l->num_kv_heads * (size_t)l->head_dim;
+    size_t bytes = kv->layer_stride * (size_t)l->num_layers * sizeof(float);
+    kv->k = cpu_alloc(be, bytes, err);
+    kv->v = kv->k ? cpu_alloc(be, bytes, err) : NULL;
+    if (!kv->v) {
+        free(kv->k);
+        free(kv);
+        ts_error_prefix(err, "KV cache of %d blocks x %d tokens: ", l->num_blocks, l->block_tokens);
+        return NULL;
+    }
+    return kv;
+}
+
+static void cpu_kv_destroy(ts_backend *be, ts_kv_store *kv) {
+    (void)be;
+    if (!kv) return;
+    free(kv->k);
+    free(kv->v);
+    free(kv);
+}
+
+static void cpu_embed(ts_backend *be, const ts_weight *table, const int32_t *tokens, int n, float *out) {
+    (void)be;
+    for (int i = 0; i < n; i++) {
+        int64_t id = tokens[i];
+        float *dst = out + (size_t)i * (size_t)table->cols;
+        if (id < 0 || id >= table->rows) { /* validated upstream; keep memory safe regardless */
+            memset(dst, 0, (size_t)table->cols * sizeof(float));
+            continue;
+        }
+        ts_dequantize_row(table->dtype, (const uint8_t *)table->host + (size_t)id * table->row_bytes, dst, table->cols);
+    }
+}
+
+static void cpu_embed_add(ts_backend *be, const ts_weight *table, const int32_t *ids, int n, float *x) {
+    (void)be;
+    float *row = malloc((size_t)table->cols * sizeof(float));
+    if (!row) return;
+    for (int i = 0; i < n; i++) {
+        int64_t id = ids[i];
+        if (id < 0 || id >= table->rows) continue;
+        ts_dequantize_row(table->dtype, (const uint8_t *)table->host + (size_t)id * table->row_bytes, row, table->cols);
+        float *dst = x + (size_t)i * (size_t)table->cols;
+        for (int64_t k = 0; k < table->cols; k++) dst[k] += row[k];
+    }
+    free(row);
+}
+
+static void cpu_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias) {
+    ts_cpu_matmul(impl_of(be)->mm, w, x, n, y, bias);
+}
+
+static void cpu_rmsnorm(ts_backend *be, const float *x, const float *weight, int rows, int dim, float eps,
+                        float *out) {
+    (void)be;
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * (size_t)dim;
+        float *o = out + (size_t)r * (size_t)dim;
+        double ss = 0.0;
+        for (int i = 0; i < dim; i++) ss += (double)xr[i] * (double)xr[i];
+        float inv = (float)(1.0 / sqrt(ss / dim + (double)eps));
+        for (int i = 0; i < dim; i++) o[i] = weight[i] * (xr[i] * inv);
+    }
+}
+
+static void cpu_layernorm(ts_backend *be, const float *x, const float *weight, const float *bias, int rows, int dim,
+                          float eps, float *out) {
+    (void)be;
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * (size_t)dim;
+        float *o = out + (size_t)r * (size_t)dim;
+        double mean = 0.0, var = 0.0;
+        for (int i = 0; i < dim; i++) mean += xr[i];
+        mean /= dim;
+        for (int i = 0; i < dim; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+        var /= dim;
+        float inv = (float)(1.0 / sqrt(var + (double)eps));
+        for (int i = 0; i < dim; i++) o[i] = (float)((xr[i] - mean) * inv) * weight[i] + bias[i];
+    }
+}
+
+static void cpu_rope(ts_backend *be, float *x, int n, int heads, int stride, const int32_t *positions,
+                     const ts_rope *rope) {
+    (void)be;
+    int half = rope->head_dim / 2;
+    float cs[512], sn[512];
+    for (int t = 0; t < n; t++) {
+        for (int i = 0; i < half; i++) {
+            float angle = (float)positions[t] * rope->inv_freq[i];
+            cs[i] = (float)cos((double)angle) * rope->attention_factor;
+            sn[i] = (float)sin((double)angle) * rope->attention_factor;
+        }
+        float *row = x + (size_t)t * (size_t)stride;
+        for (int h = 0; h < heads; h++) {
+            float *v = row + (size_t)h * (size_t)rope->head_dim;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * cs[i] - b * sn[i];
+                v[i + half] = b * cs[i] + a * sn[i];
+            }
+        }
+    }
+}
+
+typedef struct {
+    ts_kv_store *kv;
+    int layer;
+    const ts_step *step;
+    const int32_t *token_seq; /* sequence index of each token */
+    const float *q;
+    int q_stride;
+    int n_heads;
+    float scale;
+    float *out;
+    float **scores; /* per thread, max positions */
+} attn_job;
+
+static float *kv_row(const ts_kv_store *kv, float *base, int layer, const ts_seq_view *s, int pos) {
+    const ts_kv_layout *l = &kv->layout;
+    int block = s->blocks[pos / l->block_tokens];
+    int off = pos % l->block_tokens;
+    size_t idx = (size_t)layer * kv->layer_stride +
+                 ((size_t)block * (size_t)l->block_tokens + (size_t)off) * (size_t)l->num_kv_heads * (size_t)l->head_dim;
+    return base + idx;
+}
+
+static void attention_task(void *arg, int task, int thread) {
+    attn_job *j = arg;
+    int t = task / j->n_heads, h = task % j->n_heads;
+    const ts_kv_layout *l = &j->kv->layout;
+    const ts_seq_view *s = &j->step->seqs[j->token_seq[t]];
+    int pos = s->start_pos + (t - s->first_token);
+    int hd = l->head_dim;
+    int kvh = h / (j->n_heads / l->num_kv_heads);
+    const float *q = j->q + (size_t)t * (size_t)j->q_stride + (size_t)h * (size_t)hd;
+    float *sc = j->scores[thread];
+    float mx = -INFINITY;
+    for (int p = 0; p <= pos; p++) {
+        const float *k = kv_row(j->kv, j->kv->k, j->layer, s, p) + (size_t)kvh * (size_t)hd;
+        float d = 0.0f;
+        for (int i = 0; i < hd; i++) d += q[i] * k[i];
+        d *= j->scale;
+        sc[p] = d;
+        if (d > mx) mx = d;
+    }
+    double sum = 0.0;
+    for (int p = 0; p <= pos; p++) {
+        sc[p] = expf(sc[p] - mx);
+        sum += sc[p];
+    }
+    float inv = (float)(1.0 / sum);
+    float *o = j->out + (size_t)t * (size_t)(j->n_heads * hd) + (size_t)h * (size_t)hd;
+    memset(o, 0, (size_t)hd * sizeof(float));
+    for (int p = 0; p <= pos; p++) {
+        const float *v = kv_row(j->kv, j->kv->v, j->layer, s, p) + (size_t)kvh * (size_t)hd;
+        float w = sc[p] * inv;
+        for (int i = 0; i < hd; i++) o[i] += w * v[i];
+    }
+}
+
+static void cpu_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q,
+                          int q_stride, const float *k, const float *v, int kv_stride, int n_heads, float scale,
+                          float *out) {
+    cpu_impl *im = impl_of(be);
+    const ts_kv_layout *l = &kv->layout;
+    size_t row = (size_t)l->num_kv_heads * (size_t)l->head_dim;
+    int32_t *token_seq = malloc((size_t)step->n_tokens * sizeof(int32_t));
+    int nthreads = ts_threadpool_size(im->pool);
+    float **scores = calloc((size_t)nthreads, sizeof(float *));
+    int max_pos = 0;
+    int ok = token_seq && scores;
+    for (int si = 0; ok && si < step->n_seqs; si++) {
+        const ts_seq_view *s = &step->seqs[si];
+        for (int i = 0; i < s->n_tokens; i++) {
+            int t = s->first_token + i, pos = s->start_pos + i;
+            token_seq[t] = si;
+            memcpy(kv_row(kv, kv->k, layer, s, pos), k + (size_t)t * (size_t)kv_stride, row * sizeof(float));
+            memcpy(kv_row(kv, kv->v, layer, s, pos), v + (size_t)t * (size_t)kv_stride, row * sizeof(float));
+            if (pos + 1 > max_pos) max_pos = pos + 1;
+        }
+    }
+    for (int i = 0; ok && i < nthreads; i++) ok = (scores[i] = malloc((size_t)max_pos * sizeof(float))) != NULL;
+    if (ok) {
+        attn_job j = {kv, layer, step, token_seq, q, q_stride, n_heads, scale, out, scores};
+        ts_threadpool_run(im->pool, step->n_tokens * n_heads, attention_task, &j);
+    } else {
+        memset(out, 0, (size_t)step->n_tokens * (size_t)n_heads * (size_t)l->head_dim * sizeof(float));
+    }
+    for (int i = 0; scores && i < nthreads; i++) free(scores[i]);
+    free(scores);
+    free(token_seq);
+}
+
+static void cpu_silu_mul(ts_backend *be, const float *gate, const float *up, int rows, int inner, int in_stride,
+                         float *out) {
+    (void)be;
+    for (int r = 0; r < rows; r++) {
+        const float *g = gate + (size_t)r * (size_t)in_stride, *u = up + (size_t)r * (size_t)in_stride;
+        float *o = out + (size_t)r * (size_t)inner;
+        for (int i = 0; i < inner; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    }
+}
+
+static void cpu_gelu(ts_backend *be, float *x, size_t count, int tanh_approx) {
+    (void)be;
+    for (size_t i = 0; i < count; i++) {
+        double v = x[i];
+        if (tanh_approx)
+            x[i] = (float)(0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))));
+        else
+            x[i] = (float)(0.5 * v * (1.0 + erf(v * 0.7071067811865476)));
+    }
+}
+
+static void cpu_add(ts_backend *be, float *x, const float *y, size_t count) {
+    (void)be;
+    for (size_t i = 0; i < count; i++) x[i] += y[i];
+}
+
+static void cpu_gather_rows(ts_backend *be, const float *src, const int32_t *rows, int n, int dim, float *dst) {
+    (void)be;
+    for (int i = 0; i < n; i++)
+        memmove(dst + (size_t)i * (size_t)dim, src + (size_t)rows[i] * (size_t)dim, (size_t)dim * sizeof(float));
+}
+
+/* Router softmax in float, top-k by descending probability (ties to the lower expert index, as torch.topk),
+ * optional renormalisation; then each expert runs on the tokens routed to it. */
+static void cpu_moe(ts_backend *be, const ts_moe *m, const float *x, int n, float *out) {
+    int E = m->num_experts, K = m->top_k, H = m->hidden, I = m->inner;
+    float *logits = malloc((size_t)n * (size_t)E * sizeof(float));
+    int32_t *sel = malloc((size_t)n * (size_t)K * sizeof(int32_t));
+    float *selw = malloc((size_t)n * (size_t)K * sizeof(float));
+    int32_t *rows = malloc((size_t)n * sizeof(int32_t));
+    float *roww = malloc((size_t)n * sizeof(float));
+    float *xin = malloc((size_t)n * (size_t)H * sizeof(float));
+    float *g = malloc((size_t)n * (size_t)I * sizeof(float));
+    float *u = malloc((size_t)n * (size_t)I * sizeof(float));
+    float *y = malloc((size_t)n * (size_t)H * sizeof(float));
+    memset(out, 0, (size_t)n * (size_t)H * sizeof(float));
+    if (!logits || !sel || !selw || !rows || !roww || !xin || !g || !u || !y) goto done;
+    cpu_matmul(be, m->router, x, n, logits, NULL);
+    for (int t = 0; t < n; t++) {
+        float *lg = logits + (size_t)t * (size_t)E;
+        float mx = -INFINITY;
+        for (int e = 0; e < E; e++) mx = lg[e] > mx ? lg[e] : mx;
+        double sum = 0;
+        for (int e = 0; e < E; e++) {
+            lg[e] = expf(lg[e] - mx);
+            sum += lg[e];
+        }
+        for (int e = 0; e < E; e++) lg[e] = (float)(lg[e] / sum);
+        float total = 0;
+        for (int k = 0; k < K; k++) {
+            int best = -1;
+            for (int e = 0; e < E; e++) {
+                int taken = 0;
+                for (int j = 0; j < k; j++) taken |= sel[(size_t)t * K + j] == e;
+                if (!taken && (best < 0 || lg[e] > lg[best])) best = e;
+            }
+            sel[(size_t)t * K + k] = best;
+            selw[(size_t)t * K + k] = lg[best];
+            total += lg[best];
+        }
+        if (m->norm_topk_prob)
+            for (int k = 0; k < K; k++) selw[(size_t)t * K + k] /= total;
+    }
+    for (int e = 0; e < E; e++) {
+        int cnt = 0;
+        for (int t = 0; t < n; t++)
+            for (int k = 0; k < K; k++)
+                if (sel[(size_t)t * K + k] == e) {
+                    rows[cnt] = t;
+                    roww[cnt] = selw[(size_t)t * K + k];
+                    cnt++;
+                }
+        if (!cnt) continue;
+        cpu_gather_rows(be, x, rows, cnt, H, xin);
+        cpu_matmul(be, &m->gate[e], xin, cnt, g, NULL);
+        cpu_matmul(be, &m->up[e], xin, cnt, u, NULL);
+        cpu_silu_mul(be, g, u, cnt, I, I, g);
+        cpu_matmul(be, &m->down[e], g, cnt, y, NULL);
+        for (int i = 0; i < cnt; i++) {
+            float *o = out + (size_t)rows[i] * (size_t)H;
+            const float *yi = y + (size_t)i * (size_t)H;
+            for (int d = 0; d < H; d++) o[d] += roww[i] * yi[d];
+        }
+    }
+done:
+    free(logits);
+    free(sel);
+    free(selw);
+    free(rows);
+    free(roww);
+    free(xin);
+    free(g);
+    free(u);
+    free(y);
+}
+
+static void cpu_sync(ts_backend *be) { (void)be; }
+
+static void cpu_stats(ts_backend *be, ts_backend_stats *out) {
+    cpu_impl *im = impl_of(be);
+    pthread_mutex_lock(&im->stats_lock);
+    out->weight_bytes = 0;
+    out->buffer_bytes = im->buffer_bytes;
+    pthread_mutex_unlock(&im->stats_lock);
+}
+
+static void cpu_destroy(ts_backend *be) {
+    if (!be) return;
+    cpu_impl *im = impl_of(be);
+    ts_cpu_matmul_ctx_destroy(im->mm);
+    ts_threadpool_destroy(im->pool);
+    pthread_mutex_destroy(&im->stats_lock);
+    free(im);
+    free(be);
+}
+
+static const ts_backend_ops g_cpu_ops = {
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .to_host = cpu_copy,
+    .from_host = cpu_copy,
+    .prepare_weight = cpu_prepare_weight,
+    .release_weight = cpu_release_weight,
+    .kv_create = cpu_kv_create,
+    .kv_destroy = cpu_kv_destroy,
+    .embed = cpu_embed,
+    .embed_add = cpu_embed_add,
+    .matmul = cpu_matmul,
+    .rmsnorm = cpu_rmsnorm,
+    .layernorm = cpu_layernorm,
+    .rope = cpu_rope,
+    .attention = cpu_attention,
+    .silu_mul = cpu_silu_mul,
+    .gelu = cpu_gelu,
+    .add = cpu_add,
+    .gather_rows = cpu_gather_rows,
+    .moe = cpu_moe,
+    .sync = cpu_sync,
+    .stats = cpu_stats,
+    .destroy = cpu_destroy,
+};
+
+static int available_cores(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+ts_backend *ts_cpu_backend_create(const ts_cpu_options *opt, ts_error *err) {
+    int threads = opt && opt->threads > 0 ? opt->threads : available_cores();
+    ts_backend *be = calloc(1, sizeof *be);
+    cpu_impl *im = calloc(1, sizeof *im);
+    if (!be || !im) {
+        free(be);
+        free(im);
+        ts_fail(err, "cpu backend: out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&im->stats_lock, NULL);
+    im->pool = ts_threadpool_create(threads);
+    im->mm = im->pool ? ts_cpu_matmul_ctx_create(im->pool) : NULL;
+    if (!im->mm) {
+        ts_threadpool_destroy(im->pool);
+        free(im);
+        free(be);
+        ts_fail(err, "cpu backend: cannot start %d threads", threads);
+        return NULL;
+    }
+    be->ops = &g_cpu_ops;
+    be->impl = im;
+    snprintf(be->name, sizeof be->name, "cpu");
+    snprintf(be->description, sizeof be->description, "cpu generic (%d threads)", ts_threadpool_size(im->pool));
+    return be;
+}

@@ -1,0 +1,17 @@
+/* Subcommands of the tessera binary. Each takes argv with argv[0] = the subcommand's name and returns
+ * the process exit status (0 success, 1 failure, 2 usage error). */
+#ifndef TS_CLI_COMMANDS_H
+#define TS_CLI_COMMANDS_H
+
+typedef int (*ts_command_fn)(int argc, char **argv);
+
+typedef struct ts_command {
+    const char *name;
+    const char *summary;
+    ts_command_fn fn;
+} ts_command;
+
+int ts_cmd_run(int argc, char **argv);
+int ts_cmd_logits(int argc, char **argv);
+
+#endif

@@ -1,0 +1,29 @@
+/* tessera: command-line entry point. Each subcommand lives in its own cmd_*.c file and is listed here. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static const ts_command g_commands[] = {
+    {"run", "generate from a prompt (ids or text)", ts_cmd_run},
+    {"logits", "write the logits of a token sequence to a file", ts_cmd_logits},
+};
+
+static void usage(void) {
+    fprintf(stderr, "usage: tessera <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
+        fprintf(stderr, "  %-12s %s\n", g_commands[i].name, g_commands[i].summary);
+    fprintf(stderr, "\n'tessera <command> --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage();
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
+        if (!strcmp(argv[1], g_commands[i].name)) return g_commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "tessera: unknown command '%s'\n", argv[1]);
+    usage();
+    return 2;
+}

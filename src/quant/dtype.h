@@ -1,0 +1,99 @@
+/* Element types of weights and their block layouts. Quantized types use GGUF's (ggml's) exact byte
+ * layouts so that files read from and written to GGUF need no conversion. Pure data, no I/O. */
+#ifndef TS_QUANT_DTYPE_H
+#define TS_QUANT_DTYPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum ts_dtype {
+    TS_DTYPE_F32 = 0,
+    TS_DTYPE_F16,
+    TS_DTYPE_BF16,
+    TS_DTYPE_Q8_0,
+    TS_DTYPE_Q4_0,
+    TS_DTYPE_Q4_1,
+    TS_DTYPE_Q4_K,
+    TS_DTYPE_Q5_K,
+    TS_DTYPE_Q6_K,
+    TS_DTYPE_Q8_K, /* activations only: the partner of the K-quant dot products */
+    TS_DTYPE_COUNT
+} ts_dtype;
+
+typedef struct ts_dtype_info {
+    const char *name;  /* as users and GGUF tools spell it: "f32", "bf16", "q4_0", "q4_k" ... */
+    int block_size;    /* elements per block (1 for plain floats) */
+    int block_bytes;   /* bytes per block */
+    int ggml_type;     /* the GGUF tensor type id */
+} ts_dtype_info;
+
+const ts_dtype_info *ts_dtype_get(ts_dtype t);
+/* Returns -1 if the name is unknown. Accepts upper or lower case. */
+int ts_dtype_from_name(const char *name, ts_dtype *out);
+/* Returns -1 if tessera has no such GGUF type. */
+int ts_dtype_from_ggml(int ggml_type, ts_dtype *out);
+/* Bytes needed for a row of n elements; n must be a multiple of the block size (checked by callers). */
+size_t ts_dtype_row_bytes(ts_dtype t, int64_t n);
+int ts_dtype_is_quantized(ts_dtype t);
+/* Average storage bits per weight, including scales. */
+double ts_dtype_bits_per_weight(ts_dtype t);
+
+#define TS_QK4_0 32
+#define TS_QK4_1 32
+#define TS_QK8_0 32
+#define TS_QK_K 256
+#define TS_K_SCALE_SIZE 12
+
+typedef struct {
+    uint16_t d; /* fp16 scale */
+    uint8_t qs[TS_QK4_0 / 2];
+} ts_block_q4_0;
+
+typedef struct {
+    uint16_t d; /* fp16 scale */
+    uint16_t m; /* fp16 minimum */
+    uint8_t qs[TS_QK4_1 / 2];
+} ts_block_q4_1;
+
+typedef struct {
+    uint16_t d;
+    int8_t qs[TS_QK8_0];
+} ts_block_q8_0;
+
+typedef struct {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[TS_K_SCALE_SIZE]; /* 8 scales and 8 mins, 6 bits each */
+    uint8_t qs[TS_QK_K / 2];
+} ts_block_q4_k;
+
+typedef struct {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[TS_K_SCALE_SIZE];
+    uint8_t qh[TS_QK_K / 8];
+    uint8_t qs[TS_QK_K / 2];
+} ts_block_q5_k;
+
+typedef struct {
+    uint8_t ql[TS_QK_K / 2];
+    uint8_t qh[TS_QK_K / 4];
+    int8_t scales[TS_QK_K / 16];
+    uint16_t d;
+} ts_block_q6_k;
+
+typedef struct {
+    float d;
+    int8_t qs[TS_QK_K];
+    int16_t bsums[TS_QK_K / 16];
+} ts_block_q8_k;
+
+_Static_assert(sizeof(ts_block_q4_0) == 18, "q4_0 layout");
+_Static_assert(sizeof(ts_block_q4_1) == 20, "q4_1 layout");
+_Static_assert(sizeof(ts_block_q8_0) == 34, "q8_0 layout");
+_Static_assert(sizeof(ts_block_q4_k) == 144, "q4_k layout");
+_Static_assert(sizeof(ts_block_q5_k) == 176, "q5_k layout");
+_Static_assert(sizeof(ts_block_q6_k) == 210, "q6_k layout");
+_Static_assert(sizeof(ts_block_q8_k) == 292, "q8_k layout");
+
+#endif
