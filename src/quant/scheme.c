@@ -1,0 +1,72 @@
+#include "quant/scheme.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+int ts_quant_scheme_parse(const char *name, ts_quant_scheme *out, ts_error *err) {
+    static const struct {
+        const char *name;
+        ts_quant_kind kind;
+    } named[] = {
+        {"none", TS_QUANT_NONE}, {"bf16", TS_QUANT_BF16}, {"fp16", TS_QUANT_FP16}, {"f16", TS_QUANT_FP16},
+        {"int8", TS_QUANT_INT8}, {"int4", TS_QUANT_INT4},
+    };
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+        if (!strcasecmp(name, named[i].name)) {
+            out->kind = named[i].kind;
+            return 0;
+        }
+    }
+    ts_dtype t;
+    if (ts_dtype_from_name(name, &t) == 0 && t != TS_DTYPE_Q8_K) {
+        out->kind = TS_QUANT_EXACT;
+        out->exact = t;
+        return 0;
+    }
+    return ts_fail(err, "unknown quantization \"%s\" (expected int4, int8, fp16, bf16, none, or one of f32, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k)", name);
+}
+
+const char *ts_quant_scheme_name(const ts_quant_scheme *s, char *buf, int cap) {
+    static const char *names[] = {"none", "bf16", "fp16", "int8", "int4"};
+    if (s->kind == TS_QUANT_EXACT) snprintf(buf, (size_t)cap, "%s", ts_dtype_get(s->exact)->name);
+    else snprintf(buf, (size_t)cap, "%s", names[s->kind]);
+    return buf;
+}
+
+static int fits(ts_dtype t, int64_t cols) { return cols % ts_dtype_get(t)->block_size == 0; }
+
+/* The finest-to-coarsest chain used when a preferred block size does not divide the row. */
+static ts_dtype fallback(ts_dtype want, int64_t cols) {
+    if (fits(want, cols)) return want;
+    switch (want) {
+    case TS_DTYPE_Q4_K: return fallback(TS_DTYPE_Q4_1, cols);
+    case TS_DTYPE_Q5_K:
+    case TS_DTYPE_Q6_K: return fallback(TS_DTYPE_Q8_0, cols);
+    case TS_DTYPE_Q4_0:
+    case TS_DTYPE_Q4_1:
+    case TS_DTYPE_Q8_0: return TS_DTYPE_F16;
+    default: return TS_DTYPE_F32;
+    }
+}
+
+ts_dtype ts_quant_scheme_dtype(const ts_quant_scheme *s, ts_weight_role role, int layer, int num_layers,
+                               ts_dtype source, int64_t cols) {
+    (void)layer;
+    (void)num_layers;
+    if (role == TS_ROLE_VECTOR) return TS_DTYPE_F32;
+    switch (s->kind) {
+    case TS_QUANT_NONE: return source;
+    case TS_QUANT_BF16: return TS_DTYPE_BF16;
+    case TS_QUANT_FP16: return TS_DTYPE_F16;
+    case TS_QUANT_INT8: return fallback(TS_DTYPE_Q8_0, cols);
+    case TS_QUANT_INT4:
+        /* The router and position table are tiny and decide routing/positions: keep them exact. */
+        if (role == TS_ROLE_ROUTER || role == TS_ROLE_POSITION) return source == TS_DTYPE_F32 ? TS_DTYPE_F32 : TS_DTYPE_F16;
+        if (role == TS_ROLE_EMBEDDING || role == TS_ROLE_OUTPUT) return fallback(TS_DTYPE_Q6_K, cols);
+        return fallback(TS_DTYPE_Q4_K, cols);
+    case TS_QUANT_EXACT: return fallback(s->exact, cols);
+    }
+    return source;
+}

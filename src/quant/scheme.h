@@ -1,0 +1,51 @@
+/* Quantization schemes: what a user asks for (--quant int4|int8|fp16|bf16|none, or an exact GGUF type,
+ * or the model repository's MODEL_QUANTIZATION) turned into a storage type for each weight, by the
+ * weight's role. Keeping this policy in one place lets the loader, `tessera quantize` and the memory
+ * planner agree on the bytes. */
+#ifndef TS_QUANT_SCHEME_H
+#define TS_QUANT_SCHEME_H
+
+#include <stdint.h>
+
+#include "base/error.h"
+#include "quant/dtype.h"
+
+typedef enum ts_quant_kind {
+    TS_QUANT_NONE = 0, /* keep the stored type */
+    TS_QUANT_BF16,
+    TS_QUANT_FP16,
+    TS_QUANT_INT8,
+    TS_QUANT_INT4,
+    TS_QUANT_EXACT, /* one named type for every quantizable weight (q4_0, q8_0, q4_k ...) */
+} ts_quant_kind;
+
+typedef enum ts_weight_role {
+    TS_ROLE_EMBEDDING = 0,
+    TS_ROLE_OUTPUT,     /* untied output head */
+    TS_ROLE_ATTN_Q,
+    TS_ROLE_ATTN_K,
+    TS_ROLE_ATTN_V,
+    TS_ROLE_ATTN_OUT,
+    TS_ROLE_FFN_GATE,
+    TS_ROLE_FFN_UP,
+    TS_ROLE_FFN_DOWN,
+    TS_ROLE_ROUTER,
+    TS_ROLE_VECTOR,     /* norms, biases: always float32 in memory */
+    TS_ROLE_POSITION,   /* learned position embeddings */
+} ts_weight_role;
+
+typedef struct ts_quant_scheme {
+    ts_quant_kind kind;
+    ts_dtype exact; /* for TS_QUANT_EXACT */
+} ts_quant_scheme;
+
+/* "int4", "int8", "fp16", "bf16", "none", "q4_0", "q8_0", "q4_k" ... (case-insensitive). */
+int ts_quant_scheme_parse(const char *name, ts_quant_scheme *out, ts_error *err);
+const char *ts_quant_scheme_name(const ts_quant_scheme *s, char *buf, int cap);
+
+/* Storage type for one weight of `cols` inputs. Falls back to a finer type when cols does not fill
+ * the preferred type's blocks. `source` is the type in the file (returned for TS_QUANT_NONE). */
+ts_dtype ts_quant_scheme_dtype(const ts_quant_scheme *s, ts_weight_role role, int layer, int num_layers,
+                               ts_dtype source, int64_t cols);
+
+#endif
