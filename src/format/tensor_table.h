@@ -31,6 +31,7 @@ typedef struct ts_tensor_table {
     int capacity;
     ts_mapped_file *files;
     int num_files;
+    int gguf_layout;     /* tensors follow llama.cpp's conventions (GPT-2 Conv1D already [out, in]) */
     int32_t *hash_slots; /* open addressing, -1 empty; capacity hash_cap */
     int hash_cap;
 } ts_tensor_table;

@@ -1,0 +1,81 @@
+#include "model/blocks.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "model/weights.h"
+
+void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_store *kv, const ts_step *step) {
+    ts_backend *be = m->be;
+    const ts_model_config *c = &m->cfg;
+    int n = step->n_tokens, hd = c->head_dim;
+    int q_dim = c->num_heads * hd, kv_dim = c->num_kv_heads * hd;
+    /* [n, hidden] -> q [n, heads, hd], k and v [n, kv_heads, hd] */
+    be->ops->matmul(be, &L->wq, m->xn, n, m->q, L->bq);
+    be->ops->matmul(be, &L->wk, m->xn, n, m->k, L->bk);
+    be->ops->matmul(be, &L->wv, m->xn, n, m->v, L->bv);
+    if (L->q_norm) {
+        be->ops->rmsnorm(be, m->q, L->q_norm, n * c->num_heads, hd, (float)c->norm_eps, m->q);
+        be->ops->rmsnorm(be, m->k, L->k_norm, n * c->num_kv_heads, hd, (float)c->norm_eps, m->k);
+    }
+    be->ops->rope(be, m->q, n, c->num_heads, q_dim, step->positions, &m->rope);
+    be->ops->rope(be, m->k, n, c->num_kv_heads, kv_dim, step->positions, &m->rope);
+    be->ops->attention(be, kv, layer, step, m->q, q_dim, m->k, m->v, kv_dim, c->num_heads, 1.0f / sqrtf((float)hd),
+                       m->attn);
+    /* [n, heads * hd] -> [n, hidden] */
+    be->ops->matmul(be, &L->wo, m->attn, n, m->proj, L->bo);
+}
+
+void ts_block_swiglu(ts_model *m, const ts_layer *L, int n) {
+    ts_backend *be = m->be;
+    int inner = (int)L->w_gate.rows;
+    be->ops->matmul(be, &L->w_gate, m->xn, n, m->ffn_a, NULL);
+    be->ops->matmul(be, &L->w_up, m->xn, n, m->ffn_b, NULL);
+    be->ops->silu_mul(be, m->ffn_a, m->ffn_b, n, inner, inner, m->ffn_a);
+    be->ops->matmul(be, &L->w_down, m->ffn_a, n, m->proj, NULL);
+}
+
+int ts_bind_rope_attention(ts_model *m, ts_layer *L, int layer, const char *prefix, ts_error *err) {
+    const ts_model_config *c = &m->cfg;
+    int64_t d = c->hidden_size, q_dim = (int64_t)c->num_heads * c->head_dim, kv_dim = (int64_t)c->num_kv_heads * c->head_dim;
+    char name[512];
+#define BIND_M(field, suffix, role, rows, cols)                                             \
+    snprintf(name, sizeof name, "%sself_attn.%s.weight", prefix, suffix);                    \
+    if (ts_bind_matrix(m, name, role, layer, rows, cols, 0, &L->field, err) != 0) return -1;
+    BIND_M(wq, "q_proj", TS_ROLE_ATTN_Q, q_dim, d)
+    BIND_M(wk, "k_proj", TS_ROLE_ATTN_K, kv_dim, d)
+    BIND_M(wv, "v_proj", TS_ROLE_ATTN_V, kv_dim, d)
+    BIND_M(wo, "o_proj", TS_ROLE_ATTN_OUT, d, q_dim)
+#undef BIND_M
+    if (c->attention_bias) {
+        snprintf(name, sizeof name, "%sself_attn.q_proj.bias", prefix);
+        if (ts_bind_vector(m, name, q_dim, &L->bq, err) != 0) return -1;
+        snprintf(name, sizeof name, "%sself_attn.k_proj.bias", prefix);
+        if (ts_bind_vector(m, name, kv_dim, &L->bk, err) != 0) return -1;
+        snprintf(name, sizeof name, "%sself_attn.v_proj.bias", prefix);
+        if (ts_bind_vector(m, name, kv_dim, &L->bv, err) != 0) return -1;
+        snprintf(name, sizeof name, "%sself_attn.o_proj.bias", prefix);
+        if (ts_bind_vector_opt(m, name, d, &L->bo, err) != 0) return -1;
+    }
+    if (c->qk_norm) {
+        snprintf(name, sizeof name, "%sself_attn.q_norm.weight", prefix);
+        if (ts_bind_vector(m, name, c->head_dim, &L->q_norm, err) != 0) return -1;
+        snprintf(name, sizeof name, "%sself_attn.k_norm.weight", prefix);
+        if (ts_bind_vector(m, name, c->head_dim, &L->k_norm, err) != 0) return -1;
+    }
+    snprintf(name, sizeof name, "%sinput_layernorm.weight", prefix);
+    if (ts_bind_vector(m, name, d, &L->attn_norm, err) != 0) return -1;
+    snprintf(name, sizeof name, "%spost_attention_layernorm.weight", prefix);
+    return ts_bind_vector(m, name, d, &L->ffn_norm, err);
+}
+
+int ts_bind_swiglu(ts_model *m, ts_layer *L, int layer, const char *prefix, ts_error *err) {
+    int64_t d = m->cfg.hidden_size, inner = m->cfg.intermediate_size;
+    char name[512];
+    snprintf(name, sizeof name, "%sgate_proj.weight", prefix);
+    if (ts_bind_matrix(m, name, TS_ROLE_FFN_GATE, layer, inner, d, 0, &L->w_gate, err) != 0) return -1;
+    snprintf(name, sizeof name, "%sup_proj.weight", prefix);
+    if (ts_bind_matrix(m, name, TS_ROLE_FFN_UP, layer, inner, d, 0, &L->w_up, err) != 0) return -1;
+    snprintf(name, sizeof name, "%sdown_proj.weight", prefix);
+    return ts_bind_matrix(m, name, TS_ROLE_FFN_DOWN, layer, d, inner, 0, &L->w_down, err);
+}

@@ -1,0 +1,17 @@
+/* Blocks shared by the decoder architectures: the llama-family attention block (q/k/v projections with
+ * optional biases and per-head q/k RMSNorm, RoPE, cached causal attention, output projection) and the
+ * SwiGLU MLP. Each reads the normalised input from m->xn and leaves its output in m->proj. */
+#ifndef TS_MODEL_BLOCKS_H
+#define TS_MODEL_BLOCKS_H
+
+#include "model/model.h"
+
+void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_store *kv, const ts_step *step);
+void ts_block_swiglu(ts_model *m, const ts_layer *L, int n);
+
+/* Binds q/k/v/o (+ biases, + q/k norms) of a llama-family layer named `prefix` ("model.layers.3."). */
+int ts_bind_rope_attention(ts_model *m, ts_layer *L, int layer, const char *prefix, ts_error *err);
+/* Binds gate/up/down of a dense SwiGLU MLP named `prefix` ("model.layers.3.mlp."). */
+int ts_bind_swiglu(ts_model *m, ts_layer *L, int layer, const char *prefix, ts_error *err);
+
+#endif

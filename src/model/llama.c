@@ -1,0 +1,65 @@
+/* The llama family forward pass: Llama, Qwen2 (q/k/v biases) and Qwen3 (per-head q/k RMSNorm, head_dim
+ * independent of hidden_size / heads). Pre-norm decoder layers:
+ *   x = embed(tokens)                                  [n, hidden]
+ *   per layer: x += attention(rmsnorm(x))              q [n, heads, hd], k/v [n, kv_heads, hd]
+ *              x += down(silu(gate(xn)) * up(xn))      gate/up [n, intermediate]
+ *   logits = lm_head(rmsnorm(x))                       [n, vocab]   */
+#include <stdio.h>
+
+#include "model/arch.h"
+#include "model/blocks.h"
+#include "model/weights.h"
+
+int ts_bind_llama_common(ts_model *m, ts_error *err) {
+    const ts_model_config *c = &m->cfg;
+    if (ts_bind_matrix(m, "model.embed_tokens.weight", TS_ROLE_EMBEDDING, -1, c->vocab_size, c->hidden_size, 0,
+                       &m->tok_embed, err) != 0)
+        return -1;
+    if (ts_bind_vector(m, "model.norm.weight", c->hidden_size, &m->final_norm, err) != 0) return -1;
+    int found = 0;
+    if (!c->tie_word_embeddings &&
+        ts_bind_matrix_opt(m, "lm_head.weight", TS_ROLE_OUTPUT, -1, c->vocab_size, c->hidden_size, 0, &m->output,
+                           &found, err) != 0)
+        return -1;
+    if (!c->tie_word_embeddings && !found)
+        return ts_fail(err, "%s: missing tensor \"lm_head.weight\" (expected shape [%d, %d]; the config says "
+                            "tie_word_embeddings is false)", m->path, c->vocab_size, c->hidden_size);
+    if (c->tie_word_embeddings) m->output = m->tok_embed;
+    return 0;
+}
+
+static int llama_bind(ts_model *m, ts_error *err) {
+    if (ts_bind_llama_common(m, err) != 0) return -1;
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        char prefix[64], mlp[80];
+        snprintf(prefix, sizeof prefix, "model.layers.%d.", l);
+        snprintf(mlp, sizeof mlp, "%smlp.", prefix);
+        if (ts_bind_rope_attention(m, &m->layers[l], l, prefix, err) != 0) return -1;
+        if (ts_bind_swiglu(m, &m->layers[l], l, mlp, err) != 0) return -1;
+    }
+    return 0;
+}
+
+void ts_llama_final_norm(ts_model *m, const float *x, int rows, float *out) {
+    m->be->ops->rmsnorm(m->be, x, m->final_norm, rows, m->cfg.hidden_size, (float)m->cfg.norm_eps, out);
+}
+
+static void llama_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer_probe probe, void *pctx) {
+    ts_backend *be = m->be;
+    const ts_model_config *c = &m->cfg;
+    int n = step->n_tokens, d = c->hidden_size;
+    be->ops->embed(be, &m->tok_embed, step->tokens, n, m->x);
+    if (probe) probe(pctx, 0, m->x, n, d);
+    for (int l = 0; l < c->num_layers; l++) {
+        const ts_layer *L = &m->layers[l];
+        be->ops->rmsnorm(be, m->x, L->attn_norm, n, d, (float)c->norm_eps, m->xn);
+        ts_block_rope_attention(m, L, l, kv, step);
+        be->ops->add(be, m->x, m->proj, (size_t)n * d);
+        be->ops->rmsnorm(be, m->x, L->ffn_norm, n, d, (float)c->norm_eps, m->xn);
+        ts_block_swiglu(m, L, n);
+        be->ops->add(be, m->x, m->proj, (size_t)n * d);
+        if (probe && l + 1 < c->num_layers) probe(pctx, l + 1, m->x, n, d);
+    }
+}
+
+const ts_arch_impl ts_llama_impl = {TS_ARCH_LLAMA, llama_bind, llama_layers, ts_llama_final_norm};

@@ -1,0 +1,189 @@
+/* Loading a model (config + tensors + architecture binding + scratch) and running one forward step:
+ * the architecture's layers, then the final norm and output head over the rows whose logits are wanted. */
+#include "model/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/files.h"
+#include "base/log.h"
+#include "format/safetensors.h"
+#include "model/arch.h"
+#include "model/rope.h"
+#include "model/weights.h"
+
+#define DEFAULT_MAX_STEP_TOKENS 512
+#define LOGIT_CHUNK 16
+
+const ts_arch_impl *ts_arch_impl_for(ts_arch arch) {
+    switch (arch) {
+    case TS_ARCH_LLAMA:
+    case TS_ARCH_QWEN2:
+    case TS_ARCH_QWEN3: return &ts_llama_impl;
+    case TS_ARCH_QWEN3_MOE: return &ts_qwen3_moe_impl;
+    case TS_ARCH_GPT2: return &ts_gpt2_impl;
+    default: return NULL;
+    }
+}
+
+void ts_model_options_init(ts_model_options *o) {
+    memset(o, 0, sizeof *o);
+    o->quant.kind = TS_QUANT_NONE;
+    o->max_step_tokens = DEFAULT_MAX_STEP_TOKENS;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static int read_checkpoint(ts_model *m, const char *path, ts_error *err) {
+    if (ts_is_directory(path)) {
+        char cfg[4096];
+        if (ts_path_join(cfg, sizeof cfg, path, "config.json") != 0) return ts_fail(err, "%s: path too long", path);
+        if (!ts_file_exists(cfg)) return ts_fail(err, "%s: no config.json in this directory (expected a Hugging Face model directory or a .gguf file)", path);
+        if (ts_model_config_load(cfg, &m->cfg, err) != 0) return -1;
+        return ts_safetensors_load_dir(path, &m->table, err);
+    }
+    if (ends_with(path, ".gguf")) return ts_fail(err, "%s: GGUF loading is not available yet", path);
+    if (ends_with(path, ".safetensors"))
+        return ts_fail(err, "%s: pass the model directory (holding config.json), not the safetensors file", path);
+    if (!ts_file_exists(path)) return ts_fail(err, "%s: no such file or directory", path);
+    return ts_fail(err, "%s: not a model directory or a .gguf file", path);
+}
+
+static int alloc_scratch(ts_model *m, ts_error *err) {
+    const ts_model_config *c = &m->cfg;
+    size_t T = (size_t)m->opt.max_step_tokens;
+    size_t d = (size_t)c->hidden_size, q = (size_t)c->num_heads * (size_t)c->head_dim;
+    size_t kv = (size_t)c->num_kv_heads * (size_t)c->head_dim;
+    size_t inner = (size_t)c->intermediate_size;
+    if (c->arch == TS_ARCH_QWEN3_MOE && (size_t)c->moe_intermediate_size > inner) inner = (size_t)c->moe_intermediate_size;
+    m->logit_chunk = LOGIT_CHUNK;
+    if (!(m->x = ts_model_alloc_floats(m, T * d, err)) || !(m->xn = ts_model_alloc_floats(m, T * d, err)) ||
+        !(m->q = ts_model_alloc_floats(m, T * q, err)) || !(m->k = ts_model_alloc_floats(m, T * kv, err)) ||
+        !(m->v = ts_model_alloc_floats(m, T * kv, err)) ||
+        !(m->attn = ts_model_alloc_floats(m, T * (q > d ? q : d), err)) ||
+        !(m->proj = ts_model_alloc_floats(m, T * d, err)) || !(m->ffn_a = ts_model_alloc_floats(m, T * inner, err)) ||
+        !(m->ffn_b = ts_model_alloc_floats(m, T * inner, err)) ||
+        !(m->logit_rows = ts_model_alloc_floats(m, (size_t)m->logit_chunk * d, err)) ||
+        !(m->logit_out = ts_model_alloc_floats(m, (size_t)m->logit_chunk * (size_t)c->vocab_size, err)))
+        return -1;
+    if (c->arch == TS_ARCH_GPT2 && !(m->qkv = ts_model_alloc_floats(m, T * 3 * d, err))) return -1;
+    return 0;
+}
+
+int ts_model_load(const char *path, ts_backend *be, const ts_model_options *opt, ts_model **out, ts_error *err) {
+    *out = NULL;
+    ts_model *m = calloc(1, sizeof *m);
+    if (!m) return ts_fail(err, "out of memory");
+    snprintf(m->path, sizeof m->path, "%s", path);
+    m->be = be;
+    if (opt) m->opt = *opt;
+    else ts_model_options_init(&m->opt);
+    if (m->opt.max_step_tokens <= 0) m->opt.max_step_tokens = DEFAULT_MAX_STEP_TOKENS;
+    ts_tensor_table_init(&m->table);
+    if (read_checkpoint(m, path, err) != 0) goto fail;
+    m->impl = ts_arch_impl_for(m->cfg.arch);
+    if (!m->impl) {
+        ts_fail(err, "%s: architecture %s has no forward pass", path, ts_arch_name(m->cfg.arch));
+        goto fail;
+    }
+    m->layers = calloc((size_t)m->cfg.num_layers, sizeof(ts_layer));
+    m->inv_freq = calloc((size_t)m->cfg.head_dim / 2 + 1, sizeof(float));
+    if (!m->layers || !m->inv_freq) {
+        ts_fail(err, "out of memory");
+        goto fail;
+    }
+    ts_rope_inv_freq(&m->cfg, m->inv_freq);
+    m->rope = (ts_rope){.head_dim = m->cfg.head_dim, .inv_freq = m->inv_freq, .attention_factor = 1.0f};
+    if (m->impl->bind(m, err) != 0) goto fail;
+    if (alloc_scratch(m, err) != 0) goto fail;
+    ts_log_debug("loaded %s: %s, %d layers, hidden %d, %.1f MiB of weights", path, ts_arch_name(m->cfg.arch),
+                 m->cfg.num_layers, m->cfg.hidden_size, (double)m->weight_bytes / (1024.0 * 1024.0));
+    *out = m;
+    return 0;
+fail:
+    ts_model_free(m);
+    return -1;
+}
+
+static void release_layer_weights(ts_model *m, ts_layer *L) {
+    ts_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down, &L->router};
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+        if (ws[i]->prepared_by) m->be->ops->release_weight(m->be, ws[i]);
+    for (int e = 0; L->is_moe && e < m->cfg.num_experts; e++) {
+        if (L->expert_gate[e].prepared_by) m->be->ops->release_weight(m->be, &L->expert_gate[e]);
+        if (L->expert_up[e].prepared_by) m->be->ops->release_weight(m->be, &L->expert_up[e]);
+        if (L->expert_down[e].prepared_by) m->be->ops->release_weight(m->be, &L->expert_down[e]);
+    }
+    free(L->expert_gate);
+    free(L->expert_up);
+    free(L->expert_down);
+}
+
+void ts_model_free(ts_model *m) {
+    if (!m) return;
+    for (int l = 0; m->layers && l < m->cfg.num_layers; l++) release_layer_weights(m, &m->layers[l]);
+    if (m->tok_embed.prepared_by) m->be->ops->release_weight(m->be, &m->tok_embed);
+    if (m->pos_embed.prepared_by) m->be->ops->release_weight(m->be, &m->pos_embed);
+    if (!m->cfg.tie_word_embeddings && m->output.prepared_by) m->be->ops->release_weight(m->be, &m->output);
+    for (int i = 0; i < m->num_dev_owned; i++) m->be->ops->free(m->be, m->dev_owned[i]);
+    for (int i = 0; i < m->num_owned; i++) free(m->owned[i]);
+    free(m->dev_owned);
+    free(m->owned);
+    free(m->layers);
+    free(m->inv_freq);
+    ts_tensor_table_free(&m->table);
+    free(m);
+}
+
+ts_kv_layout ts_model_kv_layout(const ts_model *m, int block_tokens, int num_blocks) {
+    ts_kv_layout l = {.num_layers = m->cfg.num_layers,
+                      .num_kv_heads = m->cfg.num_kv_heads,
+                      .head_dim = m->cfg.head_dim,
+                      .block_tokens = block_tokens,
+                      .num_blocks = num_blocks};
+    return l;
+}
+
+static int check_step(const ts_model *m, const ts_step *step, ts_error *err) {
+    if (step->n_tokens <= 0 || step->n_tokens > m->opt.max_step_tokens)
+        return ts_fail(err, "a step carries %d tokens; this model was loaded for 1 to %d", step->n_tokens,
+                       m->opt.max_step_tokens);
+    for (int i = 0; i < step->n_tokens; i++) {
+        if (step->tokens[i] < 0 || step->tokens[i] >= m->cfg.vocab_size)
+            return ts_fail(err, "token id %d is outside the vocabulary (0..%d)", step->tokens[i], m->cfg.vocab_size - 1);
+        if (m->cfg.arch == TS_ARCH_GPT2 && step->positions[i] >= m->cfg.max_position_embeddings)
+            return ts_fail(err, "position %d is beyond this model's %d learned positions", step->positions[i],
+                           m->cfg.max_position_embeddings);
+    }
+    for (int i = 0; i < step->n_logits; i++)
+        if (step->logit_rows[i] < 0 || step->logit_rows[i] >= step->n_tokens)
+            return ts_fail(err, "logit row %d is outside the step's %d tokens", step->logit_rows[i], step->n_tokens);
+    return 0;
+}
+
+int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, ts_layer_probe probe,
+                     void *probe_ctx, ts_error *err) {
+    if (check_step(m, step, err) != 0) return -1;
+    ts_backend *be = m->be;
+    const ts_model_config *c = &m->cfg;
+    m->impl->layers(m, kv, step, probe, probe_ctx);
+    if (probe) {
+        /* The reference's last hidden state is taken after the final norm, for every token. */
+        m->impl->final_norm(m, m->x, step->n_tokens, m->xn);
+        probe(probe_ctx, c->num_layers, m->xn, step->n_tokens, c->hidden_size);
+    }
+    size_t vocab = (size_t)c->vocab_size;
+    for (int r0 = 0; r0 < step->n_logits; r0 += m->logit_chunk) {
+        int rows = step->n_logits - r0 < m->logit_chunk ? step->n_logits - r0 : m->logit_chunk;
+        be->ops->gather_rows(be, m->x, step->logit_rows + r0, rows, c->hidden_size, m->xn);
+        m->impl->final_norm(m, m->xn, rows, m->logit_rows);
+        be->ops->matmul(be, &m->output, m->logit_rows, rows, m->logit_out, NULL);
+        be->ops->to_host(be, logits_host + (size_t)r0 * vocab, m->logit_out, (size_t)rows * vocab * sizeof(float));
+    }
+    be->ops->sync(be);
+    return 0;
+}

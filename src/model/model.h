@@ -1,0 +1,98 @@
+/* A loaded model: its configuration, its weights bound to a backend, and the scratch activations of
+ * one forward step. Architecture-specific code (llama.c, qwen3_moe.c, gpt2.c) fills the weights and
+ * runs the layers; this header is what the runtime sees. */
+#ifndef TS_MODEL_MODEL_H
+#define TS_MODEL_MODEL_H
+
+#include "backend/backend.h"
+#include "format/model_config.h"
+#include "format/tensor_table.h"
+#include "quant/scheme.h"
+
+typedef struct ts_layer {
+    /* pre-attention and pre-FFN norms (float32 vectors in backend memory); biases only for LayerNorm */
+    float *attn_norm, *attn_norm_bias;
+    float *ffn_norm, *ffn_norm_bias;
+    float *q_norm, *k_norm; /* qwen3: per-head RMSNorm weights [head_dim] */
+
+    ts_weight wq, wk, wv, wo; /* llama family: separate projections */
+    float *bq, *bk, *bv, *bo;
+    ts_weight wqkv; /* gpt2: fused [3 * hidden, hidden] */
+    float *bqkv;
+
+    ts_weight w_gate, w_up, w_down; /* dense MLP (gpt2: w_up = c_fc, w_down = c_proj, no gate) */
+    float *b_up, *b_down;
+
+    int is_moe;
+    ts_weight router;
+    ts_weight *expert_gate, *expert_up, *expert_down; /* [num_experts] each */
+    ts_moe moe;
+} ts_layer;
+
+/* Called after each layer with the residual stream (backend memory, [n, hidden]); layer == num_layers
+ * means the output after the final norm. Used by tests to compare hidden states with references. */
+typedef void (*ts_layer_probe)(void *ctx, int layer, const float *x, int n, int dim);
+
+typedef struct ts_model ts_model;
+
+typedef struct ts_arch_impl {
+    ts_arch arch;
+    /* Finds, checks and prepares every weight of the architecture in m->table. */
+    int (*bind)(ts_model *m, ts_error *err);
+    /* Runs the layers over the step's tokens, leaving the residual stream in m->x. */
+    void (*layers)(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer_probe probe, void *probe_ctx);
+    /* Final normalisation of `rows` rows of x into out. */
+    void (*final_norm)(ts_model *m, const float *x, int rows, float *out);
+} ts_arch_impl;
+
+typedef struct ts_model_options {
+    ts_quant_scheme quant; /* quantize on load; kind NONE keeps the file's types */
+    int max_step_tokens;   /* largest number of tokens one forward step may carry (default 512) */
+} ts_model_options;
+
+struct ts_model {
+    ts_model_config cfg;
+    char path[4096];
+    ts_backend *be;
+    const ts_arch_impl *impl;
+    ts_model_options opt;
+    ts_tensor_table table;
+
+    ts_weight tok_embed;
+    ts_weight pos_embed; /* gpt2 */
+    ts_weight output;    /* the LM head; a copy of tok_embed's descriptor when tied */
+    float *final_norm, *final_norm_bias;
+    ts_layer *layers;
+
+    float *inv_freq; /* host, head_dim / 2 */
+    ts_rope rope;
+
+    /* scratch activations in backend memory, sized for opt.max_step_tokens */
+    float *x, *xn, *q, *k, *v, *attn, *proj, *ffn_a, *ffn_b, *qkv;
+    float *logit_rows, *logit_out; /* [logit_chunk, hidden], [logit_chunk, vocab] */
+    int logit_chunk;
+
+    /* Heap buffers owned by the model (weights converted at load: transposed, quantized). */
+    void **owned;
+    int num_owned, cap_owned;
+    /* Backend allocations owned by the model (vectors, scratch). */
+    void **dev_owned;
+    int num_dev_owned, cap_dev_owned;
+    size_t weight_bytes; /* bytes of weights as stored for compute */
+};
+
+void ts_model_options_init(ts_model_options *o);
+
+/* path: a Hugging Face model directory (config.json + safetensors) or a .gguf file. */
+int ts_model_load(const char *path, ts_backend *be, const ts_model_options *opt, ts_model **out, ts_error *err);
+void ts_model_free(ts_model *m);
+
+/* One forward step. Writes step->n_logits rows of vocab_size logits to logits_host (host memory).
+ * The step's tokens must be valid ids and its sequences' blocks must cover their positions. */
+int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, ts_layer_probe probe,
+                     void *probe_ctx, ts_error *err);
+
+/* KV layout for this model with the given block geometry. */
+ts_kv_layout ts_model_kv_layout(const ts_model *m, int block_tokens, int num_blocks);
+
+#endif

@@ -1,0 +1,244 @@
+#include "runtime/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Tokens whose scaled logit is this far below the best have probability below e^-30 relative to it;
+ * they cannot change top-p or min-p choices, so they are dropped before sorting. */
+#define CANDIDATE_WINDOW 30.0f
+
+typedef struct {
+    int32_t token;
+    int32_t prompt_count;
+    int32_t output_count;
+} token_count;
+
+struct ts_sampler {
+    ts_sampling_params p;
+    uint64_t rng[4];
+    token_count *counts; /* open addressing keyed by token; token -1 = empty */
+    int cap, used;
+    int32_t *cand;
+    float *cand_val;
+    int cand_cap;
+};
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+/* xoshiro256** */
+static uint64_t next_u64(ts_sampler *s) {
+    uint64_t *r = s->rng;
+    uint64_t result = rotl(r[1] * 5, 7) * 9, t = r[1] << 17;
+    r[2] ^= r[0];
+    r[3] ^= r[1];
+    r[1] ^= r[2];
+    r[0] ^= r[3];
+    r[2] ^= t;
+    r[3] = rotl(r[3], 45);
+    return result;
+}
+
+static double next_unit(ts_sampler *s) { return (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+void ts_sampling_params_init(ts_sampling_params *p) {
+    memset(p, 0, sizeof *p);
+    p->top_p = 1.0f;
+    p->repetition_penalty = 1.0f;
+}
+
+static token_count *find_slot(ts_sampler *s, int32_t token) {
+    unsigned h = ((unsigned)token * 2654435761u) & (unsigned)(s->cap - 1);
+    while (s->counts[h].token != -1 && s->counts[h].token != token) h = (h + 1) & (unsigned)(s->cap - 1);
+    return &s->counts[h];
+}
+
+static int grow(ts_sampler *s) {
+    token_count *old = s->counts;
+    int old_cap = s->cap;
+    int cap = old_cap ? old_cap * 2 : 256;
+    token_count *n = malloc((size_t)cap * sizeof *n);
+    if (!n) return -1;
+    for (int i = 0; i < cap; i++) n[i].token = -1;
+    s->counts = n;
+    s->cap = cap;
+    for (int i = 0; i < old_cap; i++)
+        if (old[i].token != -1) *find_slot(s, old[i].token) = old[i];
+    free(old);
+    return 0;
+}
+
+static void count_token(ts_sampler *s, int32_t token, int output) {
+    if ((s->used + 1) * 2 > s->cap && grow(s) != 0) return;
+    token_count *c = find_slot(s, token);
+    if (c->token == -1) {
+        c->token = token;
+        c->prompt_count = c->output_count = 0;
+        s->used++;
+    }
+    if (output) c->output_count++;
+    else c->prompt_count++;
+}
+
+ts_sampler *ts_sampler_create(const ts_sampling_params *p, const int32_t *prompt, int n_prompt) {
+    ts_sampler *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->p = *p;
+    uint64_t seed = p->has_seed ? p->seed : 0;
+    if (!p->has_seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)s;
+    }
+    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&seed);
+    if (grow(s) != 0) {
+        free(s);
+        return NULL;
+    }
+    if (p->repetition_penalty != 1.0f)
+        for (int i = 0; i < n_prompt; i++) count_token(s, prompt[i], 0);
+    return s;
+}
+
+void ts_sampler_free(ts_sampler *s) {
+    if (!s) return;
+    free(s->counts);
+    free(s->cand);
+    free(s->cand_val);
+    free(s);
+}
+
+void ts_sampler_accept(ts_sampler *s, int32_t token) { count_token(s, token, 1); }
+
+int32_t ts_argmax(const float *x, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static void fill_logprobs(const float *logits, int vocab, int32_t chosen, int n_top, ts_token_logprobs *lp) {
+    float mx = logits[ts_argmax(logits, vocab)];
+    double sum = 0.0;
+    for (int i = 0; i < vocab; i++) sum += exp((double)(logits[i] - mx));
+    float lse = mx + (float)log(sum);
+    lp->token = chosen;
+    lp->logprob = logits[chosen] - lse;
+    if (n_top > TS_MAX_TOP_LOGPROBS) n_top = TS_MAX_TOP_LOGPROBS;
+    if (n_top > vocab) n_top = vocab;
+    lp->n_top = 0;
+    /* Insertion into a short sorted list: n_top is at most 20. */
+    for (int i = 0; i < vocab; i++) {
+        float v = logits[i];
+        if (lp->n_top == n_top && (n_top == 0 || v <= lp->top_logprobs[n_top - 1])) continue;
+        int j = lp->n_top < n_top ? lp->n_top++ : n_top - 1;
+        while (j > 0 && lp->top_logprobs[j - 1] < v) {
+            lp->top_logprobs[j] = lp->top_logprobs[j - 1];
+            lp->top_tokens[j] = lp->top_tokens[j - 1];
+            j--;
+        }
+        lp->top_logprobs[j] = v;
+        lp->top_tokens[j] = i;
+    }
+    for (int i = 0; i < lp->n_top; i++) lp->top_logprobs[i] -= lse;
+}
+
+static void apply_penalties(ts_sampler *s, float *logits, int vocab) {
+    const ts_sampling_params *p = &s->p;
+    if (p->repetition_penalty == 1.0f && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f) return;
+    for (int i = 0; i < s->cap; i++) {
+        const token_count *c = &s->counts[i];
+        if (c->token < 0 || c->token >= vocab) continue;
+        float *l = &logits[c->token];
+        if (p->repetition_penalty != 1.0f) *l = *l > 0 ? *l / p->repetition_penalty : *l * p->repetition_penalty;
+        if (c->output_count > 0) *l -= p->presence_penalty + p->frequency_penalty * (float)c->output_count;
+    }
+}
+
+static int cmp_desc(const void *a, const void *b, void *vals) {
+    const float *v = vals;
+    float x = v[*(const int32_t *)a], y = v[*(const int32_t *)b];
+    if (x > y) return -1;
+    if (x < y) return 1;
+    return *(const int32_t *)a - *(const int32_t *)b;
+}
+
+int32_t ts_sampler_sample(ts_sampler *s, float *logits, int vocab, ts_token_logprobs *lp) {
+    const ts_sampling_params *p = &s->p;
+    float *raw = NULL;
+    if (lp) {
+        raw = malloc((size_t)vocab * sizeof(float));
+        if (raw) memcpy(raw, logits, (size_t)vocab * sizeof(float));
+    }
+    apply_penalties(s, logits, vocab);
+    int32_t chosen;
+    if (p->temperature <= 0.0f || p->top_k == 1) {
+        chosen = ts_argmax(logits, vocab);
+    } else {
+        float inv_t = 1.0f / p->temperature;
+        float mx = logits[ts_argmax(logits, vocab)];
+        if (s->cand_cap < vocab) {
+            free(s->cand);
+            free(s->cand_val);
+            s->cand = malloc((size_t)vocab * sizeof(int32_t));
+            s->cand_val = malloc((size_t)vocab * sizeof(float));
+            s->cand_cap = s->cand && s->cand_val ? vocab : 0;
+        }
+        if (!s->cand_cap) {
+            chosen = ts_argmax(logits, vocab);
+            goto done;
+        }
+        int n = 0;
+        for (int i = 0; i < vocab; i++) {
+            float z = (logits[i] - mx) * inv_t;
+            s->cand_val[i] = z;
+            if (z >= -CANDIDATE_WINDOW) s->cand[n++] = i;
+        }
+        qsort_r(s->cand, (size_t)n, sizeof(int32_t), cmp_desc, s->cand_val);
+        if (p->top_k > 0 && p->top_k < n) n = p->top_k;
+        /* probabilities of the survivors, normalised over the candidate set */
+        double total = 0.0;
+        for (int i = 0; i < n; i++) total += exp((double)s->cand_val[s->cand[i]]);
+        if (p->top_p < 1.0f) {
+            double acc = 0.0;
+            int keep = n;
+            for (int i = 0; i < n; i++) {
+                acc += exp((double)s->cand_val[s->cand[i]]) / total;
+                if (acc >= p->top_p) {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            n = keep;
+        }
+        if (p->min_p > 0.0f) {
+            /* the best candidate has z = 0, so its relative probability is 1 */
+            int keep = 1;
+            while (keep < n && exp((double)s->cand_val[s->cand[keep]]) >= p->min_p) keep++;
+            n = keep;
+        }
+        total = 0.0;
+        for (int i = 0; i < n; i++) total += exp((double)s->cand_val[s->cand[i]]);
+        double r = next_unit(s) * total, acc = 0.0;
+        chosen = s->cand[n - 1];
+        for (int i = 0; i < n; i++) {
+            acc += exp((double)s->cand_val[s->cand[i]]);
+            if (r < acc) {
+                chosen = s->cand[i];
+                break;
+            }
+        }
+    }
+done:
+    if (lp) fill_logprobs(raw ? raw : logits, vocab, chosen, p->top_logprobs, lp);
+    free(raw);
+    return chosen;
+}
