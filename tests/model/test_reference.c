@@ -15,7 +15,7 @@
 #include "model/model.h"
 #include "runtime/sampler.h"
 #include "runtime/sequence.h"
-#include "support/test_util.h"
+#include "support/testlib.h"
 
 #define LOGIT_TOL 1e-4
 #define HIDDEN_TOL 1e-4

@@ -1,7 +1,7 @@
 /* Helpers shared by the C tests: locating ../shared and the source tree, reading reference files,
  * comparing float vectors. */
-#ifndef TS_TESTS_SUPPORT_TEST_UTIL_H
-#define TS_TESTS_SUPPORT_TEST_UTIL_H
+#ifndef TS_TESTS_SUPPORT_TESTLIB_H
+#define TS_TESTS_SUPPORT_TESTLIB_H
 
 #include <jansson.h>
 #include <stddef.h>

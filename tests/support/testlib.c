@@ -1,4 +1,4 @@
-#include "support/test_util.h"
+#include "support/testlib.h"
 
 #include <math.h>
 #include <setjmp.h>
