@@ -21,7 +21,7 @@ if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES OR CMAKE_CUDA_ARCHITECTURES STREQUAL "52
 endif()
 add_library(tessera_cuda MODULE ${TS_CUDA_SOURCES})
 target_include_directories(tessera_cuda PRIVATE ${CMAKE_SOURCE_DIR}/src)
-target_compile_options(tessera_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra,-Werror,-fPIC --use_fast_math=false>)
+target_compile_options(tessera_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra,-fPIC,-fvisibility=hidden -Werror=all-warnings>)
 # The sanitizer runtime would be needed by the module too; the module is built plain.
 target_link_libraries(tessera_cuda PRIVATE CUDA::cudart_static CUDA::cublas CUDA::cublasLt)
 set_target_properties(tessera_cuda PROPERTIES PREFIX "lib" OUTPUT_NAME "tessera_cuda")

@@ -84,6 +84,13 @@ typedef struct ts_backend_stats {
     uint64_t buffer_bytes;  /* activations, scratch and KV store */
 } ts_backend_stats;
 
+/* Ceilings measured on the device itself, for benchmarks to report against. */
+typedef struct ts_roofline {
+    double read_gbps;      /* memory bandwidth in GB/s (bytes read, plus bytes written for a copy) */
+    double matmul_tflops;  /* dense bf16 matrix rate in TFLOP/s; 0 where not measured */
+    char method[160];
+} ts_roofline;
+
 typedef struct ts_backend_ops {
     /* Memory for activations, vectors and scratch (zero-filled). */
     void *(*alloc)(ts_backend *be, size_t bytes, ts_error *err);
@@ -97,6 +104,11 @@ typedef struct ts_backend_ops {
 
     ts_kv_store *(*kv_create)(ts_backend *be, const ts_kv_layout *layout, ts_error *err);
     void (*kv_destroy)(ts_backend *be, ts_kv_store *kv);
+
+    /* Announces the step the following operations belong to, so that a device backend can upload its
+     * tokens, positions and block tables once; the host arrays stay valid until the step ends. NULL on
+     * backends that read host memory directly. */
+    void (*begin_step)(ts_backend *be, const ts_step *step);
 
     /* out[i] = table[tokens[i]] (dequantized); tokens in host memory. */
     void (*embed)(ts_backend *be, const ts_weight *table, const int32_t *tokens, int n, float *out);
@@ -131,6 +143,8 @@ typedef struct ts_backend_ops {
     void (*sync)(ts_backend *be);
     void (*stats)(ts_backend *be, ts_backend_stats *out);
     void (*destroy)(ts_backend *be);
+    /* Measures the device's ceilings (takes about a second); may be NULL. */
+    void (*roofline)(ts_backend *be, ts_roofline *out);
 } ts_backend_ops;
 
 struct ts_backend {

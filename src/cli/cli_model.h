@@ -6,13 +6,19 @@
 #include "cli/args.h"
 #include "model/model.h"
 
-#define TS_CLI_MODEL_OPTIONS                                                                      \
-    {"model", 1, "model directory (Hugging Face) or .gguf file"},                                \
-        {"threads", 1, "CPU threads (default: all available cores)"},                             \
-        {"quant", 1, "quantize on load: int4, int8, fp16, bf16, none, or a GGUF type (default none)"}
+#define TS_CLI_MODEL_OPTIONS                                                                          \
+    {"model", 1, "model directory (Hugging Face) or .gguf file"},                                    \
+        {"synth", 1, "instead of --model: random weights shaped by this config.json (benchmarks)"},   \
+        {"synth-type", 1, "weight type of --synth models (default q4_0)"},                           \
+        {"threads", 1, "CPU threads (default: all available cores)"},                                 \
+        {"quant", 1, "quantize on load: int4, int8, fp16, bf16, none, or a GGUF type (default none)"}, \
+        {"device", 1, "cpu, cuda or auto (default cpu)"},                                            \
+        {"precision", 1, "GPU arithmetic: fp32, bf16 or fp16 (default bf16)"},                       \
+        {"unified-memory", 0, "keep GPU weights in mapped host memory (models larger than the GPU)"}
 
 typedef struct ts_cli_model {
     ts_backend *be;
+    ts_backend *cpu; /* the GPU backend's fallback, when the model runs on a GPU */
     ts_model *model;
 } ts_cli_model;
 

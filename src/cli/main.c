@@ -7,6 +7,7 @@
 static const ts_command g_commands[] = {
     {"run", "generate from a prompt (ids or text)", ts_cmd_run},
     {"logits", "write the logits of a token sequence to a file", ts_cmd_logits},
+    {"bench", "time prefill and decode: per-run table and median", ts_cmd_bench},
 };
 
 static void usage(void) {

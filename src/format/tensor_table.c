@@ -12,7 +12,20 @@ void ts_tensor_table_free(ts_tensor_table *t) {
     for (int i = 0; i < t->num_files; i++) ts_unmap_file(&t->files[i]);
     free(t->files);
     free(t->hash_slots);
+    for (int i = 0; i < t->num_owned; i++) free(t->owned[i]);
+    free(t->owned);
     memset(t, 0, sizeof *t);
+}
+
+int ts_tensor_table_own(ts_tensor_table *t, void *buffer, ts_error *err) {
+    void **no = realloc(t->owned, (size_t)(t->num_owned + 1) * sizeof *no);
+    if (!no) {
+        free(buffer);
+        return ts_fail(err, "out of memory");
+    }
+    t->owned = no;
+    t->owned[t->num_owned++] = buffer;
+    return 0;
 }
 
 int ts_tensor_table_add_file(ts_tensor_table *t, const ts_mapped_file *mf, ts_error *err) {

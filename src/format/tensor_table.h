@@ -34,6 +34,8 @@ typedef struct ts_tensor_table {
     int gguf_layout;     /* tensors follow llama.cpp's conventions (GPT-2 Conv1D already [out, in]) */
     int32_t *hash_slots; /* open addressing, -1 empty; capacity hash_cap */
     int hash_cap;
+    void **owned; /* heap buffers holding tensors that had to be rewritten on load (freed with the table) */
+    int num_owned;
 } ts_tensor_table;
 
 void ts_tensor_table_init(ts_tensor_table *t);
@@ -41,6 +43,8 @@ void ts_tensor_table_free(ts_tensor_table *t);
 
 /* Takes ownership of a mapping; returns its index. */
 int ts_tensor_table_add_file(ts_tensor_table *t, const ts_mapped_file *mf, ts_error *err);
+/* Takes ownership of a malloc'ed buffer (freed by ts_tensor_table_free); on failure frees it. */
+int ts_tensor_table_own(ts_tensor_table *t, void *buffer, ts_error *err);
 /* Copies the name; rejects duplicates. */
 int ts_tensor_table_add(ts_tensor_table *t, const ts_tensor_desc *d, ts_error *err);
 const ts_tensor_desc *ts_tensor_table_find(const ts_tensor_table *t, const char *name);

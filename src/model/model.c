@@ -74,39 +74,63 @@ static int alloc_scratch(ts_model *m, ts_error *err) {
     return 0;
 }
 
-int ts_model_load(const char *path, ts_backend *be, const ts_model_options *opt, ts_model **out, ts_error *err) {
-    *out = NULL;
+static ts_model *model_new(const char *path, ts_backend *be, const ts_model_options *opt) {
     ts_model *m = calloc(1, sizeof *m);
-    if (!m) return ts_fail(err, "out of memory");
+    if (!m) return NULL;
     snprintf(m->path, sizeof m->path, "%s", path);
     m->be = be;
     if (opt) m->opt = *opt;
     else ts_model_options_init(&m->opt);
     if (m->opt.max_step_tokens <= 0) m->opt.max_step_tokens = DEFAULT_MAX_STEP_TOKENS;
     ts_tensor_table_init(&m->table);
-    if (read_checkpoint(m, path, err) != 0) goto fail;
+    return m;
+}
+
+/* Everything after the checkpoint is read: architecture, weights, scratch. */
+static int model_bind(ts_model *m, ts_error *err) {
+    const char *path = m->path;
     m->impl = ts_arch_impl_for(m->cfg.arch);
-    if (!m->impl) {
-        ts_fail(err, "%s: architecture %s has no forward pass", path, ts_arch_name(m->cfg.arch));
-        goto fail;
-    }
+    if (!m->impl) return ts_fail(err, "%s: architecture %s has no forward pass", path, ts_arch_name(m->cfg.arch));
     m->layers = calloc((size_t)m->cfg.num_layers, sizeof(ts_layer));
     m->inv_freq = calloc((size_t)m->cfg.head_dim / 2 + 1, sizeof(float));
-    if (!m->layers || !m->inv_freq) {
-        ts_fail(err, "out of memory");
-        goto fail;
-    }
+    if (!m->layers || !m->inv_freq) return ts_fail(err, "out of memory");
     ts_rope_inv_freq(&m->cfg, m->inv_freq);
     m->rope = (ts_rope){.head_dim = m->cfg.head_dim, .inv_freq = m->inv_freq, .attention_factor = 1.0f};
-    if (m->impl->bind(m, err) != 0) goto fail;
-    if (alloc_scratch(m, err) != 0) goto fail;
+    if (m->impl->bind(m, err) != 0 || alloc_scratch(m, err) != 0) return -1;
     ts_log_debug("loaded %s: %s, %d layers, hidden %d, %.1f MiB of weights", path, ts_arch_name(m->cfg.arch),
                  m->cfg.num_layers, m->cfg.hidden_size, (double)m->weight_bytes / (1024.0 * 1024.0));
+    return 0;
+}
+
+int ts_model_load(const char *path, ts_backend *be, const ts_model_options *opt, ts_model **out, ts_error *err) {
+    *out = NULL;
+    ts_model *m = model_new(path, be, opt);
+    if (!m) return ts_fail(err, "out of memory");
+    if (read_checkpoint(m, path, err) != 0 || model_bind(m, err) != 0) {
+        ts_model_free(m);
+        return -1;
+    }
     *out = m;
     return 0;
-fail:
-    ts_model_free(m);
-    return -1;
+}
+
+int ts_model_load_table(const char *name, const ts_model_config *cfg, ts_tensor_table *table, ts_backend *be,
+                        const ts_model_options *opt, ts_model **out, ts_error *err) {
+    *out = NULL;
+    ts_model *m = model_new(name, be, opt);
+    if (!m) {
+        ts_tensor_table_free(table);
+        return ts_fail(err, "out of memory");
+    }
+    m->cfg = *cfg;
+    m->table = *table;
+    memset(table, 0, sizeof *table);
+    if (ts_model_config_validate(&m->cfg, name, err) != 0 || model_bind(m, err) != 0) {
+        ts_model_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
 }
 
 static void release_layer_weights(ts_model *m, ts_layer *L) {
@@ -170,6 +194,7 @@ int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *l
     if (check_step(m, step, err) != 0) return -1;
     ts_backend *be = m->be;
     const ts_model_config *c = &m->cfg;
+    if (be->ops->begin_step) be->ops->begin_step(be, step);
     m->impl->layers(m, kv, step, probe, probe_ctx);
     if (probe) {
         /* The reference's last hidden state is taken after the final norm, for every token. */

@@ -85,6 +85,9 @@ void ts_model_options_init(ts_model_options *o);
 
 /* path: a Hugging Face model directory (config.json + safetensors) or a .gguf file. */
 int ts_model_load(const char *path, ts_backend *be, const ts_model_options *opt, ts_model **out, ts_error *err);
+/* A model from a tensor table already in memory (synthetic weights, converted files); takes the table. */
+int ts_model_load_table(const char *name, const ts_model_config *cfg, ts_tensor_table *table, ts_backend *be,
+                        const ts_model_options *opt, ts_model **out, ts_error *err);
 void ts_model_free(ts_model *m);
 
 /* One forward step. Writes step->n_logits rows of vocab_size logits to logits_host (host memory).

@@ -6,6 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+#define TS_STATIC_ASSERT static_assert
+#else
+#define TS_STATIC_ASSERT _Static_assert
+#endif
+
 typedef enum ts_dtype {
     TS_DTYPE_F32 = 0,
     TS_DTYPE_F16,
@@ -88,12 +94,12 @@ typedef struct {
     int16_t bsums[TS_QK_K / 16];
 } ts_block_q8_k;
 
-_Static_assert(sizeof(ts_block_q4_0) == 18, "q4_0 layout");
-_Static_assert(sizeof(ts_block_q4_1) == 20, "q4_1 layout");
-_Static_assert(sizeof(ts_block_q8_0) == 34, "q8_0 layout");
-_Static_assert(sizeof(ts_block_q4_k) == 144, "q4_k layout");
-_Static_assert(sizeof(ts_block_q5_k) == 176, "q5_k layout");
-_Static_assert(sizeof(ts_block_q6_k) == 210, "q6_k layout");
-_Static_assert(sizeof(ts_block_q8_k) == 292, "q8_k layout");
+TS_STATIC_ASSERT(sizeof(ts_block_q4_0) == 18, "q4_0 layout");
+TS_STATIC_ASSERT(sizeof(ts_block_q4_1) == 20, "q4_1 layout");
+TS_STATIC_ASSERT(sizeof(ts_block_q8_0) == 34, "q8_0 layout");
+TS_STATIC_ASSERT(sizeof(ts_block_q4_k) == 144, "q4_k layout");
+TS_STATIC_ASSERT(sizeof(ts_block_q5_k) == 176, "q5_k layout");
+TS_STATIC_ASSERT(sizeof(ts_block_q6_k) == 210, "q6_k layout");
+TS_STATIC_ASSERT(sizeof(ts_block_q8_k) == 292, "q8_k layout");
 
 #endif

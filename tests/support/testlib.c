@@ -95,3 +95,20 @@ uint64_t ts_test_rand(uint64_t *s) {
 }
 
 float ts_test_randf(uint64_t *s) { return (float)((double)(ts_test_rand(s) >> 11) / 4503599627370496.0 - 1.0); }
+
+#include "backend/cuda_loader.h"
+
+ts_backend *ts_test_cuda_backend(ts_precision precision, ts_backend *cpu_fallback, char *why, size_t cap) {
+    if (getenv("TESSERA_HIDE_FEATURES") && strstr(getenv("TESSERA_HIDE_FEATURES"), "cuda")) {
+        snprintf(why, cap, "CUDA hidden by TESSERA_HIDE_FEATURES");
+        return NULL;
+    }
+    ts_cuda_options o;
+    memset(&o, 0, sizeof o);
+    o.precision = precision;
+    o.cpu_fallback = cpu_fallback;
+    ts_error err = {{0}};
+    ts_backend *be = ts_cuda_backend_create(&o, &err);
+    if (!be) snprintf(why, cap, "%s", err.message);
+    return be;
+}

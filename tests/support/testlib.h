@@ -24,4 +24,12 @@ int32_t *ts_test_json_ids(const json_t *arr, int *n);
 uint64_t ts_test_rand(uint64_t *state);
 float ts_test_randf(uint64_t *state); /* uniform in [-1, 1) */
 
+
+
+#include "backend/cuda_module.h"
+/* A CUDA backend for GPU tests, or NULL with the reason in why (tests then exit with
+ * TS_TEST_SKIP so CTest reports them as skipped). */
+#define TS_TEST_SKIP 77
+ts_backend *ts_test_cuda_backend(ts_precision precision, ts_backend *cpu_fallback, char *why, size_t cap);
+
 #endif

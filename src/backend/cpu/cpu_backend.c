@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend/cpu/matmul.h"
@@ -391,6 +392,59 @@ static void cpu_destroy(ts_backend *be) {
     free(be);
 }
 
+typedef struct {
+    const uint64_t *data;
+    size_t words;
+    int parts;
+    uint64_t sums[64];
+} read_job;
+
+static void read_task(void *arg, int task, int thread) {
+    (void)thread;
+    read_job *j = arg;
+    size_t lo = j->words * (size_t)task / (size_t)j->parts, hi = j->words * (size_t)(task + 1) / (size_t)j->parts;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = lo; i + 4 <= hi; i += 4) {
+        a ^= j->data[i];
+        b ^= j->data[i + 1];
+        c ^= j->data[i + 2];
+        d ^= j->data[i + 3];
+    }
+    j->sums[task] = a ^ b ^ c ^ d;
+}
+
+/* Read bandwidth: every thread streams its share of a buffer far larger than the caches; median of 5. */
+static void cpu_roofline(ts_backend *be, ts_roofline *out) {
+    cpu_impl *im = impl_of(be);
+    memset(out, 0, sizeof *out);
+    size_t bytes = (size_t)1 << 30;
+    uint64_t *buf = malloc(bytes);
+    if (!buf) return;
+    memset(buf, 1, bytes);
+    int threads = ts_threadpool_size(im->pool);
+    read_job j = {buf, bytes / 8, threads < 64 ? threads : 64, {0}};
+    double t[5];
+    for (int r = 0; r < 5; r++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        ts_threadpool_run(im->pool, j.parts, read_task, &j);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        t[r] = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+    }
+    for (int i = 0; i < 5; i++)
+        for (int k = i + 1; k < 5; k++)
+            if (t[k] < t[i]) {
+                double x = t[i];
+                t[i] = t[k];
+                t[k] = x;
+            }
+    uint64_t sink = 0;
+    for (int i = 0; i < j.parts; i++) sink ^= j.sums[i];
+    out->read_gbps = (double)bytes / t[2] / 1e9 + (double)(sink & 0) ;
+    snprintf(out->method, sizeof out->method, "%d threads reading 1 GiB, median of 5", threads);
+    free(buf);
+}
+
 static const ts_backend_ops g_cpu_ops = {
     .alloc = cpu_alloc,
     .free = cpu_free,
@@ -415,6 +469,7 @@ static const ts_backend_ops g_cpu_ops = {
     .sync = cpu_sync,
     .stats = cpu_stats,
     .destroy = cpu_destroy,
+    .roofline = cpu_roofline,
 };
 
 static int available_cores(void) {

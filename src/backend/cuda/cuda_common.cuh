@@ -1,0 +1,104 @@
+/* Shared state and helpers of the CUDA backend: the backend's private struct, device copies of the
+ * current step, prepared weights, error checks that turn CUDA failures into logged messages. */
+#ifndef TS_BACKEND_CUDA_COMMON_CUH
+#define TS_BACKEND_CUDA_COMMON_CUH
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "backend/cuda_module.h"
+
+/* A weight as the GPU keeps it. Q4_0, Q4_1 and Q8_0 are repacked into separate quant and scale arrays
+ * so that every row starts 16-byte aligned; K-quants keep GGUF's block layout; floats stay as they are. */
+struct cuda_weight {
+    ts_dtype dtype;
+    int64_t rows, cols;
+    uint8_t *q;      /* quants or raw blocks or float data */
+    float *scale;    /* [rows][cols / 32] for Q4_0, Q4_1, Q8_0 */
+    float *minv;     /* [rows][cols / 32] for Q4_1 */
+    size_t q_row_bytes;
+    size_t bytes;    /* device (or mapped host) bytes held */
+    int host_mapped; /* q/scale live in pinned host memory (unified memory mode) */
+    int gpu_supported;
+};
+
+struct cuda_step {
+    int n_tokens, n_seqs, n_logits;
+    int32_t *tokens, *positions, *token_seq, *logit_rows; /* device */
+    int32_t *seq_first, *seq_len, *seq_start, *seq_block_off; /* device, per sequence */
+    int32_t *block_table; /* device, all sequences' blocks concatenated */
+    int max_pos;          /* largest position + 1 in the step */
+    int capacity_tokens, capacity_seqs, capacity_blocks;
+    const ts_step *host;  /* the step the device copies describe */
+};
+
+struct cuda_impl {
+    ts_cuda_options opt;
+    int device;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cudaDeviceProp prop;
+    cuda_step step;
+    /* scratch for the dequantized weights of a GEMM and for bf16 activations */
+    void *gemm_scratch;
+    size_t gemm_scratch_bytes;
+    void *act_scratch;
+    size_t act_scratch_bytes;
+    float *inv_freq;          /* device copy of the model's RoPE frequencies */
+    const float *inv_freq_host;
+    int inv_freq_n;
+    size_t weight_bytes, buffer_bytes;
+    int warned_fallback[16];
+    char last_error[512];
+};
+
+struct ts_kv_store {
+    ts_kv_layout layout;
+    int half; /* 1: __half elements, 0: float */
+    void *k, *v;
+    size_t layer_elems; /* elements per layer */
+};
+
+static inline cuda_impl *cuda_of(ts_backend *be) { return (cuda_impl *)be->impl; }
+
+void cuda_log(cuda_impl *im, int level, const char *fmt, ...);
+/* Records and logs a CUDA error; returns nonzero when err != cudaSuccess. */
+int cuda_check(cuda_impl *im, cudaError_t err, const char *what);
+#define CUDA_CHECK_LAUNCH(im, what) cuda_check((im), cudaGetLastError(), (what))
+
+/* Grows a scratch buffer; returns NULL (logged) on failure. */
+void *cuda_scratch(cuda_impl *im, void **buf, size_t *cap, size_t need);
+
+/* Operations implemented in the other .cu files. */
+void cuda_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias);
+int cuda_prepare_weight(ts_backend *be, ts_weight *w, ts_error *err);
+void cuda_release_weight(ts_backend *be, ts_weight *w);
+void cuda_embed(ts_backend *be, const ts_weight *table, const int32_t *tokens, int n, float *out);
+void cuda_embed_add(ts_backend *be, const ts_weight *table, const int32_t *ids, int n, float *x);
+void cuda_rmsnorm(ts_backend *be, const float *x, const float *w, int rows, int dim, float eps, float *out);
+void cuda_layernorm(ts_backend *be, const float *x, const float *w, const float *b, int rows, int dim, float eps,
+                    float *out);
+void cuda_rope(ts_backend *be, float *x, int n, int heads, int stride, const int32_t *positions, const ts_rope *rope);
+void cuda_silu_mul(ts_backend *be, const float *gate, const float *up, int rows, int inner, int in_stride, float *out);
+void cuda_gelu(ts_backend *be, float *x, size_t count, int tanh_approx);
+void cuda_add(ts_backend *be, float *x, const float *y, size_t count);
+void cuda_gather_rows(ts_backend *be, const float *src, const int32_t *rows, int n, int dim, float *dst);
+void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q, int q_stride,
+                    const float *k, const float *v, int kv_stride, int n_heads, float scale, float *out);
+void cuda_moe(ts_backend *be, const ts_moe *moe, const float *x, int n, float *out);
+/* Device copy of positions/tokens for host arrays that belong to the current step (uploaded otherwise). */
+const int32_t *cuda_step_array(ts_backend *be, const int32_t *host, int n);
+
+#define CUDA_WARN_ONCE(im, slot, ...)                  \
+    do {                                               \
+        if (!(im)->warned_fallback[slot]) {            \
+            (im)->warned_fallback[slot] = 1;           \
+            cuda_log((im), 1, __VA_ARGS__);            \
+        }                                              \
+    } while (0)
+
+#endif

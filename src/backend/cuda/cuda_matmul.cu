@@ -1,0 +1,372 @@
+/* Weights on the GPU and the products with them. Decode (up to GEMV_MAX_TOKENS tokens) is a
+ * matrix-vector kernel that streams each weight row once, decoding it in registers; larger batches and
+ * prefill dequantize row panels into scratch (float32, or bf16/fp16 under reduced precision) and call
+ * cuBLAS. Weights whose layout has no kernel run on the CPU fallback, logged once. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda_quant.cuh"
+#include "quant/float16.h"
+
+#define GEMV_MAX_TOKENS 8
+#define GEMV_WARPS 4
+#define GEMM_PANEL_BYTES (256u << 20)
+
+static const char *dtype_name(ts_dtype t) {
+    static const char *names[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "q8_k"};
+    return (int)t >= 0 && (int)t < (int)(sizeof names / sizeof names[0]) ? names[t] : "unknown";
+}
+
+static int gpu_has_kernel(ts_dtype t) {
+    switch (t) {
+    case TS_DTYPE_F32: case TS_DTYPE_F16: case TS_DTYPE_BF16: case TS_DTYPE_Q8_0: case TS_DTYPE_Q4_0:
+    case TS_DTYPE_Q4_1: case TS_DTYPE_Q4_K: case TS_DTYPE_Q5_K: case TS_DTYPE_Q6_K: return 1;
+    default: return 0;
+    }
+}
+
+static int device_alloc(cuda_impl *im, void **p, size_t bytes, int mapped) {
+    if (!mapped) return cuda_check(im, cudaMalloc(p, bytes ? bytes : 16), "weight allocation");
+    void *host = NULL;
+    if (cuda_check(im, cudaHostAlloc(&host, bytes ? bytes : 16, cudaHostAllocMapped | cudaHostAllocWriteCombined),
+                   "mapped host allocation"))
+        return 1;
+    return cuda_check(im, cudaHostGetDevicePointer(p, host, 0), "mapped host pointer");
+}
+
+static void device_free(void *p, int mapped) {
+    if (!p) return;
+    if (!mapped) {
+        cudaFree(p);
+        return;
+    }
+    cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, p) == cudaSuccess && a.hostPointer) cudaFreeHost(a.hostPointer);
+}
+
+static int upload(cuda_impl *im, void *dst, const void *src, size_t bytes) {
+    return cuda_check(im, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "weight upload");
+}
+
+/* Q4_0/Q4_1/Q8_0 blocks -> quants [rows][...] and float scales (and minimums) [rows][cols / 32]. */
+static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
+    int64_t groups = w->cols / 32;
+    size_t qbytes_per_group = w->dtype == TS_DTYPE_Q8_0 ? 32 : 16;
+    cw->q_row_bytes = (size_t)groups * qbytes_per_group;
+    size_t qbytes = cw->q_row_bytes * (size_t)w->rows, sbytes = (size_t)groups * (size_t)w->rows * sizeof(float);
+    int mapped = cw->host_mapped;
+    if (device_alloc(im, (void **)&cw->q, qbytes, mapped) || device_alloc(im, (void **)&cw->scale, sbytes, mapped))
+        return -1;
+    if (w->dtype == TS_DTYPE_Q4_1 && device_alloc(im, (void **)&cw->minv, sbytes, mapped)) return -1;
+    cw->bytes = qbytes + sbytes * (w->dtype == TS_DTYPE_Q4_1 ? 2 : 1);
+    /* repack a panel of rows at a time on the host, then copy */
+    int64_t panel = (int64_t)(64u << 20) / (int64_t)(cw->q_row_bytes + 8 * groups) + 1;
+    uint8_t *hq = (uint8_t *)malloc(cw->q_row_bytes * (size_t)panel);
+    float *hs = (float *)malloc((size_t)groups * panel * sizeof(float));
+    float *hm = (float *)malloc((size_t)groups * panel * sizeof(float));
+    int rc = (hq && hs && hm) ? 0 : -1;
+    for (int64_t r0 = 0; rc == 0 && r0 < w->rows; r0 += panel) {
+        int64_t nr = w->rows - r0 < panel ? w->rows - r0 : panel;
+        for (int64_t r = 0; r < nr; r++) {
+            const uint8_t *src = (const uint8_t *)w->host + (size_t)(r0 + r) * w->row_bytes;
+            for (int64_t g = 0; g < groups; g++) {
+                uint8_t *dq = hq + (size_t)r * cw->q_row_bytes + (size_t)g * qbytes_per_group;
+                size_t si = (size_t)r * groups + g;
+                if (w->dtype == TS_DTYPE_Q8_0) {
+                    const ts_block_q8_0 *b = (const ts_block_q8_0 *)src + g;
+                    hs[si] = ts_f16_to_f32(b->d);
+                    memcpy(dq, b->qs, 32);
+                } else if (w->dtype == TS_DTYPE_Q4_0) {
+                    const ts_block_q4_0 *b = (const ts_block_q4_0 *)src + g;
+                    hs[si] = ts_f16_to_f32(b->d);
+                    memcpy(dq, b->qs, 16);
+                } else {
+                    const ts_block_q4_1 *b = (const ts_block_q4_1 *)src + g;
+                    hs[si] = ts_f16_to_f32(b->d);
+                    hm[si] = ts_f16_to_f32(b->m);
+                    memcpy(dq, b->qs, 16);
+                }
+            }
+        }
+        rc = upload(im, cw->q + (size_t)r0 * cw->q_row_bytes, hq, cw->q_row_bytes * (size_t)nr) ||
+             upload(im, cw->scale + (size_t)r0 * groups, hs, (size_t)groups * nr * sizeof(float)) ||
+             (w->dtype == TS_DTYPE_Q4_1 && upload(im, cw->minv + (size_t)r0 * groups, hm, (size_t)groups * nr * sizeof(float)))
+                 ? -1 : 0;
+    }
+    free(hq);
+    free(hs);
+    free(hm);
+    return rc;
+}
+
+int cuda_prepare_weight(ts_backend *be, ts_weight *w, ts_error *err) {
+    cuda_impl *im = cuda_of(be);
+    cuda_weight *cw = (cuda_weight *)calloc(1, sizeof *cw);
+    cw->dtype = w->dtype;
+    cw->rows = w->rows;
+    cw->cols = w->cols;
+    cw->host_mapped = im->opt.unified_memory;
+    cw->gpu_supported = gpu_has_kernel(w->dtype) && w->cols % 32 == 0;
+    w->prepared = cw;
+    w->prepared_by = be;
+    if (!cw->gpu_supported) {
+        CUDA_WARN_ONCE(im, 0, "cuda: weights of type %s (or rows of %lld values) have no GPU kernel; those products run on the CPU",
+                       dtype_name(w->dtype), (long long)w->cols);
+        if (!im->opt.cpu_fallback) {
+            snprintf(err->message, sizeof err->message,
+                     "cuda: no GPU kernel for %s weights and the CPU fallback is disabled", dtype_name(w->dtype));
+            return -1;
+        }
+        return 0;
+    }
+    int rc;
+    if (w->dtype == TS_DTYPE_Q4_0 || w->dtype == TS_DTYPE_Q4_1 || w->dtype == TS_DTYPE_Q8_0) {
+        rc = repack_blocks(im, w, cw);
+    } else {
+        cw->q_row_bytes = w->row_bytes;
+        cw->bytes = w->row_bytes * (size_t)w->rows;
+        rc = device_alloc(im, (void **)&cw->q, cw->bytes, cw->host_mapped) || upload(im, cw->q, w->host, cw->bytes) ? -1 : 0;
+    }
+    if (rc != 0) {
+        size_t free_b = 0, total = 0;
+        cudaMemGetInfo(&free_b, &total);
+        snprintf(err->message, sizeof err->message, "cuda: cannot place a %lld x %lld %s weight (%zu bytes; %zu of %zu free): %s",
+                 (long long)w->rows, (long long)w->cols, dtype_name(w->dtype), cw->bytes, free_b, total,
+                 im->last_error);
+        return -1;
+    }
+    im->weight_bytes += cw->bytes;
+    return 0;
+}
+
+void cuda_release_weight(ts_backend *be, ts_weight *w) {
+    cuda_impl *im = cuda_of(be);
+    cuda_weight *cw = (cuda_weight *)w->prepared;
+    if (!cw) return;
+    device_free(cw->q, cw->host_mapped);
+    device_free(cw->scale, cw->host_mapped);
+    device_free(cw->minv, cw->host_mapped);
+    im->weight_bytes -= cw->bytes;
+    free(cw);
+    w->prepared = NULL;
+    w->prepared_by = NULL;
+}
+
+/* One warp per row; each lane takes groups of 32 weights lane, lane + 32, ...; N tokens at once. */
+template <int DT, int N>
+__global__ void gemv_kernel(cuda_weight w, const float *__restrict__ x, float *__restrict__ y,
+                            const float *__restrict__ bias) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + warp;
+    if (row >= w.rows) return;
+    int groups = (int)(w.cols / 32);
+    float acc[N];
+#pragma unroll
+    for (int t = 0; t < N; t++) acc[t] = 0.0f;
+    for (int g = lane; g < groups; g += 32) {
+        float v[32];
+        decode_group<DT>(w, row, g, v);
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            const float4 *xp = (const float4 *)(x + (size_t)t * w.cols) + g * 8;
+            float s = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float4 xv = __ldg(xp + j);
+                s = fmaf(v[4 * j], xv.x, s);
+                s = fmaf(v[4 * j + 1], xv.y, s);
+                s = fmaf(v[4 * j + 2], xv.z, s);
+                s = fmaf(v[4 * j + 3], xv.w, s);
+            }
+            acc[t] += s;
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < N; t++) {
+        float s = acc[t];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) y[(size_t)t * w.rows + row] = s + (bias ? bias[row] : 0.0f);
+    }
+}
+
+/* Rows [r0, r0 + nr) of the weight into a dense row-major panel of OUT elements. */
+template <int DT, typename OUT>
+__global__ void dequant_kernel(cuda_weight w, int64_t r0, int64_t nr, OUT *out) {
+    int64_t groups = w.cols / 32;
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= nr * groups) return;
+    int64_t r = i / groups;
+    int g = (int)(i % groups);
+    float v[32];
+    decode_group<DT>(w, r0 + r, g, v);
+    OUT *o = out + r * w.cols + (int64_t)g * 32;
+#pragma unroll
+    for (int k = 0; k < 32; k++) {
+        if constexpr (sizeof(OUT) == 4) o[k] = v[k];
+        else o[k] = OUT(v[k]);
+    }
+}
+
+template <typename OUT>
+__global__ void convert_kernel(const float *in, OUT *out, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = OUT(in[i]);
+}
+
+__global__ void bias_kernel(float *y, const float *bias, int64_t rows, int n) {
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < rows * n) y[i] += bias[i % rows];
+}
+
+template <int DT>
+static void launch_gemv(cuda_impl *im, const cuda_weight &w, const float *x, int n, float *y, const float *bias) {
+    dim3 grid((unsigned)((w.rows + GEMV_WARPS - 1) / GEMV_WARPS)), block(32 * GEMV_WARPS);
+    switch (n) {
+#define GEMV_CASE(N) \
+    case N: gemv_kernel<DT, N><<<grid, block, 0, im->stream>>>(w, x, y, bias); break;
+        GEMV_CASE(1) GEMV_CASE(2) GEMV_CASE(3) GEMV_CASE(4) GEMV_CASE(5) GEMV_CASE(6) GEMV_CASE(7) GEMV_CASE(8)
+#undef GEMV_CASE
+    }
+}
+
+template <int DT>
+static void launch_dequant(cuda_impl *im, const cuda_weight &w, int64_t r0, int64_t nr, void *out, int out_kind) {
+    int64_t items = nr * (w.cols / 32);
+    unsigned blocks = (unsigned)((items + 127) / 128);
+    if (out_kind == 0) dequant_kernel<DT, float><<<blocks, 128, 0, im->stream>>>(w, r0, nr, (float *)out);
+    else if (out_kind == 1) dequant_kernel<DT, __nv_bfloat16><<<blocks, 128, 0, im->stream>>>(w, r0, nr, (__nv_bfloat16 *)out);
+    else dequant_kernel<DT, __half><<<blocks, 128, 0, im->stream>>>(w, r0, nr, (__half *)out);
+}
+
+/* y = x . W^T through cuBLAS on dequantized panels of W. */
+static void gemm_path(cuda_impl *im, const cuda_weight &w, const float *x, int n, float *y) {
+    int kind = im->opt.precision == TS_PRECISION_FP32 ? 0 : im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
+    size_t elem = kind == 0 ? 4 : 2;
+    const void *xin = x;
+    if (kind != 0) {
+        size_t cnt = (size_t)n * w.cols;
+        void *xs = cuda_scratch(im, &im->act_scratch, &im->act_scratch_bytes, cnt * 2);
+        if (!xs) return;
+        unsigned blocks = (unsigned)((cnt + 255) / 256);
+        if (kind == 1) convert_kernel<__nv_bfloat16><<<blocks, 256, 0, im->stream>>>(x, (__nv_bfloat16 *)xs, cnt);
+        else convert_kernel<__half><<<blocks, 256, 0, im->stream>>>(x, (__half *)xs, cnt);
+        xin = xs;
+    }
+    int64_t panel = (int64_t)(GEMM_PANEL_BYTES / ((size_t)w.cols * elem));
+    if (panel < 64) panel = 64;
+    if (panel > w.rows) panel = w.rows;
+    void *wp = cuda_scratch(im, &im->gemm_scratch, &im->gemm_scratch_bytes, (size_t)panel * w.cols * elem);
+    if (!wp) return;
+    cudaDataType_t dt = kind == 0 ? CUDA_R_32F : kind == 1 ? CUDA_R_16BF : CUDA_R_16F;
+    const float alpha = 1.0f, beta = 0.0f;
+    for (int64_t r0 = 0; r0 < w.rows; r0 += panel) {
+        int64_t nr = w.rows - r0 < panel ? w.rows - r0 : panel;
+#define DQ(DT) launch_dequant<DT>(im, w, r0, nr, wp, kind)
+        TS_CUDA_DISPATCH_DTYPE(w.dtype, DQ)
+#undef DQ
+        /* column-major view: Y^T[rows, n] = W[rows, K] . X^T[K, n]; W row-major is W^T column-major */
+        cublasStatus_t st = cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)w.cols, &alpha, wp, dt,
+                                         (int)w.cols, xin, dt, (int)w.cols, &beta, y + r0, CUDA_R_32F, (int)w.rows,
+                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        if (st != CUBLAS_STATUS_SUCCESS) {
+            cuda_log(im, 0, "cuda: cuBLAS GEMM failed (status %d) for a %lld x %lld product with %d rows", (int)st,
+                     (long long)nr, (long long)w.cols, n);
+            return;
+        }
+    }
+}
+
+static void cpu_fallback_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias) {
+    cuda_impl *im = cuda_of(be);
+    ts_backend *cpu = im->opt.cpu_fallback;
+    size_t xin = (size_t)n * w->cols * sizeof(float), yout = (size_t)n * w->rows * sizeof(float);
+    float *hx = (float *)malloc(xin), *hy = (float *)malloc(yout), *hb = NULL;
+    if (bias) {
+        hb = (float *)malloc((size_t)w->rows * sizeof(float));
+        cudaMemcpyAsync(hb, bias, (size_t)w->rows * sizeof(float), cudaMemcpyDeviceToHost, im->stream);
+    }
+    cudaMemcpyAsync(hx, x, xin, cudaMemcpyDeviceToHost, im->stream);
+    cudaStreamSynchronize(im->stream);
+    /* the CPU sees the host weight unprepared: its prepared slot holds the GPU's bookkeeping */
+    ts_weight host_w = *w;
+    host_w.prepared = NULL;
+    host_w.prepared_by = NULL;
+    cpu->ops->matmul(cpu, &host_w, hx, n, hy, hb);
+    cudaMemcpyAsync(y, hy, yout, cudaMemcpyHostToDevice, im->stream);
+    cudaStreamSynchronize(im->stream);
+    free(hx);
+    free(hy);
+    free(hb);
+}
+
+void cuda_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias) {
+    cuda_impl *im = cuda_of(be);
+    const cuda_weight *cw = (const cuda_weight *)w->prepared;
+    if (n <= 0) return;
+    if (!cw || !cw->gpu_supported) {
+        cpu_fallback_matmul(be, w, x, n, y, bias);
+        return;
+    }
+    if (n <= GEMV_MAX_TOKENS) {
+#define GV(DT) launch_gemv<DT>(im, *cw, x, n, y, bias)
+        TS_CUDA_DISPATCH_DTYPE(cw->dtype, GV)
+#undef GV
+    } else {
+        gemm_path(im, *cw, x, n, y);
+        if (bias) {
+            int64_t total = (int64_t)n * cw->rows;
+            bias_kernel<<<(unsigned)((total + 255) / 256), 256, 0, im->stream>>>(y, bias, cw->rows, n);
+        }
+    }
+    CUDA_CHECK_LAUNCH(im, "matmul");
+}
+
+/* Row lookups share the group decoder: table rows become float32 activations. */
+template <int DT>
+__global__ void embed_kernel(cuda_weight w, const int32_t *ids, int n, float *out, int add) {
+    int t = blockIdx.x;
+    int groups = (int)(w.cols / 32);
+    int64_t id = ids[t];
+    if (id < 0 || id >= w.rows) return;
+    for (int g = threadIdx.x; g < groups; g += blockDim.x) {
+        float v[32];
+        decode_group<DT>(w, id, g, v);
+        float *o = out + (size_t)t * w.cols + (size_t)g * 32;
+#pragma unroll
+        for (int k = 0; k < 32; k++) o[k] = add ? o[k] + v[k] : v[k];
+    }
+}
+
+static void embed_common(ts_backend *be, const ts_weight *table, const int32_t *ids, int n, float *out, int add) {
+    cuda_impl *im = cuda_of(be);
+    const cuda_weight *cw = (const cuda_weight *)table->prepared;
+    const int32_t *dids = cuda_step_array(be, ids, n);
+    if (!dids) return;
+    if (!cw || !cw->gpu_supported) {
+        /* rare: an embedding table of a type without a kernel; do it on the host */
+        ts_backend *cpu = im->opt.cpu_fallback;
+        float *h = (float *)malloc((size_t)n * table->cols * sizeof(float));
+        if (add) cudaMemcpy(h, out, (size_t)n * table->cols * sizeof(float), cudaMemcpyDeviceToHost);
+        ts_weight host_t = *table;
+        host_t.prepared = NULL;
+        host_t.prepared_by = NULL;
+        if (add) cpu->ops->embed_add(cpu, &host_t, ids, n, h);
+        else cpu->ops->embed(cpu, &host_t, ids, n, h);
+        cudaMemcpy(out, h, (size_t)n * table->cols * sizeof(float), cudaMemcpyHostToDevice);
+        free(h);
+        return;
+    }
+#define EM(DT) embed_kernel<DT><<<n, 64, 0, im->stream>>>(*cw, dids, n, out, add)
+    TS_CUDA_DISPATCH_DTYPE(cw->dtype, EM)
+#undef EM
+    CUDA_CHECK_LAUNCH(im, "embedding");
+}
+
+void cuda_embed(ts_backend *be, const ts_weight *table, const int32_t *tokens, int n, float *out) {
+    embed_common(be, table, tokens, n, out, 0);
+}
+
+void cuda_embed_add(ts_backend *be, const ts_weight *table, const int32_t *ids, int n, float *x) {
+    embed_common(be, table, ids, n, x, 1);
+}

@@ -1,0 +1,157 @@
+/* Element-wise and row-wise operations: norms, rotary embedding, activations, residual adds, row
+ * gathers. Reductions accumulate in float32 with a block-wide tree. */
+#include <math.h>
+
+#include "backend/cuda/cuda_common.cuh"
+
+__device__ __forceinline__ float block_sum(float v, float *shared) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    float total = 0.0f;
+    for (int i = 0; i < nw; i++) total += shared[i];
+    return total;
+}
+
+__global__ void rmsnorm_kernel(const float *x, const float *w, int dim, float eps, float *out) {
+    __shared__ float red[32];
+    const float *xr = x + (size_t)blockIdx.x * dim;
+    float *o = out + (size_t)blockIdx.x * dim;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
+    ss = block_sum(ss, red);
+    float inv = rsqrtf(ss / (float)dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = w[i] * (xr[i] * inv);
+}
+
+__global__ void layernorm_kernel(const float *x, const float *w, const float *b, int dim, float eps, float *out) {
+    __shared__ float red[32];
+    const float *xr = x + (size_t)blockIdx.x * dim;
+    float *o = out + (size_t)blockIdx.x * dim;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) s += xr[i];
+    float mean = block_sum(s, red) / (float)dim;
+    float v = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) v += (xr[i] - mean) * (xr[i] - mean);
+    float inv = rsqrtf(block_sum(v, red) / (float)dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = (xr[i] - mean) * inv * w[i] + b[i];
+}
+
+static int norm_threads(int dim) {
+    int t = 32;
+    while (t < dim && t < 1024) t *= 2;
+    return t;
+}
+
+void cuda_rmsnorm(ts_backend *be, const float *x, const float *w, int rows, int dim, float eps, float *out) {
+    cuda_impl *im = cuda_of(be);
+    if (rows <= 0) return;
+    rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, w, dim, eps, out);
+    CUDA_CHECK_LAUNCH(im, "rmsnorm");
+}
+
+void cuda_layernorm(ts_backend *be, const float *x, const float *w, const float *b, int rows, int dim, float eps,
+                    float *out) {
+    cuda_impl *im = cuda_of(be);
+    if (rows <= 0) return;
+    layernorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, w, b, dim, eps, out);
+    CUDA_CHECK_LAUNCH(im, "layernorm");
+}
+
+/* One block per token; threads cover (head, pair). cos/sin in float32 of the float32 angle. */
+__global__ void rope_kernel(float *x, int heads, int stride, const int32_t *positions, const float *inv_freq,
+                            int head_dim, float factor) {
+    int t = blockIdx.x, half = head_dim / 2;
+    float pos = (float)positions[t];
+    float *row = x + (size_t)t * stride;
+    for (int i = threadIdx.x; i < heads * half; i += blockDim.x) {
+        int h = i / half, k = i % half;
+        float angle = pos * inv_freq[k];
+        float s, c;
+        sincosf(angle, &s, &c);
+        c *= factor;
+        s *= factor;
+        float *v = row + (size_t)h * head_dim;
+        float a = v[k], b = v[k + half];
+        v[k] = a * c - b * s;
+        v[k + half] = b * c + a * s;
+    }
+}
+
+void cuda_rope(ts_backend *be, float *x, int n, int heads, int stride, const int32_t *positions, const ts_rope *rope) {
+    cuda_impl *im = cuda_of(be);
+    if (n <= 0) return;
+    int half = rope->head_dim / 2;
+    if (im->inv_freq_host != rope->inv_freq || im->inv_freq_n != half) {
+        if (im->inv_freq) cudaFree(im->inv_freq);
+        im->inv_freq = NULL;
+        if (cuda_check(im, cudaMalloc((void **)&im->inv_freq, (size_t)half * sizeof(float)), "rope frequencies")) return;
+        cudaMemcpy(im->inv_freq, rope->inv_freq, (size_t)half * sizeof(float), cudaMemcpyHostToDevice);
+        im->inv_freq_host = rope->inv_freq;
+        im->inv_freq_n = half;
+    }
+    const int32_t *dpos = cuda_step_array(be, positions, n);
+    if (!dpos) return;
+    rope_kernel<<<n, 128, 0, im->stream>>>(x, heads, stride, dpos, im->inv_freq, rope->head_dim, rope->attention_factor);
+    CUDA_CHECK_LAUNCH(im, "rope");
+}
+
+__global__ void silu_mul_kernel(const float *gate, const float *up, int rows, int inner, int in_stride, float *out) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)rows * inner) return;
+    size_t r = i / inner, c = i % inner;
+    float g = gate[r * in_stride + c];
+    out[i] = g / (1.0f + expf(-g)) * up[r * in_stride + c];
+}
+
+void cuda_silu_mul(ts_backend *be, const float *gate, const float *up, int rows, int inner, int in_stride, float *out) {
+    cuda_impl *im = cuda_of(be);
+    size_t total = (size_t)rows * inner;
+    if (!total) return;
+    silu_mul_kernel<<<(unsigned)((total + 255) / 256), 256, 0, im->stream>>>(gate, up, rows, inner, in_stride, out);
+    CUDA_CHECK_LAUNCH(im, "silu_mul");
+}
+
+__global__ void gelu_kernel(float *x, size_t count, int tanh_approx) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= count) return;
+    float v = x[i];
+    if (tanh_approx) x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    else x[i] = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
+}
+
+void cuda_gelu(ts_backend *be, float *x, size_t count, int tanh_approx) {
+    cuda_impl *im = cuda_of(be);
+    if (!count) return;
+    gelu_kernel<<<(unsigned)((count + 255) / 256), 256, 0, im->stream>>>(x, count, tanh_approx);
+    CUDA_CHECK_LAUNCH(im, "gelu");
+}
+
+__global__ void add_kernel(float *x, const float *y, size_t count) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < count) x[i] += y[i];
+}
+
+void cuda_add(ts_backend *be, float *x, const float *y, size_t count) {
+    cuda_impl *im = cuda_of(be);
+    if (!count) return;
+    add_kernel<<<(unsigned)((count + 255) / 256), 256, 0, im->stream>>>(x, y, count);
+    CUDA_CHECK_LAUNCH(im, "add");
+}
+
+__global__ void gather_kernel(const float *src, const int32_t *rows, int dim, float *dst) {
+    const float *s = src + (size_t)rows[blockIdx.x] * dim;
+    float *d = dst + (size_t)blockIdx.x * dim;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) d[i] = s[i];
+}
+
+void cuda_gather_rows(ts_backend *be, const float *src, const int32_t *rows, int n, int dim, float *dst) {
+    cuda_impl *im = cuda_of(be);
+    if (n <= 0) return;
+    const int32_t *drows = cuda_step_array(be, rows, n);
+    if (!drows) return;
+    gather_kernel<<<n, 256, 0, im->stream>>>(src, drows, dim, dst);
+    CUDA_CHECK_LAUNCH(im, "gather");
+}

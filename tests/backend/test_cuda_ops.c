@@ -1,0 +1,342 @@
+/* Every CUDA operation against a plain C reference on random inputs of awkward sizes: float32 paths
+ * within a relative error of 1e-5, bf16/fp16 paths within 1e-2. Skipped (exit 77) without a GPU. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "quant/dequantize.h"
+#include "quant/float16.h"
+#include "support/testlib.h"
+
+static ts_backend *g_cpu, *g_gpu32, *g_gpu16;
+static uint64_t g_rng = 12345;
+
+static float *dev_from(ts_backend *be, const float *h, size_t n) {
+    ts_error err = {{0}};
+    float *d = be->ops->alloc(be, n * sizeof(float), &err);
+    assert_non_null(d);
+    be->ops->from_host(be, d, h, n * sizeof(float));
+    return d;
+}
+
+static float *host_from(ts_backend *be, const float *d, size_t n) {
+    float *h = malloc(n * sizeof(float));
+    be->ops->to_host(be, h, d, n * sizeof(float));
+    return h;
+}
+
+static float *rand_floats(size_t n, float scale) {
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = ts_test_randf(&g_rng) * scale;
+    return x;
+}
+
+static uint16_t rand_scale(float lo, float hi) {
+    float u = (ts_test_randf(&g_rng) + 1.0f) * 0.5f;
+    return ts_f32_to_f16(lo + u * (hi - lo));
+}
+
+/* Random weight bytes of a type: random quants and finite, moderate scales. */
+static void *rand_weight(ts_dtype t, int64_t rows, int64_t cols) {
+    size_t rb = ts_dtype_row_bytes(t, cols), total = rb * (size_t)rows;
+    uint8_t *w = malloc(total);
+    for (size_t i = 0; i < total; i++) w[i] = (uint8_t)ts_test_rand(&g_rng);
+    int64_t blocks = (int64_t)(total / (size_t)ts_dtype_get(t)->block_bytes);
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t *p = w + (size_t)b * ts_dtype_get(t)->block_bytes;
+        switch (t) {
+        case TS_DTYPE_F32: {
+            float f = ts_test_randf(&g_rng);
+            memcpy(p, &f, 4);
+            break;
+        }
+        case TS_DTYPE_F16: {
+            uint16_t h = ts_f32_to_f16(ts_test_randf(&g_rng));
+            memcpy(p, &h, 2);
+            break;
+        }
+        case TS_DTYPE_BF16: {
+            uint16_t h = ts_f32_to_bf16(ts_test_randf(&g_rng));
+            memcpy(p, &h, 2);
+            break;
+        }
+        case TS_DTYPE_Q8_0: ((ts_block_q8_0 *)p)->d = rand_scale(0.001f, 0.02f); break;
+        case TS_DTYPE_Q4_0: ((ts_block_q4_0 *)p)->d = rand_scale(0.01f, 0.2f); break;
+        case TS_DTYPE_Q4_1:
+            ((ts_block_q4_1 *)p)->d = rand_scale(0.01f, 0.2f);
+            ((ts_block_q4_1 *)p)->m = rand_scale(-1.0f, 0.0f);
+            break;
+        case TS_DTYPE_Q4_K:
+            ((ts_block_q4_k *)p)->d = rand_scale(0.001f, 0.01f);
+            ((ts_block_q4_k *)p)->dmin = rand_scale(0.001f, 0.01f);
+            break;
+        case TS_DTYPE_Q5_K:
+            ((ts_block_q5_k *)p)->d = rand_scale(0.001f, 0.01f);
+            ((ts_block_q5_k *)p)->dmin = rand_scale(0.001f, 0.01f);
+            break;
+        case TS_DTYPE_Q6_K: ((ts_block_q6_k *)p)->d = rand_scale(0.0005f, 0.004f); break;
+        default: break;
+        }
+    }
+    return w;
+}
+
+/* y[n][rows] in double from the dequantized weight. */
+static double *ref_matmul(ts_dtype t, const void *w, int64_t rows, int64_t cols, const float *x, int n, const float *bias) {
+    double *y = calloc((size_t)n * rows, sizeof(double));
+    float *row = malloc((size_t)cols * sizeof(float));
+    size_t rb = ts_dtype_row_bytes(t, cols);
+    for (int64_t r = 0; r < rows; r++) {
+        ts_dequantize_row(t, (const uint8_t *)w + (size_t)r * rb, row, cols);
+        for (int i = 0; i < n; i++) {
+            double acc = bias ? bias[r] : 0.0;
+            for (int64_t k = 0; k < cols; k++) acc += (double)row[k] * (double)x[(size_t)i * cols + k];
+            y[(size_t)i * rows + r] = acc;
+        }
+    }
+    free(row);
+    return y;
+}
+
+static double rel_err_d(const float *a, const double *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return isnan(num) ? INFINITY : sqrt(num / (den > 0 ? den : 1));
+}
+
+static void check_matmul(ts_backend *gpu, ts_dtype t, int64_t rows, int64_t cols, int n, int with_bias, double tol) {
+    void *wbytes = rand_weight(t, rows, cols);
+    ts_weight w = {.dtype = t, .rows = rows, .cols = cols, .host = wbytes, .row_bytes = ts_dtype_row_bytes(t, cols)};
+    ts_error err = {{0}};
+    if (gpu->ops->prepare_weight(gpu, &w, &err) != 0) fail_msg("%s", err.message);
+    float *x = rand_floats((size_t)n * cols, 1.0f);
+    float *bias = with_bias ? rand_floats((size_t)rows, 0.5f) : NULL;
+    float *dx = dev_from(gpu, x, (size_t)n * cols), *dbias = bias ? dev_from(gpu, bias, (size_t)rows) : NULL;
+    float *poison = malloc((size_t)n * rows * sizeof(float));
+    for (size_t i = 0; i < (size_t)n * rows; i++) poison[i] = NAN;
+    float *dy = dev_from(gpu, poison, (size_t)n * rows);
+    gpu->ops->matmul(gpu, &w, dx, n, dy, dbias);
+    float *y = host_from(gpu, dy, (size_t)n * rows);
+    double *ref = ref_matmul(t, wbytes, rows, cols, x, n, bias);
+    double e = rel_err_d(y, ref, (size_t)n * rows);
+    if (!(e <= tol))
+        fail_msg("%s matmul %lld x %lld with %d tokens%s: relative error %.3g > %g (%s)", ts_dtype_get(t)->name,
+                 (long long)rows, (long long)cols, n, with_bias ? " + bias" : "", e, tol, gpu->description);
+    gpu->ops->release_weight(gpu, &w);
+    gpu->ops->free(gpu, dx);
+    gpu->ops->free(gpu, dy);
+    if (dbias) gpu->ops->free(gpu, dbias);
+    free(wbytes);
+    free(x);
+    free(bias);
+    free(poison);
+    free(y);
+    free(ref);
+}
+
+static void test_matmul_every_type(void **state) {
+    (void)state;
+    const ts_dtype types[] = {TS_DTYPE_F32, TS_DTYPE_F16, TS_DTYPE_BF16, TS_DTYPE_Q8_0, TS_DTYPE_Q4_0,
+                              TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K};
+    const int ns[] = {1, 3, 8, 9, 33};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        int64_t cols = ts_dtype_get(types[i])->block_size == 256 ? 768 : 96;
+        for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++) {
+            check_matmul(g_gpu32, types[i], 37, cols, ns[j], (int)(j % 2), 1e-5);
+            check_matmul(g_gpu16, types[i], 37, cols, ns[j], (int)(j % 2), 1e-2);
+        }
+        check_matmul(g_gpu32, types[i], 1031, ts_dtype_get(types[i])->block_size == 256 ? 2048 : 1056, 2, 0, 1e-5);
+    }
+}
+
+static void compare_vs_cpu(ts_backend *gpu, const char *what, const float *dgpu, const float *hcpu, size_t n, double tol) {
+    float *g = host_from(gpu, dgpu, n);
+    double e = ts_test_rel_l2(g, hcpu, n);
+    if (!(e <= tol)) fail_msg("%s: relative error %.3g > %g", what, e, tol);
+    free(g);
+}
+
+static void test_norms_and_activations(void **state) {
+    (void)state;
+    const int rows = 7, dim = 333;
+    size_t n = (size_t)rows * dim;
+    float *x = rand_floats(n, 2.0f), *w = rand_floats(dim, 1.0f), *b = rand_floats(dim, 1.0f);
+    float *out = malloc(n * sizeof(float)), *y = rand_floats(n, 1.0f);
+    ts_backend *gpu = g_gpu32;
+    float *dx = dev_from(gpu, x, n), *dw = dev_from(gpu, w, dim), *db = dev_from(gpu, b, dim), *dout = dev_from(gpu, x, n);
+    float *dy = dev_from(gpu, y, n);
+
+    g_cpu->ops->rmsnorm(g_cpu, x, w, rows, dim, 1e-6f, out);
+    gpu->ops->rmsnorm(gpu, dx, dw, rows, dim, 1e-6f, dout);
+    compare_vs_cpu(gpu, "rmsnorm", dout, out, n, 1e-5);
+
+    g_cpu->ops->layernorm(g_cpu, x, w, b, rows, dim, 1e-5f, out);
+    gpu->ops->layernorm(gpu, dx, dw, db, rows, dim, 1e-5f, dout);
+    compare_vs_cpu(gpu, "layernorm", dout, out, n, 1e-5);
+
+    g_cpu->ops->silu_mul(g_cpu, x, y, rows, dim, dim, out);
+    gpu->ops->silu_mul(gpu, dx, dy, rows, dim, dim, dout);
+    compare_vs_cpu(gpu, "silu_mul", dout, out, n, 1e-5);
+
+    for (int approx = 0; approx < 2; approx++) {
+        memcpy(out, x, n * sizeof(float));
+        g_cpu->ops->gelu(g_cpu, out, n, approx);
+        gpu->ops->from_host(gpu, dout, x, n * sizeof(float));
+        gpu->ops->gelu(gpu, dout, n, approx);
+        compare_vs_cpu(gpu, approx ? "gelu (tanh)" : "gelu", dout, out, n, 1e-5);
+    }
+
+    memcpy(out, x, n * sizeof(float));
+    g_cpu->ops->add(g_cpu, out, y, n);
+    gpu->ops->from_host(gpu, dout, x, n * sizeof(float));
+    gpu->ops->add(gpu, dout, dy, n);
+    compare_vs_cpu(gpu, "add", dout, out, n, 1e-6);
+
+    int32_t rowsel[4] = {6, 0, 3, 3};
+    g_cpu->ops->gather_rows(g_cpu, x, rowsel, 4, dim, out);
+    gpu->ops->gather_rows(gpu, dx, rowsel, 4, dim, dout);
+    compare_vs_cpu(gpu, "gather_rows", dout, out, 4 * (size_t)dim, 0);
+
+    gpu->ops->free(gpu, dx);
+    gpu->ops->free(gpu, dw);
+    gpu->ops->free(gpu, db);
+    gpu->ops->free(gpu, dout);
+    gpu->ops->free(gpu, dy);
+    free(x);
+    free(w);
+    free(b);
+    free(out);
+    free(y);
+}
+
+static void test_rope(void **state) {
+    (void)state;
+    const int n = 5, heads = 3, hd = 48, stride = heads * hd + 16;
+    float inv[24];
+    for (int i = 0; i < hd / 2; i++) inv[i] = 1.0f / powf(1e6f, (float)(2 * i) / hd);
+    ts_rope rope = {hd, inv, 1.0f};
+    int32_t pos[5] = {0, 1, 17, 999, 40000};
+    float *x = rand_floats((size_t)n * stride, 1.0f);
+    float *dx = dev_from(g_gpu32, x, (size_t)n * stride);
+    g_cpu->ops->rope(g_cpu, x, n, heads, stride, pos, &rope);
+    g_gpu32->ops->rope(g_gpu32, dx, n, heads, stride, pos, &rope);
+    compare_vs_cpu(g_gpu32, "rope", dx, x, (size_t)n * stride, 1e-5);
+    g_gpu32->ops->free(g_gpu32, dx);
+    free(x);
+}
+
+/* Attention over two sequences with shuffled block tables, against the CPU backend. */
+static void check_attention(ts_backend *gpu, double tol) {
+    const int n_heads = 6, n_kv = 2, hd = 40, bt = 4, layers = 2;
+    ts_kv_layout l = {layers, n_kv, hd, bt, 64};
+    ts_error err = {{0}};
+    ts_kv_store *kc = g_cpu->ops->kv_create(g_cpu, &l, &err), *kg = gpu->ops->kv_create(gpu, &l, &err);
+    assert_non_null(kc);
+    assert_non_null(kg);
+    int32_t blocks_a[16], blocks_b[16];
+    for (int i = 0; i < 16; i++) {
+        blocks_a[i] = 63 - 2 * i;
+        blocks_b[i] = 2 * i + 1;
+    }
+    /* step 1: prefill 13 tokens of a and 6 of b; step 2: one decode token each */
+    for (int stepno = 0; stepno < 2; stepno++) {
+        int na = stepno == 0 ? 13 : 1, nb = stepno == 0 ? 6 : 1, n = na + nb;
+        ts_seq_view views[2] = {{0, na, stepno == 0 ? 0 : 13, 16, blocks_a}, {na, nb, stepno == 0 ? 0 : 6, 16, blocks_b}};
+        int32_t tokens[32], positions[32];
+        for (int i = 0; i < n; i++) {
+            tokens[i] = i;
+            positions[i] = i < na ? views[0].start_pos + i : views[1].start_pos + i - na;
+        }
+        ts_step step = {n, tokens, positions, 2, views, 0, NULL};
+        size_t qn = (size_t)n * n_heads * hd, kn = (size_t)n * n_kv * hd;
+        float *q = rand_floats(qn, 1.0f), *k = rand_floats(kn, 1.0f), *v = rand_floats(kn, 1.0f);
+        float *out = malloc(qn * sizeof(float));
+        float *dq = dev_from(gpu, q, qn), *dk = dev_from(gpu, k, kn), *dv = dev_from(gpu, v, kn), *dout = dev_from(gpu, q, qn);
+        for (int layer = 0; layer < layers; layer++) {
+            g_cpu->ops->attention(g_cpu, kc, layer, &step, q, n_heads * hd, k, v, n_kv * hd, n_heads, 0.158f, out);
+            gpu->ops->begin_step(gpu, &step);
+            gpu->ops->attention(gpu, kg, layer, &step, dq, n_heads * hd, dk, dv, n_kv * hd, n_heads, 0.158f, dout);
+            char what[64];
+            snprintf(what, sizeof what, "attention step %d layer %d", stepno, layer);
+            compare_vs_cpu(gpu, what, dout, out, qn, tol);
+            gpu->ops->sync(gpu);
+        }
+        free(q);
+        free(k);
+        free(v);
+        free(out);
+        gpu->ops->free(gpu, dq);
+        gpu->ops->free(gpu, dk);
+        gpu->ops->free(gpu, dv);
+        gpu->ops->free(gpu, dout);
+    }
+    g_cpu->ops->kv_destroy(g_cpu, kc);
+    gpu->ops->kv_destroy(gpu, kg);
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    check_attention(g_gpu32, 1e-5);
+    check_attention(g_gpu16, 1e-2); /* half-precision KV cache */
+}
+
+static void test_embedding(void **state) {
+    (void)state;
+    const ts_dtype types[] = {TS_DTYPE_BF16, TS_DTYPE_Q4_0, TS_DTYPE_Q6_K, TS_DTYPE_F32};
+    for (size_t i = 0; i < 4; i++) {
+        int64_t rows = 50, cols = ts_dtype_get(types[i])->block_size == 256 ? 512 : 160;
+        void *wb = rand_weight(types[i], rows, cols);
+        ts_weight w = {.dtype = types[i], .rows = rows, .cols = cols, .host = wb, .row_bytes = ts_dtype_row_bytes(types[i], cols)};
+        ts_error err = {{0}};
+        assert_int_equal(g_gpu32->ops->prepare_weight(g_gpu32, &w, &err), 0);
+        int32_t ids[6] = {0, 49, 7, 7, 23, 1};
+        float *ref = malloc(6 * (size_t)cols * sizeof(float));
+        ts_weight hw = w;
+        hw.prepared = NULL;
+        hw.prepared_by = NULL;
+        g_cpu->ops->embed(g_cpu, &hw, ids, 6, ref);
+        float *zeros = calloc(6 * (size_t)cols, sizeof(float));
+        float *d = dev_from(g_gpu32, zeros, 6 * (size_t)cols);
+        g_gpu32->ops->embed(g_gpu32, &w, ids, 6, d);
+        compare_vs_cpu(g_gpu32, "embedding", d, ref, 6 * (size_t)cols, 1e-6);
+        g_gpu32->ops->release_weight(g_gpu32, &w);
+        g_gpu32->ops->free(g_gpu32, d);
+        free(zeros);
+        free(ref);
+        free(wb);
+    }
+}
+
+int main(void) {
+    ts_error err = {{0}};
+    ts_cpu_options co = {.threads = 2};
+    g_cpu = ts_cpu_backend_create(&co, &err);
+    char why[512];
+    g_gpu32 = ts_test_cuda_backend(TS_PRECISION_FP32, g_cpu, why, sizeof why);
+    if (!g_gpu32) {
+        printf("skipped: no CUDA backend here: %s\n", why);
+        g_cpu->ops->destroy(g_cpu);
+        return TS_TEST_SKIP;
+    }
+    g_gpu16 = ts_test_cuda_backend(TS_PRECISION_BF16, g_cpu, why, sizeof why);
+    printf("GPU: %s\n", g_gpu32->description);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul_every_type), cmocka_unit_test(test_norms_and_activations),
+        cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_embedding),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    g_gpu32->ops->destroy(g_gpu32);
+    g_gpu16->ops->destroy(g_gpu16);
+    g_cpu->ops->destroy(g_cpu);
+    return rc;
+}

@@ -1,0 +1,54 @@
+/* Every model under ../shared/testdata against the Hugging Face reference on the CUDA backend: in
+ * float32 (relative error <= 1e-4, greedy and top-1 checks as on the CPU) and in bf16 (<= 1e-2; greedy
+ * and top-1 compared only where the reference's margin exceeds 0.05, since bf16 products move logits
+ * by about that much). Skipped (exit 77) where no GPU is present. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "support/reference_check.h"
+#include "support/testlib.h"
+
+static ts_backend *g_cpu, *g_fp32, *g_bf16;
+static const ts_ref_tolerance g_tol32 = {1e-4, 1e-4, 1e-3};
+static const ts_ref_tolerance g_tol16 = {1e-2, 1e-2, 5e-2};
+
+static void check(const char *name) {
+    ts_test_check_model_reference(g_fp32, name, &g_tol32);
+    ts_test_check_model_reference(g_bf16, name, &g_tol16);
+}
+
+static void test_qwen3_tiny_tok(void **state) { (void)state; check("qwen3-tiny-tok"); }
+static void test_qwen3_small(void **state) { (void)state; check("qwen3-small"); }
+static void test_qwen3moe_small(void **state) { (void)state; check("qwen3moe-small"); }
+static void test_qwen2_small(void **state) { (void)state; check("qwen2-small"); }
+static void test_dialogpt_tiny(void **state) { (void)state; check("dialogpt-tiny"); }
+
+int main(void) {
+    ts_error err = {{0}};
+    ts_cpu_options co = {.threads = 2};
+    g_cpu = ts_cpu_backend_create(&co, &err);
+    char why[512];
+    g_fp32 = ts_test_cuda_backend(TS_PRECISION_FP32, g_cpu, why, sizeof why);
+    if (!g_fp32) {
+        printf("skipped: no CUDA backend here: %s\n", why);
+        g_cpu->ops->destroy(g_cpu);
+        return TS_TEST_SKIP;
+    }
+    g_bf16 = ts_test_cuda_backend(TS_PRECISION_BF16, g_cpu, why, sizeof why);
+    printf("GPU: %s\n", g_fp32->description);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_qwen3_tiny_tok), cmocka_unit_test(test_qwen3_small),
+        cmocka_unit_test(test_qwen3moe_small), cmocka_unit_test(test_qwen2_small),
+        cmocka_unit_test(test_dialogpt_tiny),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    g_fp32->ops->destroy(g_fp32);
+    g_bf16->ops->destroy(g_bf16);
+    g_cpu->ops->destroy(g_cpu);
+    return rc;
+}
