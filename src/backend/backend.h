@@ -14,6 +14,13 @@
 #include "quant/dtype.h"
 
 typedef struct ts_backend ts_backend;
+
+/* Arithmetic precision of a device backend (the CPU computes in float32). */
+typedef enum ts_precision {
+    TS_PRECISION_FP32 = 0, /* exact: float32 arithmetic everywhere, float32 KV cache */
+    TS_PRECISION_BF16,     /* matrix products of prefill and batches in bf16 on tensor cores, f16 KV cache */
+    TS_PRECISION_FP16,
+} ts_precision;
 typedef struct ts_kv_store ts_kv_store;
 
 /* A weight matrix [rows = output features, cols = input features] in one of the ts_dtype layouts.

@@ -13,12 +13,6 @@ extern "C" {
 #define TS_CUDA_MODULE_ABI 3
 #define TS_CUDA_CREATE_SYMBOL "tessera_cuda_create"
 
-typedef enum ts_precision {
-    TS_PRECISION_FP32 = 0, /* exact: float32 arithmetic everywhere, float32 KV cache */
-    TS_PRECISION_BF16,     /* matrix products of prefill and batches in bf16 on tensor cores, f16 KV cache */
-    TS_PRECISION_FP16,
-} ts_precision;
-
 typedef struct ts_cuda_options {
     int abi;                   /* TS_CUDA_MODULE_ABI */
     int device;                /* CUDA device ordinal */

@@ -14,5 +14,6 @@ typedef struct ts_command {
 int ts_cmd_run(int argc, char **argv);
 int ts_cmd_logits(int argc, char **argv);
 int ts_cmd_bench(int argc, char **argv);
+int ts_cmd_info(int argc, char **argv);
 
 #endif

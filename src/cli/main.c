@@ -8,6 +8,7 @@ static const ts_command g_commands[] = {
     {"run", "generate from a prompt (ids or text)", ts_cmd_run},
     {"logits", "write the logits of a token sequence to a file", ts_cmd_logits},
     {"bench", "time prefill and decode: per-run table and median", ts_cmd_bench},
+    {"info", "print the detected devices and how accelerator names resolve", ts_cmd_info},
 };
 
 static void usage(void) {

@@ -20,14 +20,16 @@
 typedef struct {
     float *data;
     int layers, seq, hidden;
+    ts_backend *be;
 } hidden_capture;
 
+/* x is in backend memory (device memory on a GPU): copied out through the backend. */
 static void capture(void *ctx, int layer, const float *x, int n, int dim) {
     hidden_capture *h = ctx;
     assert_int_equal(n, h->seq);
     assert_int_equal(dim, h->hidden);
     assert_true(layer >= 0 && layer < h->layers);
-    memcpy(h->data + (size_t)layer * n * dim, x, (size_t)n * dim * sizeof(float));
+    h->be->ops->to_host(h->be, h->data + (size_t)layer * n * dim, x, (size_t)n * dim * sizeof(float));
 }
 
 static void check_case(ts_model *m, const char *dir, const json_t *c, int index, const ts_ref_tolerance *tol) {
@@ -85,7 +87,7 @@ static void check_case(ts_model *m, const char *dir, const json_t *c, int index,
         const json_t *shape = json_object_get(c, "hidden_states_shape");
         hidden_capture h = {NULL, (int)json_integer_value(json_array_get(shape, 0)),
                             (int)json_integer_value(json_array_get(shape, 1)),
-                            (int)json_integer_value(json_array_get(shape, 2))};
+                            (int)json_integer_value(json_array_get(shape, 2)), m->be};
         assert_int_equal(h.layers, m->cfg.num_layers + 1);
         h.data = calloc((size_t)h.layers * h.seq * h.hidden, sizeof(float));
         snprintf(path, sizeof path, "%s/reference/%s", dir, json_string_value(hfile));

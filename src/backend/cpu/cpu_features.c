@@ -169,4 +169,32 @@ void ts_cpu_features_reload(void) {
     pthread_mutex_unlock(&g_lock);
 }
 
+int ts_cpu_identity(char *vendor, int vendor_cap, char *model, int model_cap) {
+#if defined(__x86_64__)
+    unsigned regs[4];
+    char v[13] = {0};
+    if (!__get_cpuid(0, &regs[0], &regs[1], &regs[2], &regs[3])) return -1;
+    memcpy(v, &regs[1], 4);
+    memcpy(v + 4, &regs[3], 4);
+    memcpy(v + 8, &regs[2], 4);
+    snprintf(vendor, (size_t)vendor_cap, "%s", v);
+    char brand[49] = {0};
+    unsigned max_ext = __get_cpuid_max(0x80000000u, NULL);
+    if (max_ext >= 0x80000004u) {
+        for (unsigned i = 0; i < 3; i++) {
+            __get_cpuid(0x80000002u + i, &regs[0], &regs[1], &regs[2], &regs[3]);
+            memcpy(brand + 16 * i, regs, 16);
+        }
+    }
+    const char *b = brand;
+    while (*b == ' ') b++;
+    snprintf(model, (size_t)model_cap, "%s", b);
+    for (int n = (int)strlen(model); n > 0 && model[n - 1] == ' '; n--) model[n - 1] = '\0';
+    return 0;
+#else
+    (void)vendor, (void)vendor_cap, (void)model, (void)model_cap;
+    return -1;
+#endif
+}
+
 int ts_cpu_has(uint32_t mask) { return (ts_cpu_features_get()->present & mask) == mask; }

@@ -40,5 +40,8 @@ const char *ts_cpu_feature_name(ts_cpu_feature f);
 /* Parses a name ("avx512", "amx", "neon", ...) into a mask; 0 when unknown. "avx512" covers all AVX-512
  * parts, "amx" all AMX parts. */
 uint32_t ts_cpu_feature_mask_from_name(const char *name);
+/* The CPU's vendor ("GenuineIntel", "AuthenticAMD") and brand string from cpuid, trimmed. Returns -1
+ * where cpuid is not available (non-x86); runtime/devices then reads the OS's description instead. */
+int ts_cpu_identity(char *vendor, int vendor_cap, char *model, int model_cap);
 
 #endif

@@ -289,6 +289,59 @@ static const ts_backend_ops g_cuda_ops = {
     cu_roofline,
 };
 
+/* ---- optional per-operation timing (TESSERA_CUDA_PROFILE=1): every operation is synchronised and
+ * timed with the host clock; totals are logged when the backend is destroyed. Slows everything. ---- */
+enum { P_EMBED, P_MATMUL, P_RMSNORM, P_LAYERNORM, P_ROPE, P_ATTN, P_SILU, P_GELU, P_ADD, P_GATHER, P_MOE, P_STEP, P_TOHOST, P_N };
+static const char *g_prof_names[P_N] = {"embed", "matmul", "rmsnorm", "layernorm", "rope", "attention", "silu_mul",
+                                        "gelu", "add", "gather", "moe", "begin_step", "to_host"};
+static double g_prof_s[P_N];
+static long g_prof_n[P_N];
+#include <time.h>
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+#define PROF(id, call)                                   \
+    do {                                                 \
+        cudaStreamSynchronize(cuda_of(be)->stream);      \
+        double t0_ = now_s();                            \
+        call;                                            \
+        cudaStreamSynchronize(cuda_of(be)->stream);      \
+        g_prof_s[id] += now_s() - t0_;                   \
+        g_prof_n[id]++;                                  \
+    } while (0)
+static void pf_embed(ts_backend *be, const ts_weight *t, const int32_t *ids, int n, float *o) { PROF(P_EMBED, cuda_embed(be, t, ids, n, o)); }
+static void pf_embed_add(ts_backend *be, const ts_weight *t, const int32_t *ids, int n, float *o) { PROF(P_EMBED, cuda_embed_add(be, t, ids, n, o)); }
+static void pf_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *b) { PROF(P_MATMUL, cuda_matmul(be, w, x, n, y, b)); }
+static void pf_rmsnorm(ts_backend *be, const float *x, const float *w, int r, int d, float e, float *o) { PROF(P_RMSNORM, cuda_rmsnorm(be, x, w, r, d, e, o)); }
+static void pf_layernorm(ts_backend *be, const float *x, const float *w, const float *b, int r, int d, float e, float *o) { PROF(P_LAYERNORM, cuda_layernorm(be, x, w, b, r, d, e, o)); }
+static void pf_rope(ts_backend *be, float *x, int n, int h, int st, const int32_t *p, const ts_rope *r) { PROF(P_ROPE, cuda_rope(be, x, n, h, st, p, r)); }
+static void pf_attention(ts_backend *be, ts_kv_store *kv, int l, const ts_step *s, const float *q, int qs, const float *k,
+                         const float *v, int ks, int nh, float sc, float *o) { PROF(P_ATTN, cuda_attention(be, kv, l, s, q, qs, k, v, ks, nh, sc, o)); }
+static void pf_silu(ts_backend *be, const float *g, const float *u, int r, int i, int st, float *o) { PROF(P_SILU, cuda_silu_mul(be, g, u, r, i, st, o)); }
+static void pf_gelu(ts_backend *be, float *x, size_t c, int t) { PROF(P_GELU, cuda_gelu(be, x, c, t)); }
+static void pf_add(ts_backend *be, float *x, const float *y, size_t c) { PROF(P_ADD, cuda_add(be, x, y, c)); }
+static void pf_gather(ts_backend *be, const float *s, const int32_t *r, int n, int d, float *o) { PROF(P_GATHER, cuda_gather_rows(be, s, r, n, d, o)); }
+static void pf_moe(ts_backend *be, const ts_moe *m, const float *x, int n, float *o) { PROF(P_MOE, cuda_moe(be, m, x, n, o)); }
+static void pf_step(ts_backend *be, const ts_step *s) { PROF(P_STEP, cu_begin_step(be, s)); }
+static void pf_to_host(ts_backend *be, void *d, const void *s, size_t b) { PROF(P_TOHOST, cu_to_host(be, d, s, b)); }
+static void pf_destroy(ts_backend *be) {
+    for (int i = 0; i < P_N; i++)
+        if (g_prof_n[i])
+            cuda_log(cuda_of(be), 2, "cuda profile: %-10s %8ld calls %10.3f ms total %8.1f us each", g_prof_names[i],
+                     g_prof_n[i], g_prof_s[i] * 1e3, g_prof_s[i] * 1e6 / (double)g_prof_n[i]);
+    cu_destroy(be);
+}
+
+static const ts_backend_ops g_cuda_prof_ops = {
+    cu_alloc,     cu_free,      pf_to_host, cu_from_host, cuda_prepare_weight, cuda_release_weight,
+    cu_kv_create, cu_kv_destroy, pf_step,   pf_embed,     pf_embed_add,        pf_matmul,
+    pf_rmsnorm,   pf_layernorm, pf_rope,    pf_attention, pf_silu,             pf_gelu,
+    pf_add,       pf_gather,    pf_moe,     cu_sync,      cu_stats,            pf_destroy,
+    cu_roofline,
+};
+
 extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_create(const ts_cuda_options *opt,
                                                                                   ts_error *err) {
     if (!opt || opt->abi != TS_CUDA_MODULE_ABI) {
@@ -323,7 +376,8 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     cublasSetStream(im->blas, im->stream);
     /* FP32 means float32 arithmetic: no TF32 shortcuts in cuBLAS */
     cublasSetMathMode(im->blas, opt->precision == TS_PRECISION_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
-    be->ops = &g_cuda_ops;
+    const char *prof = getenv("TESSERA_CUDA_PROFILE");
+    be->ops = prof && *prof && *prof != '0' ? &g_cuda_prof_ops : &g_cuda_ops;
     be->impl = im;
     snprintf(be->name, sizeof be->name, "cuda");
     static const char *prec[] = {"fp32", "bf16", "fp16"};
