@@ -10,7 +10,7 @@
 extern "C" {
 #endif
 
-#define TS_CUDA_MODULE_ABI 3
+#define TS_CUDA_MODULE_ABI 4
 #define TS_CUDA_CREATE_SYMBOL "tessera_cuda_create"
 
 typedef struct ts_cuda_options {
@@ -19,6 +19,7 @@ typedef struct ts_cuda_options {
     ts_precision precision;
     int unified_memory;        /* weights stay in pinned host memory mapped into the GPU's address space */
     int use_graphs;            /* capture decode steps as CUDA graphs */
+    int dense_cache;           /* keep bf16/fp16 copies of quantized weights for prefill and batches */
     ts_backend *cpu_fallback;  /* runs operations the GPU does not implement (may be NULL) */
     void (*log)(int level, const char *message); /* levels as ts_log_level */
 } ts_cuda_options;

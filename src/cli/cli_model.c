@@ -43,6 +43,8 @@ static int open_backend(const ts_args *a, int threads, ts_cli_model *out) {
         return 2;
     }
     o.unified_memory = ts_args_has(a, "unified-memory");
+    o.use_graphs = 1;
+    o.dense_cache = ts_args_has(a, "gpu-dense-cache");
     o.cpu_fallback = out->cpu;
     out->be = ts_cuda_backend_create(&o, &err);
     if (out->be) return 0;

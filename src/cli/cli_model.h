@@ -14,7 +14,8 @@
         {"quant", 1, "quantize on load: int4, int8, fp16, bf16, none, or a GGUF type (default none)"}, \
         {"device", 1, "cpu, cuda or auto (default cpu)"},                                            \
         {"precision", 1, "GPU arithmetic: fp32, bf16 or fp16 (default bf16)"},                       \
-        {"unified-memory", 0, "keep GPU weights in mapped host memory (models larger than the GPU)"}
+        {"unified-memory", 0, "keep GPU weights in mapped host memory (models larger than the GPU)"},   \
+        {"gpu-dense-cache", 0, "also keep bf16 copies of quantized weights on the GPU (faster prefill)"}
 
 typedef struct ts_cli_model {
     ts_backend *be;

@@ -15,7 +15,7 @@
 #include "quant/float16.h"
 #include "support/testlib.h"
 
-static ts_backend *g_cpu, *g_gpu32, *g_gpu16;
+static ts_backend *g_cpu, *g_gpu32, *g_gpu16, *g_gpu16d;
 static uint64_t g_rng = 12345;
 
 static float *dev_from(ts_backend *be, const float *h, size_t n) {
@@ -154,6 +154,7 @@ static void test_matmul_every_type(void **state) {
         for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++) {
             check_matmul(g_gpu32, types[i], 37, cols, ns[j], (int)(j % 2), 1e-5);
             check_matmul(g_gpu16, types[i], 37, cols, ns[j], (int)(j % 2), 1e-2);
+            check_matmul(g_gpu16d, types[i], 37, cols, ns[j], (int)(j % 2), 1e-2);
         }
         check_matmul(g_gpu32, types[i], 1031, ts_dtype_get(types[i])->block_size == 256 ? 2048 : 1056, 2, 0, 1e-5);
     }
@@ -322,13 +323,14 @@ int main(void) {
     ts_cpu_options co = {.threads = 2};
     g_cpu = ts_cpu_backend_create(&co, &err);
     char why[512];
-    g_gpu32 = ts_test_cuda_backend(TS_PRECISION_FP32, g_cpu, why, sizeof why);
+    g_gpu32 = ts_test_cuda_backend(TS_PRECISION_FP32, 0, g_cpu, why, sizeof why);
     if (!g_gpu32) {
         printf("skipped: no CUDA backend here: %s\n", why);
         g_cpu->ops->destroy(g_cpu);
         return TS_TEST_SKIP;
     }
-    g_gpu16 = ts_test_cuda_backend(TS_PRECISION_BF16, g_cpu, why, sizeof why);
+    g_gpu16 = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
+    g_gpu16d = ts_test_cuda_backend(TS_PRECISION_BF16, TS_TEST_CUDA_DENSE, g_cpu, why, sizeof why);
     printf("GPU: %s\n", g_gpu32->description);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_every_type), cmocka_unit_test(test_norms_and_activations),
@@ -337,6 +339,7 @@ int main(void) {
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_gpu32->ops->destroy(g_gpu32);
     g_gpu16->ops->destroy(g_gpu16);
+    g_gpu16d->ops->destroy(g_gpu16d);
     g_cpu->ops->destroy(g_cpu);
     return rc;
 }

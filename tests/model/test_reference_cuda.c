@@ -1,7 +1,8 @@
 /* Every model under ../shared/testdata against the Hugging Face reference on the CUDA backend: in
  * float32 (relative error <= 1e-4, greedy and top-1 checks as on the CPU) and in bf16 (<= 1e-2; greedy
  * and top-1 compared only where the reference's margin exceeds 0.05, since bf16 products move logits
- * by about that much). Skipped (exit 77) where no GPU is present. */
+ * by about that much). The bf16 backend records decode steps as CUDA graphs and keeps dense weight
+ * copies, so greedy decoding also checks graph capture and replay, and prefill the dense path. Skipped (exit 77) where no GPU is present. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,13 +34,13 @@ int main(void) {
     ts_cpu_options co = {.threads = 2};
     g_cpu = ts_cpu_backend_create(&co, &err);
     char why[512];
-    g_fp32 = ts_test_cuda_backend(TS_PRECISION_FP32, g_cpu, why, sizeof why);
+    g_fp32 = ts_test_cuda_backend(TS_PRECISION_FP32, 0, g_cpu, why, sizeof why);
     if (!g_fp32) {
         printf("skipped: no CUDA backend here: %s\n", why);
         g_cpu->ops->destroy(g_cpu);
         return TS_TEST_SKIP;
     }
-    g_bf16 = ts_test_cuda_backend(TS_PRECISION_BF16, g_cpu, why, sizeof why);
+    g_bf16 = ts_test_cuda_backend(TS_PRECISION_BF16, TS_TEST_CUDA_GRAPHS | TS_TEST_CUDA_DENSE, g_cpu, why, sizeof why);
     printf("GPU: %s\n", g_fp32->description);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qwen3_tiny_tok), cmocka_unit_test(test_qwen3_small),

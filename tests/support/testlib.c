@@ -98,7 +98,7 @@ float ts_test_randf(uint64_t *s) { return (float)((double)(ts_test_rand(s) >> 11
 
 #include "backend/cuda_loader.h"
 
-ts_backend *ts_test_cuda_backend(ts_precision precision, ts_backend *cpu_fallback, char *why, size_t cap) {
+ts_backend *ts_test_cuda_backend(ts_precision precision, int flags, ts_backend *cpu_fallback, char *why, size_t cap) {
     if (getenv("TESSERA_HIDE_FEATURES") && strstr(getenv("TESSERA_HIDE_FEATURES"), "cuda")) {
         snprintf(why, cap, "CUDA hidden by TESSERA_HIDE_FEATURES");
         return NULL;
@@ -106,6 +106,8 @@ ts_backend *ts_test_cuda_backend(ts_precision precision, ts_backend *cpu_fallbac
     ts_cuda_options o;
     memset(&o, 0, sizeof o);
     o.precision = precision;
+    o.use_graphs = (flags & TS_TEST_CUDA_GRAPHS) != 0;
+    o.dense_cache = (flags & TS_TEST_CUDA_DENSE) != 0;
     o.cpu_fallback = cpu_fallback;
     ts_error err = {{0}};
     ts_backend *be = ts_cuda_backend_create(&o, &err);

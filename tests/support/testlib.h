@@ -30,6 +30,8 @@ float ts_test_randf(uint64_t *state); /* uniform in [-1, 1) */
 /* A CUDA backend for GPU tests, or NULL with the reason in why (tests then exit with
  * TS_TEST_SKIP so CTest reports them as skipped). */
 #define TS_TEST_SKIP 77
-ts_backend *ts_test_cuda_backend(ts_precision precision, ts_backend *cpu_fallback, char *why, size_t cap);
+#define TS_TEST_CUDA_GRAPHS 1
+#define TS_TEST_CUDA_DENSE 2
+ts_backend *ts_test_cuda_backend(ts_precision precision, int flags, ts_backend *cpu_fallback, char *why, size_t cap);
 
 #endif

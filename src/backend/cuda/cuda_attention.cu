@@ -1,12 +1,11 @@
 /* Attention over the paged KV cache. The step's keys and values are first written into their blocks;
- * then one thread block per (token, head) scores every cached position (a warp per position, lanes
- * across head_dim, so cache rows are read coalesced), takes the softmax in shared memory and sums the
- * values. Keys and values are stored as float32 (exact mode) or half. */
+ * then split-K ("flash-decoding") blocks each take a chunk of positions of one (token, head) with an
+ * online softmax, and a combine kernel merges the chunks. Cache rows are read with lanes across
+ * head_dim, so loads are coalesced. Keys and values are float32 (exact mode) or half. */
 #include <math.h>
 
 #include "backend/cuda/cuda_common.cuh"
 
-#define ATTN_THREADS 256
 
 template <typename T>
 __device__ __forceinline__ float ld(const T *p) {
@@ -35,89 +34,152 @@ __global__ void kv_write_kernel(T *kc, T *vc, const float *k, const float *v, in
     }
 }
 
-template <typename T>
-__global__ void attention_kernel(const T *kc, const T *vc, const float *q, int q_stride, float *out, int n_heads,
-                                 int n_kv, int head_dim, float scale, const int32_t *token_seq, const int32_t *seq_first,
-                                 const int32_t *seq_start, const int32_t *seq_block_off, const int32_t *block_table,
-                                 int block_tokens) {
-    extern __shared__ float smem[];
-    float *qs = smem;             /* head_dim */
-    float *sc = smem + head_dim;  /* positions */
-    __shared__ float red[32];
-    int t = blockIdx.x, h = blockIdx.y;
+#define ATT_WARPS 4
+#define ATT_CHUNK 128 /* positions one block scores */
+#define ATT_UNROLL 4
+
+/* Flash-decoding: block (token, head, split) runs an online softmax over its chunk of positions, one
+ * warp per position stride, lanes across head_dim; partial (max, sum, unnormalised output) go to
+ * scratch and attn_combine merges the splits. Loads of ATT_UNROLL positions are issued together. */
+template <typename T, int HPL>
+__global__ void attn_partial(const T *kc, const T *vc, const float *q, int q_stride, int n_heads, int n_kv, int hd,
+                             float scale, const int32_t *token_seq, const int32_t *seq_first, const int32_t *seq_start,
+                             const int32_t *seq_block_off, const int32_t *block_table, int block_tokens, int n_splits,
+                             float *part_o, float *part_ml) {
+    __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
+    __shared__ float sm_o[ATT_WARPS][32 * HPL];
+    int t = blockIdx.x, h = blockIdx.y, split = blockIdx.z;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int s = token_seq[t];
     int pos = seq_start[s] + (t - seq_first[s]);
+    int p0 = split * ATT_CHUNK, p1 = min(p0 + ATT_CHUNK, pos + 1);
     int kvh = h / (n_heads / n_kv);
-    int row_elems = n_kv * head_dim;
+    size_t row_elems = (size_t)n_kv * hd;
     const int32_t *blocks = block_table + seq_block_off[s];
-    for (int i = threadIdx.x; i < head_dim; i += blockDim.x) qs[i] = q[(size_t)t * q_stride + (size_t)h * head_dim + i];
-    __syncthreads();
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
-    float local_max = -INFINITY;
-    for (int p = warp; p <= pos; p += nw) {
-        const T *kr = kc + ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems +
-                      (size_t)kvh * head_dim;
-        float d = 0.0f;
-        for (int i = lane; i < head_dim; i += 32) d += qs[i] * ld(kr + i);
-        for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-        d *= scale;
-        if (lane == 0) sc[p] = d;
-        local_max = fmaxf(local_max, d);
+    float qv[HPL], o[HPL];
+#pragma unroll
+    for (int i = 0; i < HPL; i++) {
+        int d = lane + 32 * i;
+        qv[i] = d < hd ? q[(size_t)t * q_stride + (size_t)h * hd + d] * scale : 0.0f;
+        o[i] = 0.0f;
     }
-    /* block max */
-    if (lane == 0) red[warp] = local_max;
-    __syncthreads();
-    float mx = -INFINITY;
-    for (int i = 0; i < nw; i++) mx = fmaxf(mx, red[i]);
-    __syncthreads();
-    float local_sum = 0.0f;
-    for (int p = threadIdx.x; p <= pos; p += blockDim.x) {
-        float e = expf(sc[p] - mx);
-        sc[p] = e;
-        local_sum += e;
-    }
-    for (int o = 16; o > 0; o >>= 1) local_sum += __shfl_xor_sync(0xffffffffu, local_sum, o);
-    if (lane == 0) red[warp] = local_sum;
-    __syncthreads();
-    float sum = 0.0f;
-    for (int i = 0; i < nw; i++) sum += red[i];
-    float inv = 1.0f / sum;
-    /* values: thread groups of head_dim threads split the positions, then combine */
-    int groups = blockDim.x / head_dim;
-    if (groups < 1) groups = 1;
-    float *partial = sc + pos + 1; /* groups * head_dim floats */
-    int gidx = threadIdx.x / head_dim, d = threadIdx.x % head_dim;
-    if (blockDim.x >= head_dim) {
-        float acc = 0.0f;
-        if (gidx < groups)
-            for (int p = gidx; p <= pos; p += groups) {
-                const T *vr = vc + ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems +
-                              (size_t)kvh * head_dim;
-                acc += sc[p] * ld(vr + d);
-            }
-        if (gidx < groups) partial[gidx * head_dim + d] = acc;
-        __syncthreads();
-        if (threadIdx.x < head_dim) {
-            float total = 0.0f;
-            for (int g = 0; g < groups; g++) total += partial[g * head_dim + threadIdx.x];
-            out[(size_t)t * n_heads * head_dim + (size_t)h * head_dim + threadIdx.x] = total * inv;
-        }
-    } else {
-        for (int dd = threadIdx.x; dd < head_dim; dd += blockDim.x) {
+    float m = -INFINITY, l = 0.0f;
+    for (int pb = p0 + warp * ATT_UNROLL; pb < p1; pb += ATT_WARPS * ATT_UNROLL) {
+        float dot[ATT_UNROLL];
+        size_t base[ATT_UNROLL];
+#pragma unroll
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            int p = min(pb + u, p1 - 1);
+            base[u] = ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems + (size_t)kvh * hd;
             float acc = 0.0f;
-            for (int p = 0; p <= pos; p++) {
-                const T *vr = vc + ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems +
-                              (size_t)kvh * head_dim;
-                acc += sc[p] * ld(vr + dd);
+#pragma unroll
+            for (int i = 0; i < HPL; i++) {
+                int d = lane + 32 * i;
+                if (d < hd) acc += qv[i] * ld(kc + base[u] + d);
             }
-            out[(size_t)t * n_heads * head_dim + (size_t)h * head_dim + dd] = acc * inv;
+            dot[u] = acc;
+        }
+#pragma unroll
+        for (int u = 0; u < ATT_UNROLL; u++)
+            for (int off = 16; off > 0; off >>= 1) dot[u] += __shfl_xor_sync(0xffffffffu, dot[u], off);
+#pragma unroll
+        for (int u = 0; u < ATT_UNROLL; u++) {
+            if (pb + u >= p1) break;
+            float m_new = fmaxf(m, dot[u]);
+            float c = expf(m - m_new), e = expf(dot[u] - m_new);
+            l = l * c + e;
+#pragma unroll
+            for (int i = 0; i < HPL; i++) {
+                int d = lane + 32 * i;
+                o[i] = o[i] * c + (d < hd ? e * ld(vc + base[u] + d) : 0.0f);
+            }
+            m = m_new;
         }
     }
+    if (lane == 0) {
+        sm_m[warp] = m;
+        sm_l[warp] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < HPL; i++) sm_o[warp][lane + 32 * i] = o[i];
+    __syncthreads();
+    if (warp != 0) return;
+    float M = -INFINITY;
+    for (int w = 0; w < ATT_WARPS; w++) M = fmaxf(M, sm_m[w]);
+    float L = 0.0f, f[ATT_WARPS];
+    for (int w = 0; w < ATT_WARPS; w++) {
+        f[w] = sm_m[w] == -INFINITY ? 0.0f : expf(sm_m[w] - M);
+        L += sm_l[w] * f[w];
+    }
+    size_t idx = ((size_t)t * n_heads + h) * n_splits + split;
+    for (int i = 0; i < HPL; i++) {
+        int d = lane + 32 * i;
+        if (d >= hd) continue;
+        float acc = 0.0f;
+        for (int w = 0; w < ATT_WARPS; w++) acc += sm_o[w][d] * f[w];
+        part_o[idx * hd + d] = acc;
+    }
+    if (lane == 0) {
+        part_ml[2 * idx] = M;
+        part_ml[2 * idx + 1] = L;
+    }
+}
+
+__global__ void attn_combine(const float *part_o, const float *part_ml, int n_heads, int hd, int n_splits, float *out) {
+    int t = blockIdx.x, h = blockIdx.y;
+    size_t base = ((size_t)t * n_heads + h) * n_splits;
+    float M = -INFINITY;
+    for (int sp = 0; sp < n_splits; sp++) M = fmaxf(M, part_ml[2 * (base + sp)]);
+    float L = 0.0f;
+    for (int sp = 0; sp < n_splits; sp++) {
+        float m = part_ml[2 * (base + sp)];
+        if (m != -INFINITY) L += part_ml[2 * (base + sp) + 1] * expf(m - M);
+    }
+    float inv = 1.0f / L;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int sp = 0; sp < n_splits; sp++) {
+            float m = part_ml[2 * (base + sp)];
+            if (m != -INFINITY) acc += part_o[(base + sp) * hd + d] * expf(m - M);
+        }
+        out[(size_t)t * n_heads * hd + (size_t)h * hd + d] = acc * inv;
+    }
+}
+
+template <typename T>
+static void launch_attention(cuda_impl *im, const T *kbase, const T *vbase, const float *q, int q_stride, float *out,
+                             int n_heads, int n_kv, int hd, float scale, int block_tokens) {
+    cuda_step *st = &im->step;
+    int n_splits = (st->max_pos + ATT_CHUNK - 1) / ATT_CHUNK;
+    /* graph replays reuse the grid: round the split count up to a power of two */
+    int splits = 1;
+    while (splits < n_splits) splits *= 2;
+    size_t parts = (size_t)st->n_tokens * n_heads * splits;
+    float *part_o = (float *)cuda_scratch(im, &im->attn_scratch, &im->attn_scratch_bytes, parts * (hd + 2) * sizeof(float));
+    if (!part_o) return;
+    float *part_ml = part_o + parts * hd;
+    dim3 grid(st->n_tokens, n_heads, splits);
+#define ATT(HPL)                                                                                                   \
+    attn_partial<T, HPL><<<grid, 32 * ATT_WARPS, 0, im->stream>>>(kbase, vbase, q, q_stride, n_heads, n_kv, hd, scale, \
+                                                                  st->token_seq, st->seq_first, st->seq_start,      \
+                                                                  st->seq_block_off, st->block_table, block_tokens, \
+                                                                  splits, part_o, part_ml)
+    if (hd <= 32) ATT(1);
+    else if (hd <= 64) ATT(2);
+    else if (hd <= 128) ATT(4);
+    else if (hd <= 256) ATT(8);
+    else {
+        cuda_log(im, 0, "cuda: head_dim %d is larger than the attention kernel supports (256)", hd);
+        return;
+    }
+#undef ATT
+    attn_combine<<<dim3(st->n_tokens, n_heads), 128, 0, im->stream>>>(part_o, part_ml, n_heads, hd, splits, out);
 }
 
 void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q, int q_stride,
                     const float *k, const float *v, int kv_stride, int n_heads, float scale, float *out) {
     cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
     cuda_step *st = &im->step;
     if (st->host != step) {
         cuda_log(im, 0, "cuda: attention called outside its step (begin_step missing)");
@@ -125,40 +187,21 @@ void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *s
     }
     const ts_kv_layout *l = &kv->layout;
     int row = l->num_kv_heads * l->head_dim;
-    int head_dim = l->head_dim;
     size_t elem = kv->half ? 2 : 4;
     char *kbase = (char *)kv->k + (size_t)layer * kv->layer_elems * elem;
     char *vbase = (char *)kv->v + (size_t)layer * kv->layer_elems * elem;
-    int threads = 256;
-    int groups = threads / head_dim > 0 ? threads / head_dim : 1;
-    size_t smem = ((size_t)head_dim + st->max_pos + (size_t)groups * head_dim) * sizeof(float);
-    static size_t configured = 0;
-    if (smem > 48 * 1024 && smem > configured) {
-        int max_optin = im->prop.sharedMemPerBlockOptin;
-        if (smem > (size_t)max_optin) {
-            cuda_log(im, 0, "cuda: attention over %d positions needs %zu bytes of shared memory; the GPU allows %d",
-                     st->max_pos, smem, max_optin);
-            return;
-        }
-        cudaFuncSetAttribute(attention_kernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, max_optin);
-        cudaFuncSetAttribute(attention_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, max_optin);
-        configured = (size_t)max_optin;
-    }
-    dim3 grid(st->n_tokens, n_heads);
     if (kv->half) {
         kv_write_kernel<__half><<<st->n_tokens, 128, 0, im->stream>>>((__half *)kbase, (__half *)vbase, k, v, kv_stride, row,
                                                                        st->token_seq, st->seq_first, st->seq_start,
                                                                        st->seq_block_off, st->block_table, l->block_tokens);
-        attention_kernel<__half><<<grid, threads, smem, im->stream>>>(
-            (const __half *)kbase, (const __half *)vbase, q, q_stride, out, n_heads, l->num_kv_heads, head_dim, scale,
-            st->token_seq, st->seq_first, st->seq_start, st->seq_block_off, st->block_table, l->block_tokens);
+        launch_attention<__half>(im, (const __half *)kbase, (const __half *)vbase, q, q_stride, out, n_heads,
+                                 l->num_kv_heads, l->head_dim, scale, l->block_tokens);
     } else {
         kv_write_kernel<float><<<st->n_tokens, 128, 0, im->stream>>>((float *)kbase, (float *)vbase, k, v, kv_stride, row,
                                                                       st->token_seq, st->seq_first, st->seq_start,
                                                                       st->seq_block_off, st->block_table, l->block_tokens);
-        attention_kernel<float><<<grid, threads, smem, im->stream>>>(
-            (const float *)kbase, (const float *)vbase, q, q_stride, out, n_heads, l->num_kv_heads, head_dim, scale,
-            st->token_seq, st->seq_first, st->seq_start, st->seq_block_off, st->block_table, l->block_tokens);
+        launch_attention<float>(im, (const float *)kbase, (const float *)vbase, q, q_stride, out, n_heads,
+                                l->num_kv_heads, l->head_dim, scale, l->block_tokens);
     }
     CUDA_CHECK_LAUNCH(im, "attention");
 }

@@ -26,7 +26,10 @@ int cuda_check(cuda_impl *im, cudaError_t err, const char *what) {
 
 void *cuda_scratch(cuda_impl *im, void **buf, size_t *cap, size_t need) {
     if (need <= *cap) return *buf;
-    if (*buf) cudaFree(*buf);
+    im->mem_generation++;
+    /* kernels already recorded in a capture may point at the old buffer: keep it until the capture ends */
+    if (*buf && im->capturing && im->n_deferred < 8) im->deferred_free[im->n_deferred++] = *buf;
+    else if (*buf) cudaFree(*buf);
     *buf = NULL;
     *cap = 0;
     size_t want = need + need / 4;
@@ -53,12 +56,15 @@ static void *cu_alloc(ts_backend *be, size_t bytes, ts_error *err) {
 }
 
 static void cu_free(ts_backend *be, void *p) {
-    (void)be;
+    cuda_of(be)->mem_generation++;
     if (p) cudaFree(p);
 }
 
+static void graph_end(cuda_impl *im);
+
 static void cu_to_host(ts_backend *be, void *dst, const void *src, size_t bytes) {
     cuda_impl *im = cuda_of(be);
+    graph_end(im);
     cuda_check(im, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, im->stream), "copy to host");
     cuda_check(im, cudaStreamSynchronize(im->stream), "stream synchronise");
 }
@@ -88,7 +94,7 @@ static ts_kv_store *cu_kv_create(ts_backend *be, const ts_kv_layout *l, ts_error
 }
 
 static void cu_kv_destroy(ts_backend *be, ts_kv_store *kv) {
-    (void)be;
+    cuda_of(be)->mem_generation++;
     if (!kv) return;
     cudaFree(kv->k);
     cudaFree(kv->v);
@@ -97,6 +103,7 @@ static void cu_kv_destroy(ts_backend *be, ts_kv_store *kv) {
 
 static int grow_i32(cuda_impl *im, int32_t **p, int *cap, int need) {
     if (need <= *cap) return 0;
+    im->mem_generation++;
     int n = need < 64 ? 64 : need * 2;
     if (*p) cudaFree(*p);
     *p = NULL;
@@ -104,6 +111,96 @@ static int grow_i32(cuda_impl *im, int32_t **p, int *cap, int need) {
     if (cuda_check(im, cudaMalloc((void **)p, (size_t)n * sizeof(int32_t)), "step metadata")) return -1;
     *cap = n;
     return 0;
+}
+
+static int attention_splits(int max_pos) {
+    int n = (max_pos + 127) / 128, splits = 1; /* as launch_attention rounds it */
+    while (splits < n) splits *= 2;
+    return splits;
+}
+
+/* Decode steps (one token per sequence) are recorded as a CUDA graph the second time their shape is
+ * seen and replayed from then on; launch overhead dominates small models otherwise. */
+static void graph_begin(cuda_impl *im, const ts_step *step) {
+    im->capturing = im->replaying = 0;
+    im->current = NULL;
+    if (!im->opt.use_graphs || im->graphs_disabled || step->n_tokens != step->n_seqs || step->n_logits > step->n_tokens)
+        return;
+    int splits = attention_splits(im->step.max_pos);
+    cuda_graph_entry *e = NULL;
+    for (int i = 0; i < im->n_graphs; i++) {
+        cuda_graph_entry *g = &im->graphs[i];
+        if (g->n_tokens == step->n_tokens && g->n_seqs == step->n_seqs && g->n_logits == step->n_logits && g->splits == splits)
+            e = g;
+    }
+    if (!e) {
+        if (im->n_graphs == CUDA_GRAPH_CACHE) return;
+        e = &im->graphs[im->n_graphs++];
+        memset(e, 0, sizeof *e);
+        e->n_tokens = step->n_tokens;
+        e->n_seqs = step->n_seqs;
+        e->n_logits = step->n_logits;
+        e->splits = splits;
+    }
+    im->current = e;
+    if (e->generation != im->mem_generation) {
+        /* memory a recorded graph points into was freed or moved since (or this is another model):
+         * forget it and count this shape as seen for the first time */
+        if (e->exec) cudaGraphExecDestroy(e->exec);
+        e->exec = NULL;
+        e->seen = 0;
+        e->generation = im->mem_generation;
+    }
+    if (e->exec) {
+        im->replaying = 1;
+    } else if (e->seen++ >= 1) {
+        e->generation = im->mem_generation;
+        if (cudaStreamBeginCapture(im->stream, cudaStreamCaptureModeRelaxed) == cudaSuccess) im->capturing = 1;
+    }
+}
+
+/* An operation that needs the host arrived while recording: run what was recorded so far (the step's
+ * earlier operations must still happen), then continue without graphs for good. */
+void cuda_graph_abort(cuda_impl *im, const char *why) {
+    if (!im->capturing) return;
+    cudaGraph_t g = NULL;
+    im->capturing = 0;
+    im->graphs_disabled = 1;
+    if (cudaStreamEndCapture(im->stream, &g) == cudaSuccess && g) {
+        cudaGraphExec_t exec = NULL;
+        if (cudaGraphInstantiate(&exec, g, 0) == cudaSuccess) {
+            cudaGraphLaunch(exec, im->stream);
+            cudaStreamSynchronize(im->stream);
+            cudaGraphExecDestroy(exec);
+        }
+        cudaGraphDestroy(g);
+    }
+    cudaGetLastError();
+    cuda_log(im, 2, "cuda: %s; CUDA graphs are off from here on", why);
+}
+
+/* Ends a capture (instantiating it) or launches the replay, before the step's results are read. */
+static void graph_end(cuda_impl *im) {
+    if (im->capturing) {
+        cudaGraph_t g = NULL;
+        im->capturing = 0;
+        if (cuda_check(im, cudaStreamEndCapture(im->stream, &g), "graph capture") == 0 && g) {
+            if (cuda_check(im, cudaGraphInstantiate(&im->current->exec, g, 0), "graph instantiate") == 0)
+                cuda_check(im, cudaGraphLaunch(im->current->exec, im->stream), "graph launch");
+            cudaGraphDestroy(g);
+        }
+        if (!im->current->exec) im->graphs_disabled = 1;
+        /* if memory moved during the capture, the graph ran once but must not be replayed */
+        if (im->current->generation != im->mem_generation) im->current->generation = ~0ul;
+        if (im->n_deferred) {
+            cudaStreamSynchronize(im->stream);
+            for (int i = 0; i < im->n_deferred; i++) cudaFree(im->deferred_free[i]);
+            im->n_deferred = 0;
+        }
+    } else if (im->replaying) {
+        im->replaying = 0;
+        cuda_check(im, cudaGraphLaunch(im->current->exec, im->stream), "graph launch");
+    }
 }
 
 /* Uploads the step's tokens, positions, per-token sequence index, per-sequence geometry and block
@@ -163,16 +260,22 @@ static void cu_begin_step(ts_backend *be, const ts_step *step) {
     st->n_logits = step->n_logits;
     st->max_pos = max_pos;
     st->host = step;
+    graph_begin(im, step);
 }
 
 const int32_t *cuda_step_array(ts_backend *be, const int32_t *host, int n) {
     cuda_impl *im = cuda_of(be);
     cuda_step *st = &im->step;
     if (st->host) {
-        if (host == st->host->tokens && n <= st->n_tokens) return st->tokens;
-        if (host == st->host->positions && n <= st->n_tokens) return st->positions;
-        if (host == st->host->logit_rows && n <= st->n_logits) return st->logit_rows;
+        /* pointers anywhere inside the step's arrays map to the same offsets of the device copies */
+        if (host >= st->host->tokens && host + n <= st->host->tokens + st->n_tokens)
+            return st->tokens + (host - st->host->tokens);
+        if (host >= st->host->positions && host + n <= st->host->positions + st->n_tokens)
+            return st->positions + (host - st->host->positions);
+        if (st->host->logit_rows && host >= st->host->logit_rows && host + n <= st->host->logit_rows + st->n_logits)
+            return st->logit_rows + (host - st->host->logit_rows);
     }
+    cuda_graph_abort(im, "a step used host data outside its metadata");
     /* not part of the step: upload into the activation scratch tail */
     static __thread int32_t *tmp = NULL;
     static __thread int tmp_cap = 0;
@@ -184,6 +287,7 @@ const int32_t *cuda_step_array(ts_backend *be, const int32_t *host, int n) {
 
 static void cu_sync(ts_backend *be) {
     cuda_impl *im = cuda_of(be);
+    graph_end(im);
     cuda_check(im, cudaStreamSynchronize(im->stream), "stream synchronise");
     im->step.host = NULL;
 }
@@ -199,8 +303,12 @@ static void cu_destroy(ts_backend *be) {
     cudaStreamSynchronize(im->stream);
     if (im->gemm_scratch) cudaFree(im->gemm_scratch);
     if (im->act_scratch) cudaFree(im->act_scratch);
+    if (im->attn_scratch) cudaFree(im->attn_scratch);
     if (im->inv_freq) cudaFree(im->inv_freq);
     if (im->step.tokens) cudaFree(im->step.tokens);
+    for (int i = 0; i < im->n_graphs; i++)
+        if (im->graphs[i].exec) cudaGraphExecDestroy(im->graphs[i].exec);
+    if (im->blas_workspace) cudaFree(im->blas_workspace);
     cublasDestroy(im->blas);
     cudaStreamDestroy(im->stream);
     free(im);
@@ -374,6 +482,10 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
         return NULL;
     }
     cublasSetStream(im->blas, im->stream);
+    /* a fixed workspace keeps cuBLAS from allocating inside captured graphs */
+    if (cudaMalloc(&im->blas_workspace, 32u << 20) == cudaSuccess) cublasSetWorkspace(im->blas, im->blas_workspace, 32u << 20);
+    const char *graphs_env = getenv("TESSERA_CUDA_GRAPHS");
+    if (graphs_env && *graphs_env == '0') im->opt.use_graphs = 0;
     /* FP32 means float32 arithmetic: no TF32 shortcuts in cuBLAS */
     cublasSetMathMode(im->blas, opt->precision == TS_PRECISION_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
     const char *prof = getenv("TESSERA_CUDA_PROFILE");

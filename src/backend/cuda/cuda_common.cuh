@@ -12,8 +12,11 @@
 
 #include "backend/cuda_module.h"
 
-/* A weight as the GPU keeps it. Q4_0, Q4_1 and Q8_0 are repacked into separate quant and scale arrays
- * so that every row starts 16-byte aligned; K-quants keep GGUF's block layout; floats stay as they are. */
+/* A weight as the GPU keeps it. Q4_0, Q4_1 and Q8_0 are repacked into quants in natural element order
+ * (4-bit: byte k holds elements 2k and 2k + 1) with float scales (and minimums) per 32 elements, so
+ * that rows start aligned and lanes can read neighbouring elements; Q4_K is repacked exactly into the
+ * Q4_1 layout (its 6-bit sub-scales folded into float scales); Q5_K and Q6_K keep GGUF's block
+ * layout; floats stay as they are. dtype is the layout the kernels see. */
 struct cuda_weight {
     ts_dtype dtype;
     int64_t rows, cols;
@@ -23,6 +26,7 @@ struct cuda_weight {
     size_t q_row_bytes;
     size_t bytes;    /* device (or mapped host) bytes held */
     int host_mapped; /* q/scale live in pinned host memory (unified memory mode) */
+    void *dense;     /* optional bf16/fp16 copy for cuBLAS (dense_cache) */
     int gpu_supported;
 };
 
@@ -36,6 +40,15 @@ struct cuda_step {
     const ts_step *host;  /* the step the device copies describe */
 };
 
+/* A captured decode step, replayed whenever a step of the same shape comes again. */
+struct cuda_graph_entry {
+    int n_tokens, n_seqs, n_logits, splits;
+    int seen;
+    unsigned long generation; /* mem_generation when captured */
+    cudaGraphExec_t exec;
+};
+#define CUDA_GRAPH_CACHE 32
+
 struct cuda_impl {
     ts_cuda_options opt;
     int device;
@@ -48,11 +61,25 @@ struct cuda_impl {
     size_t gemm_scratch_bytes;
     void *act_scratch;
     size_t act_scratch_bytes;
+    void *attn_scratch; /* split-K partial results */
+    size_t attn_scratch_bytes;
     float *inv_freq;          /* device copy of the model's RoPE frequencies */
     const float *inv_freq_host;
     int inv_freq_n;
     size_t weight_bytes, buffer_bytes;
     int warned_fallback[16];
+    /* CUDA graphs of decode steps */
+    cuda_graph_entry graphs[CUDA_GRAPH_CACHE];
+    int n_graphs;
+    int graphs_disabled; /* a step needed a host round trip (MoE routing, CPU fallback) */
+    int capturing;       /* the current step's operations are being recorded */
+    int replaying;       /* the current step is a replay: operations are skipped until to_host */
+    cuda_graph_entry *current;
+    void *blas_workspace;
+    /* bumped whenever device memory a graph may reference is freed or moved */
+    unsigned long mem_generation;
+    void *deferred_free[8]; /* buffers replaced during a capture, freed once it ends */
+    int n_deferred;
     char last_error[512];
 };
 
@@ -90,6 +117,13 @@ void cuda_gather_rows(ts_backend *be, const float *src, const int32_t *rows, int
 void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q, int q_stride,
                     const float *k, const float *v, int kv_stride, int n_heads, float scale, float *out);
 void cuda_moe(ts_backend *be, const ts_moe *moe, const float *x, int n, float *out);
+/* True when the operation must not enqueue work: the current step replays a captured graph. */
+#define CUDA_SKIP_IF_REPLAYING(im) \
+    do {                           \
+        if ((im)->replaying) return; \
+    } while (0)
+/* Runs what a capture recorded so far and turns graphs off (for operations that need the host). */
+void cuda_graph_abort(cuda_impl *im, const char *why);
 /* Device copy of positions/tokens for host arrays that belong to the current step (uploaded otherwise). */
 const int32_t *cuda_step_array(ts_backend *be, const int32_t *host, int n);
 

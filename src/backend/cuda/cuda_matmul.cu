@@ -48,17 +48,39 @@ static int upload(cuda_impl *im, void *dst, const void *src, size_t bytes) {
     return cuda_check(im, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "weight upload");
 }
 
-/* Q4_0/Q4_1/Q8_0 blocks -> quants [rows][...] and float scales (and minimums) [rows][cols / 32]. */
+/* 16 GGUF-order nibbles (byte j: elements j and j + 16) -> natural order (byte k: elements 2k, 2k + 1). */
+static void natural_nibbles(const uint8_t *src, uint8_t *dst) {
+    uint8_t e[32];
+    for (int j = 0; j < 16; j++) {
+        e[j] = src[j] & 0x0f;
+        e[j + 16] = src[j] >> 4;
+    }
+    for (int k = 0; k < 16; k++) dst[k] = (uint8_t)(e[2 * k] | (e[2 * k + 1] << 4));
+}
+
+static void k_scale_min_host(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* Q4_0/Q4_1/Q8_0/Q4_K blocks -> quants [rows][...] and float scales (and minimums) [rows][cols / 32];
+ * Q4_K's sub-blocks of 32 become Q4_1 groups exactly (scale d * sc, minimum -dmin * m). */
 static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
     int64_t groups = w->cols / 32;
     size_t qbytes_per_group = w->dtype == TS_DTYPE_Q8_0 ? 32 : 16;
+    cw->dtype = w->dtype == TS_DTYPE_Q4_K ? TS_DTYPE_Q4_1 : w->dtype;
     cw->q_row_bytes = (size_t)groups * qbytes_per_group;
     size_t qbytes = cw->q_row_bytes * (size_t)w->rows, sbytes = (size_t)groups * (size_t)w->rows * sizeof(float);
     int mapped = cw->host_mapped;
     if (device_alloc(im, (void **)&cw->q, qbytes, mapped) || device_alloc(im, (void **)&cw->scale, sbytes, mapped))
         return -1;
-    if (w->dtype == TS_DTYPE_Q4_1 && device_alloc(im, (void **)&cw->minv, sbytes, mapped)) return -1;
-    cw->bytes = qbytes + sbytes * (w->dtype == TS_DTYPE_Q4_1 ? 2 : 1);
+    if (cw->dtype == TS_DTYPE_Q4_1 && device_alloc(im, (void **)&cw->minv, sbytes, mapped)) return -1;
+    cw->bytes = qbytes + sbytes * (cw->dtype == TS_DTYPE_Q4_1 ? 2 : 1);
     /* repack a panel of rows at a time on the host, then copy */
     int64_t panel = (int64_t)(64u << 20) / (int64_t)(cw->q_row_bytes + 8 * groups) + 1;
     uint8_t *hq = (uint8_t *)malloc(cw->q_row_bytes * (size_t)panel);
@@ -79,18 +101,28 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
                 } else if (w->dtype == TS_DTYPE_Q4_0) {
                     const ts_block_q4_0 *b = (const ts_block_q4_0 *)src + g;
                     hs[si] = ts_f16_to_f32(b->d);
-                    memcpy(dq, b->qs, 16);
-                } else {
+                    natural_nibbles(b->qs, dq);
+                } else if (w->dtype == TS_DTYPE_Q4_1) {
                     const ts_block_q4_1 *b = (const ts_block_q4_1 *)src + g;
                     hs[si] = ts_f16_to_f32(b->d);
                     hm[si] = ts_f16_to_f32(b->m);
-                    memcpy(dq, b->qs, 16);
+                    natural_nibbles(b->qs, dq);
+                } else { /* Q4_K: group g is sub-block g % 8 of block g / 8 */
+                    const ts_block_q4_k *b = (const ts_block_q4_k *)src + g / 8;
+                    int sub = (int)(g % 8), sc, mn;
+                    k_scale_min_host(sub, b->scales, &sc, &mn);
+                    hs[si] = ts_f16_to_f32(b->d) * (float)sc;
+                    hm[si] = -ts_f16_to_f32(b->dmin) * (float)mn;
+                    const uint8_t *q = b->qs + 32 * (sub / 2);
+                    int shift = (sub & 1) * 4;
+                    for (int k = 0; k < 16; k++)
+                        dq[k] = (uint8_t)(((q[2 * k] >> shift) & 0x0f) | (((q[2 * k + 1] >> shift) & 0x0f) << 4));
                 }
             }
         }
         rc = upload(im, cw->q + (size_t)r0 * cw->q_row_bytes, hq, cw->q_row_bytes * (size_t)nr) ||
              upload(im, cw->scale + (size_t)r0 * groups, hs, (size_t)groups * nr * sizeof(float)) ||
-             (w->dtype == TS_DTYPE_Q4_1 && upload(im, cw->minv + (size_t)r0 * groups, hm, (size_t)groups * nr * sizeof(float)))
+             (cw->dtype == TS_DTYPE_Q4_1 && upload(im, cw->minv + (size_t)r0 * groups, hm, (size_t)groups * nr * sizeof(float)))
                  ? -1 : 0;
     }
     free(hq);
@@ -98,6 +130,8 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
     free(hm);
     return rc;
 }
+
+static void make_dense_copy(cuda_impl *im, const ts_weight *w, cuda_weight *cw);
 
 int cuda_prepare_weight(ts_backend *be, ts_weight *w, ts_error *err) {
     cuda_impl *im = cuda_of(be);
@@ -120,7 +154,7 @@ int cuda_prepare_weight(ts_backend *be, ts_weight *w, ts_error *err) {
         return 0;
     }
     int rc;
-    if (w->dtype == TS_DTYPE_Q4_0 || w->dtype == TS_DTYPE_Q4_1 || w->dtype == TS_DTYPE_Q8_0) {
+    if (w->dtype == TS_DTYPE_Q4_0 || w->dtype == TS_DTYPE_Q4_1 || w->dtype == TS_DTYPE_Q8_0 || w->dtype == TS_DTYPE_Q4_K) {
         rc = repack_blocks(im, w, cw);
     } else {
         cw->q_row_bytes = w->row_bytes;
@@ -136,6 +170,7 @@ int cuda_prepare_weight(ts_backend *be, ts_weight *w, ts_error *err) {
         return -1;
     }
     im->weight_bytes += cw->bytes;
+    make_dense_copy(im, w, cw);
     return 0;
 }
 
@@ -143,9 +178,11 @@ void cuda_release_weight(ts_backend *be, ts_weight *w) {
     cuda_impl *im = cuda_of(be);
     cuda_weight *cw = (cuda_weight *)w->prepared;
     if (!cw) return;
+    im->mem_generation++;
     device_free(cw->q, cw->host_mapped);
     device_free(cw->scale, cw->host_mapped);
     device_free(cw->minv, cw->host_mapped);
+    if (cw->dense) cudaFree(cw->dense);
     im->weight_bytes -= cw->bytes;
     free(cw);
     w->prepared = NULL;
@@ -190,6 +227,108 @@ __global__ void gemv_kernel(cuda_weight w, const float *__restrict__ x, float *_
     }
 }
 
+/* Matrix-vector products for the layouts that dominate decode (floats, Q8_0, Q4_0, Q4_1 and Q4_K
+ * repacked as Q4_1). A warp walks its row in chunks of 256 elements; lane l takes elements 4l..4l+3
+ * and 128+4l..128+4l+3 of each chunk, so both the weight loads and the activation loads of a warp are
+ * contiguous (coalesced) and activations are read once per chunk. UNROLL chunks are loaded before
+ * any is used, to keep enough bytes in flight. */
+template <int DT>
+struct quad_pair {
+    /* raw bytes of two runs of 4 elements */
+    uint32_t a[DT == TS_DTYPE_F32 ? 4 : DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 ? 2 : 1];
+    uint32_t b[DT == TS_DTYPE_F32 ? 4 : DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 ? 2 : 1];
+    float da, db, ma, mb;
+};
+
+template <int DT>
+__device__ __forceinline__ void load_quad(const cuda_weight &w, const uint8_t *row, int64_t row_index, int64_t e,
+                                          uint32_t *out, float *d, float *m) {
+    if (DT == TS_DTYPE_F32) {
+        uint4 u = __ldg((const uint4 *)(row + e * 4));
+        out[0] = u.x; out[1] = u.y; out[2] = u.z; out[3] = u.w;
+    } else if (DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16) {
+        uint2 u = __ldg((const uint2 *)(row + e * 2));
+        out[0] = u.x; out[1] = u.y;
+    } else if (DT == TS_DTYPE_Q8_0) {
+        out[0] = __ldg((const uint32_t *)(row + e));
+    } else {
+        out[0] = __ldg((const uint16_t *)(row + e / 2));
+    }
+    if (DT == TS_DTYPE_Q8_0 || DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1) {
+        size_t si = (size_t)row_index * (w.cols / 32) + e / 32;
+        *d = __ldg(w.scale + si);
+        *m = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * *d : 0.0f;
+    }
+}
+
+template <int DT>
+__device__ __forceinline__ void unpack_quad(const uint32_t *r, float d, float m, float v[4]) {
+    if (DT == TS_DTYPE_F32) {
+        for (int i = 0; i < 4; i++) v[i] = __uint_as_float(r[i]);
+    } else if (DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16) {
+        for (int i = 0; i < 2; i++) {
+            uint16_t lo = (uint16_t)(r[i] & 0xffff), hi = (uint16_t)(r[i] >> 16);
+            v[2 * i] = DT == TS_DTYPE_F16 ? h2f(lo) : bf2f(lo);
+            v[2 * i + 1] = DT == TS_DTYPE_F16 ? h2f(hi) : bf2f(hi);
+        }
+    } else if (DT == TS_DTYPE_Q8_0) {
+        for (int i = 0; i < 4; i++) v[i] = d * (float)(int8_t)(r[0] >> (8 * i));
+    } else {
+        for (int i = 0; i < 4; i++) v[i] = d * (float)((r[0] >> (4 * i)) & 0x0f) + m;
+    }
+}
+
+template <int DT, int N, int UNROLL>
+__global__ void gemv_coalesced_kernel(cuda_weight w, const float *__restrict__ x, float *__restrict__ y,
+                                      const float *__restrict__ bias) {
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + warp;
+    if (row >= w.rows) return;
+    const uint8_t *rowp = w.q + (size_t)row * w.q_row_bytes;
+    const int64_t cols = w.cols;
+    float acc[N];
+#pragma unroll
+    for (int t = 0; t < N; t++) acc[t] = 0.0f;
+    for (int64_t c0 = 0; c0 < cols; c0 += 256 * UNROLL) {
+        quad_pair<DT> r[UNROLL];
+        bool va[UNROLL], vb[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+            int64_t ea = c0 + 256 * u + 4 * lane, eb = ea + 128;
+            va[u] = ea < cols;
+            vb[u] = eb < cols;
+            if (va[u]) load_quad<DT>(w, rowp, row, ea, r[u].a, &r[u].da, &r[u].ma);
+            if (vb[u]) load_quad<DT>(w, rowp, row, eb, r[u].b, &r[u].db, &r[u].mb);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+            int64_t ea = c0 + 256 * u + 4 * lane, eb = ea + 128;
+            float wa[4], wb[4];
+            if (va[u]) unpack_quad<DT>(r[u].a, r[u].da, r[u].ma, wa);
+            if (vb[u]) unpack_quad<DT>(r[u].b, r[u].db, r[u].mb, wb);
+#pragma unroll
+            for (int t = 0; t < N; t++) {
+                const float *xt = x + (size_t)t * cols;
+                if (va[u]) {
+                    float4 xa = __ldg((const float4 *)(xt + ea));
+                    acc[t] = fmaf(wa[0], xa.x, fmaf(wa[1], xa.y, fmaf(wa[2], xa.z, fmaf(wa[3], xa.w, acc[t]))));
+                }
+                if (vb[u]) {
+                    float4 xb = __ldg((const float4 *)(xt + eb));
+                    acc[t] = fmaf(wb[0], xb.x, fmaf(wb[1], xb.y, fmaf(wb[2], xb.z, fmaf(wb[3], xb.w, acc[t]))));
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < N; t++) {
+        float s = acc[t];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) y[(size_t)t * w.rows + row] = s + (bias ? bias[row] : 0.0f);
+    }
+}
+
 /* Rows [r0, r0 + nr) of the weight into a dense row-major panel of OUT elements. */
 template <int DT, typename OUT>
 __global__ void dequant_kernel(cuda_weight w, int64_t r0, int64_t nr, OUT *out) {
@@ -222,16 +361,53 @@ __global__ void bias_kernel(float *y, const float *bias, int64_t rows, int n) {
 template <int DT>
 static void launch_gemv(cuda_impl *im, const cuda_weight &w, const float *x, int n, float *y, const float *bias) {
     dim3 grid((unsigned)((w.rows + GEMV_WARPS - 1) / GEMV_WARPS)), block(32 * GEMV_WARPS);
+    constexpr bool fast = DT == TS_DTYPE_F32 || DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 || DT == TS_DTYPE_Q8_0 ||
+                          DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1;
+    constexpr int FT = fast ? DT : TS_DTYPE_F32;
+    constexpr int U = (FT == TS_DTYPE_F32) ? 1 : (FT == TS_DTYPE_F16 || FT == TS_DTYPE_BF16) ? 2 : 4;
     switch (n) {
-#define GEMV_CASE(N) \
-    case N: gemv_kernel<DT, N><<<grid, block, 0, im->stream>>>(w, x, y, bias); break;
+#define GEMV_CASE(N)                                                                                       \
+    case N:                                                                                                \
+        if (fast) gemv_coalesced_kernel<FT, N, U><<<grid, block, 0, im->stream>>>(w, x, y, bias);         \
+        else gemv_kernel<DT, N><<<grid, block, 0, im->stream>>>(w, x, y, bias);                            \
+        break;
         GEMV_CASE(1) GEMV_CASE(2) GEMV_CASE(3) GEMV_CASE(4) GEMV_CASE(5) GEMV_CASE(6) GEMV_CASE(7) GEMV_CASE(8)
 #undef GEMV_CASE
     }
 }
 
+/* One thread per 4 consecutive elements: neighbouring threads read and write neighbouring bytes. */
+template <int DT, typename OUT>
+__global__ void dequant_quad_kernel(cuda_weight w, int64_t r0, int64_t nr, OUT *out) {
+    int64_t quads = w.cols / 4;
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= nr * quads) return;
+    int64_t r = i / quads, e = (i % quads) * 4;
+    uint32_t raw[DT == TS_DTYPE_F32 ? 4 : 2];
+    float d = 0.0f, m = 0.0f, v[4];
+    load_quad<DT>(w, w.q + (size_t)(r0 + r) * w.q_row_bytes, r0 + r, e, raw, &d, &m);
+    unpack_quad<DT>(raw, d, m, v);
+    OUT *o = out + r * w.cols + e;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        if constexpr (sizeof(OUT) == 4) o[k] = v[k];
+        else o[k] = OUT(v[k]);
+    }
+}
+
 template <int DT>
 static void launch_dequant(cuda_impl *im, const cuda_weight &w, int64_t r0, int64_t nr, void *out, int out_kind) {
+    constexpr bool quad = DT == TS_DTYPE_F32 || DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 || DT == TS_DTYPE_Q8_0 ||
+                          DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1;
+    if (quad) {
+        constexpr int QT = quad ? DT : TS_DTYPE_F32;
+        int64_t items = nr * (w.cols / 4);
+        unsigned blocks = (unsigned)((items + 255) / 256);
+        if (out_kind == 0) dequant_quad_kernel<QT, float><<<blocks, 256, 0, im->stream>>>(w, r0, nr, (float *)out);
+        else if (out_kind == 1) dequant_quad_kernel<QT, __nv_bfloat16><<<blocks, 256, 0, im->stream>>>(w, r0, nr, (__nv_bfloat16 *)out);
+        else dequant_quad_kernel<QT, __half><<<blocks, 256, 0, im->stream>>>(w, r0, nr, (__half *)out);
+        return;
+    }
     int64_t items = nr * (w.cols / 32);
     unsigned blocks = (unsigned)((items + 127) / 128);
     if (out_kind == 0) dequant_kernel<DT, float><<<blocks, 128, 0, im->stream>>>(w, r0, nr, (float *)out);
@@ -239,8 +415,31 @@ static void launch_dequant(cuda_impl *im, const cuda_weight &w, int64_t r0, int6
     else dequant_kernel<DT, __half><<<blocks, 128, 0, im->stream>>>(w, r0, nr, (__half *)out);
 }
 
+
+/* Optional dense copy for prefill and batched decode: cuBLAS reads it directly instead of
+ * dequantizing the weight at every product (more memory, fewer bytes moved per product). */
+static void make_dense_copy(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
+    if (!(im->opt.dense_cache && im->opt.precision != TS_PRECISION_FP32 && w->dtype != TS_DTYPE_BF16 &&
+          w->dtype != TS_DTYPE_F16 && !cw->host_mapped))
+        return;
+    size_t dense = (size_t)w->rows * w->cols * 2;
+    if (cudaMalloc(&cw->dense, dense) == cudaSuccess) {
+        int kind = im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
+#define DQ(DT) launch_dequant<DT>(im, *cw, 0, w->rows, cw->dense, kind)
+        TS_CUDA_DISPATCH_DTYPE(cw->dtype, DQ)
+#undef DQ
+        cudaStreamSynchronize(im->stream);
+        cw->bytes += dense;
+        im->weight_bytes += dense;
+    } else {
+        cudaGetLastError();
+        cw->dense = NULL;
+        CUDA_WARN_ONCE(im, 1, "cuda: no room for dense weight copies; prefill dequantizes on the fly");
+    }
+}
+
 /* y = x . W^T through cuBLAS on dequantized panels of W. */
-static void gemm_path(cuda_impl *im, const cuda_weight &w, const float *x, int n, float *y) {
+static void gemm_path(cuda_impl *im, cuda_weight w, const float *x, int n, float *y) {
     int kind = im->opt.precision == TS_PRECISION_FP32 ? 0 : im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
     size_t elem = kind == 0 ? 4 : 2;
     const void *xin = x;
@@ -256,14 +455,20 @@ static void gemm_path(cuda_impl *im, const cuda_weight &w, const float *x, int n
     int64_t panel = (int64_t)(GEMM_PANEL_BYTES / ((size_t)w.cols * elem));
     if (panel < 64) panel = 64;
     if (panel > w.rows) panel = w.rows;
-    void *wp = cuda_scratch(im, &im->gemm_scratch, &im->gemm_scratch_bytes, (size_t)panel * w.cols * elem);
+    if (w.dense) panel = w.rows;
+    /* a bf16 (fp16) weight under bf16 (fp16) precision is already what cuBLAS wants */
+    if (!w.dense && ((kind == 1 && w.dtype == TS_DTYPE_BF16) || (kind == 2 && w.dtype == TS_DTYPE_F16))) {
+        w.dense = w.q;
+        panel = w.rows;
+    }
+    void *wp = w.dense ? w.dense : cuda_scratch(im, &im->gemm_scratch, &im->gemm_scratch_bytes, (size_t)panel * w.cols * elem);
     if (!wp) return;
     cudaDataType_t dt = kind == 0 ? CUDA_R_32F : kind == 1 ? CUDA_R_16BF : CUDA_R_16F;
     const float alpha = 1.0f, beta = 0.0f;
     for (int64_t r0 = 0; r0 < w.rows; r0 += panel) {
         int64_t nr = w.rows - r0 < panel ? w.rows - r0 : panel;
 #define DQ(DT) launch_dequant<DT>(im, w, r0, nr, wp, kind)
-        TS_CUDA_DISPATCH_DTYPE(w.dtype, DQ)
+        if (!w.dense) TS_CUDA_DISPATCH_DTYPE(w.dtype, DQ)
 #undef DQ
         /* column-major view: Y^T[rows, n] = W[rows, K] . X^T[K, n]; W row-major is W^T column-major */
         cublasStatus_t st = cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)w.cols, &alpha, wp, dt,
@@ -279,6 +484,8 @@ static void gemm_path(cuda_impl *im, const cuda_weight &w, const float *x, int n
 
 static void cpu_fallback_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias) {
     cuda_impl *im = cuda_of(be);
+    cuda_graph_abort(im, "a product fell back to the CPU");
+    im->graphs_disabled = 1;
     ts_backend *cpu = im->opt.cpu_fallback;
     size_t xin = (size_t)n * w->cols * sizeof(float), yout = (size_t)n * w->rows * sizeof(float);
     float *hx = (float *)malloc(xin), *hy = (float *)malloc(yout), *hb = NULL;
@@ -302,6 +509,7 @@ static void cpu_fallback_matmul(ts_backend *be, const ts_weight *w, const float 
 
 void cuda_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias) {
     cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
     const cuda_weight *cw = (const cuda_weight *)w->prepared;
     if (n <= 0) return;
     if (!cw || !cw->gpu_supported) {
@@ -340,11 +548,14 @@ __global__ void embed_kernel(cuda_weight w, const int32_t *ids, int n, float *ou
 
 static void embed_common(ts_backend *be, const ts_weight *table, const int32_t *ids, int n, float *out, int add) {
     cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
     const cuda_weight *cw = (const cuda_weight *)table->prepared;
     const int32_t *dids = cuda_step_array(be, ids, n);
     if (!dids) return;
     if (!cw || !cw->gpu_supported) {
         /* rare: an embedding table of a type without a kernel; do it on the host */
+        cuda_graph_abort(im, "an embedding fell back to the CPU");
+        im->graphs_disabled = 1;
         ts_backend *cpu = im->opt.cpu_fallback;
         float *h = (float *)malloc((size_t)n * table->cols * sizeof(float));
         if (add) cudaMemcpy(h, out, (size_t)n * table->cols * sizeof(float), cudaMemcpyDeviceToHost);

@@ -52,6 +52,9 @@ static int ensure(cuda_impl *im, moe_scratch *s, size_t n, const ts_moe *m) {
 
 void cuda_moe(ts_backend *be, const ts_moe *m, const float *x, int n, float *out) {
     cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
+    cuda_graph_abort(im, "mixture-of-experts routing goes through the host");
+    im->graphs_disabled = 1;
     static __thread moe_scratch s;
     int E = m->num_experts, K = m->top_k, H = m->hidden, I = m->inner;
     if (ensure(im, &s, (size_t)n * (K > 1 ? K : 1), m) != 0) return;

@@ -47,6 +47,7 @@ static int norm_threads(int dim) {
 
 void cuda_rmsnorm(ts_backend *be, const float *x, const float *w, int rows, int dim, float eps, float *out) {
     cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
     if (rows <= 0) return;
     rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, w, dim, eps, out);
     CUDA_CHECK_LAUNCH(im, "rmsnorm");
@@ -55,6 +56,7 @@ void cuda_rmsnorm(ts_backend *be, const float *x, const float *w, int rows, int 
 void cuda_layernorm(ts_backend *be, const float *x, const float *w, const float *b, int rows, int dim, float eps,
                     float *out) {
     cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
     if (rows <= 0) return;
     layernorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, w, b, dim, eps, out);
     CUDA_CHECK_LAUNCH(im, "layernorm");
@@ -82,6 +84,7 @@ __global__ void rope_kernel(float *x, int heads, int stride, const int32_t *posi
 
 void cuda_rope(ts_backend *be, float *x, int n, int heads, int stride, const int32_t *positions, const ts_rope *rope) {
     cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
     if (n <= 0) return;
     int half = rope->head_dim / 2;
     if (im->inv_freq_host != rope->inv_freq || im->inv_freq_n != half) {
@@ -108,6 +111,7 @@ __global__ void silu_mul_kernel(const float *gate, const float *up, int rows, in
 
 void cuda_silu_mul(ts_backend *be, const float *gate, const float *up, int rows, int inner, int in_stride, float *out) {
     cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
     size_t total = (size_t)rows * inner;
     if (!total) return;
     silu_mul_kernel<<<(unsigned)((total + 255) / 256), 256, 0, im->stream>>>(gate, up, rows, inner, in_stride, out);
@@ -124,6 +128,7 @@ __global__ void gelu_kernel(float *x, size_t count, int tanh_approx) {
 
 void cuda_gelu(ts_backend *be, float *x, size_t count, int tanh_approx) {
     cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
     if (!count) return;
     gelu_kernel<<<(unsigned)((count + 255) / 256), 256, 0, im->stream>>>(x, count, tanh_approx);
     CUDA_CHECK_LAUNCH(im, "gelu");
@@ -136,6 +141,7 @@ __global__ void add_kernel(float *x, const float *y, size_t count) {
 
 void cuda_add(ts_backend *be, float *x, const float *y, size_t count) {
     cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
     if (!count) return;
     add_kernel<<<(unsigned)((count + 255) / 256), 256, 0, im->stream>>>(x, y, count);
     CUDA_CHECK_LAUNCH(im, "add");
@@ -149,6 +155,7 @@ __global__ void gather_kernel(const float *src, const int32_t *rows, int dim, fl
 
 void cuda_gather_rows(ts_backend *be, const float *src, const int32_t *rows, int n, int dim, float *dst) {
     cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
     if (n <= 0) return;
     const int32_t *drows = cuda_step_array(be, rows, n);
     if (!drows) return;

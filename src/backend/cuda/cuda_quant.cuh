@@ -60,11 +60,12 @@ __device__ __forceinline__ void decode_group(const cuda_weight &w, int64_t row, 
         float d = __ldg(w.scale + si);
         float m = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : -8.0f * d;
         uint32_t words[4] = {u.x, u.y, u.z, u.w};
+        /* repacked in natural order: byte k holds elements 2k (low nibble) and 2k + 1 */
 #pragma unroll
         for (int k = 0; k < 16; k++) {
             uint32_t byte = (words[k / 4] >> (8 * (k % 4))) & 0xff;
-            v[k] = d * (float)(byte & 0x0f) + m;
-            v[k + 16] = d * (float)(byte >> 4) + m;
+            v[2 * k] = d * (float)(byte & 0x0f) + m;
+            v[2 * k + 1] = d * (float)(byte >> 4) + m;
         }
     } else if (DT == TS_DTYPE_Q4_K || DT == TS_DTYPE_Q5_K) {
         const int bsz = DT == TS_DTYPE_Q4_K ? 144 : 176;
