@@ -15,5 +15,6 @@ int ts_cmd_run(int argc, char **argv);
 int ts_cmd_logits(int argc, char **argv);
 int ts_cmd_bench(int argc, char **argv);
 int ts_cmd_info(int argc, char **argv);
+int ts_cmd_tokenize(int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@ static const ts_command g_commands[] = {
     {"logits", "write the logits of a token sequence to a file", ts_cmd_logits},
     {"bench", "time prefill and decode: per-run table and median", ts_cmd_bench},
     {"info", "print the detected devices and how accelerator names resolve", ts_cmd_info},
+    {"tokenize", "print the token ids of a text", ts_cmd_tokenize},
 };
 
 static void usage(void) {

@@ -38,12 +38,31 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
+/* generation_config.json may name more end-of-sequence tokens than config.json (Qwen's chat models end
+ * turns with <|im_end|> as well as <|endoftext|>); both lists count. */
+static int merge_generation_config(ts_model *m, const char *dir, ts_error *err) {
+    char path[4096];
+    if (ts_path_join(path, sizeof path, dir, "generation_config.json") != 0 || !ts_file_exists(path)) return 0;
+    ts_generation_config g;
+    if (ts_generation_config_load(path, &g, err) != 0) return -1;
+    for (int i = 0; i < g.num_eos; i++) {
+        int seen = 0;
+        for (int k = 0; k < m->cfg.num_eos; k++) seen |= m->cfg.eos_token_ids[k] == g.eos_token_ids[i];
+        if (seen || m->cfg.num_eos == TS_MAX_EOS) continue;
+        if (g.eos_token_ids[i] < 0 || g.eos_token_ids[i] >= m->cfg.vocab_size)
+            return ts_fail(err, "%s: eos token %d is outside the vocabulary (%d)", path, g.eos_token_ids[i], m->cfg.vocab_size);
+        m->cfg.eos_token_ids[m->cfg.num_eos++] = g.eos_token_ids[i];
+    }
+    return 0;
+}
+
 static int read_checkpoint(ts_model *m, const char *path, ts_error *err) {
     if (ts_is_directory(path)) {
         char cfg[4096];
         if (ts_path_join(cfg, sizeof cfg, path, "config.json") != 0) return ts_fail(err, "%s: path too long", path);
         if (!ts_file_exists(cfg)) return ts_fail(err, "%s: no config.json in this directory (expected a Hugging Face model directory or a .gguf file)", path);
         if (ts_model_config_load(cfg, &m->cfg, err) != 0) return -1;
+        if (merge_generation_config(m, path, err) != 0) return -1;
         return ts_safetensors_load_dir(path, &m->table, err);
     }
     if (ends_with(path, ".gguf")) return ts_fail(err, "%s: GGUF loading is not available yet", path);
