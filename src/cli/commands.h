@@ -16,5 +16,6 @@ int ts_cmd_logits(int argc, char **argv);
 int ts_cmd_bench(int argc, char **argv);
 int ts_cmd_info(int argc, char **argv);
 int ts_cmd_tokenize(int argc, char **argv);
+int ts_cmd_perplexity(int argc, char **argv);
 
 #endif

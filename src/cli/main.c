@@ -10,6 +10,7 @@ static const ts_command g_commands[] = {
     {"bench", "time prefill and decode: per-run table and median", ts_cmd_bench},
     {"info", "print the detected devices and how accelerator names resolve", ts_cmd_info},
     {"tokenize", "print the token ids of a text", ts_cmd_tokenize},
+    {"perplexity", "perplexity of a model on a text file", ts_cmd_perplexity},
 };
 
 static void usage(void) {
