@@ -43,7 +43,11 @@ if(NOT TESSERA_KERNELS_ONLY)
       set(cmd bash ${script})
     endif()
     add_test(NAME ${area}.${name} COMMAND ${cmd})
-    set_tests_properties(${area}.${name} PROPERTIES TIMEOUT 900 LABELS "${area};script" SKIP_RETURN_CODE 77
+    # A script may ask for extra labels with a line "# ctest-labels: a;b" (e.g. no_sanitizer for tests
+    # that are too slow under ASan).
+    file(STRINGS ${script} extra_labels REGEX "^# ctest-labels: " LIMIT_COUNT 1)
+    string(REPLACE "# ctest-labels: " "" extra_labels "${extra_labels}")
+    set_tests_properties(${area}.${name} PROPERTIES TIMEOUT 900 LABELS "${area};script;${extra_labels}" SKIP_RETURN_CODE 77
       ENVIRONMENT "TESSERA_BINARY=$<TARGET_FILE:tessera>;TESSERA_SHARED_DIR=${TESSERA_SHARED_DIR};TESSERA_SOURCE_DIR=${CMAKE_SOURCE_DIR};TESSERA_BUILD_DIR=${CMAKE_BINARY_DIR}")
   endforeach()
 endif()

@@ -120,9 +120,13 @@ static void check_case(ts_model *m, const char *dir, const json_t *c, int index,
 
 void ts_test_check_model_reference(ts_backend *be, const char *name, const ts_ref_tolerance *tol) {
     char dir[1024], path[1200];
-    ts_test_shared_path("testdata", dir, sizeof dir);
-    strncat(dir, "/", sizeof dir - strlen(dir) - 1);
-    strncat(dir, name, sizeof dir - strlen(dir) - 1);
+    if (name[0] == '/') {
+        snprintf(dir, sizeof dir, "%s", name);
+    } else {
+        ts_test_shared_path("testdata", dir, sizeof dir);
+        strncat(dir, "/", sizeof dir - strlen(dir) - 1);
+        strncat(dir, name, sizeof dir - strlen(dir) - 1);
+    }
     ts_error err = {{0}};
     ts_model *m = NULL;
     if (ts_model_load(dir, be, NULL, &m, &err) != 0) fail_msg("%s", err.message);

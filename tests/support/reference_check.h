@@ -10,7 +10,8 @@ typedef struct ts_ref_tolerance {
     double margin; /* top1-top2 gap below which a different choice is legitimate */
 } ts_ref_tolerance;
 
-/* Fails the current cmocka test on any mismatch. */
+/* model_name: a directory under ../shared/testdata, or an absolute path. Fails the current cmocka test on
+ * any mismatch. */
 void ts_test_check_model_reference(ts_backend *be, const char *model_name, const ts_ref_tolerance *tol);
 
 #endif

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Perplexity of the embedded tiny-code model on its held-out text at ctx 512 equals the float32
 # reference of ../shared/models/tiny-code/reference.json (7.33) within 0.01.
+# ctest-labels: no_sanitizer
 set -euo pipefail
 bin=${TESSERA_BINARY:?}
 shared=${TESSERA_SHARED_DIR:?}
