@@ -127,29 +127,50 @@ int ts_safetensors_load_file(const char *path, ts_tensor_table *table, ts_error 
     return ts_safetensors_parse(mf.data, mf.size, path, index, table, err);
 }
 
-static int load_sharded(const char *dir, const char *index_path, ts_tensor_table *table, ts_error *err) {
-    json_t *root = ts_json_load_file(index_path, INDEX_MAX_BYTES, err);
+int ts_safetensors_index_parse(const char *text, size_t len, const char *source, json_t **weight_map,
+                               ts_error *err) {
+    *weight_map = NULL;
+    json_t *root = ts_json_parse(text, len, source, err);
     if (!root) return -1;
-    int rc = 0;
-    const json_t *map = json_object_get(root, "weight_map");
+    json_t *map = json_object_get(root, "weight_map");
     if (!json_is_object(map)) {
         json_decref(root);
-        return ts_fail(err, "%s: missing \"weight_map\" object", index_path);
+        return ts_fail(err, "%s: missing \"weight_map\" object", source);
     }
+    const char *name;
+    json_t *file;
+    json_object_foreach(map, name, file) {
+        if (!json_is_string(file)) {
+            ts_fail(err, "%s: weight_map entry \"%s\" is not a file name", source, name);
+            json_decref(root);
+            return -1;
+        }
+        const char *fname = json_string_value(file);
+        if (strchr(fname, '/') || !strcmp(fname, "..")) {
+            ts_fail(err, "%s: shard name \"%s\" must be a plain file name", source, fname);
+            json_decref(root);
+            return -1;
+        }
+    }
+    *weight_map = json_incref(map);
+    json_decref(root);
+    return 0;
+}
+
+static int load_sharded(const char *dir, const char *index_path, ts_tensor_table *table, ts_error *err) {
+    char *text = NULL;
+    size_t len = 0;
+    if (ts_read_file(index_path, INDEX_MAX_BYTES, &text, &len, err) != 0) return -1;
+    json_t *map = NULL;
+    int rc = ts_safetensors_index_parse(text, len, index_path, &map, err);
+    free(text);
+    if (rc != 0) return -1;
     /* Load each distinct shard once, then check that every tensor the index names is where it says. */
     json_t *seen = json_object();
     const char *name;
     json_t *file;
-    json_object_foreach((json_t *)map, name, file) {
-        if (!json_is_string(file)) {
-            rc = ts_fail(err, "%s: weight_map entry \"%s\" is not a file name", index_path, name);
-            break;
-        }
+    json_object_foreach(map, name, file) {
         const char *fname = json_string_value(file);
-        if (strchr(fname, '/') || !strcmp(fname, "..")) {
-            rc = ts_fail(err, "%s: shard name \"%s\" must be a plain file name", index_path, fname);
-            break;
-        }
         if (json_object_get(seen, fname)) continue;
         json_object_set_new(seen, fname, json_true());
         char path[4096];
@@ -160,7 +181,7 @@ static int load_sharded(const char *dir, const char *index_path, ts_tensor_table
         if ((rc = ts_safetensors_load_file(path, table, err)) != 0) break;
     }
     if (rc == 0) {
-        json_object_foreach((json_t *)map, name, file) {
+        json_object_foreach(map, name, file) {
             const ts_tensor_desc *d = ts_tensor_table_find(table, name);
             if (!d) {
                 rc = ts_fail(err, "%s: tensor \"%s\" is listed in shard %s but not present in it", index_path, name,
@@ -170,7 +191,7 @@ static int load_sharded(const char *dir, const char *index_path, ts_tensor_table
         }
     }
     json_decref(seen);
-    json_decref(root);
+    json_decref(map);
     return rc;
 }
 

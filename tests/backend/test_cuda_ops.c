@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -318,6 +319,40 @@ static void test_embedding(void **state) {
     }
 }
 
+/* Not a test: with TESSERA_CUDA_MICROBENCH=1, times large matrix-vector products per weight type and
+ * prints the weight bandwidth achieved (the number decode speed depends on). */
+static void microbench(void) {
+    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_Q8_0, TS_DTYPE_BF16, TS_DTYPE_Q6_K};
+    const int64_t shapes[][2] = {{4096, 4096}, {12288, 4096}, {4096, 12288}, {151936, 4096}};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        for (size_t k = 0; k < 4; k++) {
+            int64_t rows = shapes[k][0], cols = shapes[k][1];
+            void *wb = rand_weight(types[i], rows, cols);
+            ts_weight w = {.dtype = types[i], .rows = rows, .cols = cols, .host = wb, .row_bytes = ts_dtype_row_bytes(types[i], cols)};
+            ts_error err = {{0}};
+            if (g_gpu16->ops->prepare_weight(g_gpu16, &w, &err) != 0) continue;
+            float *x = rand_floats((size_t)cols, 1.0f), *dx = dev_from(g_gpu16, x, (size_t)cols);
+            float *dy = dev_from(g_gpu16, x, (size_t)(rows > cols ? rows : cols));
+            for (int r = 0; r < 3; r++) g_gpu16->ops->matmul(g_gpu16, &w, dx, 1, dy, NULL);
+            g_gpu16->ops->sync(g_gpu16);
+            struct timespec a, b;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            const int reps = 50;
+            for (int r = 0; r < reps; r++) g_gpu16->ops->matmul(g_gpu16, &w, dx, 1, dy, NULL);
+            g_gpu16->ops->sync(g_gpu16);
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            double sec = ((double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec)) / reps;
+            double bytes = (double)w.row_bytes * (double)rows;
+            printf("gemv %-5s %6lld x %-6lld %8.1f us  %7.1f GB/s of weights\n", ts_dtype_get(types[i])->name,
+                   (long long)rows, (long long)cols, sec * 1e6, bytes / sec / 1e9);
+            g_gpu16->ops->release_weight(g_gpu16, &w);
+            g_gpu16->ops->free(g_gpu16, dx);
+            g_gpu16->ops->free(g_gpu16, dy);
+            free(x);
+            free(wb);
+        }
+}
+
 int main(void) {
     ts_error err = {{0}};
     ts_cpu_options co = {.threads = 2};
@@ -332,6 +367,7 @@ int main(void) {
     g_gpu16 = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
     g_gpu16d = ts_test_cuda_backend(TS_PRECISION_BF16, TS_TEST_CUDA_DENSE, g_cpu, why, sizeof why);
     printf("GPU: %s\n", g_gpu32->description);
+    if (getenv("TESSERA_CUDA_MICROBENCH")) microbench();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_every_type), cmocka_unit_test(test_norms_and_activations),
         cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_embedding),

@@ -45,10 +45,10 @@ template <typename T, int HPL>
 __global__ void attn_partial(const T *kc, const T *vc, const float *q, int q_stride, int n_heads, int n_kv, int hd,
                              float scale, const int32_t *token_seq, const int32_t *seq_first, const int32_t *seq_start,
                              const int32_t *seq_block_off, const int32_t *block_table, int block_tokens, int n_splits,
-                             float *part_o, float *part_ml) {
+                             const int32_t *token_list, float *part_o, float *part_ml) {
     __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
     __shared__ float sm_o[ATT_WARPS][32 * HPL];
-    int t = blockIdx.x, h = blockIdx.y, split = blockIdx.z;
+    int t = token_list ? token_list[blockIdx.x] : blockIdx.x, h = blockIdx.y, split = blockIdx.z;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int s = token_seq[t];
     int pos = seq_start[s] + (t - seq_first[s]);
@@ -111,7 +111,7 @@ __global__ void attn_partial(const T *kc, const T *vc, const float *q, int q_str
         f[w] = sm_m[w] == -INFINITY ? 0.0f : expf(sm_m[w] - M);
         L += sm_l[w] * f[w];
     }
-    size_t idx = ((size_t)t * n_heads + h) * n_splits + split;
+    size_t idx = ((size_t)blockIdx.x * n_heads + h) * n_splits + split;
     for (int i = 0; i < HPL; i++) {
         int d = lane + 32 * i;
         if (d >= hd) continue;
@@ -125,9 +125,10 @@ __global__ void attn_partial(const T *kc, const T *vc, const float *q, int q_str
     }
 }
 
-__global__ void attn_combine(const float *part_o, const float *part_ml, int n_heads, int hd, int n_splits, float *out) {
-    int t = blockIdx.x, h = blockIdx.y;
-    size_t base = ((size_t)t * n_heads + h) * n_splits;
+__global__ void attn_combine(const float *part_o, const float *part_ml, int n_heads, int hd, int n_splits,
+                             const int32_t *token_list, float *out) {
+    int t = token_list ? token_list[blockIdx.x] : blockIdx.x, h = blockIdx.y;
+    size_t base = ((size_t)blockIdx.x * n_heads + h) * n_splits;
     float M = -INFINITY;
     for (int sp = 0; sp < n_splits; sp++) M = fmaxf(M, part_ml[2 * (base + sp)]);
     float L = 0.0f;
@@ -146,24 +147,146 @@ __global__ void attn_combine(const float *part_o, const float *part_ml, int n_he
     }
 }
 
+#define TILE_ROWS 64 /* query rows (tokens x query heads of one KV head) per tiled block */
+#define TILE_KEYS 32
+
+/* Prefill: one block per (query tile, KV head). The tile's query rows are every query head of the KV
+ * head for TILE_ROWS / group consecutive tokens of one sequence, so each key/value row loaded into
+ * shared memory serves all of them; scores, online softmax and the output accumulate in shared memory. */
+template <typename T>
+__global__ void attn_tiled(const T *kc, const T *vc, const float *q, int q_stride, float *out, int n_heads, int n_kv,
+                           int hd, float scale, const int32_t *seq_first, const int32_t *seq_len, const int32_t *seq_start,
+                           const int32_t *seq_block_off, const int32_t *block_table, int block_tokens,
+                           const int32_t *tile_seq, const int32_t *tile_token, int tile_tokens) {
+    extern __shared__ float sm[];
+    const int group = n_heads / n_kv, kvh = blockIdx.y, hdp = hd + 1;
+    float *Qs = sm;                        /* TILE_ROWS x hd */
+    float *Os = Qs + TILE_ROWS * hd;       /* TILE_ROWS x hd */
+    float *Ks = Os + TILE_ROWS * hd;       /* TILE_KEYS x (hd + 1): padded against bank conflicts */
+    float *Vs = Ks + TILE_KEYS * hdp;      /* TILE_KEYS x hd */
+    float *S = Vs + TILE_KEYS * hd;        /* TILE_ROWS x TILE_KEYS */
+    float *row_m = S + TILE_ROWS * TILE_KEYS, *row_l = row_m + TILE_ROWS, *row_c = row_l + TILE_ROWS;
+    int *row_pos = (int *)(row_c + TILE_ROWS);
+    int s = tile_seq[blockIdx.x], t0 = tile_token[blockIdx.x];
+    int nq = min(tile_tokens, seq_first[s] + seq_len[s] - t0);
+    int rows = nq * group;
+    int pos0 = seq_start[s] + (t0 - seq_first[s]);
+    const int32_t *blocks = block_table + seq_block_off[s];
+    size_t row_elems = (size_t)n_kv * hd;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nw = blockDim.x / 32;
+    for (int i = threadIdx.x; i < rows * hd; i += blockDim.x) {
+        int r = i / hd, d = i % hd, qi = r / group, hh = r % group;
+        Qs[i] = q[(size_t)(t0 + qi) * q_stride + (size_t)(kvh * group + hh) * hd + d] * scale;
+        Os[i] = 0.0f;
+    }
+    for (int r = threadIdx.x; r < rows; r += blockDim.x) {
+        row_m[r] = -INFINITY;
+        row_l[r] = 0.0f;
+        row_pos[r] = pos0 + r / group;
+    }
+    int last = pos0 + nq - 1;
+    for (int k0 = 0; k0 <= last; k0 += TILE_KEYS) {
+        int nk = min(TILE_KEYS, last + 1 - k0);
+        __syncthreads();
+        for (int i = threadIdx.x; i < nk * hd; i += blockDim.x) {
+            int j = i / hd, d = i % hd, p = k0 + j;
+            size_t base = ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems + (size_t)kvh * hd;
+            Ks[j * hdp + d] = ld(kc + base + d);
+            Vs[j * hd + d] = ld(vc + base + d);
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < rows * TILE_KEYS; i += blockDim.x) {
+            int r = i / TILE_KEYS, j = i % TILE_KEYS, p = k0 + j;
+            float v = -INFINITY;
+            if (j < nk && p <= row_pos[r]) {
+                const float *qr = Qs + r * hd, *kr = Ks + j * hdp;
+                float acc = 0.0f;
+                for (int d = 0; d < hd; d++) acc = fmaf(qr[d], kr[d], acc);
+                v = acc;
+            }
+            S[i] = v;
+        }
+        __syncthreads();
+        for (int r = warp; r < rows; r += nw) {
+            float v = S[r * TILE_KEYS + lane];
+            float mt = v;
+            for (int o = 16; o > 0; o >>= 1) mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, o));
+            float m_old = row_m[r], m_new = fmaxf(m_old, mt);
+            float p = v == -INFINITY ? 0.0f : expf(v - m_new);
+            float sum = p;
+            for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            S[r * TILE_KEYS + lane] = p;
+            if (lane == 0) {
+                float c = m_old == -INFINITY ? 0.0f : expf(m_old - m_new);
+                row_c[r] = c;
+                row_l[r] = row_l[r] * c + sum;
+                row_m[r] = m_new;
+            }
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < rows * hd; i += blockDim.x) {
+            int r = i / hd, d = i % hd;
+            float acc = Os[i] * row_c[r];
+            const float *pr = S + r * TILE_KEYS;
+            for (int j = 0; j < nk; j++) acc = fmaf(pr[j], Vs[j * hd + d], acc);
+            Os[i] = acc;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < rows * hd; i += blockDim.x) {
+        int r = i / hd, d = i % hd, qi = r / group, hh = r % group;
+        out[(size_t)(t0 + qi) * n_heads * hd + (size_t)(kvh * group + hh) * hd + d] = Os[i] / row_l[r];
+    }
+}
+
+static size_t tiled_smem_bytes(int hd) {
+    return ((size_t)2 * TILE_ROWS * hd + (size_t)TILE_KEYS * (hd + 1) + (size_t)TILE_KEYS * hd +
+            (size_t)TILE_ROWS * TILE_KEYS + 4 * TILE_ROWS) * sizeof(float);
+}
+
 template <typename T>
 static void launch_attention(cuda_impl *im, const T *kbase, const T *vbase, const float *q, int q_stride, float *out,
                              int n_heads, int n_kv, int hd, float scale, int block_tokens) {
     cuda_step *st = &im->step;
+    int group = n_heads / n_kv;
+    /* prefill sequences: tiled kernel (when the tiles were cut for this head grouping and fit) */
+    int tiled = st->n_tiles > 0 && st->tile_group == group && group <= TILE_ROWS &&
+                tiled_smem_bytes(hd) <= (size_t)im->prop.sharedMemPerBlockOptin;
+    if (st->tile_group != group && group <= TILE_ROWS) {
+        /* begin_step cuts tiles before it knows the model: from the next step on, cut them for this one */
+        st->tile_group = group;
+        st->tile_tokens = TILE_ROWS / group;
+    }
+    if (st->n_tiles > 0 && tiled) {
+        size_t smem = tiled_smem_bytes(hd);
+        static int configured = 0;
+        if (!configured) {
+            cudaFuncSetAttribute(attn_tiled<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, im->prop.sharedMemPerBlockOptin);
+            cudaFuncSetAttribute(attn_tiled<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, im->prop.sharedMemPerBlockOptin);
+            configured = 1;
+        }
+        attn_tiled<T><<<dim3(st->n_tiles, n_kv), 256, smem, im->stream>>>(
+            kbase, vbase, q, q_stride, out, n_heads, n_kv, hd, scale, st->seq_first, st->seq_len, st->seq_start,
+            st->seq_block_off, st->block_table, block_tokens, st->tile_seq, st->tile_token, st->tile_tokens);
+    }
+    /* decode tokens (and every token when the tiled kernel does not apply): split-K */
+    const int32_t *list = tiled ? st->decode_tokens : NULL;
+    int count = tiled ? st->n_decode : st->n_tokens;
+    if (count == 0) return;
     int n_splits = (st->max_pos + ATT_CHUNK - 1) / ATT_CHUNK;
     /* graph replays reuse the grid: round the split count up to a power of two */
     int splits = 1;
     while (splits < n_splits) splits *= 2;
-    size_t parts = (size_t)st->n_tokens * n_heads * splits;
+    size_t parts = (size_t)count * n_heads * splits;
     float *part_o = (float *)cuda_scratch(im, &im->attn_scratch, &im->attn_scratch_bytes, parts * (hd + 2) * sizeof(float));
     if (!part_o) return;
     float *part_ml = part_o + parts * hd;
-    dim3 grid(st->n_tokens, n_heads, splits);
+    dim3 grid(count, n_heads, splits);
 #define ATT(HPL)                                                                                                   \
     attn_partial<T, HPL><<<grid, 32 * ATT_WARPS, 0, im->stream>>>(kbase, vbase, q, q_stride, n_heads, n_kv, hd, scale, \
                                                                   st->token_seq, st->seq_first, st->seq_start,      \
                                                                   st->seq_block_off, st->block_table, block_tokens, \
-                                                                  splits, part_o, part_ml)
+                                                                  splits, list, part_o, part_ml)
     if (hd <= 32) ATT(1);
     else if (hd <= 64) ATT(2);
     else if (hd <= 128) ATT(4);
@@ -173,7 +296,7 @@ static void launch_attention(cuda_impl *im, const T *kbase, const T *vbase, cons
         return;
     }
 #undef ATT
-    attn_combine<<<dim3(st->n_tokens, n_heads), 128, 0, im->stream>>>(part_o, part_ml, n_heads, hd, splits, out);
+    attn_combine<<<dim3(count, n_heads), 128, 0, im->stream>>>(part_o, part_ml, n_heads, hd, splits, list, out);
 }
 
 void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q, int q_stride,

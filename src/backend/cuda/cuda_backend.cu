@@ -211,8 +211,9 @@ static void cu_begin_step(ts_backend *be, const ts_step *step) {
     int n = step->n_tokens, s = step->n_seqs, blocks = 0;
     for (int i = 0; i < s; i++) blocks += step->seqs[i].n_blocks;
     int need_tok = n, need_seq = s + 1, need_blk = blocks + 1;
-    /* one device buffer, carved up: 4 token arrays, 4 sequence arrays, the block table */
-    size_t total = (size_t)4 * need_tok + (size_t)4 * need_seq + need_blk + (size_t)(step->n_logits + 1);
+    /* one device buffer, carved up: 4 token arrays, 4 sequence arrays, the block table, then the
+     * attention work lists (decode tokens, tile sequences, tile first tokens) */
+    size_t total = (size_t)4 * need_tok + (size_t)4 * need_seq + need_blk + (size_t)(step->n_logits + 1) + 3u * (size_t)n + 3;
     static __thread int32_t *staging = NULL;
     static __thread size_t staging_cap = 0;
     if (total > staging_cap) {
@@ -244,6 +245,20 @@ static void cu_begin_step(ts_backend *be, const ts_step *step) {
         if (v->start_pos + v->n_tokens > max_pos) max_pos = v->start_pos + v->n_tokens;
     }
     for (int i = 0; i < step->n_logits; i++) h_rows[i] = step->logit_rows[i];
+    /* attention work lists; tiles hold TILE_ROWS query rows (tokens x query heads per KV head) */
+    int32_t *h_dec = h_blocks + off, *h_tile_seq = h_dec + n, *h_ttok = h_tile_seq + n;
+    int n_dec = 0, n_tiles = 0, per_tile = im->step.tile_tokens > 0 ? im->step.tile_tokens : 16;
+    for (int i = 0; i < s; i++) {
+        const ts_seq_view *v = &step->seqs[i];
+        if (v->n_tokens == 1) {
+            h_dec[n_dec++] = v->first_token;
+            continue;
+        }
+        for (int t = 0; t < v->n_tokens; t += per_tile) {
+            h_tile_seq[n_tiles] = i;
+            h_ttok[n_tiles++] = v->first_token + t;
+        }
+    }
     cuda_check(im, cudaMemcpyAsync(st->tokens, staging, total * 4, cudaMemcpyHostToDevice, im->stream), "step upload");
     cuda_check(im, cudaStreamSynchronize(im->stream), "step upload");
     int32_t *d = st->tokens;
@@ -255,6 +270,11 @@ static void cu_begin_step(ts_backend *be, const ts_step *step) {
     st->seq_start = st->seq_len + need_seq;
     st->seq_block_off = st->seq_start + need_seq;
     st->block_table = st->seq_block_off + need_seq;
+    st->decode_tokens = st->block_table + off;
+    st->tile_seq = st->decode_tokens + n;
+    st->tile_token = st->tile_seq + n;
+    st->n_decode = n_dec;
+    st->n_tiles = n_tiles;
     st->n_tokens = n;
     st->n_seqs = s;
     st->n_logits = step->n_logits;

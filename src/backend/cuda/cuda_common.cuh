@@ -36,6 +36,12 @@ struct cuda_step {
     int32_t *seq_first, *seq_len, *seq_start, *seq_block_off; /* device, per sequence */
     int32_t *block_table; /* device, all sequences' blocks concatenated */
     int max_pos;          /* largest position + 1 in the step */
+    /* attention work lists: decode tokens (sequences with one token in the step) go to the split-K
+     * kernel; prefill sequences are cut into query tiles for the tiled kernel */
+    int32_t *decode_tokens; /* device, n_decode entries */
+    int32_t *tile_seq, *tile_token; /* device, n_tiles entries: sequence index, first token of the tile */
+    int n_decode, n_tiles, tile_tokens; /* tile_tokens: query tokens per tile for this model's head grouping */
+    int tile_group;                     /* query heads per KV head the tiles were cut for */
     int capacity_tokens, capacity_seqs, capacity_blocks;
     const ts_step *host;  /* the step the device copies describe */
 };
