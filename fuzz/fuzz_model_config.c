@@ -2,11 +2,13 @@
  * architecture). An accepted configuration must also pass ts_model_config_validate and answer
  * ts_model_config_layer_is_moe for every layer without reading outside its tables. */
 /* fuzz-max-len: 16384 */
+/* fuzz-dict: json.dict */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "format/model_config.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* The parser takes NUL-terminated text, as ts_model_config_load hands it over. */
@@ -21,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     ts_error err = {{0}};
     int rc = ts_model_config_parse(text, "fuzz/config.json", cfg, &err);
-    if (rc != 0 && err.message[0] == '\0') abort();
+    fuzz_check("ts_model_config_parse", rc, &err);
     if (rc == 0) {
         if (ts_model_config_validate(cfg, "fuzz/config.json", &err) != 0) abort();
         volatile int moe = 0;

@@ -2,17 +2,19 @@
  * ts_safetensors_parse. Every tensor the parser accepts is read end to end, so that ASan checks its
  * offsets against the buffer; a rejected input must come with an error message. */
 /* fuzz-max-len: 65536 */
+/* fuzz-dict: json.dict */
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "format/safetensors.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ts_tensor_table table;
     ts_tensor_table_init(&table);
     ts_error err = {{0}};
     int rc = ts_safetensors_parse(data, size, "fuzz.safetensors", 0, &table, &err);
-    if (rc != 0 && err.message[0] == '\0') abort();
+    fuzz_check("ts_safetensors_parse", rc, &err);
     volatile uint8_t sink = 0;
     for (int i = 0; i < table.count; i++) {
         const ts_tensor_desc *d = &table.items[i];

@@ -1,18 +1,22 @@
 /* Fuzz target: model.safetensors.index.json text through ts_safetensors_index_parse, then the walk the
  * sharded loader does over the accepted weight_map (distinct shard names, path joining). */
 /* fuzz-max-len: 65536 */
+/* fuzz-dict: json.dict */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/files.h"
 #include "format/safetensors.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     json_t *map = NULL;
     ts_error err = {{0}};
-    if (ts_safetensors_index_parse((const char *)data, size, "fuzz/model.safetensors.index.json", &map, &err) != 0) {
-        if (err.message[0] == '\0' || map) abort();
+    int rc = ts_safetensors_index_parse((const char *)data, size, "fuzz/model.safetensors.index.json", &map, &err);
+    fuzz_check("ts_safetensors_index_parse", rc, &err);
+    if (rc != 0) {
+        if (map) abort();
         return 0;
     }
     json_t *seen = json_object();

@@ -1,10 +1,12 @@
 /* Fuzz target: protobuf text format through ts_tp_parse, then every typed read the schema layer offers
  * applied to every node of the tree (they must check, not trust, what the parser produced). */
 /* fuzz-max-len: 65536 */
+/* fuzz-dict: textproto.dict */
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "format/textproto.h"
+#include "fuzz_common.h"
 
 static void visit(const ts_tp_doc *doc, const ts_tp_node *n, int depth) {
     if (depth > TS_TP_MAX_DEPTH + 2) abort();
@@ -33,10 +35,9 @@ static void visit(const ts_tp_doc *doc, const ts_tp_node *n, int depth) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ts_tp_doc *doc = NULL;
     ts_error err = {{0}};
-    if (ts_tp_parse((const char *)data, size, "fuzz.pbtxt", &doc, &err) != 0) {
-        if (err.message[0] == '\0') abort();
-        return 0;
-    }
+    int rc = ts_tp_parse((const char *)data, size, "fuzz.pbtxt", &doc, &err);
+    fuzz_check("ts_tp_parse", rc, &err);
+    if (rc != 0) return 0;
     visit(doc, ts_tp_root(doc), 0);
     ts_tp_free(doc);
     return 0;

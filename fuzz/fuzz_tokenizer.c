@@ -4,10 +4,12 @@
  * detokenizer), and the same definition goes through the vocabulary spec and ts_tokenizer_from_spec,
  * the path GGUF vocabularies take. */
 /* fuzz-max-len: 262144 */
+/* fuzz-dict: json.dict */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "tokenizer/chat.h"
 #include "tokenizer/tokenizer.h"
 
@@ -25,20 +27,19 @@ static void check_roundtrip(const ts_tokenizer *tok, const char *text, size_t le
         int32_t *ids = NULL;
         size_t n = 0;
         ts_error err = {{0}};
-        if (ts_tokenizer_encode(tok, text, len, special, &ids, &n, &err) != 0) {
-            if (err.message[0] == '\0') abort();
-            continue;
-        }
+        int rc = ts_tokenizer_encode(tok, text, len, special, &ids, &n, &err);
+        fuzz_check("ts_tokenizer_encode", rc, &err);
+        if (rc != 0) continue;
         int32_t vocab = ts_tokenizer_vocab_size(tok);
         for (size_t i = 0; i < n; i++)
             if (ids[i] < 0 || ids[i] >= vocab) abort();
         char *out = NULL;
         size_t out_len = 0;
-        if (ts_tokenizer_decode(tok, ids, n, 0, &out, &out_len, &err) == 0) {
+        rc = ts_tokenizer_decode(tok, ids, n, 0, &out, &out_len, &err);
+        fuzz_check("ts_tokenizer_decode", rc, &err);
+        if (rc == 0) {
             if (strlen(out) > out_len) abort();
             free(out);
-        } else if (err.message[0] == '\0') {
-            abort();
         }
         free(ids);
     }
@@ -99,16 +100,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     ts_tokenizer *tok = NULL;
     ts_error err = {{0}};
-    if (ts_tokenizer_load_json(text, json_len, config, config_len, "fuzz/tokenizer.json", &tok, &err) != 0) {
-        if (err.message[0] == '\0' || tok) abort();
+    int rc = ts_tokenizer_load_json(text, json_len, config, config_len, "fuzz/tokenizer.json", &tok, &err);
+    fuzz_check("ts_tokenizer_load_json", rc, &err);
+    if (rc != 0) {
+        if (tok) abort();
         return 0;
     }
     exercise(tok, data, size);
     ts_tokenizer_free(tok);
 
     ts_vocab_spec spec;
-    if (ts_tokenizer_json_buffer_to_spec(text, json_len, config, config_len, "fuzz/tokenizer.json", &spec, &err) == 0) {
-        if (ts_tokenizer_from_spec(&spec, &tok, &err) == 0) {
+    ts_error_clear(&err);
+    rc = ts_tokenizer_json_buffer_to_spec(text, json_len, config, config_len, "fuzz/tokenizer.json", &spec, &err);
+    fuzz_check("ts_tokenizer_json_buffer_to_spec", rc, &err);
+    if (rc == 0) {
+        ts_error_clear(&err);
+        rc = ts_tokenizer_from_spec(&spec, &tok, &err);
+        fuzz_check("ts_tokenizer_from_spec", rc, &err);
+        if (rc == 0) {
             exercise(tok, data, size);
             ts_tokenizer_free(tok);
         }

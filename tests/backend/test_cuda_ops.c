@@ -332,7 +332,9 @@ static void microbench(void) {
             ts_error err = {{0}};
             if (g_gpu16->ops->prepare_weight(g_gpu16, &w, &err) != 0) continue;
             float *x = rand_floats((size_t)cols, 1.0f), *dx = dev_from(g_gpu16, x, (size_t)cols);
-            float *dy = dev_from(g_gpu16, x, (size_t)(rows > cols ? rows : cols));
+            float *y0 = calloc((size_t)rows, sizeof(float));
+            float *dy = dev_from(g_gpu16, y0, (size_t)rows);
+            free(y0);
             for (int r = 0; r < 3; r++) g_gpu16->ops->matmul(g_gpu16, &w, dx, 1, dy, NULL);
             g_gpu16->ops->sync(g_gpu16);
             struct timespec a, b;

@@ -62,7 +62,8 @@ static void check_case(ts_model *m, const char *dir, const json_t *c, int index,
         int want = (int)json_integer_value(json_array_get(json_array_get(row, 0), 0));
         int got = ts_argmax(all + (size_t)p * vocab, vocab);
         if (l0 - l1 > tol->margin && got != want)
-            fail_msg("%s case %d position %d: top-1 %d, reference %d (gap %.4g)", dir, index, p, got, want, l0 - l1);
+            fail_msg("%s case %d position %d: top-1 %d, reference %d (gap %.4g) on %s", dir, index, p, got, want, l0 - l1,
+                     m->be->description);
     }
     free(ref);
 

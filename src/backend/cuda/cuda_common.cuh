@@ -108,6 +108,7 @@ void *cuda_scratch(cuda_impl *im, void **buf, size_t *cap, size_t need);
 
 /* Operations implemented in the other .cu files. */
 void cuda_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias);
+void cuda_matmul_fp32(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias);
 int cuda_prepare_weight(ts_backend *be, ts_weight *w, ts_error *err);
 void cuda_release_weight(ts_backend *be, ts_weight *w);
 void cuda_embed(ts_backend *be, const ts_weight *table, const int32_t *tokens, int n, float *out);

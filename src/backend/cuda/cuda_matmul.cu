@@ -439,8 +439,8 @@ static void make_dense_copy(cuda_impl *im, const ts_weight *w, cuda_weight *cw) 
 }
 
 /* y = x . W^T through cuBLAS on dequantized panels of W. */
-static void gemm_path(cuda_impl *im, cuda_weight w, const float *x, int n, float *y) {
-    int kind = im->opt.precision == TS_PRECISION_FP32 ? 0 : im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
+static void gemm_path(cuda_impl *im, cuda_weight w, const float *x, int n, float *y, int force_fp32) {
+    int kind = im->opt.precision == TS_PRECISION_FP32 || force_fp32 ? 0 : im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
     size_t elem = kind == 0 ? 4 : 2;
     const void *xin = x;
     if (kind != 0) {
@@ -507,7 +507,21 @@ static void cpu_fallback_matmul(ts_backend *be, const ts_weight *w, const float 
     free(hb);
 }
 
+static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias,
+                        int force_fp32);
+
 void cuda_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias) {
+    matmul_impl(be, w, x, n, y, bias, 0);
+}
+
+/* Mixture-of-experts routers decide which experts run: a bf16 rounding can swap two experts of almost
+ * equal score and change the output far more than the rounding itself, so routers stay in float32. */
+void cuda_matmul_fp32(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias) {
+    matmul_impl(be, w, x, n, y, bias, 1);
+}
+
+static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias,
+                        int force_fp32) {
     cuda_impl *im = cuda_of(be);
     CUDA_SKIP_IF_REPLAYING(im);
     const cuda_weight *cw = (const cuda_weight *)w->prepared;
@@ -521,7 +535,7 @@ void cuda_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, floa
         TS_CUDA_DISPATCH_DTYPE(cw->dtype, GV)
 #undef GV
     } else {
-        gemm_path(im, *cw, x, n, y);
+        gemm_path(im, *cw, x, n, y, force_fp32);
         if (bias) {
             int64_t total = (int64_t)n * cw->rows;
             bias_kernel<<<(unsigned)((total + 255) / 256), 256, 0, im->stream>>>(y, bias, cw->rows, n);

@@ -58,7 +58,7 @@ void cuda_moe(ts_backend *be, const ts_moe *m, const float *x, int n, float *out
     static __thread moe_scratch s;
     int E = m->num_experts, K = m->top_k, H = m->hidden, I = m->inner;
     if (ensure(im, &s, (size_t)n * (K > 1 ? K : 1), m) != 0) return;
-    cuda_matmul(be, m->router, x, n, s.logits, NULL);
+    cuda_matmul_fp32(be, m->router, x, n, s.logits, NULL);
     float *lg = (float *)malloc((size_t)n * E * sizeof(float));
     int32_t *sel = (int32_t *)malloc((size_t)n * K * sizeof(int32_t));
     float *selw = (float *)malloc((size_t)n * K * sizeof(float));
