@@ -442,6 +442,53 @@ def seeds_gguf(shared):
         alignment=64))
 
 
+# ---- HTTP request bodies ----
+
+def seeds_http():
+    chat = [{"role": "system", "content": "You write Python."},
+            {"role": "user", "content": "def add(a, b):"},
+            {"role": "assistant", "content": [{"type": "text", "text": "return a + b"}]},
+            {"role": "user", "content": None}]
+    tools = [{"type": "function", "function": {"name": "run", "parameters": {"type": "object", "properties": {}}}}]
+    openai = {
+        "chat-full": {"model": "tiny-code", "messages": chat, "max_tokens": 8, "temperature": 0.7, "top_p": 0.9,
+                      "top_k": 40, "min_p": 0.05, "seed": 3, "stop": ["\n\n", "###"], "presence_penalty": 0.5,
+                      "frequency_penalty": 0.1, "repetition_penalty": 1.1, "logprobs": True, "top_logprobs": 3,
+                      "stream": True, "stream_options": {"include_usage": True}, "tools": tools,
+                      "chat_template_kwargs": {"enable_thinking": False}, "add_generation_prompt": True},
+        "chat-minimal": {"messages": [{"role": "user", "content": "hi"}]},
+        "completion-text": {"model": "tiny-code", "prompt": "import os\n", "max_tokens": 4, "echo": True,
+                            "logprobs": 2, "stop": "\n", "ignore_eos": True, "skip_special_tokens": False},
+        "completion-ids": {"prompt": [1, 2, 3, 8191], "max_completion_tokens": 2, "random_seed": 1},
+        "completion-list": {"prompt": ["a", "b <|im_start|>", "\u00e9\ud83d\ude00"], "n": 1, "best_of": 1,
+                            "stop_words": ["x"]},
+    }
+    for name, body in openai.items():
+        put("openai_request", name + ".json", json.dumps(body))
+    kserve = {
+        "generate": {"text_input": "def f():", "parameters": {"max_tokens": 4, "temperature": 0, "stream": False}},
+        "infer-json": {"id": "r1", "inputs": [
+            {"name": "text_input", "datatype": "BYTES", "shape": [1], "data": ["def f():"]},
+            {"name": "max_tokens", "datatype": "INT32", "shape": [1], "data": [4]},
+            {"name": "temperature", "datatype": "FP32", "shape": [1, 1], "data": [[0.5]]},
+            {"name": "stream", "datatype": "BOOL", "shape": [1], "data": [False]}],
+            "outputs": [{"name": "text_output", "parameters": {"binary_data": False}}],
+            "parameters": {"top_k": 5, "stop": ["\n"], "binary_data_output": False}},
+    }
+    for name, body in kserve.items():
+        put("kserve_request", name + ".json", json.dumps(body))
+    # Triton's binary tensor extension: the JSON header, then each input's bytes.
+    text = b"print(1)"
+    element = struct.pack("<I", len(text)) + text
+    header = json.dumps({"inputs": [
+        {"name": "text_input", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(element)}},
+        {"name": "max_tokens", "datatype": "INT32", "shape": [1], "parameters": {"binary_data_size": 4}}],
+        "parameters": {"binary_data_output": True}}).encode()
+    body = header + element + struct.pack("<i", 3)
+    put("kserve_request", "infer-binary.bin",
+        b"Inference-Header-Content-Length: " + str(len(header)).encode() + b"\n" + body)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared"))
@@ -456,6 +503,7 @@ def main():
     seeds_tokenizer(shared)
     seeds_jinja(shared)
     seeds_gguf(shared)
+    seeds_http()
     for target in sorted(os.listdir(CORPUS)):
         d = os.path.join(CORPUS, target)
         files = os.listdir(d)

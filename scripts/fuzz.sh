@@ -7,7 +7,8 @@
 # report, timeout or out-of-memory leaves the input in fuzz/out/<name>/ and makes the script fail; copy
 # it to fuzz/regressions/<name>/ once fixed, so that every build replays it (ctest -L fuzz).
 # Environment: FUZZ_BUILD_DIR (default build-fuzz), FUZZ_NO_BUILD=1 to use an existing build,
-# FUZZ_ARGS for extra libFuzzer flags. A summary (executions per target) goes to fuzz/out/summary.txt.
+# FUZZ_ARGS for extra libFuzzer flags, FUZZ_SUMMARY for the summary table (executions per target;
+# default fuzz/out/summary.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +39,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:allocator_ma
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 mkdir -p fuzz/out
-summary=fuzz/out/summary.txt
+summary=${FUZZ_SUMMARY:-fuzz/out/summary.txt}
 printf "%-20s %8s %12s %10s %8s  %s\n" target seconds executions exec/s corpus result > "$summary"
 failed=0
 for t in "${targets[@]}"; do

@@ -70,6 +70,8 @@ int ts_cli_model_open(const ts_args *a, int max_step_tokens, ts_cli_model *out) 
     ts_model_options mo;
     ts_model_options_init(&mo);
     if (max_step_tokens > 0) mo.max_step_tokens = max_step_tokens;
+    mo.threads = (int)threads;
+    if (ts_args_double(a, "rope-freq-base", 0, 0, 1e12, &mo.rope_theta) != 0) return 2;
     ts_error err = {{0}};
     const char *quant = ts_args_get(a, "quant");
     if (quant && ts_quant_scheme_parse(quant, &mo.quant, &err) != 0) {

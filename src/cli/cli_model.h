@@ -15,7 +15,8 @@
         {"device", 1, "cpu, cuda or auto (default cpu)"},                                            \
         {"precision", 1, "GPU arithmetic: fp32, bf16 or fp16 (default bf16)"},                       \
         {"unified-memory", 0, "keep GPU weights in mapped host memory (models larger than the GPU)"},   \
-        {"gpu-dense-cache", 0, "also keep bf16 copies of quantized weights on the GPU (faster prefill)"}
+        {"gpu-dense-cache", 0, "also keep bf16 copies of quantized weights on the GPU (faster prefill)"}, \
+        {"rope-freq-base", 1, "override the RoPE base (GGUF files written without it)"}
 
 typedef struct ts_cli_model {
     ts_backend *be;

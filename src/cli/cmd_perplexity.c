@@ -6,7 +6,7 @@
 #include "base/files.h"
 #include "cli/cli_model.h"
 #include "cli/commands.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/model_tokenizer.h"
 #include "tools/perplexity.h"
 
 static const ts_opt_spec g_specs[] = {
@@ -46,7 +46,7 @@ int ts_cmd_perplexity(int argc, char **argv) {
     size_t n = 0;
     ts_perplexity_result r;
     rc = 1;
-    if (ts_tokenizer_load_dir(cm.model->path, &tok, &err) != 0) {
+    if (ts_tokenizer_for_model(cm.model->path, cm.model->vocab, &tok, &err) != 0) {
         fprintf(stderr, "tessera: perplexity needs the model's tokenizer: %s\n", err.message);
     } else if (ts_tokenizer_encode(tok, text, len, 0, &ids, &n, &err) != 0) {
         fprintf(stderr, "tessera: %s: %s\n", file, err.message);

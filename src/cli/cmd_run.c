@@ -5,12 +5,13 @@
 #include <string.h>
 
 #include "base/files.h"
+#include "base/log.h"
 #include "cli/cli_model.h"
 #include "cli/commands.h"
 #include "runtime/sampler.h"
 #include "runtime/sequence.h"
 #include "tokenizer/chat.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/model_tokenizer.h"
 
 static const ts_opt_spec g_specs[] = {
     TS_CLI_MODEL_OPTIONS,
@@ -220,7 +221,7 @@ int ts_cmd_run(int argc, char **argv) {
         return rc;
     }
     ts_error err = {{0}};
-    if (ts_is_directory(r.cm.model->path) && ts_tokenizer_load_dir(r.cm.model->path, &r.tok, &err) != 0 && !ids_s) {
+    if (ts_tokenizer_for_model(r.cm.model->path, r.cm.model->vocab, &r.tok, &err) != 0 && !ids_s) {
         fprintf(stderr, "tessera: a text prompt needs the model's tokenizer: %s\n", err.message);
         rc = 1;
         goto done;

@@ -8,7 +8,7 @@
 #include "base/files.h"
 #include "cli/commands.h"
 #include "format/json_util.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/model_tokenizer.h"
 
 #define TOKENIZE_MAX_FILE ((size_t)1 << 31)
 
@@ -115,7 +115,7 @@ int ts_cmd_tokenize(int argc, char **argv) {
     }
     ts_error err;
     ts_tokenizer *tok;
-    if (ts_tokenizer_load_dir(model, &tok, &err)) {
+    if (ts_tokenizer_for_model(model, NULL, &tok, &err)) {
         fprintf(stderr, "tessera tokenize: %s\n", err.message);
         return 1;
     }

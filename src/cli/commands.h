@@ -14,6 +14,7 @@ typedef struct ts_command {
 int ts_cmd_run(int argc, char **argv);
 int ts_cmd_logits(int argc, char **argv);
 int ts_cmd_bench(int argc, char **argv);
+int ts_cmd_plan(int argc, char **argv);
 int ts_cmd_info(int argc, char **argv);
 int ts_cmd_tokenize(int argc, char **argv);
 int ts_cmd_perplexity(int argc, char **argv);

@@ -8,6 +8,7 @@ static const ts_command g_commands[] = {
     {"run", "generate from a prompt (ids or text)", ts_cmd_run},
     {"logits", "write the logits of a token sequence to a file", ts_cmd_logits},
     {"bench", "time prefill and decode: per-run table and median", ts_cmd_bench},
+    {"plan", "print the memory plan of a model without loading it", ts_cmd_plan},
     {"info", "print the detected devices and how accelerator names resolve", ts_cmd_info},
     {"tokenize", "print the token ids of a text", ts_cmd_tokenize},
     {"perplexity", "perplexity of a model on a text file", ts_cmd_perplexity},

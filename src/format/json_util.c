@@ -36,7 +36,8 @@ int ts_json_get_int(const json_t *obj, const char *key, const char *source, long
     }
     if (json_is_real(v)) {
         double d = json_real_value(v);
-        if (d == (double)(long long)d) {
+        /* Range first: converting a double outside long long's range is undefined behaviour. */
+        if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(long long)d) {
             *out = (long long)d;
             return 0;
         }

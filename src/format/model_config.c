@@ -81,6 +81,8 @@ static int read_token_list(const json_t *root, const char *key, const char *src,
     const json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) return 0;
     if (json_is_integer(v)) {
+        if (json_integer_value(v) < INT32_MIN || json_integer_value(v) > INT32_MAX)
+            return ts_fail(err, "%s: \"%s\" is %lld, out of range", src, key, (long long)json_integer_value(v));
         ids[0] = (int)json_integer_value(v);
         *count = 1;
         return 0;
@@ -90,7 +92,8 @@ static int read_token_list(const json_t *root, const char *key, const char *src,
     if (n > TS_MAX_EOS) return ts_fail(err, "%s: \"%s\" lists %zu tokens; at most %d are supported", src, key, n, TS_MAX_EOS);
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(v, i);
-        if (!json_is_integer(e)) return ts_fail(err, "%s: \"%s\"[%zu] must be an integer", src, key, i);
+        if (!json_is_integer(e) || json_integer_value(e) < INT32_MIN || json_integer_value(e) > INT32_MAX)
+            return ts_fail(err, "%s: \"%s\"[%zu] must be an integer token id", src, key, i);
         ids[i] = (int)json_integer_value(e);
     }
     *count = (int)n;
@@ -166,6 +169,8 @@ static int parse_gpt2(const json_t *root, const char *src, ts_model_config *c, t
         need_int(root, "n_head", src, &c->num_heads, err) != 0 ||
         need_int(root, "n_positions", src, &c->max_position_embeddings, err) != 0)
         return -1;
+    if (c->hidden_size > INT32_MAX / 4) /* the default n_inner is 4 * n_embd */
+        return ts_fail(err, "%s: n_embd %d is out of range", src, c->hidden_size);
     c->intermediate_size = 4 * c->hidden_size;
     if (opt_int(root, "n_inner", src, &c->intermediate_size, err) != 0) return -1;
     c->num_kv_heads = c->num_heads;
@@ -231,6 +236,8 @@ static int parse_decoder(const json_t *root, const char *src, ts_model_config *c
     const json_t *only = json_object_get(root, "mlp_only_layers");
     if (only && !json_is_null(only)) {
         if (!json_is_array(only)) return ts_fail(err, "%s: \"mlp_only_layers\" must be a list", src);
+        if (c->num_layers > TS_MAX_LAYERS) /* mlp_only_layer[] has room for this many */
+            return ts_fail(err, "%s: %d layers; at most %d are supported", src, c->num_layers, TS_MAX_LAYERS);
         for (size_t i = 0; i < json_array_size(only); i++) {
             const json_t *e = json_array_get(only, i);
             if (!json_is_integer(e)) return ts_fail(err, "%s: \"mlp_only_layers\"[%zu] must be an integer", src, i);

@@ -8,7 +8,7 @@
 
 #include "base/files.h"
 #include "base/log.h"
-#include "format/safetensors.h"
+#include "model/checkpoint.h"
 #include "model/arch.h"
 #include "model/rope.h"
 #include "model/weights.h"
@@ -33,43 +33,13 @@ void ts_model_options_init(ts_model_options *o) {
     o->max_step_tokens = DEFAULT_MAX_STEP_TOKENS;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
-}
-
-/* generation_config.json may name more end-of-sequence tokens than config.json (Qwen's chat models end
- * turns with <|im_end|> as well as <|endoftext|>); both lists count. */
-static int merge_generation_config(ts_model *m, const char *dir, ts_error *err) {
-    char path[4096];
-    if (ts_path_join(path, sizeof path, dir, "generation_config.json") != 0 || !ts_file_exists(path)) return 0;
-    ts_generation_config g;
-    if (ts_generation_config_load(path, &g, err) != 0) return -1;
-    for (int i = 0; i < g.num_eos; i++) {
-        int seen = 0;
-        for (int k = 0; k < m->cfg.num_eos; k++) seen |= m->cfg.eos_token_ids[k] == g.eos_token_ids[i];
-        if (seen || m->cfg.num_eos == TS_MAX_EOS) continue;
-        if (g.eos_token_ids[i] < 0 || g.eos_token_ids[i] >= m->cfg.vocab_size)
-            return ts_fail(err, "%s: eos token %d is outside the vocabulary (%d)", path, g.eos_token_ids[i], m->cfg.vocab_size);
-        m->cfg.eos_token_ids[m->cfg.num_eos++] = g.eos_token_ids[i];
-    }
-    return 0;
-}
-
 static int read_checkpoint(ts_model *m, const char *path, ts_error *err) {
-    if (ts_is_directory(path)) {
-        char cfg[4096];
-        if (ts_path_join(cfg, sizeof cfg, path, "config.json") != 0) return ts_fail(err, "%s: path too long", path);
-        if (!ts_file_exists(cfg)) return ts_fail(err, "%s: no config.json in this directory (expected a Hugging Face model directory or a .gguf file)", path);
-        if (ts_model_config_load(cfg, &m->cfg, err) != 0) return -1;
-        if (merge_generation_config(m, path, err) != 0) return -1;
-        return ts_safetensors_load_dir(path, &m->table, err);
+    if (ts_checkpoint_is_gguf(path)) {
+        m->vocab = calloc(1, sizeof *m->vocab);
+        if (!m->vocab) return ts_fail(err, "out of memory");
+        ts_vocab_spec_init(m->vocab);
     }
-    if (ends_with(path, ".gguf")) return ts_fail(err, "%s: GGUF loading is not available yet", path);
-    if (ends_with(path, ".safetensors"))
-        return ts_fail(err, "%s: pass the model directory (holding config.json), not the safetensors file", path);
-    if (!ts_file_exists(path)) return ts_fail(err, "%s: no such file or directory", path);
-    return ts_fail(err, "%s: not a model directory or a .gguf file", path);
+    return ts_checkpoint_read(path, &m->cfg, &m->table, m->vocab, err);
 }
 
 static int alloc_scratch(ts_model *m, ts_error *err) {
@@ -108,6 +78,8 @@ static ts_model *model_new(const char *path, ts_backend *be, const ts_model_opti
 /* Everything after the checkpoint is read: architecture, weights, scratch. */
 static int model_bind(ts_model *m, ts_error *err) {
     const char *path = m->path;
+    if (m->opt.rope_theta > 0) m->cfg.rope_theta = m->opt.rope_theta;
+    ts_quant_budget_init(&m->budget);
     m->impl = ts_arch_impl_for(m->cfg.arch);
     if (!m->impl) return ts_fail(err, "%s: architecture %s has no forward pass", path, ts_arch_name(m->cfg.arch));
     m->layers = calloc((size_t)m->cfg.num_layers, sizeof(ts_layer));
@@ -178,6 +150,8 @@ void ts_model_free(ts_model *m) {
     free(m->owned);
     free(m->layers);
     free(m->inv_freq);
+    if (m->vocab) ts_vocab_spec_free(m->vocab);
+    free(m->vocab);
     ts_tensor_table_free(&m->table);
     free(m);
 }

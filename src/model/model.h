@@ -8,6 +8,7 @@
 #include "format/model_config.h"
 #include "format/tensor_table.h"
 #include "quant/scheme.h"
+#include "tokenizer/vocab_spec.h"
 
 typedef struct ts_layer {
     /* pre-attention and pre-FFN norms (float32 vectors in backend memory); biases only for LayerNorm */
@@ -48,6 +49,8 @@ typedef struct ts_arch_impl {
 typedef struct ts_model_options {
     ts_quant_scheme quant; /* quantize on load; kind NONE keeps the file's types */
     int max_step_tokens;   /* largest number of tokens one forward step may carry (default 512) */
+    int threads;           /* threads for quantizing on load (0: all cores) */
+    double rope_theta;     /* > 0 overrides the checkpoint's RoPE base (GGUF files that lack it) */
 } ts_model_options;
 
 struct ts_model {
@@ -79,6 +82,8 @@ struct ts_model {
     void **dev_owned;
     int num_dev_owned, cap_dev_owned;
     size_t weight_bytes; /* bytes of weights as stored for compute */
+    ts_quant_budget budget; /* storage types of the weights, for bits-per-weight reports */
+    struct ts_vocab_spec *vocab; /* the vocabulary a GGUF file carries (NULL for directories) */
 };
 
 void ts_model_options_init(ts_model_options *o);

@@ -3,9 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "quant/dequantize.h"
 #include "quant/float16.h"
+#include "quant/quantize.h"
 
 static int own(ts_model *m, void *p, ts_error *err) {
     if (m->num_owned == m->cap_owned) {
@@ -57,64 +59,54 @@ static int check_usable(const ts_model *m, const ts_tensor_desc *d, ts_error *er
 }
 
 /* Converts a [rows, cols] tensor (optionally stored [cols, rows]) into dst_type, row by row. */
-/* Float targets are converted here; quantized targets go through the quantizers. */
-static int encode_row(ts_dtype t, const float *src, void *dst, int64_t n) {
-    switch (t) {
-    case TS_DTYPE_F32: memcpy(dst, src, (size_t)n * sizeof(float)); return 0;
-    case TS_DTYPE_F16:
-        for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = ts_f32_to_f16(src[i]);
-        return 0;
-    case TS_DTYPE_BF16:
-        for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = ts_f32_to_bf16(src[i]);
-        return 0;
-    default: return -1;
-    }
+static int model_threads(const ts_model *m) {
+    if (m->opt.threads > 0) return m->opt.threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
-static void *convert_matrix(const ts_tensor_desc *d, int64_t rows, int64_t cols, int transposed, ts_dtype dst_type,
-                            ts_error *err) {
-    size_t row_bytes = ts_dtype_row_bytes(dst_type, cols);
-    uint8_t *out = malloc(row_bytes * (size_t)rows);
-    float *row = malloc((size_t)cols * sizeof(float));
-    float *src_row = transposed ? malloc((size_t)rows * sizeof(float)) : NULL;
+/* Converts a [rows, cols] tensor (optionally stored [cols, rows]) into dst_type with the
+ * error-minimising quantizers, on all the model's threads. */
+static void *convert_matrix(const ts_model *m, const ts_tensor_desc *d, int64_t rows, int64_t cols, int transposed,
+                            ts_dtype dst_type, ts_error *err) {
+    size_t bytes = ts_dtype_row_bytes(dst_type, cols) * (size_t)rows;
+    uint8_t *out = malloc(bytes ? bytes : 1);
+    if (!out) {
+        ts_fail(err, "out of memory converting tensor \"%s\" (%lld x %lld, %zu bytes)", d->name, (long long)rows,
+                (long long)cols, bytes);
+        return NULL;
+    }
+    const void *src = d->data;
+    ts_dtype src_type = d->dtype;
     float *full = NULL;
-    if (!out || !row || (transposed && !src_row)) goto oom;
     if (transposed) {
-        /* Dequantize the whole stored matrix once, then read it column-wise. */
+        /* GPT-2's Conv1D: dequantize the stored [cols, rows] matrix and read it column-wise */
         full = malloc((size_t)rows * (size_t)cols * sizeof(float));
-        if (!full) goto oom;
+        float *src_row = malloc((size_t)rows * sizeof(float));
+        if (!full || !src_row) {
+            free(full);
+            free(src_row);
+            free(out);
+            ts_fail(err, "out of memory transposing tensor \"%s\"", d->name);
+            return NULL;
+        }
         size_t src_row_bytes = ts_dtype_row_bytes(d->dtype, rows);
         for (int64_t c = 0; c < cols; c++) {
             ts_dequantize_row(d->dtype, (const uint8_t *)d->data + (size_t)c * src_row_bytes, src_row, rows);
             for (int64_t r = 0; r < rows; r++) full[(size_t)r * (size_t)cols + (size_t)c] = src_row[r];
         }
+        free(src_row);
+        src = full;
+        src_type = TS_DTYPE_F32;
     }
-    size_t src_row_bytes = ts_dtype_row_bytes(d->dtype, cols);
-    for (int64_t r = 0; r < rows; r++) {
-        const float *src;
-        if (transposed) {
-            src = full + (size_t)r * (size_t)cols;
-        } else {
-            ts_dequantize_row(d->dtype, (const uint8_t *)d->data + (size_t)r * src_row_bytes, row, cols);
-            src = row;
-        }
-        if (encode_row(dst_type, src, out + (size_t)r * row_bytes, cols) != 0) {
-            ts_fail(err, "tensor \"%s\": conversion to %s is not available", d->name, ts_dtype_get(dst_type)->name);
-            goto fail;
-        }
-    }
+    int rc = ts_quantize_tensor(dst_type, src, src_type, rows, cols, out, NULL, model_threads(m), err);
     free(full);
-    free(row);
-    free(src_row);
+    if (rc != 0) {
+        ts_error_prefix(err, "tensor \"%s\": ", d->name);
+        free(out);
+        return NULL;
+    }
     return out;
-oom:
-    ts_fail(err, "out of memory converting tensor \"%s\" (%lld x %lld)", d->name, (long long)rows, (long long)cols);
-fail:
-    free(out);
-    free(row);
-    free(src_row);
-    free(full);
-    return NULL;
 }
 
 int ts_bind_matrix_opt(ts_model *m, const char *name, ts_weight_role role, int layer, int64_t rows, int64_t cols,
@@ -142,7 +134,7 @@ int ts_bind_matrix_opt(ts_model *m, const char *name, ts_weight_role role, int l
     if (want == d->dtype && !stored_transposed) {
         out->host = d->data; /* used in place from the mapped file */
     } else {
-        void *conv = convert_matrix(d, rows, cols, stored_transposed, want, err);
+        void *conv = convert_matrix(m, d, rows, cols, stored_transposed, want, err);
         if (!conv || own(m, conv, err) != 0) {
             free(conv);
             return -1;
@@ -150,6 +142,7 @@ int ts_bind_matrix_opt(ts_model *m, const char *name, ts_weight_role role, int l
         out->host = conv;
     }
     m->weight_bytes += out->row_bytes * (size_t)rows;
+    ts_quant_budget_add(&m->budget, want, rows * cols);
     if (m->be->ops->prepare_weight(m->be, out, err) != 0) {
         ts_error_prefix(err, "preparing \"%s\": ", name);
         return -1;

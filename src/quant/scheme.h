@@ -44,8 +44,37 @@ int ts_quant_scheme_parse(const char *name, ts_quant_scheme *out, ts_error *err)
 const char *ts_quant_scheme_name(const ts_quant_scheme *s, char *buf, int cap);
 
 /* Storage type for one weight of `cols` inputs. Falls back to a finer type when cols does not fill
- * the preferred type's blocks. `source` is the type in the file (returned for TS_QUANT_NONE). */
+ * the preferred type's blocks. `source` is the type in the file (returned for TS_QUANT_NONE).
+ * int4 keeps every matrix at 4.5 bits a weight (Q4_K where rows fill 256-wide blocks, else Q4_0):
+ * tessera has no type below 4.5 bits to pay for more precise sensitive tensors, so its accuracy comes
+ * from the error-minimising quantizer (quant/quantize.h) rather than from a mix. */
 ts_dtype ts_quant_scheme_dtype(const ts_quant_scheme *s, ts_weight_role role, int layer, int num_layers,
                                ts_dtype source, int64_t cols);
+
+/* Storage accounting: bits and weights per type over a model, for printing bits per weight. */
+typedef struct ts_quant_budget {
+    double bits;
+    double weights;
+    double weights_by_dtype[TS_DTYPE_COUNT];
+} ts_quant_budget;
+
+void ts_quant_budget_init(ts_quant_budget *b);
+void ts_quant_budget_add(ts_quant_budget *b, ts_dtype t, int64_t numel);
+double ts_quant_budget_bits_per_weight(const ts_quant_budget *b);
+/* "4.50 bits/weight over 15.7M weights: q4_k 20.0%, q4_0 79.8%, f32 0.2%" */
+const char *ts_quant_budget_str(const ts_quant_budget *b, char *buf, int cap);
+
+/* One weight of a model, as the scheme sees it. */
+typedef struct ts_weight_shape {
+    ts_weight_role role;
+    int layer; /* -1 for weights outside the layers */
+    int64_t rows, cols;
+    ts_dtype source;
+} ts_weight_shape;
+
+/* Average bits per weight of the scheme over the given weights (vectors count as float32); fills
+ * `out` (nullable) with the breakdown. */
+double ts_quant_scheme_bits_per_weight(const ts_quant_scheme *s, const ts_weight_shape *w, int n, int num_layers,
+                                       ts_quant_budget *out);
 
 #endif

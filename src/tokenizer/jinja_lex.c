@@ -178,24 +178,31 @@ static size_t lex_tag(lexer *L, size_t p, int is_block, uint32_t tag_line, uint3
             char num[64];
             size_t o = 0;
             int is_float = 0;
+            /* Characters that do not fit in num would silently change the value: such a literal is refused. */
+            int too_long = 0;
+#define JJ_NUM_APPEND(c) (o < sizeof num - 1 ? (void)(num[o++] = (c)) : (void)(too_long = 1))
             while (n < rest && ((s[n] >= '0' && s[n] <= '9') || s[n] == '_')) {
-                if (s[n] != '_' && o < sizeof num - 1) num[o++] = s[n];
+                if (s[n] != '_') JJ_NUM_APPEND(s[n]);
                 n++;
             }
             if (n + 1 < rest && s[n] == '.' && s[n + 1] >= '0' && s[n + 1] <= '9') {
                 is_float = 1;
-                num[o++] = s[n++];
-                while (n < rest && s[n] >= '0' && s[n] <= '9' && o < sizeof num - 1) num[o++] = s[n++];
+                do {
+                    JJ_NUM_APPEND(s[n]);
+                    n++;
+                } while (n < rest && s[n] >= '0' && s[n] <= '9');
             }
             if (n < rest && (s[n] == 'e' || s[n] == 'E')) {
                 size_t m = n + 1;
                 if (m < rest && (s[m] == '+' || s[m] == '-')) m++;
                 if (m < rest && s[m] >= '0' && s[m] <= '9') {
                     is_float = 1;
-                    while (n < m && o < sizeof num - 1) num[o++] = s[n++];
-                    while (n < rest && s[n] >= '0' && s[n] <= '9' && o < sizeof num - 1) num[o++] = s[n++];
+                    for (; n < m; n++) JJ_NUM_APPEND(s[n]);
+                    for (; n < rest && s[n] >= '0' && s[n] <= '9'; n++) JJ_NUM_APPEND(s[n]);
                 }
             }
+#undef JJ_NUM_APPEND
+            if (too_long) jj_raise(L->f, line, col, "number literal longer than %zu digits", sizeof num - 1);
             num[o] = '\0';
             jj_token *t = push(L, is_float ? JT_FLOAT : JT_INT, line, col);
             if (is_float) t->f = strtod(num, NULL);

@@ -172,16 +172,23 @@ static int add_added_token(ts_tokenizer_def *def, const char *content, int32_t i
     return 0;
 }
 
-static int parse_vocab(ts_tokenizer_def *def, const json_t *vocab, const char *source, ts_error *err) {
+/* Token tables are sized by the largest id, so ids far beyond the number of tokens a file lists would let a
+ * few bytes of input allocate gigabytes; real vocabularies are dense (a few holes at most). */
+static int32_t id_limit(size_t listed) {
+    return listed < (size_t)(MAX_VOCAB - 1024) / 2 ? (int32_t)(2 * listed + 1024) : MAX_VOCAB;
+}
+
+/* `listed`: how many tokens the file lists in all (vocabulary and added tokens), which bounds the ids. */
+static int parse_vocab(ts_tokenizer_def *def, const json_t *vocab, size_t listed, const char *source, ts_error *err) {
     if (!json_is_object(vocab)) return ts_fail(err, "%s: model.vocab must be an object of token -> id", source);
-    int32_t max_id = -1;
+    int32_t max_id = -1, limit = id_limit(listed);
     const char *key;
     const json_t *v;
     json_object_foreach((json_t *)vocab, key, v) {
         json_int_t id = json_integer_value(v);
-        if (!json_is_integer(v) || id < 0 || id >= MAX_VOCAB)
-            return ts_fail(err, "%s: vocab entry \"%.100s\" has id %lld (expected an integer in 0..%d)", source, key,
-                           (long long)id, MAX_VOCAB - 1);
+        if (!json_is_integer(v) || id < 0 || id >= limit)
+            return ts_fail(err, "%s: vocab entry \"%.100s\" has id %lld (expected an integer in 0..%d for %zu tokens)",
+                           source, key, (long long)id, limit - 1, listed);
         if (id > max_id) max_id = (int32_t)id;
     }
     if (ensure_tokens(&def->spec, max_id + 1, err)) return -1;
@@ -238,18 +245,20 @@ static int parse_merges(ts_tokenizer_def *def, const json_t *merges, const char 
     return 0;
 }
 
-static int parse_added_tokens(ts_tokenizer_def *def, const json_t *list, const char *source, ts_error *err) {
+static int parse_added_tokens(ts_tokenizer_def *def, const json_t *list, size_t listed, const char *source,
+                              ts_error *err) {
     if (!list || json_is_null(list)) return 0;
     if (!json_is_array(list)) return ts_fail(err, "%s: added_tokens must be an array", source);
+    int32_t limit = id_limit(listed);
     size_t i;
     const json_t *t;
     json_array_foreach(list, i, t) {
         const json_t *idv = json_object_get(t, "id");
         const char *content = json_string_value(json_object_get(t, "content"));
         json_int_t id = json_integer_value(idv);
-        if (!content || !json_is_integer(idv) || id < 0 || id >= MAX_VOCAB)
-            return ts_fail(err, "%s: added_tokens[%zu] needs \"content\" and an \"id\" in 0..%d", source, i,
-                           MAX_VOCAB - 1);
+        if (!content || !json_is_integer(idv) || id < 0 || id >= limit)
+            return ts_fail(err, "%s: added_tokens[%zu] needs \"content\" and an \"id\" in 0..%d (for %zu tokens)", source,
+                           i, limit - 1, listed);
         if (ts_utf8_validate(content, strlen(content), err)) return -1;
         int special = json_is_true(json_object_get(t, "special"));
         if (ensure_tokens(&def->spec, (int32_t)id + 1, err)) return -1;
@@ -312,10 +321,12 @@ int ts_tokenizer_def_from_json(ts_tokenizer_def *def, const char *json, size_t l
         ts_fail(err, "%s: no \"model\" object (is this a tokenizer.json?)", source);
         goto done;
     }
+    const json_t *added = json_object_get(root, "added_tokens");
+    size_t listed = json_object_size(json_object_get(model, "vocab")) + json_array_size(added);
     if (check_model_options(model, source, err) || check_decoder(json_object_get(root, "decoder"), source, err) ||
-        parse_vocab(def, json_object_get(model, "vocab"), source, err) ||
+        parse_vocab(def, json_object_get(model, "vocab"), listed, source, err) ||
         parse_merges(def, json_object_get(model, "merges"), source, err) ||
-        parse_added_tokens(def, json_object_get(root, "added_tokens"), source, err) ||
+        parse_added_tokens(def, added, listed, source, err) ||
         parse_normalizer(def, json_object_get(root, "normalizer"), source, err) ||
         parse_pretokenizer(def, json_object_get(root, "pre_tokenizer"), source, 0, err))
         goto done;
@@ -344,7 +355,7 @@ static int def_from_vocab_merges(ts_tokenizer_def *def, const char *dir, const j
     ts_path_join(path, sizeof path, dir, "vocab.json");
     json_t *vocab = ts_json_load_file(path, MAX_TOKENIZER_JSON, err);
     if (!vocab) return -1;
-    int rc = parse_vocab(def, vocab, path, err);
+    int rc = parse_vocab(def, vocab, json_object_size(vocab), path, err);
     json_decref(vocab);
     if (rc) return -1;
     ts_path_join(path, sizeof path, dir, "merges.txt");

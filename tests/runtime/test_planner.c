@@ -7,9 +7,9 @@
  *     f32    4 bytes per weight                        (norms, always)
  *     q8_0   34 bytes per 32 weights  (f16 scale + 32 x int8)            = 8.5 bits
  *     q4_k   144 bytes per 256 weights (2 f16 + 12 scale bytes + 128)    = 4.5 bits
- *     q6_k   210 bytes per 256 weights (128 + 64 + 16 scales + f16)      = 6.5625 bits
- * and the quantization policy: int8 stores every matrix as q8_0; int4 stores the embedding and output
- * head as q6_k, the router as f16, every other matrix as q4_k. Also: KV cache bytes, the refusal with
+ * and the quantization policy: int8 stores every matrix as q8_0; int4 stores the router as f16 and every
+ * other matrix, the embedding and output head included, as q4_k (every Qwen3 row length is a multiple
+ * of 256, so the q4_0 fallback of src/quant/scheme.c never applies here). Also: KV cache bytes, the refusal with
  * its numbers, what would fit, and the GPU + CPU split. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -62,8 +62,7 @@ typedef struct {
     long long num, den;
 } per_weight;
 
-static const per_weight BF16 = {2, 1}, F16 = {2, 1}, F32 = {4, 1}, Q8_0 = {34, 32}, Q4_K = {144, 256},
-                        Q6_K = {210, 256};
+static const per_weight BF16 = {2, 1}, F16 = {2, 1}, F32 = {4, 1}, Q8_0 = {34, 32}, Q4_K = {144, 256};
 
 typedef enum { BF16_SCHEME, INT8_SCHEME, INT4_SCHEME } scheme;
 
@@ -80,7 +79,7 @@ static void count(tally *t, long long params, per_weight w) {
 
 /* The hand computation, tensor by tensor. */
 static tally hand_weights(const fields *f, scheme s) {
-    const per_weight embed = s == BF16_SCHEME ? BF16 : s == INT8_SCHEME ? Q8_0 : Q6_K;
+    const per_weight embed = s == BF16_SCHEME ? BF16 : s == INT8_SCHEME ? Q8_0 : Q4_K;
     const per_weight matrix = s == BF16_SCHEME ? BF16 : s == INT8_SCHEME ? Q8_0 : Q4_K;
     const per_weight router = s == BF16_SCHEME ? BF16 : s == INT8_SCHEME ? Q8_0 : F16;
     tally t = {0, 0};
@@ -231,7 +230,7 @@ static void test_refusal_with_numbers(void **state) {
     assert_string_equal(buf,
                         "the model needs 445.7 GiB (weights 437.9 GiB at bf16, KV cache 7.3 GiB for 40960 tokens x "
                         "1 sequence, activations and scratch 191.4 MiB, reserve 256.0 MiB) but 23.0 GiB is "
-                        "available on the CPU; nothing tried fits: even int4 needs 131.3 GiB");
+                        "available on the CPU; nothing tried fits: even int4 needs 131.0 GiB");
     free(p);
 
     /* 150 GiB: int4 fits, bf16 and int8 do not */
@@ -240,7 +239,7 @@ static void test_refusal_with_numbers(void **state) {
     assert_false(p->alternatives[1].fits);
     assert_true(p->alternatives[2].fits);
     ts_plan_refusal(p, buf, sizeof buf);
-    assert_non_null(strstr(buf, "but 150.0 GiB is available on the CPU; what would fit: int4 would fit (131.3 GiB)"));
+    assert_non_null(strstr(buf, "but 150.0 GiB is available on the CPU; what would fit: int4 would fit (131.0 GiB)"));
     free(p);
 }
 
@@ -292,14 +291,14 @@ static void test_gpu_cpu_split(void **state) {
     long long experts = f.experts * 3 * f.moe_intermediate * f.hidden * 144 / 256;
     long long layer = attn + experts + f.experts * f.hidden * 2 + (2 * f.head_dim + 2 * f.hidden) * 4;
     long long kv_layer = 2 * f.kv_heads * f.head_dim * 2 * 40960;
-    long long head = f.vocab * f.hidden * 210 / 256 + f.hidden * 4; /* output head and final norm */
+    long long head = f.vocab * f.hidden * 144 / 256 + f.hidden * 4; /* output head and final norm */
     long long work = (long long)(p->activation_bytes + p->scratch_bytes);
     long long on_gpu = head + n * (layer + kv_layer) + work + (1ll << 30);
     long long on_gpu_one_more = on_gpu + layer + kv_layer;
     assert_int_equal(p->split_gpu_bytes, on_gpu);
     assert_true(on_gpu <= (long long)gpu);
     assert_true(on_gpu_one_more > (long long)gpu);
-    long long on_cpu = f.vocab * f.hidden * 210 / 256 + (f.layers - n) * (layer + kv_layer) + work + (256ll << 20);
+    long long on_cpu = f.vocab * f.hidden * 144 / 256 + (f.layers - n) * (layer + kv_layer) + work + (256ll << 20);
     assert_int_equal(p->split_cpu_bytes, on_cpu);
 
     char buf[2048], want[256];
@@ -318,7 +317,7 @@ static void test_text_and_json(void **state) {
     char *text = ts_plan_format_text(p);
     assert_non_null(strstr(text, "experts gate/up/down     q4_k      18432"));
     assert_non_null(strstr(text, "router                   f16          48"));
-    assert_non_null(strstr(text, "token embedding          q6_k          1          311,164,928"));
+    assert_non_null(strstr(text, "token embedding          q4_k          1          311,164,928"));
     free(text);
     json_t *j = ts_plan_to_json(p);
     json_t *bytes = json_object_get(j, "bytes");

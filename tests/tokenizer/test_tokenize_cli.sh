@@ -33,7 +33,7 @@ check bad-utf8-status 1 "$rc"
 case "$err" in *"invalid UTF-8 at byte offset 2"*) echo "ok bad-utf8-message";; *) echo "FAIL bad-utf8-message: $err"; fail=1;; esac
 err=$("$BIN" tokenize --model "$TMP/nowhere" --text x 2>&1); rc=$?
 check missing-model-status 1 "$rc"
-case "$err" in *"no tokenizer.json"*) echo "ok missing-model-message";; *) echo "FAIL missing-model-message: $err"; fail=1;; esac
+case "$err" in *"not found (expected a model directory with tokenizer.json"*) echo "ok missing-model-message";; *) echo "FAIL missing-model-message: $err"; fail=1;; esac
 "$BIN" tokenize --model "$QWEN" > /dev/null 2>&1; check usage-status 2 "$?"
 "$BIN" tokenize --model "$QWEN" --text a --bogus > /dev/null 2>&1; check unknown-option-status 2 "$?"
 out=$("$BIN" tokenize --model "$QWEN" --text 'benchmark text' --bench 2)

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/cpu/kernels.h"
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/threadpool.h"
 #include "quant/dequantize.h"
@@ -17,6 +18,7 @@ typedef struct cpu_impl {
     ts_threadpool *pool;
     ts_cpu_matmul_ctx *mm;
     size_t buffer_bytes;
+    size_t weight_bytes; /* repacked copies of weights */
     pthread_mutex_t stats_lock;
 } cpu_impl;
 
@@ -55,15 +57,24 @@ static void cpu_copy(ts_backend *be, void *dst, const void *src, size_t bytes) {
     memcpy(dst, src, bytes);
 }
 
+/* Weights are repacked once into the kernels' interleaved layout (see matmul.h). */
 static int cpu_prepare_weight(ts_backend *be, ts_weight *w, ts_error *err) {
-    (void)err;
+    cpu_impl *im = impl_of(be);
+    if (ts_cpu_matmul_prepare(im->mm, w, err) != 0) return -1;
     w->prepared_by = be;
+    pthread_mutex_lock(&im->stats_lock);
+    im->weight_bytes += ts_cpu_matmul_prepared_bytes(w);
+    pthread_mutex_unlock(&im->stats_lock);
     return 0;
 }
 
 static void cpu_release_weight(ts_backend *be, ts_weight *w) {
-    (void)be;
-    w->prepared = NULL;
+    cpu_impl *im = impl_of(be);
+    pthread_mutex_lock(&im->stats_lock);
+    im->weight_bytes -= ts_cpu_matmul_prepared_bytes(w);
+    pthread_mutex_unlock(&im->stats_lock);
+    ts_cpu_matmul_release(w);
+    w->prepared_by = NULL;
 }
 
 static ts_kv_store *cpu_kv_create(ts_backend *be, const ts_kv_layout *l, ts_error *err) {
@@ -128,13 +139,12 @@ static void cpu_matmul(ts_backend *be, const ts_weight *w, const float *x, int n
 static void cpu_rmsnorm(ts_backend *be, const float *x, const float *weight, int rows, int dim, float eps,
                         float *out) {
     (void)be;
+    const ts_cpu_kernels *k = ts_cpu_kernels_active();
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * (size_t)dim;
-        float *o = out + (size_t)r * (size_t)dim;
-        double ss = 0.0;
-        for (int i = 0; i < dim; i++) ss += (double)xr[i] * (double)xr[i];
+        double ss = k->sum_squares_f32(xr, dim);
         float inv = (float)(1.0 / sqrt(ss / dim + (double)eps));
-        for (int i = 0; i < dim; i++) o[i] = weight[i] * (xr[i] * inv);
+        k->rmsnorm_apply_f32(xr, weight, inv, out + (size_t)r * (size_t)dim, dim);
     }
 }
 
@@ -209,27 +219,20 @@ static void attention_task(void *arg, int task, int thread) {
     int kvh = h / (j->n_heads / l->num_kv_heads);
     const float *q = j->q + (size_t)t * (size_t)j->q_stride + (size_t)h * (size_t)hd;
     float *sc = j->scores[thread];
+    const ts_cpu_kernels *kern = ts_cpu_kernels_active();
     float mx = -INFINITY;
     for (int p = 0; p <= pos; p++) {
         const float *k = kv_row(j->kv, j->kv->k, j->layer, s, p) + (size_t)kvh * (size_t)hd;
-        float d = 0.0f;
-        for (int i = 0; i < hd; i++) d += q[i] * k[i];
-        d *= j->scale;
+        float d = kern->dot_f32(q, k, hd) * j->scale;
         sc[p] = d;
         if (d > mx) mx = d;
     }
-    double sum = 0.0;
-    for (int p = 0; p <= pos; p++) {
-        sc[p] = expf(sc[p] - mx);
-        sum += sc[p];
-    }
-    float inv = (float)(1.0 / sum);
+    float inv = 1.0f / kern->softmax_exp_f32(sc, pos + 1, mx);
     float *o = j->out + (size_t)t * (size_t)(j->n_heads * hd) + (size_t)h * (size_t)hd;
     memset(o, 0, (size_t)hd * sizeof(float));
     for (int p = 0; p <= pos; p++) {
         const float *v = kv_row(j->kv, j->kv->v, j->layer, s, p) + (size_t)kvh * (size_t)hd;
-        float w = sc[p] * inv;
-        for (int i = 0; i < hd; i++) o[i] += w * v[i];
+        kern->axpy_f32(sc[p] * inv, v, o, hd);
     }
 }
 
@@ -271,8 +274,7 @@ static void cpu_silu_mul(ts_backend *be, const float *gate, const float *up, int
     (void)be;
     for (int r = 0; r < rows; r++) {
         const float *g = gate + (size_t)r * (size_t)in_stride, *u = up + (size_t)r * (size_t)in_stride;
-        float *o = out + (size_t)r * (size_t)inner;
-        for (int i = 0; i < inner; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+        ts_cpu_kernels_active()->silu_mul_f32(g, u, out + (size_t)r * (size_t)inner, inner);
     }
 }
 
@@ -377,7 +379,7 @@ static void cpu_sync(ts_backend *be) { (void)be; }
 static void cpu_stats(ts_backend *be, ts_backend_stats *out) {
     cpu_impl *im = impl_of(be);
     pthread_mutex_lock(&im->stats_lock);
-    out->weight_bytes = 0;
+    out->weight_bytes = im->weight_bytes;
     out->buffer_bytes = im->buffer_bytes;
     pthread_mutex_unlock(&im->stats_lock);
 }
@@ -502,6 +504,7 @@ ts_backend *ts_cpu_backend_create(const ts_cpu_options *opt, ts_error *err) {
     be->ops = &g_cpu_ops;
     be->impl = im;
     snprintf(be->name, sizeof be->name, "cpu");
-    snprintf(be->description, sizeof be->description, "cpu generic (%d threads)", ts_threadpool_size(im->pool));
+    snprintf(be->description, sizeof be->description, "cpu %s (%d threads)", ts_cpu_kernels_active()->name,
+             ts_threadpool_size(im->pool));
     return be;
 }

@@ -1,0 +1,39 @@
+/* Helpers shared by the reference and the error-minimising quantizers: rounding as ggml does it, and
+ * packing of levels and 6-bit scales into the K-quant block layouts. Private to src/quant. */
+#ifndef TS_QUANT_QUANTIZE_INTERNAL_H
+#define TS_QUANT_QUANTIZE_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "quant/dtype.h"
+
+/* Round to nearest, ties to even, through the float mantissa (valid for |v| < 2^22); the same
+ * rounding ggml's quantizers use, which roundf (ties away from zero) would not reproduce. */
+static inline int ts_nearest_int(float v) {
+    float t = v + 12582912.f;
+    int32_t i;
+    memcpy(&i, &t, sizeof i);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+/* Packs eight 6-bit scales and eight 6-bit minimums into the 12 bytes of Q4_K/Q5_K. */
+void ts_k_pack_scales(const uint8_t ls[8], const uint8_t lm[8], uint8_t out[TS_K_SCALE_SIZE]);
+void ts_k_unpack_scale(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
+/* 256 levels 0..15 into Q4_K's nibble order (groups of 64: low nibbles first 32, high the next). */
+void ts_pack_q4_k_levels(const uint8_t L[TS_QK_K], uint8_t qs[TS_QK_K / 2]);
+/* 256 levels 0..31 into Q5_K's nibbles and high-bit plane. */
+void ts_pack_q5_k_levels(const uint8_t L[TS_QK_K], uint8_t qh[TS_QK_K / 8], uint8_t qs[TS_QK_K / 2]);
+/* Given a Q6_K block whose d and scales are set, recomputes the levels of x against them (L is
+ * scratch holding the levels used where a group's scale is zero) and packs ql/qh. */
+void ts_q6_k_requantize(const float *x, ts_block_q6_k *y, int8_t L[TS_QK_K]);
+
+/* Error-minimising quantizers (quantize_search.c). `w` holds one weight per element of the row
+ * (NULL: built from the values themselves). */
+void ts_search_q4_1(const float *x, ts_block_q4_1 *y, int64_t nb, const float *w);
+void ts_search_q4_k(const float *x, ts_block_q4_k *y, int64_t nb, const float *w);
+void ts_search_q5_k(const float *x, ts_block_q5_k *y, int64_t nb, const float *w);
+void ts_search_q6_k(const float *x, ts_block_q6_k *y, int64_t nb, const float *w);
+void ts_search_q4_0(const float *x, ts_block_q4_0 *y, int64_t nb, const float *w);
+
+#endif
