@@ -18,5 +18,7 @@ int ts_cmd_plan(int argc, char **argv);
 int ts_cmd_info(int argc, char **argv);
 int ts_cmd_tokenize(int argc, char **argv);
 int ts_cmd_perplexity(int argc, char **argv);
+int ts_cmd_quantize(int argc, char **argv);
+int ts_cmd_synth(int argc, char **argv);
 
 #endif

@@ -12,6 +12,8 @@ static const ts_command g_commands[] = {
     {"info", "print the detected devices and how accelerator names resolve", ts_cmd_info},
     {"tokenize", "print the token ids of a text", ts_cmd_tokenize},
     {"perplexity", "perplexity of a model on a text file", ts_cmd_perplexity},
+    {"quantize", "convert a model to a GGUF file of the given types", ts_cmd_quantize},
+    {"synth", "write random weights of a real model's shape (benchmarks)", ts_cmd_synth},
 };
 
 static void usage(void) {

@@ -1,0 +1,176 @@
+/* tessera quantize and tessera synth: write checkpoints. quantize converts a Hugging Face directory or a
+ * GGUF file into a GGUF file of the requested types; synth writes random weights of a real model's
+ * shape (for benchmarks of models that cannot be downloaded) as GGUF or as a Hugging Face directory. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/files.h"
+#include "base/log.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "model/checkpoint.h"
+#include "tokenizer/tokenizer.h"
+#include "tools/convert.h"
+#include "tools/synth.h"
+
+static int vocab_for(const char *dir, ts_vocab_spec *spec, ts_error *err) {
+    char path[4096];
+    if (ts_path_join(path, sizeof path, dir, "tokenizer.json") != 0 || !ts_file_exists(path)) return 0;
+    return ts_tokenizer_json_to_spec(dir, spec, err);
+}
+
+static const ts_opt_spec g_quant_specs[] = {
+    {"type", 1, "int4, int8, fp16, bf16, none, or a GGUF type: q4_0, q4_1, q8_0, q4_k, q5_k, q6_k, f16, bf16, f32"},
+    {"threads", 1, "threads (default: all cores)"},
+    {"name", 1, "general.name written into the file"},
+};
+
+int ts_cmd_quantize(int argc, char **argv) {
+    ts_args a;
+    int n = (int)(sizeof g_quant_specs / sizeof g_quant_specs[0]);
+    const char *usage = "tessera quantize IN (model directory or .gguf) OUT.gguf --type q4_0|q8_0|q4_k|int4|...";
+    if (ts_args_parse(&a, g_quant_specs, n, argc, argv, usage) != 0) return 2;
+    const char *type = ts_args_get(&a, "type");
+    if (a.num_positional != 2 || !type) {
+        ts_args_usage(g_quant_specs, n, usage);
+        return 2;
+    }
+    long long threads;
+    if (ts_args_int(&a, "threads", 0, 0, 4096, &threads)) return 2;
+    ts_error err = {{0}};
+    ts_quant_scheme scheme;
+    if (ts_quant_scheme_parse(type, &scheme, &err) != 0) {
+        fprintf(stderr, "tessera: --type: %s\n", err.message);
+        return 2;
+    }
+    const char *in = a.positional[0], *out = a.positional[1];
+    ts_model_config cfg;
+    ts_tensor_table table;
+    ts_tensor_table_init(&table);
+    ts_vocab_spec vocab;
+    ts_vocab_spec_init(&vocab);
+    ts_quant_budget budget;
+    int rc = ts_checkpoint_read(in, &cfg, &table, &vocab, &err) == 0 &&
+                     (ts_checkpoint_is_gguf(in) || vocab_for(in, &vocab, &err) == 0) &&
+                     ts_convert_to_gguf(out, &cfg, &table, vocab.n_tokens ? &vocab : NULL, &scheme,
+                                        threads > 0 ? (int)threads : 0, ts_args_get(&a, "name"), &budget, &err) == 0
+                 ? 0
+                 : 1;
+    if (rc != 0) {
+        fprintf(stderr, "tessera: quantize: %s\n", err.message);
+    } else {
+        char buf[512];
+        printf("wrote %s: %s\n", out, ts_quant_budget_str(&budget, buf, sizeof buf));
+    }
+    ts_vocab_spec_free(&vocab);
+    ts_tensor_table_free(&table);
+    return rc;
+}
+
+static const ts_opt_spec g_synth_specs[] = {
+    {"config", 1, "config.json of the model to imitate (see ../shared/configs)"},
+    {"tokenizer", 1, "directory whose tokenizer.json (and chat template) goes into the model"},
+    {"out", 1, "OUT.gguf, or a directory for a Hugging Face checkpoint (float types only)"},
+    {"type", 1, "storage type of the matrices (default q4_0 for .gguf, bf16 for a directory)"},
+    {"seed", 1, "random seed (default 1)"},
+    {"threads", 1, "threads (default: all cores)"},
+};
+
+static int copy_file(const char *from_dir, const char *name, const char *to_dir) {
+    char a[4096], b[4096];
+    if (ts_path_join(a, sizeof a, from_dir, name) != 0 || ts_path_join(b, sizeof b, to_dir, name) != 0) return -1;
+    if (!ts_file_exists(a)) return 0;
+    ts_error err;
+    char *text = NULL;
+    size_t len = 0;
+    if (ts_read_file(a, 256u << 20, &text, &len, &err) != 0) return -1;
+    ts_atomic_file *f = ts_atomic_open(b, &err);
+    int rc = f && ts_atomic_write(f, text, len, &err) == 0 ? ts_atomic_commit(f, &err) : -1;
+    if (rc != 0 && f) ts_atomic_abort(f);
+    free(text);
+    return rc;
+}
+
+int ts_cmd_synth(int argc, char **argv) {
+    ts_args a;
+    int n = (int)(sizeof g_synth_specs / sizeof g_synth_specs[0]);
+    const char *usage = "tessera synth --config CONFIG.json --tokenizer DIR --out OUT(.gguf|dir) [--type q4_0] [--seed N]";
+    if (ts_args_parse(&a, g_synth_specs, n, argc, argv, usage) != 0) return 2;
+    const char *config = ts_args_get(&a, "config"), *tokdir = ts_args_get(&a, "tokenizer"), *out = ts_args_get(&a, "out");
+    if (!config || !out) {
+        ts_args_usage(g_synth_specs, n, usage);
+        return 2;
+    }
+    long long seed, threads;
+    if (ts_args_int(&a, "seed", 1, 0, 0x7fffffffffffffffll, &seed) || ts_args_int(&a, "threads", 0, 0, 4096, &threads))
+        return 2;
+    size_t len = strlen(out);
+    int gguf = len > 5 && !strcmp(out + len - 5, ".gguf");
+    ts_dtype type = gguf ? TS_DTYPE_Q4_0 : TS_DTYPE_BF16;
+    const char *ts = ts_args_get(&a, "type");
+    if (ts && (ts_dtype_from_name(ts, &type) != 0 || type == TS_DTYPE_Q8_K)) {
+        fprintf(stderr, "tessera: --type: unknown type '%s'\n", ts);
+        return 2;
+    }
+    ts_error err = {{0}};
+    ts_model_config cfg;
+    ts_tensor_table table;
+    ts_tensor_table_init(&table);
+    ts_vocab_spec vocab;
+    ts_vocab_spec_init(&vocab);
+    int rc = 1;
+    if (ts_model_config_load(config, &cfg, &err) != 0) goto fail;
+    if (tokdir && ts_tokenizer_json_to_spec(tokdir, &vocab, &err) != 0) goto fail;
+    if (vocab.n_tokens && vocab.n_tokens > cfg.vocab_size) {
+        ts_fail(&err, "the tokenizer has %d tokens but %s declares a vocabulary of %d", vocab.n_tokens, config, cfg.vocab_size);
+        goto fail;
+    }
+    if (ts_synth_table(&cfg, type, (uint64_t)seed, threads > 0 ? (int)threads : 8, &table, &err) != 0) goto fail;
+    if (gguf) {
+        ts_quant_scheme keep = {TS_QUANT_NONE, TS_DTYPE_F32};
+        ts_quant_budget budget;
+        if (ts_convert_to_gguf(out, &cfg, &table, vocab.n_tokens ? &vocab : NULL, &keep, (int)threads, "tessera synth",
+                               &budget, &err) != 0)
+            goto fail;
+        char buf[512];
+        printf("wrote %s: %s\n", out, ts_quant_budget_str(&budget, buf, sizeof buf));
+    } else {
+        char path[4096];
+        if (mkdir(out, 0755) != 0 && !ts_is_directory(out)) {
+            ts_fail(&err, "%s: cannot create the directory", out);
+            goto fail;
+        }
+        if (ts_path_join(path, sizeof path, out, "model.safetensors") != 0 || ts_write_safetensors(path, &table, &err) != 0)
+            goto fail;
+        char cfg_dir[4096];
+        snprintf(cfg_dir, sizeof cfg_dir, "%s", config);
+        char *slash = strrchr(cfg_dir, '/');
+        const char *cfg_name = slash ? slash + 1 : cfg_dir;
+        char *text = NULL;
+        size_t tlen = 0;
+        if (ts_read_file(config, 4u << 20, &text, &tlen, &err) != 0 || ts_path_join(path, sizeof path, out, "config.json") != 0) {
+            free(text);
+            goto fail;
+        }
+        ts_atomic_file *f = ts_atomic_open(path, &err);
+        int wrc = f && ts_atomic_write(f, text, tlen, &err) == 0 ? ts_atomic_commit(f, &err) : -1;
+        if (wrc != 0 && f) ts_atomic_abort(f);
+        free(text);
+        (void)cfg_name;
+        if (wrc != 0) goto fail;
+        if (tokdir && (copy_file(tokdir, "tokenizer.json", out) || copy_file(tokdir, "tokenizer_config.json", out) ||
+                       copy_file(tokdir, "chat_template.jinja", out))) {
+            ts_fail(&err, "cannot copy the tokenizer files from %s", tokdir);
+            goto fail;
+        }
+        printf("wrote %s (%d tensors, %s matrices)\n", out, table.count, ts_dtype_get(type)->name);
+    }
+    rc = 0;
+fail:
+    if (rc) fprintf(stderr, "tessera: synth: %s\n", err.message);
+    ts_vocab_spec_free(&vocab);
+    ts_tensor_table_free(&table);
+    return rc;
+}
