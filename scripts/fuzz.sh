@@ -59,7 +59,7 @@ for t in "${targets[@]}"; do
   dict=$(sed -n 's|.*fuzz-dict: \([^ ]*\).*|\1|p' "$src" | head -1)
   out=fuzz/out/$t
   mkdir -p "$out/corpus"
-  args=(-max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10
+  args=(-max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=10
         -print_final_stats=1 -artifact_prefix="$out/")
   [ -n "$max_len" ] && args+=(-max_len="$max_len")
   [ -n "$dict" ] && args+=(-dict="fuzz/dict/$dict")

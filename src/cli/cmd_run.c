@@ -165,6 +165,7 @@ static int chat_loop(run_ctx *r, const ts_args *a) {
             rc = 1;
             break;
         }
+        ts_log_debug("chat prompt: %s", prompt);
         int32_t *ids = NULL, *gen = NULL;
         int n = 0, n_gen = 0;
         if (encode_text(r, prompt, &ids, &n) != 0 || generate(r, ids, n, &gen, &n_gen) != 0) rc = 1;

@@ -11,6 +11,7 @@ typedef struct ts_command {
     ts_command_fn fn;
 } ts_command;
 
+int ts_cmd_serve(int argc, char **argv);
 int ts_cmd_run(int argc, char **argv);
 int ts_cmd_logits(int argc, char **argv);
 int ts_cmd_bench(int argc, char **argv);

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 
 static const ts_command g_commands[] = {
+    {"serve", "serve models over HTTP: Triton/KServe v2 and the OpenAI API", ts_cmd_serve},
     {"run", "generate from a prompt (ids or text)", ts_cmd_run},
     {"logits", "write the logits of a token sequence to a file", ts_cmd_logits},
     {"bench", "time prefill and decode: per-run table and median", ts_cmd_bench},

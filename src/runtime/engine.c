@@ -20,6 +20,7 @@ struct ts_engine_seq {
     int n_generated;
     int n_computed; /* tokens whose keys and values are in the cache */
     int reserve_tokens;
+    double admit_time;
     ts_kv_seq kv;
     ts_sampler *sampler;
     seq_state state;
@@ -97,7 +98,8 @@ static void retire(ts_engine *e, ts_engine_seq *s) {
 /* Ends a sequence that produced no final token (cancelled, failed) and tells the caller. */
 static void finish_seq(ts_engine *e, ts_engine_seq *s, ts_finish_reason why, const char *error) {
     retire(e, s);
-    ts_token_event ev = {.token = -1, .index = s->n_generated, .finish = why, .time = ts_now_seconds(), .error = error};
+    ts_token_event ev = {.token = -1, .index = s->n_generated, .finish = why, .time = ts_now_seconds(), .error = error,
+                         .admit_time = s->admit_time};
     s->req.callback(s->req.ctx, &ev);
     pthread_mutex_lock(&e->lock);
     seq_unref(s);
@@ -117,6 +119,7 @@ static void admit(ts_engine *e) {
         e->n_waiting--;
         s->next = NULL;
         s->state = SEQ_RUNNING;
+        s->admit_time = ts_now_seconds();
         e->running[e->n_running++] = s;
     }
 }
@@ -235,11 +238,12 @@ static int run_step(ts_engine *e) {
          * whoever reacts to the final event sees the engine's counters already settled. */
         if (why != TS_FINISH_NONE) retire(e, s);
         ts_token_event ev = {.token = tok, .index = s->n_generated - 1, .finish = why, .logprobs = lp,
-                             .time = ts_now_seconds()};
+                             .time = ts_now_seconds(), .admit_time = s->admit_time};
         int verdict = s->req.callback(s->req.ctx, &ev);
         if (why == TS_FINISH_NONE && verdict == TS_EVENT_STOP) {
             retire(e, s);
-            ts_token_event end = {.token = -1, .index = s->n_generated, .finish = TS_FINISH_STOP, .time = ts_now_seconds()};
+            ts_token_event end = {.token = -1, .index = s->n_generated, .finish = TS_FINISH_STOP, .time = ts_now_seconds(),
+                                  .admit_time = s->admit_time};
             s->req.callback(s->req.ctx, &end);
             why = TS_FINISH_STOP;
         }

@@ -33,6 +33,7 @@ typedef struct ts_token_event {
     ts_finish_reason finish;
     const ts_token_logprobs *logprobs; /* NULL unless requested */
     double time;     /* ts_now_seconds() when the token was sampled */
+    double admit_time; /* when the sequence entered the running batch; 0 if it never did */
     const char *error; /* for TS_FINISH_ERROR */
 } ts_token_event;
 
