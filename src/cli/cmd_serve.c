@@ -28,6 +28,8 @@ static const ts_opt_spec g_specs[] = {
     {"context", 1, "tokens per sequence, prompt and output (default: min(model positions, 4096))"},
     {"max-running", 1, "sequences decoded together (default 32)"},
     {"max-queue", 1, "requests waiting for a slot before new ones get 503 (default 256)"},
+    {"device", 1, "for --model: cpu (default), cuda, or auto (CUDA when a GPU is usable, else the CPU)"},
+    {"precision", 1, "GPU arithmetic for --device cuda/auto: fp32, bf16 or fp16 (default bf16)"},
     {"kv-cache-mb", 1, "KV cache size per model in MiB (default: from the memory plan, at most 1 GiB)"},
     {"max-body-bytes", 1, "largest request body accepted (default 8388608)"},
     {"grace-seconds", 1, "on SIGTERM/SIGINT, how long in-flight requests may still run (default 10)"},
@@ -83,7 +85,12 @@ int ts_cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     ts_serve_settings st = {.context = (int)context, .max_running = (int)running, .max_queue = (int)queue,
-                            .threads = (int)threads, .kv_cache_mb = kv_mb, .quant = ts_args_get(&a, "quant")};
+                            .threads = (int)threads, .kv_cache_mb = kv_mb, .quant = ts_args_get(&a, "quant"),
+                            .device = ts_args_get(&a, "device"), .precision = ts_args_get(&a, "precision")};
+    if (st.device && strcmp(st.device, "cpu") && strcmp(st.device, "cuda") && strcmp(st.device, "auto")) {
+        fprintf(stderr, "tessera: --device must be cpu, cuda or auto\n");
+        return 2;
+    }
     ts_serve_models sm;
     ts_error err = {{0}};
     if (ts_serve_models_init(&sm, &st, model, ts_args_get(&a, "model-name"), repo, &err) != 0) {

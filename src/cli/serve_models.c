@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cuda_loader.h"
 #include "base/log.h"
 #include "format/gguf.h"
 #include "format/gguf_model.h"
@@ -29,6 +30,7 @@
 
 typedef struct served {
     ts_backend *be;
+    ts_backend *cpu_fallback; /* beside a GPU backend: runs what the GPU cannot */
     ts_model *model;
     ts_engine *engine;
     ts_tokenizer *tok;
@@ -41,6 +43,7 @@ static void served_destroy(void *p) {
     ts_engine_destroy(s->engine);
     ts_model_free(s->model);
     if (s->be) s->be->ops->destroy(s->be);
+    if (s->cpu_fallback) s->cpu_fallback->ops->destroy(s->cpu_fallback);
     ts_tokenizer_free(s->tok);
     ts_chat_template_free(s->chat);
     free(s);
@@ -197,16 +200,18 @@ static json_t *config_json(const char *name, const ts_triton_config *tc, const t
 
 /* KV cache bytes when none are configured: what the plan says max_running full-context sequences
  * need, but no more than a quarter of the memory still usable after loading and KV_DEFAULT_CAP. */
-static uint64_t default_kv_bytes(const ts_model *m, const ts_engine_config *ec, const ts_quant_scheme *q) {
+static uint64_t default_kv_bytes(const ts_model *m, const ts_engine_config *ec, const ts_quant_scheme *q,
+                                 const ts_gpu_info *gpu, int kv_elem_bytes) {
     ts_plan_request pr = {0};
     pr.config = &m->cfg;
     pr.quant = *q;
     pr.context_length = ec->context_length;
     pr.batch = ec->max_running;
-    pr.kv_elem_bytes = 4; /* the CPU cache holds float32 */
-    pr.device = TS_DEVICE_CPU;
+    pr.kv_elem_bytes = kv_elem_bytes; /* float32 on the CPU and in exact GPU mode, half otherwise */
+    pr.device = gpu ? TS_DEVICE_CUDA : TS_DEVICE_CPU;
     ts_memory_info mem;
     ts_devices_detect_memory(NULL, &mem);
+    if (gpu) mem.usable_bytes = gpu->free_bytes;
     pr.device_bytes = mem.usable_bytes;
     pr.reserve_bytes = -1;
     ts_plan plan;
@@ -224,14 +229,28 @@ static int load_one(ts_serve_models *sm, const char *name, const char *version, 
     const ts_serve_settings *st = &sm->settings;
     memset(inst, 0, sizeof *inst);
     ts_resolve_request rq = {0};
-    if (tc) ts_resolve_request_from_config(tc, &rq);
+    ts_triton_accelerator cuda_request;
+    if (tc) {
+        ts_resolve_request_from_config(tc, &rq);
+    } else if (st->device && strcmp(st->device, "cpu") != 0) {
+        /* a model given by path asks for CUDA the way a configuration would, so the fallback is logged alike */
+        memset(&cuda_request, 0, sizeof cuda_request);
+        snprintf(cuda_request.name, sizeof cuda_request.name, "cuda");
+        if (st->precision) {
+            snprintf(cuda_request.params[0].key, sizeof cuda_request.params[0].key, "precision");
+            snprintf(cuda_request.params[0].value, sizeof cuda_request.params[0].value, "%s", st->precision);
+            cuda_request.num_params = 1;
+        }
+        rq.gpu = &cuda_request;
+        rq.num_gpu = 1;
+        rq.kind = !strcmp(st->device, "cuda") ? TS_TRITON_KIND_GPU : TS_TRITON_KIND_AUTO;
+    }
     rq.default_threads = st->threads;
     ts_resolution res;
     if (ts_devices_resolve(sm->dev, &rq, &res, err) != 0) return -1;
     ts_resolution_log(&res);
-    if (res.device != TS_DEVICE_CPU) {
-        ts_log_warn("%s: the server runs models on the CPU only for now; %s is not used", name,
-                    ts_device_kind_name(res.device));
+    if (res.device != TS_DEVICE_CPU && res.device != TS_DEVICE_CUDA) {
+        ts_log_warn("%s: no %s backend in this build; running on the CPU", name, ts_device_kind_name(res.device));
         res.device = TS_DEVICE_CPU;
     }
     ts_model_options mo;
@@ -246,8 +265,32 @@ static int load_one(ts_serve_models *sm, const char *name, const char *version, 
     served *s = calloc(1, sizeof *s);
     if (!s) return ts_fail(err, "out of memory");
     ts_cpu_options co = {.threads = st->threads > 0 ? st->threads : res.threads};
-    s->be = ts_cpu_backend_create(&co, err);
-    if (!s->be) goto fail;
+    ts_backend *cpu = ts_cpu_backend_create(&co, err);
+    if (!cpu) goto fail;
+    const ts_gpu_info *gpu = NULL;
+    int kv_elem = 4;
+    if (res.device == TS_DEVICE_CUDA) {
+        ts_cuda_options o;
+        memset(&o, 0, sizeof o);
+        o.device = res.gpu_index;
+        o.precision = res.precision;
+        o.unified_memory = res.unified_memory;
+        o.use_graphs = 1;
+        /* the per-operation CPU fallback is on unless the configuration switches it off
+         * (TESSERA_CPU_FALLBACK, or the seed's PYTORCH_ENABLE_MPS_FALLBACK) */
+        o.cpu_fallback = tc && tc->cpu_fallback == 0 ? NULL : cpu;
+        ts_error cerr = {{0}};
+        s->be = ts_cuda_backend_create(&o, &cerr);
+        if (s->be) {
+            s->cpu_fallback = cpu;
+            for (int i = 0; i < sm->dev->num_gpus; i++)
+                if (sm->dev->gpus[i].index == res.gpu_index) gpu = &sm->dev->gpus[i];
+            kv_elem = res.precision == TS_PRECISION_FP32 ? 4 : 2;
+        } else {
+            ts_log_warn("%s: cuda: %s; falling back to the CPU", name, cerr.message);
+        }
+    }
+    if (!s->be) s->be = cpu;
     if (ts_model_load(path, s->be, &mo, &s->model, err) != 0) goto fail;
     ts_error terr = {{0}};
     if (load_tokenizer(path, &s->tok, &terr) != 0) {
@@ -285,7 +328,8 @@ static int load_one(ts_serve_models *sm, const char *name, const char *version, 
     ts_kv_layout one = ts_model_kv_layout(s->model, ec.block_tokens, 1);
     size_t per_block = ts_kv_cache_bytes_per_block(&one);
     uint64_t kv_bytes = st->kv_cache_mb > 0 ? (uint64_t)st->kv_cache_mb << 20
-                        : tc && tc->kv_cache_bytes ? tc->kv_cache_bytes : default_kv_bytes(s->model, &ec, &mo.quant);
+                        : tc && tc->kv_cache_bytes ? tc->kv_cache_bytes
+                                                   : default_kv_bytes(s->model, &ec, &mo.quant, gpu, kv_elem);
     uint64_t blocks = per_block ? kv_bytes / per_block : 0;
     if (blocks < 1) blocks = 1;
     if (blocks > 1u << 24) blocks = 1u << 24;

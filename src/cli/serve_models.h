@@ -15,6 +15,8 @@ typedef struct ts_serve_settings {
     int threads;          /* CPU threads; 0: the resolution's */
     long long kv_cache_mb; /* 0: from the memory plan */
     const char *quant;    /* NULL: the configuration's MODEL_QUANTIZATION, else the file's types */
+    const char *device;   /* models given by path: "cpu" (default), "cuda" or "auto" (CUDA when present) */
+    const char *precision; /* with device cuda/auto: fp32, bf16 or fp16; NULL: the resolution's default */
 } ts_serve_settings;
 
 typedef struct ts_serve_models {

@@ -27,7 +27,9 @@ class Server:
         if not BINARY:
             sys.exit("TESSERA_BINARY is not set")
         self.log = tempfile.NamedTemporaryFile(prefix="tessera-serve-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([BINARY, "serve", "--port", "0", "--metrics-port", "0", *args],
+        # TESSERA_TEST_SERVE_ARGS adds options to every server the tests start (e.g. "--device cuda" on a GPU)
+        extra = os.environ.get("TESSERA_TEST_SERVE_ARGS", "").split()
+        self.proc = subprocess.Popen([BINARY, "serve", "--port", "0", "--metrics-port", "0", *args, *extra],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + start_timeout
         line = None

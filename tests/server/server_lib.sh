@@ -25,7 +25,9 @@ trap 'stop_server; rm -rf "$tmp"' EXIT
 # start_server ARGS... : starts the server with --port 0 --metrics-port 0; sets PORT, MPORT, BASE, MBASE.
 start_server() {
   : > "$tmp/server.log"
-  "$bin" serve --port 0 --metrics-port 0 "$@" > "$tmp/server.log" 2>&1 &
+  # TESSERA_TEST_SERVE_ARGS adds options to every server the tests start (e.g. "--device cuda" on a GPU)
+  # shellcheck disable=SC2086
+  "$bin" serve --port 0 --metrics-port 0 "$@" ${TESSERA_TEST_SERVE_ARGS:-} > "$tmp/server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 600); do
     if grep -q "serving on" "$tmp/server.log"; then break; fi
