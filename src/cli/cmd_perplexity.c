@@ -14,6 +14,7 @@ static const ts_opt_spec g_specs[] = {
     {"file", 1, "text to score"},
     {"ctx", 1, "window length in tokens (default 512)"},
     {"json", 0, "print one JSON object"},
+    {"llama-cpp", 0, "score like llama.cpp's perplexity tool: whole windows only, second half of each"},
 };
 
 int ts_cmd_perplexity(int argc, char **argv) {
@@ -50,7 +51,7 @@ int ts_cmd_perplexity(int argc, char **argv) {
         fprintf(stderr, "tessera: perplexity needs the model's tokenizer: %s\n", err.message);
     } else if (ts_tokenizer_encode(tok, text, len, 0, &ids, &n, &err) != 0) {
         fprintf(stderr, "tessera: %s: %s\n", file, err.message);
-    } else if (ts_perplexity(cm.model, ids, (int64_t)n, (int)ctx, &r, &err) != 0) {
+    } else if (ts_perplexity(cm.model, ids, (int64_t)n, (int)ctx, ts_args_has(&a, "llama-cpp") ? (int)ctx / 2 : 0, &r, &err) != 0) {
         fprintf(stderr, "tessera: %s\n", err.message);
     } else {
         double bits = (double)cm.model->weight_bytes * 8.0;

@@ -7,7 +7,8 @@
 #include "base/clock.h"
 #include "runtime/sequence.h"
 
-int ts_perplexity(ts_model *m, const int32_t *ids, int64_t n, int ctx, ts_perplexity_result *out, ts_error *err) {
+int ts_perplexity(ts_model *m, const int32_t *ids, int64_t n, int ctx, int skip_first, ts_perplexity_result *out,
+                  ts_error *err) {
     memset(out, 0, sizeof *out);
     if (ctx < 2) return ts_fail(err, "perplexity needs windows of at least 2 tokens");
     if (n < 2) return ts_fail(err, "perplexity needs at least 2 tokens of text; got %lld", (long long)n);
@@ -23,12 +24,12 @@ int ts_perplexity(ts_model *m, const int32_t *ids, int64_t n, int ctx, ts_perple
     int rc = 0;
     for (int64_t start = 0; start + 1 < n && rc == 0; start += ctx) {
         int len = (int)(n - start < ctx ? n - start : ctx);
-        if (len < 2) break;
+        if (len < 2 || (skip_first > 0 && len < ctx)) break;
         ts_kv_seq seq;
         ts_kv_seq_init(&seq);
         rc = ts_seq_forward(m, &cache, &seq, ids + start, len, 1, logits, err);
         ts_kv_seq_release(&cache, &seq);
-        for (int i = 0; rc == 0 && i + 1 < len; i++) {
+        for (int i = skip_first > 0 ? skip_first - 1 : 0; rc == 0 && i + 1 < len; i++) {
             const float *row = logits + (size_t)i * vocab;
             float mx = row[0];
             for (size_t k = 1; k < vocab; k++) mx = row[k] > mx ? row[k] : mx;

@@ -16,6 +16,9 @@ typedef struct ts_perplexity_result {
     double seconds;
 } ts_perplexity_result;
 
-int ts_perplexity(ts_model *m, const int32_t *ids, int64_t n, int ctx, ts_perplexity_result *out, ts_error *err);
+/* skip_first: tokens at the start of each window that are context only, not scored (0 scores from
+ * the window's start; llama.cpp's perplexity tool uses ctx / 2 and only whole windows). */
+int ts_perplexity(ts_model *m, const int32_t *ids, int64_t n, int ctx, int skip_first, ts_perplexity_result *out,
+                  ts_error *err);
 
 #endif
