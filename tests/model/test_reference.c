@@ -10,6 +10,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "support/reference_check.h"
+#include "support/testlib.h"
 
 static const ts_ref_tolerance g_tol = {1e-4, 1e-4, 1e-3};
 
@@ -28,10 +29,15 @@ static void test_qwen3moe_small(void **state) { (void)state; check("qwen3moe-sma
 static void test_qwen2_small(void **state) { (void)state; check("qwen2-small"); }
 static void test_dialogpt_tiny(void **state) { (void)state; check("dialogpt-tiny"); }
 /* Models ../shared lacks, with references made by transformers 5.17 (tests/data/README.md). */
-static void test_llama_small(void **state) { (void)state; check(TESSERA_TEST_SOURCE_DIR "/tests/data/llama-small"); }
+static void test_llama_small(void **state) {
+    (void)state;
+    char path[1024];
+    check(ts_test_source_path("tests/data/llama-small", path, sizeof path));
+}
 static void test_qwen3moe_nonorm(void **state) {
     (void)state;
-    check(TESSERA_TEST_SOURCE_DIR "/tests/data/qwen3moe-nonorm");
+    char path[1024];
+    check(ts_test_source_path("tests/data/qwen3moe-nonorm", path, sizeof path));
 }
 
 int main(void) {

@@ -17,7 +17,8 @@ const char *ts_test_shared_path(const char *rel, char *buf, size_t cap) {
 }
 
 const char *ts_test_source_path(const char *rel, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s/%s", TESSERA_TEST_SOURCE_DIR, rel);
+    const char *root = getenv("TESSERA_SOURCE_DIR");
+    snprintf(buf, cap, "%s/%s", root && *root ? root : TESSERA_TEST_SOURCE_DIR, rel);
     return buf;
 }
 
