@@ -455,7 +455,7 @@ int ts_serve_models_init(ts_serve_models *sm, const ts_serve_settings *st, const
             while (len > 1 && buf[len - 1] == '/') buf[--len] = 0;
             const char *base = strrchr(buf, '/');
             base = base ? base + 1 : buf;
-            snprintf(sm->model_name, sizeof sm->model_name, "%s", base);
+            snprintf(sm->model_name, sizeof sm->model_name, "%.127s", base);
             size_t bl = strlen(sm->model_name);
             if (bl > 5 && !strcmp(sm->model_name + bl - 5, ".gguf")) sm->model_name[bl - 5] = 0;
         }

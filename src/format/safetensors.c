@@ -1,6 +1,7 @@
 #include "format/safetensors.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,15 @@ static int parse_entry(const char *source, const char *name, const json_t *e, co
                        (unsigned long long)(numel * (uint64_t)elem));
     d.data = data_start + begin;
     d.nbytes = (size_t)(end - begin);
+    if (elem > 1 && ((uintptr_t)d.data % (uintptr_t)elem) != 0) {
+        /* The format pads its header to 8 bytes, so data is aligned in files that follow it; a file that
+         * does not gets its misaligned tensors copied, since reading them in place is undefined in C. */
+        void *copy = malloc(d.nbytes ? d.nbytes : 1);
+        if (!copy) return ts_fail(err, "%s: tensor \"%s\": out of memory copying %zu misaligned bytes", source, name, d.nbytes);
+        memcpy(copy, d.data, d.nbytes);
+        if (ts_tensor_table_own(table, copy, err) != 0) return -1;
+        d.data = copy;
+    }
     if (ts_tensor_table_add(table, &d, err) != 0) {
         ts_error_prefix(err, "%s: ", source);
         return -1;

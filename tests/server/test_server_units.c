@@ -171,7 +171,7 @@ static void test_kserve_json_and_binary(void **state) {
     static const unsigned char raw[] = {3, 0, 0, 0, 'x', 'y', 'z', 0, 0, 0, 0, 0xfd, 0xff, 0xff, 0xff};
     memcpy(body + n, raw, sizeof raw);
     n += sizeof raw;
-    char hls[16];
+    char hls[32];
     snprintf(hls, sizeof hls, "%zu", hl);
     assert_int_equal(ts_kserve_parse_request(body, n, hls, &r, &e), 0);
     t = ts_kserve_input(&r, "text_input");
