@@ -25,6 +25,9 @@ int ts_map_file(const char *path, ts_mapped_file *out, ts_error *err) {
         return ts_fail(err, "%s: not a regular file", path);
     }
     out->size = (size_t)st.st_size;
+    out->dev = (uint64_t)st.st_dev;
+    out->ino = (uint64_t)st.st_ino;
+    out->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     if (out->size == 0) {
         close(fd);
         out->data = NULL;
@@ -35,6 +38,25 @@ int ts_map_file(const char *path, ts_mapped_file *out, ts_error *err) {
     close(fd);
     if (p == MAP_FAILED) return ts_fail(err, "%s: cannot map %zu bytes: %s", path, out->size, strerror(e));
     out->data = p;
+    return 0;
+}
+
+int ts_mapped_file_changed(const ts_mapped_file *mf, char *why, size_t cap) {
+    struct stat st;
+    if (stat(mf->path, &st) != 0) {
+        snprintf(why, cap, "%s was removed after loading", mf->path);
+        return 2;
+    }
+    if ((uint64_t)st.st_dev != mf->dev || (uint64_t)st.st_ino != mf->ino) {
+        snprintf(why, cap, "%s was replaced by another file after loading", mf->path);
+        return 2;
+    }
+    int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    if ((size_t)st.st_size != mf->size || mt != mf->mtime_ns) {
+        snprintf(why, cap, "%s was modified in place after loading (%zu bytes then, %lld now)", mf->path, mf->size,
+                 (long long)st.st_size);
+        return 1;
+    }
     return 0;
 }
 

@@ -12,7 +12,14 @@ typedef struct ts_mapped_file {
     const uint8_t *data;
     size_t size;
     char path[4096];
+    /* identity at mapping time, to notice files changed underneath the mapping */
+    uint64_t dev, ino;
+    int64_t mtime_ns;
 } ts_mapped_file;
+
+/* 0: unchanged; 1: modified in place (same file, other size or time: what the mapping shows may change,
+ * and a truncated file faults on access); 2: replaced or removed (the mapping keeps the loaded version). */
+int ts_mapped_file_changed(const ts_mapped_file *mf, char *why, size_t cap);
 
 int ts_map_file(const char *path, ts_mapped_file *out, ts_error *err);
 void ts_unmap_file(ts_mapped_file *mf);

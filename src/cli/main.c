@@ -1,6 +1,8 @@
 /* tessera: command-line entry point. Each subcommand lives in its own cmd_*.c file and is listed here. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 
@@ -24,7 +26,24 @@ static void usage(void) {
     fprintf(stderr, "\n'tessera <command> --help' describes a command's options.\n");
 }
 
+/* Weights are memory-mapped; if a model file is truncated while in use, reading the lost pages raises
+ * SIGBUS. The engine notices in-place changes and stops first, but in the moment between, end with a
+ * message that says what happened instead of a core dump. */
+static void on_sigbus(int sig) {
+    static const char msg[] = "tessera: a memory-mapped model file was truncated while in use; stopping\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    (void)sig;
+    _exit(70);
+}
+
 int main(int argc, char **argv) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigbus;
+    sigaction(SIGBUS, &sa, NULL);
+    /* a write past a file size limit fails with EFBIG and is reported, instead of killing the process */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage();
         return argc < 2 ? 2 : 0;

@@ -156,6 +156,20 @@ void ts_model_free(ts_model *m) {
     free(m);
 }
 
+int ts_model_files_changed(const ts_model *m, char *why, size_t cap) {
+    int worst = 0;
+    for (int i = 0; i < m->table.num_files; i++) {
+        char w[4400];
+        int r = ts_mapped_file_changed(&m->table.files[i], w, sizeof w);
+        if (r == 1 || (r == 2 && worst == 0)) {
+            snprintf(why, cap, "%s", w);
+            worst = r;
+        }
+        if (worst == 1) break;
+    }
+    return worst;
+}
+
 ts_kv_layout ts_model_kv_layout(const ts_model *m, int block_tokens, int num_blocks) {
     ts_kv_layout l = {.num_layers = m->cfg.num_layers,
                       .num_kv_heads = m->cfg.num_kv_heads,

@@ -100,6 +100,10 @@ void ts_model_free(ts_model *m);
 int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, ts_layer_probe probe,
                      void *probe_ctx, ts_error *err);
 
+/* Checks the model's files on disk: 0 unchanged, 1 modified in place (the model must stop: its mapped
+ * weights may change or fault), 2 replaced or removed (the loaded version stays valid). */
+int ts_model_files_changed(const ts_model *m, char *why, size_t cap);
+
 /* KV layout for this model with the given block geometry. */
 ts_kv_layout ts_model_kv_layout(const ts_model *m, int block_tokens, int num_blocks);
 

@@ -49,6 +49,9 @@ struct ts_engine {
     float *logits;
     ts_token_logprobs *lp;
     ts_engine_stats stats;
+    double files_checked_at;
+    int files_warned;
+    char failed[600]; /* set when the model cannot be used any more (its files changed in place) */
 };
 
 static int is_eos(const ts_engine *e, const ts_engine_seq *s, int32_t tok) {
@@ -256,12 +259,61 @@ static int run_step(ts_engine *e) {
     return 1;
 }
 
+/* Weights are memory-mapped: a file modified in place under the mapping would feed the model other
+ * numbers (or fault, if truncated). Checked at most twice a second while busy; from then on every
+ * sequence ends with an error that says what happened, and new requests are refused. */
+static void check_model_files(ts_engine *e) {
+    double now = ts_now_seconds();
+    if (e->failed[0] || now - e->files_checked_at < 0.5) return;
+    e->files_checked_at = now;
+    char why[512];
+    int r = ts_model_files_changed(e->model, why, sizeof why);
+    if (r == 2 && !e->files_warned) {
+        e->files_warned = 1;
+        ts_log_warn("%s; still serving the version that was loaded", why);
+    } else if (r == 1) {
+        pthread_mutex_lock(&e->lock);
+        snprintf(e->failed, sizeof e->failed, "%s; reload the model", why);
+        pthread_mutex_unlock(&e->lock);
+        ts_log_error("%s", e->failed);
+    }
+}
+
 static void *engine_main(void *arg) {
     ts_engine *e = arg;
     ts_engine_seq *cancelled[64];
     for (;;) {
         pthread_mutex_lock(&e->lock);
         while (!e->stop && e->n_running == 0 && !e->wait_head) pthread_cond_wait(&e->wake, &e->lock);
+        pthread_mutex_unlock(&e->lock);
+        check_model_files(e);
+        if (e->failed[0]) {
+            /* the model cannot run: everything running or waiting ends with the reason */
+            pthread_mutex_lock(&e->lock);
+            int n_fail = 0;
+            while (e->n_running > 0 && n_fail < 64) {
+                cancelled[n_fail++] = e->running[0];
+                remove_running(e, 0);
+            }
+            while (e->wait_head && n_fail < 64) {
+                ts_engine_seq *s = e->wait_head;
+                e->wait_head = s->next;
+                if (!e->wait_head) e->wait_tail = NULL;
+                e->n_waiting--;
+                cancelled[n_fail++] = s;
+            }
+            int stopping = e->stop;
+            pthread_mutex_unlock(&e->lock);
+            for (int i = 0; i < n_fail; i++) finish_seq(e, cancelled[i], TS_FINISH_ERROR, e->failed);
+            if (stopping) break;
+            if (n_fail == 0) {
+                pthread_mutex_lock(&e->lock);
+                if (!e->stop && e->n_running == 0 && !e->wait_head) pthread_cond_wait(&e->wake, &e->lock);
+                pthread_mutex_unlock(&e->lock);
+            }
+            continue;
+        }
+        pthread_mutex_lock(&e->lock);
         int n_cancel = sweep_cancelled(e, cancelled, 64);
         int stopping = e->stop && e->n_running == 0 && !e->wait_head;
         if (!e->stop) admit(e);
@@ -409,7 +461,10 @@ ts_submit_status ts_engine_submit(ts_engine *e, const ts_engine_request *req, ts
     s->refs = 2;
     pthread_mutex_lock(&e->lock);
     ts_submit_status st = TS_SUBMIT_OK;
-    if (e->stop || e->draining) {
+    if (e->failed[0]) {
+        st = TS_SUBMIT_STOPPED;
+        ts_fail(err, "%s", e->failed);
+    } else if (e->stop || e->draining) {
         st = TS_SUBMIT_STOPPED;
         ts_fail(err, "the server is shutting down");
     } else if (e->n_waiting >= e->cfg.max_waiting) {
