@@ -11,6 +11,7 @@ extern const ts_arch_impl ts_gpt2_impl;      /* gpt2 */
 /* Embedding, final norm and (untied) head of the llama family. */
 int ts_bind_llama_common(ts_model *m, ts_error *err);
 void ts_llama_final_norm(ts_model *m, const float *x, int rows, float *out);
+void ts_llama_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer_probe probe, void *pctx);
 
 const ts_arch_impl *ts_arch_impl_for(ts_arch arch);
 

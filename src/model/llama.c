@@ -44,7 +44,8 @@ void ts_llama_final_norm(ts_model *m, const float *x, int rows, float *out) {
     m->be->ops->rmsnorm(m->be, x, m->final_norm, rows, m->cfg.hidden_size, (float)m->cfg.norm_eps, out);
 }
 
-static void llama_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer_probe probe, void *pctx) {
+/* Also Qwen3-MoE's: a layer whose MLP is a mixture of experts (L->is_moe) runs the backend's moe op. */
+void ts_llama_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer_probe probe, void *pctx) {
     ts_backend *be = m->be;
     const ts_model_config *c = &m->cfg;
     int n = step->n_tokens, d = c->hidden_size;
@@ -56,10 +57,13 @@ static void llama_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_l
         ts_block_rope_attention(m, L, l, kv, step);
         be->ops->add(be, m->x, m->proj, (size_t)n * d);
         be->ops->rmsnorm(be, m->x, L->ffn_norm, n, d, (float)c->norm_eps, m->xn);
-        ts_block_swiglu(m, L, n);
+        if (L->is_moe)
+            be->ops->moe(be, &L->moe, m->xn, n, m->proj);
+        else
+            ts_block_swiglu(m, L, n);
         be->ops->add(be, m->x, m->proj, (size_t)n * d);
         if (probe && l + 1 < c->num_layers) probe(pctx, l + 1, m->x, n, d);
     }
 }
 
-const ts_arch_impl ts_llama_impl = {TS_ARCH_LLAMA, llama_bind, llama_layers, ts_llama_final_norm};
+const ts_arch_impl ts_llama_impl = {TS_ARCH_LLAMA, llama_bind, ts_llama_layers, ts_llama_final_norm};

@@ -55,25 +55,5 @@ static int moe_bind(ts_model *m, ts_error *err) {
     return 0;
 }
 
-static void moe_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer_probe probe, void *pctx) {
-    ts_backend *be = m->be;
-    const ts_model_config *c = &m->cfg;
-    int n = step->n_tokens, d = c->hidden_size;
-    be->ops->embed(be, &m->tok_embed, step->tokens, n, m->x);
-    if (probe) probe(pctx, 0, m->x, n, d);
-    for (int l = 0; l < c->num_layers; l++) {
-        const ts_layer *L = &m->layers[l];
-        be->ops->rmsnorm(be, m->x, L->attn_norm, n, d, (float)c->norm_eps, m->xn);
-        ts_block_rope_attention(m, L, l, kv, step);
-        be->ops->add(be, m->x, m->proj, (size_t)n * d);
-        be->ops->rmsnorm(be, m->x, L->ffn_norm, n, d, (float)c->norm_eps, m->xn);
-        if (L->is_moe)
-            be->ops->moe(be, &L->moe, m->xn, n, m->proj);
-        else
-            ts_block_swiglu(m, L, n);
-        be->ops->add(be, m->x, m->proj, (size_t)n * d);
-        if (probe && l + 1 < c->num_layers) probe(pctx, l + 1, m->x, n, d);
-    }
-}
-
-const ts_arch_impl ts_qwen3_moe_impl = {TS_ARCH_QWEN3_MOE, moe_bind, moe_layers, ts_llama_final_norm};
+/* The layers run as the llama family's: only the binding differs. */
+const ts_arch_impl ts_qwen3_moe_impl = {TS_ARCH_QWEN3_MOE, moe_bind, ts_llama_layers, ts_llama_final_norm};

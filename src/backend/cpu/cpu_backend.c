@@ -12,6 +12,7 @@
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/threadpool.h"
+#include "backend/moe_route.h"
 #include "quant/dequantize.h"
 
 typedef struct cpu_impl {
@@ -316,40 +317,9 @@ static void cpu_moe(ts_backend *be, const ts_moe *m, const float *x, int n, floa
     memset(out, 0, (size_t)n * (size_t)H * sizeof(float));
     if (!logits || !sel || !selw || !rows || !roww || !xin || !g || !u || !y) goto done;
     cpu_matmul(be, m->router, x, n, logits, NULL);
-    for (int t = 0; t < n; t++) {
-        float *lg = logits + (size_t)t * (size_t)E;
-        float mx = -INFINITY;
-        for (int e = 0; e < E; e++) mx = lg[e] > mx ? lg[e] : mx;
-        double sum = 0;
-        for (int e = 0; e < E; e++) {
-            lg[e] = expf(lg[e] - mx);
-            sum += lg[e];
-        }
-        for (int e = 0; e < E; e++) lg[e] = (float)(lg[e] / sum);
-        float total = 0;
-        for (int k = 0; k < K; k++) {
-            int best = -1;
-            for (int e = 0; e < E; e++) {
-                int taken = 0;
-                for (int j = 0; j < k; j++) taken |= sel[(size_t)t * K + j] == e;
-                if (!taken && (best < 0 || lg[e] > lg[best])) best = e;
-            }
-            sel[(size_t)t * K + k] = best;
-            selw[(size_t)t * K + k] = lg[best];
-            total += lg[best];
-        }
-        if (m->norm_topk_prob)
-            for (int k = 0; k < K; k++) selw[(size_t)t * K + k] /= total;
-    }
+    ts_moe_route(logits, n, E, K, m->norm_topk_prob, sel, selw);
     for (int e = 0; e < E; e++) {
-        int cnt = 0;
-        for (int t = 0; t < n; t++)
-            for (int k = 0; k < K; k++)
-                if (sel[(size_t)t * K + k] == e) {
-                    rows[cnt] = t;
-                    roww[cnt] = selw[(size_t)t * K + k];
-                    cnt++;
-                }
+        int cnt = ts_moe_tokens_of(e, sel, selw, n, K, rows, roww);
         if (!cnt) continue;
         cpu_gather_rows(be, x, rows, cnt, H, xin);
         cpu_matmul(be, &m->gate[e], xin, cnt, g, NULL);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda_common.cuh"
+#include "backend/moe_route.h"
 
 __global__ void scatter_add_kernel(float *out, const float *y, const int32_t *rows, const float *weights, int dim) {
     int i = blockIdx.x;
@@ -67,40 +68,9 @@ void cuda_moe(ts_backend *be, const ts_moe *m, const float *x, int n, float *out
     cudaMemcpyAsync(lg, s.logits, (size_t)n * E * sizeof(float), cudaMemcpyDeviceToHost, im->stream);
     cudaMemsetAsync(out, 0, (size_t)n * H * sizeof(float), im->stream);
     cudaStreamSynchronize(im->stream);
-    for (int t = 0; t < n; t++) {
-        float *l = lg + (size_t)t * E;
-        float mx = -INFINITY;
-        for (int e = 0; e < E; e++) mx = l[e] > mx ? l[e] : mx;
-        double sum = 0;
-        for (int e = 0; e < E; e++) {
-            l[e] = expf(l[e] - mx);
-            sum += l[e];
-        }
-        for (int e = 0; e < E; e++) l[e] = (float)(l[e] / sum);
-        float total = 0;
-        for (int k = 0; k < K; k++) {
-            int best = -1;
-            for (int e = 0; e < E; e++) {
-                int taken = 0;
-                for (int j = 0; j < k; j++) taken |= sel[(size_t)t * K + j] == e;
-                if (!taken && (best < 0 || l[e] > l[best])) best = e;
-            }
-            sel[(size_t)t * K + k] = best;
-            selw[(size_t)t * K + k] = l[best];
-            total += l[best];
-        }
-        if (m->norm_topk_prob)
-            for (int k = 0; k < K; k++) selw[(size_t)t * K + k] /= total;
-    }
+    ts_moe_route(lg, n, E, K, m->norm_topk_prob, sel, selw);
     for (int e = 0; e < E; e++) {
-        int cnt = 0;
-        for (int t = 0; t < n; t++)
-            for (int k = 0; k < K; k++)
-                if (sel[(size_t)t * K + k] == e) {
-                    rows[cnt] = t;
-                    roww[cnt] = selw[(size_t)t * K + k];
-                    cnt++;
-                }
+        int cnt = ts_moe_tokens_of(e, sel, selw, n, K, rows, roww);
         if (!cnt) continue;
         cudaMemcpyAsync(s.rows, rows, (size_t)cnt * sizeof(int32_t), cudaMemcpyHostToDevice, im->stream);
         cudaMemcpyAsync(s.w, roww, (size_t)cnt * sizeof(float), cudaMemcpyHostToDevice, im->stream);
