@@ -176,7 +176,8 @@ static const ts_uni_impl g_uni = {.decode = decode_packed,
                                   .gemm_decode = decode_packed_signed,
                                   .gemm_kernel = amx_kernel,
                                   .gemm_signed_vals = 1,
-                                  .gemm_tile_tokens = TS_UNI_MAX_TILE};
+                                  .gemm_tile_tokens = TS_UNI_MAX_TILE,
+                                  .fused_gemv = ts_avx512_fused_gemv};
 
 static void mm_packed(const ts_mm_args *a) { ts_mm_unified(a, 1, &g_uni); }
 static void mm_raw(const ts_mm_args *a) { ts_mm_unified(a, 0, &g_uni); }

@@ -260,8 +260,111 @@ void ts_avx512_uni_kernel(const uint8_t *ub, int64_t nblk, const ts_unified_desc
     }
 }
 
-static const ts_uni_impl g_uni = {
-    .decode = decode_packed, .kernel = ts_avx512_uni_kernel, .signed_vals = 0, .tile_tokens = 8, .gemv_tokens = 8};
+/* Decode-time products for Q4_0 and Q8_0 straight from the packed slices: the same integer sums and the
+ * same float steps as decode + uk_body (so results are identical), without the decoded copy. */
+ALWAYS_INLINE void fused_q4q8_body(const int q4, const uint8_t *group, int64_t n_native, const uint8_t *act,
+                                   size_t astride, int64_t cols, const int T, float *acc) {
+    const int8_t *xq[8];
+    const float *xd[8];
+    const int32_t *x32[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        const uint8_t *row = act + (size_t)t * astride;
+        xq[t] = ts_act_q(row);
+        xd[t] = ts_act_d(row, cols);
+        x32[t] = ts_act_sum32(row, cols);
+    }
+    __m512 facc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) facc[t] = _mm512_loadu_ps(acc + 16 * t);
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const size_t bb = q4 ? 288 : 544;
+    const int off = q4 ? 8 : 128;
+    for (int64_t g = 0; g < n_native; g++) {
+        const uint8_t *p = group + (size_t)g * bb;
+        _mm_prefetch((const char *)(p + PREFETCH_BYTES), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + PREFETCH_BYTES + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + PREFETCH_BYTES + 128), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + PREFETCH_BYTES + 192), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + PREFETCH_BYTES + 256), _MM_HINT_T0);
+        __m512i ia[8];
+        int xs[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            xs[t] = x32[t][g];
+            ia[t] = _mm512_set1_epi32(-off * xs[t]);
+        }
+        if (q4) {
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++) {
+                __m512i v = _mm512_loadu_si512(p + 32 + 64 * s);
+                __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) {
+                    int32_t a, b;
+                    memcpy(&a, xq[t] + g * 32 + 4 * s, 4);
+                    memcpy(&b, xq[t] + g * 32 + 16 + 4 * s, 4);
+                    ia[t] = _mm512_dpbusd_epi32(ia[t], lo, _mm512_set1_epi32(a));
+                    ia[t] = _mm512_dpbusd_epi32(ia[t], hi, _mm512_set1_epi32(b));
+                }
+            }
+        } else {
+#pragma GCC unroll 8
+            for (int s = 0; s < 8; s++) {
+                __m512i w = _mm512_loadu_si512(p + 32 + 64 * s);
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) {
+                    int32_t a;
+                    memcpy(&a, xq[t] + g * 32 + 4 * s, 4);
+                    ia[t] = _mm512_dpbusd_epi32(ia[t], w, _mm512_set1_epi32(a));
+                }
+            }
+        }
+        __m512 sc = load_f16x16(p);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(ia[t]), sc);
+            facc[t] = _mm512_fmadd_ps(v, _mm512_set1_ps(xd[t][g]), facc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(acc + 16 * t, facc[t]);
+}
+
+#define FUSED_VARIANT(T)                                                                                           \
+    static void fused_q4_##T(const uint8_t *g, int64_t n, const uint8_t *a, size_t s, int64_t c, float *acc) {  \
+        fused_q4q8_body(1, g, n, a, s, c, T, acc);                                                              \
+    }                                                                                                           \
+    static void fused_q8_##T(const uint8_t *g, int64_t n, const uint8_t *a, size_t s, int64_t c, float *acc) {  \
+        fused_q4q8_body(0, g, n, a, s, c, T, acc);                                                              \
+    }
+FUSED_VARIANT(1)
+FUSED_VARIANT(2)
+FUSED_VARIANT(3)
+FUSED_VARIANT(4)
+FUSED_VARIANT(5)
+FUSED_VARIANT(6)
+FUSED_VARIANT(7)
+FUSED_VARIANT(8)
+
+typedef void (*fused_fn)(const uint8_t *, int64_t, const uint8_t *, size_t, int64_t, float *);
+static const fused_fn g_fused[2][8] = {
+    {fused_q4_1, fused_q4_2, fused_q4_3, fused_q4_4, fused_q4_5, fused_q4_6, fused_q4_7, fused_q4_8},
+    {fused_q8_1, fused_q8_2, fused_q8_3, fused_q8_4, fused_q8_5, fused_q8_6, fused_q8_7, fused_q8_8}};
+
+int ts_avx512_fused_gemv(ts_dtype t, const uint8_t *group, int64_t n_native, const uint8_t *act, size_t astride,
+                         int64_t cols, int n_tok, float *acc) {
+    if ((t != TS_DTYPE_Q4_0 && t != TS_DTYPE_Q8_0) || n_tok < 1 || n_tok > 8) return -1;
+    g_fused[t == TS_DTYPE_Q4_0 ? 0 : 1][n_tok - 1](group, n_native, act, astride, cols, acc);
+    return 0;
+}
+
+static const ts_uni_impl g_uni = {.decode = decode_packed,
+                                  .kernel = ts_avx512_uni_kernel,
+                                  .signed_vals = 0,
+                                  .tile_tokens = 8,
+                                  .gemv_tokens = 8,
+                                  .fused_gemv = ts_avx512_fused_gemv};
 
 static void mm_packed(const ts_mm_args *a) { ts_mm_unified(a, 1, &g_uni); }
 static void mm_raw(const ts_mm_args *a) { ts_mm_unified(a, 0, &g_uni); }

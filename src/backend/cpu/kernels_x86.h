@@ -17,6 +17,8 @@ extern const ts_cpu_kernels ts_cpu_kernels_amx;
 void ts_avx512_decode_packed(ts_dtype t, const uint8_t *group, int64_t nb0, int64_t nb1, int signed_out,
                              uint8_t *dst);
 /* The vpdpbusd micro-kernel (a ts_uni_kernel_fn, mm_unified.h). */
+int ts_avx512_fused_gemv(ts_dtype t, const uint8_t *group, int64_t n_native, const uint8_t *act, size_t astride,
+                         int64_t cols, int n_tok, float *acc);
 void ts_avx512_uni_kernel(const uint8_t *ub, int64_t nblk, const ts_unified_desc *ud, const uint8_t *act,
                           size_t astride, int64_t cols, int64_t ub0, int t0, int n_tok, float *acc);
 void ts_avx512_quantize_act(const float *x, int64_t cols, void *row);

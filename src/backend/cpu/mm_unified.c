@@ -54,6 +54,13 @@ void ts_mm_unified(const ts_mm_args *a, int packed, const ts_uni_impl *impl) {
     for (int64_t row0 = a->r0; row0 < a->r1; row0 += TS_UNI_ROWS) {
         int nrows = a->r1 - row0 < TS_UNI_ROWS ? (int)(a->r1 - row0) : TS_UNI_ROWS;
         const uint8_t *src = packed ? a->w + (size_t)(row0 / TS_UNI_ROWS) * a->w_stride : a->w + (size_t)row0 * a->w_stride;
+        if (a->n_tok <= impl->gemv_tokens && packed && impl->fused_gemv) {
+            memset(acc, 0, (size_t)a->n_tok * TS_UNI_ROWS * sizeof(float));
+            if (impl->fused_gemv(a->dtype, src, n_native, a->act, a->act_stride, a->cols, a->n_tok, acc) == 0) {
+                store_rows(a, row0, nrows, 0, a->n_tok, acc);
+                continue;
+            }
+        }
         if (a->n_tok <= impl->gemv_tokens) {
             memset(acc, 0, (size_t)a->n_tok * TS_UNI_ROWS * sizeof(float));
             for (int64_t nb = 0; nb < n_native; nb += run) {

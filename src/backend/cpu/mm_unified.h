@@ -31,6 +31,11 @@ typedef struct ts_uni_impl {
     ts_uni_kernel_fn gemm_kernel;
     int gemm_signed_vals;
     int gemm_tile_tokens;
+    /* Optional: decode and multiply in one pass for packed weights and few tokens (acc[n_tok][16] +=
+     * over all n_native blocks of the group), returning 0 when it handled the type. It computes exactly
+     * what decode + kernel compute, without writing the decoded form. */
+    int (*fused_gemv)(ts_dtype t, const uint8_t *group, int64_t n_native, const uint8_t *act, size_t act_stride,
+                      int64_t cols, int n_tok, float *acc);
 } ts_uni_impl;
 
 #define TS_UNI_MAX_TILE 64
