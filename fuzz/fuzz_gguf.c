@@ -80,6 +80,7 @@ static void exercise_tokenizer(const ts_gguf *g) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_quiet();
     ts_gguf g;
     ts_error err = {{0}};
     int rc = ts_gguf_parse(data, size, "fuzz.gguf", &g, &err);

@@ -30,6 +30,7 @@ static const char VARIABLES[] =
     "\"people\": [{\"name\": \"Ann\", \"age\": 30, \"admin\": true}, {\"name\": \"Bob\", \"age\": 25}]}";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_quiet();
     static json_t *variables;
     if (!variables) {
         json_error_t je;

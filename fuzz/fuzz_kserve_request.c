@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "fuzz_served_model.h"
 #include "server/api_error.h"
 #include "server/gen_params.h"
@@ -32,6 +33,7 @@ static void check_error(const char *what, int rc, const ts_api_error *e) {
 static volatile uint8_t sink;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_quiet();
     ts_served_model *m = fuzz_served_model();
     const char *body = (const char *)data;
     size_t len = size;

@@ -11,6 +11,7 @@
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_quiet();
     /* The parser takes NUL-terminated text, as ts_model_config_load hands it over. */
     char *text = malloc(size + 1);
     if (!text) return 0;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "fuzz_served_model.h"
 #include "server/api_error.h"
 #include "server/gen_params.h"
@@ -47,6 +48,7 @@ static void prompt_value(const ts_served_model *m, const json_t *prompt) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_quiet();
     ts_served_model *m = fuzz_served_model();
     ts_api_error e = {0};
     json_t *body = ts_api_parse_object((const char *)data, size, &e);

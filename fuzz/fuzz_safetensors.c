@@ -10,6 +10,7 @@
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_quiet();
     ts_tensor_table table;
     ts_tensor_table_init(&table);
     ts_error err = {{0}};

@@ -11,6 +11,7 @@
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_quiet();
     json_t *map = NULL;
     ts_error err = {{0}};
     int rc = ts_safetensors_index_parse((const char *)data, size, "fuzz/model.safetensors.index.json", &map, &err);

@@ -33,6 +33,7 @@ static void visit(const ts_tp_doc *doc, const ts_tp_node *n, int depth) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_quiet();
     ts_tp_doc *doc = NULL;
     ts_error err = {{0}};
     int rc = ts_tp_parse((const char *)data, size, "fuzz.pbtxt", &doc, &err);

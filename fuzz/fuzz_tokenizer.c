@@ -88,6 +88,7 @@ static void exercise(const ts_tokenizer *tok, const uint8_t *data, size_t size) 
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_quiet();
     const char *text = (const char *)data;
     size_t json_len = size;
     const char *config = NULL;

@@ -9,6 +9,7 @@
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_quiet();
     ts_triton_config *cfg = malloc(sizeof *cfg);
     if (!cfg) return 0;
     ts_error err = {{0}};

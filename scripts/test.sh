@@ -21,4 +21,8 @@ if [ -x scripts/test-neon.sh ] && command -v aarch64-linux-gnu-gcc >/dev/null &&
   echo "== NEON kernels under qemu-aarch64"
   scripts/test-neon.sh
 fi
+if command -v clang >/dev/null; then
+  echo "== fuzz smoke (each libFuzzer target for a few seconds)"
+  scripts/fuzz.sh 8
+fi
 echo "all tests passed"

@@ -351,6 +351,10 @@ int ts_gguf_model_tensors(ts_gguf *g, const ts_model_config *cfg, ts_tensor_tabl
         if (proj) {
             if (t->n_dims != 3 || t->ne[2] <= 0)
                 return ts_fail(err, "%s: expert tensor \"%s\" must have 3 dimensions", g->source, t->name);
+            /* One table entry per expert: an empty tensor could otherwise claim billions of them. */
+            if (t->nbytes == 0 || t->nbytes % (size_t)t->ne[2] != 0)
+                return ts_fail(err, "%s: expert tensor \"%s\" holds %zu bytes, not %" PRId64 " equal non-empty experts",
+                               g->source, t->name, t->nbytes, t->ne[2]);
             int64_t ne = t->ne[2];
             size_t per = t->nbytes / (size_t)ne;
             for (int64_t e = 0; e < ne; e++) {

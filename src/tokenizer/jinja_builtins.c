@@ -237,19 +237,21 @@ static int test_by_name(jj_ctx *c, const jj_node *at, const char *name, jv v, co
         if (v.type == JV_BOOL) return v.u.b == arg.u.b;
         if (v.type == JV_LIST) return v.u.l == arg.u.l;
         if (v.type == JV_DICT) return v.u.d == arg.u.d;
-        return jv_equal(v, arg);
+        return jv_equal(v, arg, &c->steps);
     }
-    if (!strcmp(name, "eq") || !strcmp(name, "equalto")) return jv_equal(v, arg);
-    if (!strcmp(name, "ne")) return !jv_equal(v, arg);
-    if (!strcmp(name, "lt") || !strcmp(name, "lessthan")) return jv_compare(F, at->line, at->col, v, arg) < 0;
-    if (!strcmp(name, "le")) return jv_compare(F, at->line, at->col, v, arg) <= 0;
-    if (!strcmp(name, "gt") || !strcmp(name, "greaterthan")) return jv_compare(F, at->line, at->col, v, arg) > 0;
-    if (!strcmp(name, "ge")) return jv_compare(F, at->line, at->col, v, arg) >= 0;
+    /* comparisons count their work; the caller (jj_apply_test) checks the step limit afterwards */
+    if (!strcmp(name, "eq") || !strcmp(name, "equalto")) return jv_equal(v, arg, &c->steps);
+    if (!strcmp(name, "ne")) return !jv_equal(v, arg, &c->steps);
+    if (!strcmp(name, "lt") || !strcmp(name, "lessthan")) return jv_compare(F, at->line, at->col, v, arg, &c->steps) < 0;
+    if (!strcmp(name, "le")) return jv_compare(F, at->line, at->col, v, arg, &c->steps) <= 0;
+    if (!strcmp(name, "gt") || !strcmp(name, "greaterthan")) return jv_compare(F, at->line, at->col, v, arg, &c->steps) > 0;
+    if (!strcmp(name, "ge")) return jv_compare(F, at->line, at->col, v, arg, &c->steps) >= 0;
     if (!strcmp(name, "in")) {
+        jj_charge(c, at, jv_scan_cost(arg));
         if (arg.type == JV_STR && v.type == JV_STR) return memmem(arg.u.s->data, arg.u.s->len, v.u.s->data, v.u.s->len) != NULL || !v.u.s->len;
         if (arg.type == JV_LIST) {
             for (size_t i = 0; i < arg.u.l->n; i++)
-                if (jv_equal(v, arg.u.l->items[i])) return 1;
+                if (jv_equal(v, arg.u.l->items[i], &c->steps)) return 1;
             return 0;
         }
         if (arg.type == JV_DICT && v.type == JV_STR) {
@@ -268,7 +270,7 @@ static int test_by_name(jj_ctx *c, const jj_node *at, const char *name, jv v, co
     if (!strcmp(name, "lower") || !strcmp(name, "upper")) {
         if (v.type != JV_STR) return 0;
         jv m = map_case(c, v, name[0] == 'u');
-        return jv_equal(m, v);
+        return jv_equal(m, v, &c->steps);
     }
     fail(c, at, "unsupported test '%s'%s", name, NULL);
 }
@@ -276,7 +278,10 @@ static int test_by_name(jj_ctx *c, const jj_node *at, const char *name, jv v, co
 int jj_apply_test(jj_ctx *c, jj_frame *fr, const jj_node *n, jv value) {
     jj_args args;
     jj_eval_args(c, fr, n, &args, 1);
-    return test_by_name(c, n, n->name, value, args.pos, args.n_pos);
+    jj_charge(c, n, jv_scan_cost(value));
+    int r = test_by_name(c, n, n->name, value, args.pos, args.n_pos);
+    jj_charge(c, n, 0);
+    return r;
 }
 
 /* ---- filters ---- */
@@ -325,7 +330,7 @@ static int sort_less(jj_ctx *c, const jj_node *at, jv a, jv b, jv attr, int case
         a = map_case(c, a, 0);
         b = map_case(c, b, 0);
     }
-    return jv_compare(F, at->line, at->col, a, b) < 0;
+    return jv_compare(F, at->line, at->col, a, b, &c->steps) < 0;
 }
 
 static jv sorted_copy(jj_ctx *c, const jj_node *at, jv list, int reverse, int case_sensitive, jv attr) {
@@ -343,6 +348,7 @@ static jv sorted_copy(jj_ctx *c, const jj_node *at, jv list, int reverse, int ca
             j--;
         }
         v[j] = x;
+        jj_charge(c, at, 0); /* the comparisons counted themselves; insertion sort is quadratic */
     }
     return out;
 }
@@ -583,8 +589,9 @@ static jv filter_by_name(jj_ctx *c, const jj_node *at, const char *name, jv v, j
             int seen = 0;
             for (size_t k = 0; k < out.u.l->n && !seen; k++) {
                 jv y = out.u.l->items[k];
-                seen = jv_equal(key, (!jv_truthy(cs) && y.type == JV_STR) ? map_case(c, y, 0) : y);
+                seen = jv_equal(key, (!jv_truthy(cs) && y.type == JV_STR) ? map_case(c, y, 0) : y, &c->steps);
             }
+            jj_charge(c, at, 0); /* quadratic in the number of distinct items */
             if (!seen) jv_list_push(A, F, out, x);
         }
         return out;
@@ -668,12 +675,16 @@ static jv filter_by_name(jj_ctx *c, const jj_node *at, const char *name, jv v, j
 jv jj_apply_filter(jj_ctx *c, jj_frame *fr, const jj_node *n, jv value) {
     jj_args args;
     jj_eval_args(c, fr, n, &args, 1);
-    return filter_by_name(c, n, n->name, value, &args);
+    jj_charge(c, n, jv_scan_cost(value)); /* every filter passes over its operand at least once */
+    jv r = filter_by_name(c, n, n->name, value, &args);
+    jj_charge(c, n, 0);
+    return r;
 }
 
 /* ---- methods ---- */
 
 int jj_call_method(jj_ctx *c, jj_frame *fr, const jj_node *call, jv obj, const char *name, jv *out) {
+    jj_charge(c, call, jv_scan_cost(obj)); /* string and list methods pass over their object */
     if (obj.type == JV_STR) {
         static const char *const methods[] = {"startswith", "endswith", "split", "strip", "lstrip", "rstrip", "upper",
                                               "lower", "title", "capitalize", "replace", "find", "count", "join",

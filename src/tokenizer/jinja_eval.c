@@ -15,10 +15,22 @@ ts_jinja_limits ts_jinja_default_limits(void) {
     return l;
 }
 
-static void step(jj_ctx *c, const jj_node *n) {
-    if (++c->steps > c->max_steps)
-        jj_raise(&c->fail, n->line, n->col, "template exceeded %llu evaluation steps", (unsigned long long)c->max_steps);
+void jj_charge(jj_ctx *c, const jj_node *at, uint64_t units) {
+    c->steps += units;
+    if (c->steps > c->max_steps)
+        jj_raise(&c->fail, at->line, at->col, "template exceeded %llu evaluation steps", (unsigned long long)c->max_steps);
 }
+
+uint64_t jv_scan_cost(jv v) {
+    switch (v.type) {
+    case JV_LIST: return v.u.l->n;
+    case JV_DICT: return v.u.d->n;
+    case JV_STR: return v.u.s->len / 64;
+    default: return 0;
+    }
+}
+
+static void step(jj_ctx *c, const jj_node *n) { jj_charge(c, n, 1); }
 
 static jj_frame *frame_new(jj_ctx *c, jj_frame *parent) {
     jj_frame *fr = jj_alloc(&c->arena, &c->fail, sizeof *fr);
@@ -204,14 +216,18 @@ static int contains(jj_ctx *c, const jj_node *n, jv needle, jv hay) {
         if (needle.type != JV_STR)
             jj_raise(&c->fail, n->line, n->col, "'in <string>' requires string as left operand, not %s", jv_type_name(needle));
         if (!needle.u.s->len) return 1;
+        jj_charge(c, n, jv_scan_cost(hay));
         return memmem(hay.u.s->data, hay.u.s->len, needle.u.s->data, needle.u.s->len) != NULL;
-    case JV_LIST:
-        for (size_t i = 0; i < hay.u.l->n; i++)
-            if (jv_equal(needle, hay.u.l->items[i])) return 1;
-        return 0;
+    case JV_LIST: {
+        int found = 0;
+        for (size_t i = 0; i < hay.u.l->n && !found; i++) found = jv_equal(needle, hay.u.l->items[i], &c->steps);
+        jj_charge(c, n, 0);
+        return found;
+    }
     case JV_DICT: {
         if (needle.type != JV_STR) return 0;
         jv unused;
+        jj_charge(c, n, jv_scan_cost(hay));
         return jv_dict_get(hay, needle.u.s->data, needle.u.s->len, &unused);
     }
     case JV_UNDEF: return 0;
@@ -452,12 +468,19 @@ jv jj_eval(jj_ctx *c, jj_frame *fr, const jj_node *n) {
             jv sb = jv_to_string(&c->arena, &c->fail, &c->scratch, b);
             return concat_strings(c, sa, sb);
         }
-        case JOP_EQ: return jv_bool(jv_equal(a, b));
-        case JOP_NE: return jv_bool(!jv_equal(a, b));
-        case JOP_LT: return jv_bool(jv_compare(&c->fail, n->line, n->col, a, b) < 0);
-        case JOP_LE: return jv_bool(jv_compare(&c->fail, n->line, n->col, a, b) <= 0);
-        case JOP_GT: return jv_bool(jv_compare(&c->fail, n->line, n->col, a, b) > 0);
-        case JOP_GE: return jv_bool(jv_compare(&c->fail, n->line, n->col, a, b) >= 0);
+        case JOP_EQ: case JOP_NE: case JOP_LT: case JOP_LE: case JOP_GT: case JOP_GE: {
+            int r = n->op == JOP_EQ || n->op == JOP_NE ? !jv_equal(a, b, &c->steps)
+                                                       : jv_compare(&c->fail, n->line, n->col, a, b, &c->steps);
+            jj_charge(c, n, 0);
+            switch (n->op) {
+            case JOP_EQ: return jv_bool(r == 0);
+            case JOP_NE: return jv_bool(r != 0);
+            case JOP_LT: return jv_bool(r < 0);
+            case JOP_LE: return jv_bool(r <= 0);
+            case JOP_GT: return jv_bool(r > 0);
+            default: return jv_bool(r >= 0);
+            }
+        }
         case JOP_IN: return jv_bool(contains(c, n, a, b));
         case JOP_NOT_IN: return jv_bool(!contains(c, n, a, b));
         default: return arith(c, n, n->op, a, b);

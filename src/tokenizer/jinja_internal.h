@@ -159,9 +159,11 @@ int jv_dict_get(jv dict, const char *key, size_t len, jv *out);
 jv jv_from_json(jj_arena *a, jj_fail *f, const json_t *j, int depth);
 const char *jv_type_name(jv v);
 int jv_truthy(jv v);
-int jv_equal(jv a, jv b);
+/* Both add the number of values they visit to *work, so that comparing large (or nested) lists is
+ * counted against the evaluation-step limit (see jj_charge). */
+int jv_equal(jv a, jv b, uint64_t *work);
 /* <0, 0, >0; raises for values Python cannot order */
-int jv_compare(jj_fail *f, uint32_t line, uint32_t col, jv a, jv b);
+int jv_compare(jj_fail *f, uint32_t line, uint32_t col, jv a, jv b, uint64_t *work);
 /* Python str() and repr() */
 void jv_write_str(jj_buf *b, jj_fail *f, jv v);
 void jv_write_repr(jj_buf *b, jj_fail *f, jv v);
@@ -195,6 +197,12 @@ typedef struct jj_ctx {
 } jj_ctx;
 
 jv jj_eval(jj_ctx *c, jj_frame *fr, const jj_node *n);
+/* Counts `units` more evaluation steps (0 only checks the limit): work inside one step that grows with its
+ * operands (scanning or comparing lists, dicts and strings) must count, or a short template could loop
+ * over large values for hours within the step limit. Raises when the limit is exceeded. */
+void jj_charge(jj_ctx *c, const jj_node *at, uint64_t units);
+/* The work of one pass over v: items of a list or dict, 64-byte chunks of a string. */
+uint64_t jv_scan_cost(jv v);
 jv jj_call_macro(jj_ctx *c, jj_frame *fr, const jj_node *call, jv macro);
 /* Filters, tests, methods and global functions; args are evaluated, names from the call site. */
 int jj_filter_exists(const char *name);

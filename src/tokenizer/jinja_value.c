@@ -212,7 +212,8 @@ static int is_number(jv v) { return v.type == JV_BOOL || v.type == JV_INT || v.t
 static double as_double(jv v) { return v.type == JV_FLOAT ? v.u.f : v.type == JV_INT ? (double)v.u.i : (double)v.u.b; }
 static int64_t as_int(jv v) { return v.type == JV_INT ? v.u.i : (int64_t)v.u.b; }
 
-int jv_equal(jv a, jv b) {
+int jv_equal(jv a, jv b, uint64_t *work) {
+    ++*work;
     if (is_number(a) && is_number(b)) {
         if (a.type == JV_FLOAT || b.type == JV_FLOAT) return as_double(a) == as_double(b);
         return as_int(a) == as_int(b);
@@ -220,18 +221,21 @@ int jv_equal(jv a, jv b) {
     if (a.type != b.type) return 0;
     switch (a.type) {
     case JV_UNDEF: case JV_NONE: return 1;
-    case JV_STR: return a.u.s->len == b.u.s->len && !memcmp(a.u.s->data, b.u.s->data, a.u.s->len);
+    case JV_STR:
+        *work += a.u.s->len / 64;
+        return a.u.s->len == b.u.s->len && !memcmp(a.u.s->data, b.u.s->data, a.u.s->len);
     case JV_LIST:
         if (a.u.l->n != b.u.l->n) return 0;
         for (size_t i = 0; i < a.u.l->n; i++)
-            if (!jv_equal(a.u.l->items[i], b.u.l->items[i])) return 0;
+            if (!jv_equal(a.u.l->items[i], b.u.l->items[i], work)) return 0;
         return 1;
     case JV_DICT: {
         if (a.u.d == b.u.d) return 1;
         if (a.u.d->n != b.u.d->n || a.u.d->kind != JJ_DICT_PLAIN) return 0;
         for (size_t i = 0; i < a.u.d->n; i++) {
             jv other;
-            if (!jv_dict_get(b, a.u.d->keys[i]->data, a.u.d->keys[i]->len, &other) || !jv_equal(a.u.d->vals[i], other))
+            *work += b.u.d->n; /* jv_dict_get scans the keys */
+            if (!jv_dict_get(b, a.u.d->keys[i]->data, a.u.d->keys[i]->len, &other) || !jv_equal(a.u.d->vals[i], other, work))
                 return 0;
         }
         return 1;
@@ -242,7 +246,8 @@ int jv_equal(jv a, jv b) {
     }
 }
 
-int jv_compare(jj_fail *f, uint32_t line, uint32_t col, jv a, jv b) {
+int jv_compare(jj_fail *f, uint32_t line, uint32_t col, jv a, jv b, uint64_t *work) {
+    ++*work;
     if (is_number(a) && is_number(b)) {
         if (a.type == JV_FLOAT || b.type == JV_FLOAT) {
             double x = as_double(a), y = as_double(b);
@@ -253,6 +258,7 @@ int jv_compare(jj_fail *f, uint32_t line, uint32_t col, jv a, jv b) {
     }
     if (a.type == JV_STR && b.type == JV_STR) {
         size_t n = a.u.s->len < b.u.s->len ? a.u.s->len : b.u.s->len;
+        *work += n / 64;
         int c = memcmp(a.u.s->data, b.u.s->data, n); /* UTF-8 byte order is code point order */
         if (c) return c < 0 ? -1 : 1;
         return a.u.s->len < b.u.s->len ? -1 : a.u.s->len > b.u.s->len;
@@ -260,8 +266,8 @@ int jv_compare(jj_fail *f, uint32_t line, uint32_t col, jv a, jv b) {
     if (a.type == JV_LIST && b.type == JV_LIST) {
         size_t n = a.u.l->n < b.u.l->n ? a.u.l->n : b.u.l->n;
         for (size_t i = 0; i < n; i++) {
-            if (jv_equal(a.u.l->items[i], b.u.l->items[i])) continue;
-            return jv_compare(f, line, col, a.u.l->items[i], b.u.l->items[i]);
+            if (jv_equal(a.u.l->items[i], b.u.l->items[i], work)) continue;
+            return jv_compare(f, line, col, a.u.l->items[i], b.u.l->items[i], work);
         }
         return a.u.l->n < b.u.l->n ? -1 : a.u.l->n > b.u.l->n;
     }

@@ -11,8 +11,12 @@
 
 #include <cmocka.h>
 
+#include "base/clock.h"
+#include "format/gguf.h"
+#include "format/gguf_model.h"
 #include "format/json_util.h"
 #include "format/model_config.h"
+#include "support/testlib.h"
 #include "tokenizer/jinja.h"
 #include "tokenizer/tokenizer.h"
 
@@ -145,6 +149,61 @@ static void test_tokenizer_sparse_ids(void **state) {
     ts_tokenizer_free(tok);
 }
 
+static double render_seconds(const char *tpl, ts_error *err) {
+    char *out = NULL;
+    double t0 = ts_now_seconds();
+    int rc = render(tpl, &out, err);
+    double t = ts_now_seconds() - t0;
+    free(out);
+    assert_int_equal(rc, -1);
+    return t;
+}
+
+/* Work inside one evaluation step that grows with its operands was not counted: `range(50011) | unique`
+ * compared 1.25 billion pairs within a handful of steps. Comparisons, scans by filters, tests, methods
+ * and `in` now count against the step limit, so each of these stops at once with the limit's message. */
+static void test_jinja_quadratic_work_is_bounded(void **state) {
+    (void)state;
+    const char *tpls[] = {
+        "{% for i in range(050011) | unique %}x{% endfor %}",
+        "{{ range(200000) | sort(reverse=true) | first }}",
+        "{% set big = range(1000000) | list %}{% for i in range(1000000) %}{{ -1 in big }}{% endfor %}",
+        ("{% set a = range(300000) | list %}{% set b = range(300000) | list %}"
+         "{% for i in range(1000000) %}{{ [a] == [b] }}{% endfor %}"),
+        "{% set big = range(1000000) | list %}{% for i in range(1000000) %}{{ big | select('equalto', -1) | list }}{% endfor %}",
+        "{% set s = 'x' * 1000000 %}{% for i in range(1000000) %}{{ s.count('y') }}{% endfor %}",
+    };
+    for (size_t i = 0; i < sizeof tpls / sizeof tpls[0]; i++) {
+        ts_error err = {{0}};
+        double t = render_seconds(tpls[i], &err);
+        if (!strstr(err.message, "evaluation steps")) fail_msg("template %zu: %s", i, err.message);
+        if (t > 5.0) fail_msg("template %zu took %.1f s to reach the limit", i, t);
+    }
+}
+
+/* An expert tensor of zero bytes claimed 17 billion experts, each a table entry (a 700 MB allocation). */
+static void test_gguf_empty_expert_tensor(void **state) {
+    (void)state;
+    char path[1024];
+    ts_test_source_path("fuzz/regressions/gguf/empty-expert-tensor.gguf", path, sizeof path);
+    size_t len = 0;
+    uint8_t *data = ts_test_read_file(path, &len);
+    ts_gguf g;
+    ts_error err = {{0}};
+    assert_int_equal(ts_gguf_parse(data, len, "x.gguf", &g, &err), 0);
+    ts_model_config *cfg = malloc(sizeof *cfg);
+    assert_int_equal(ts_gguf_model_config(&g, cfg, &err), 0);
+    ts_tensor_table table;
+    ts_tensor_table_init(&table);
+    assert_int_equal(ts_gguf_model_tensors(&g, cfg, &table, &err), -1);
+    assert_string_equal(err.message, "x.gguf: expert tensor \"blk.0.ffn_down_exps.weight\" holds 0 bytes, not "
+                                     "17179869186 equal non-empty experts");
+    ts_tensor_table_free(&table);
+    free(cfg);
+    ts_gguf_free(&g);
+    free(data);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_integer_from_huge_real),
@@ -153,6 +212,8 @@ int main(void) {
         cmocka_unit_test(test_eos_id_beyond_int),
         cmocka_unit_test(test_jinja_long_number_literals),
         cmocka_unit_test(test_tokenizer_sparse_ids),
+        cmocka_unit_test(test_jinja_quadratic_work_is_bounded),
+        cmocka_unit_test(test_gguf_empty_expert_tensor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

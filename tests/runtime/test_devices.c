@@ -284,8 +284,8 @@ static void test_fabricated_aarch64(void **state) {
     ts_triton_accelerator cpu[] = {accel("amx"), accel("avx512"), accel("avx2"), accel("neon")};
     ts_resolution r = resolve_ok(&d, cpu, 4, NULL, 0);
     const char *msgs[] = {
-        "amx: this CPU has no AMX tiles (Intel AMX is x86-64 only; Apple's matrix unit cannot be programmed directly); "
-        "using neon",
+        ("amx: this CPU has no AMX tiles (Intel AMX is x86-64 only; Apple's matrix unit cannot be programmed directly); "
+         "using neon"),
         "avx512: AVX-512 is an x86-64 feature; this CPU is aarch64; using neon",
         "avx2: AVX2 is an x86-64 feature; this CPU is aarch64; using neon",
     };
