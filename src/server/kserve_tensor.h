@@ -43,7 +43,8 @@ typedef struct ts_kserve_request {
     int binary_output_default; /* parameters.binary_data_output */
 } ts_kserve_request;
 
-/* header_length: the Inference-Header-Content-Length header's value, or NULL when the body is JSON only. */
+/* header_length: the Inference-Header-Content-Length header's value, or NULL when the body is JSON only.
+ * `out` may hold partial allocations when parsing fails: call ts_kserve_request_free either way. */
 int ts_kserve_parse_request(const char *body, size_t len, const char *header_length, ts_kserve_request *out,
                             ts_api_error *e);
 void ts_kserve_request_free(ts_kserve_request *r);
