@@ -144,10 +144,6 @@ int ts_cmd_synth(int argc, char **argv) {
         }
         if (ts_path_join(path, sizeof path, out, "model.safetensors") != 0 || ts_write_safetensors(path, &table, &err) != 0)
             goto fail;
-        char cfg_dir[4096];
-        snprintf(cfg_dir, sizeof cfg_dir, "%s", config);
-        char *slash = strrchr(cfg_dir, '/');
-        const char *cfg_name = slash ? slash + 1 : cfg_dir;
         char *text = NULL;
         size_t tlen = 0;
         if (ts_read_file(config, 4u << 20, &text, &tlen, &err) != 0 || ts_path_join(path, sizeof path, out, "config.json") != 0) {
@@ -158,7 +154,6 @@ int ts_cmd_synth(int argc, char **argv) {
         int wrc = f && ts_atomic_write(f, text, tlen, &err) == 0 ? ts_atomic_commit(f, &err) : -1;
         if (wrc != 0 && f) ts_atomic_abort(f);
         free(text);
-        (void)cfg_name;
         if (wrc != 0) goto fail;
         if (tokdir && (copy_file(tokdir, "tokenizer.json", out) || copy_file(tokdir, "tokenizer_config.json", out) ||
                        copy_file(tokdir, "chat_template.jinja", out))) {

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "quant/float16.h"
+#include "quant/k_scales.h"
 
 static void deq_q8_0(const ts_block_q8_0 *b, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
@@ -33,27 +34,16 @@ static void deq_q4_1(const ts_block_q4_1 *b, float *y, int64_t nb) {
     }
 }
 
-/* The 12 scale bytes of Q4_K/Q5_K pack eight 6-bit scales and eight 6-bit minimums. */
-static void k_scale_min(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 static void deq_q4_k(const ts_block_q4_k *b, float *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++) {
         float d = ts_f16_to_f32(b[i].d), dmin = ts_f16_to_f32(b[i].dmin);
         const uint8_t *q = b[i].qs;
         int is = 0;
         for (int j = 0; j < TS_QK_K; j += 64) {
-            uint8_t sc, m;
-            k_scale_min(is, b[i].scales, &sc, &m);
+            int sc, m;
+            ts_k_scale_min(is, b[i].scales, &sc, &m);
             float d1 = d * sc, m1 = dmin * m;
-            k_scale_min(is + 1, b[i].scales, &sc, &m);
+            ts_k_scale_min(is + 1, b[i].scales, &sc, &m);
             float d2 = d * sc, m2 = dmin * m;
             for (int l = 0; l < 32; l++) *y++ = d1 * (float)(q[l] & 0x0f) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * (float)(q[l] >> 4) - m2;
@@ -70,10 +60,10 @@ static void deq_q5_k(const ts_block_q5_k *b, float *y, int64_t nb) {
         int is = 0;
         uint8_t u1 = 1, u2 = 2;
         for (int j = 0; j < TS_QK_K; j += 64) {
-            uint8_t sc, m;
-            k_scale_min(is, b[i].scales, &sc, &m);
+            int sc, m;
+            ts_k_scale_min(is, b[i].scales, &sc, &m);
             float d1 = d * sc, m1 = dmin * m;
-            k_scale_min(is + 1, b[i].scales, &sc, &m);
+            ts_k_scale_min(is + 1, b[i].scales, &sc, &m);
             float d2 = d * sc, m2 = dmin * m;
             for (int l = 0; l < 32; l++) *y++ = d1 * (float)((ql[l] & 0x0f) + (qh[l] & u1 ? 16 : 0)) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;

@@ -19,7 +19,6 @@ static inline int ts_nearest_int(float v) {
 
 /* Packs eight 6-bit scales and eight 6-bit minimums into the 12 bytes of Q4_K/Q5_K. */
 void ts_k_pack_scales(const uint8_t ls[8], const uint8_t lm[8], uint8_t out[TS_K_SCALE_SIZE]);
-void ts_k_unpack_scale(int j, const uint8_t *q, uint8_t *sc, uint8_t *m);
 /* 256 levels 0..15 into Q4_K's nibble order (groups of 64: low nibbles first 32, high the next). */
 void ts_pack_q4_k_levels(const uint8_t L[TS_QK_K], uint8_t qs[TS_QK_K / 2]);
 /* 256 levels 0..31 into Q5_K's nibbles and high-bit plane. */

@@ -14,16 +14,6 @@ void ts_k_pack_scales(const uint8_t ls[8], const uint8_t lm[8], uint8_t out[TS_K
     }
 }
 
-void ts_k_unpack_scale(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 void ts_pack_q4_k_levels(const uint8_t L[TS_QK_K], uint8_t qs[TS_QK_K / 2]) {
     for (int j = 0; j < TS_QK_K; j += 64, qs += 32)
         for (int l = 0; l < 32; l++) qs[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "quant/float16.h"
+#include "quant/k_scales.h"
 #include "quant/quantize.h"
 #include "quant/quantize_internal.h"
 
@@ -168,8 +169,8 @@ static void ref_k_scales(const float *x, int nmax, float rmin, int nstep, uint16
     *dmin_out = ts_f32_to_f16(max_min / 63.f);
     /* Requantize against the rounded scales that the decoder will see. */
     for (int j = 0; j < 8; j++) {
-        uint8_t sc, m;
-        ts_k_unpack_scale(j, scales_out, &sc, &m);
+        int sc, m;
+        ts_k_scale_min(j, scales_out, &sc, &m);
         const float d = ts_f16_to_f32(*d_out) * sc;
         if (d == 0.0f) continue;
         const float dm = ts_f16_to_f32(*dmin_out) * m;

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "backend/cpu/act_quant.h"
-#include "backend/cpu/k_scales.h"
+#include "quant/k_scales.h"
 #include "backend/cpu/kernels.h"
 #include "quant/float16.h"
 

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "backend/cpu/k_scales.h"
+#include "quant/k_scales.h"
 
 #define ROWS 16
 

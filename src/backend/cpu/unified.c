@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "backend/cpu/k_scales.h"
+#include "quant/k_scales.h"
 #include "quant/float16.h"
 
 static const ts_unified_desc g_desc[TS_DTYPE_COUNT] = {

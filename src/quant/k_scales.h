@@ -1,7 +1,7 @@
 /* Unpacking of the 12 scale bytes of Q4_K and Q5_K super-blocks: eight 6-bit scales and eight 6-bit
  * minimums, one pair per 32-value sub-block (as GGUF stores them). */
-#ifndef TS_BACKEND_CPU_K_SCALES_H
-#define TS_BACKEND_CPU_K_SCALES_H
+#ifndef TS_QUANT_K_SCALES_H
+#define TS_QUANT_K_SCALES_H
 
 #include <stdint.h>
 
