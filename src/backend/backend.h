@@ -56,6 +56,7 @@ typedef struct ts_step {
     const ts_seq_view *seqs;
     int32_t n_logits;          /* rows of the step whose logits are wanted */
     const int32_t *logit_rows; /* host memory, indexes into the step's tokens */
+    ts_kv_store *host_kv;      /* a split model's KV store for its host layers (NULL otherwise) */
 } ts_step;
 
 typedef struct ts_kv_layout {
@@ -152,6 +153,22 @@ typedef struct ts_backend_ops {
     void (*destroy)(ts_backend *be);
     /* Measures the device's ceilings (takes about a second); may be NULL. */
     void (*roofline)(ts_backend *be, ts_roofline *out);
+    /* out_host[r] = index of the largest of x[r][0..dim) (lowest index on ties), for greedy decoding
+     * without moving the logits off the device; ends the step like to_host. May be NULL. */
+    void (*argmax_rows)(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host);
+
+    /* Fused forms of the operations above, for devices where each launch costs more than the work
+     * (decode on a GPU). Each may be NULL: model/fused.c then runs the unfused sequence.
+     * ys[i] = x . ws[i]^T (+ biases[i]) for count <= 3 weights that read the same x (q, k, v; gate, up). */
+    void (*matmul_many)(ts_backend *be, int count, const ts_weight *const *ws, const float *x, int n,
+                        float *const *ys, const float *const *biases);
+    /* x += y, then out = rmsnorm(x) * weight, for `rows` rows of `dim`. */
+    void (*add_rmsnorm)(ts_backend *be, float *x, const float *y, const float *weight, int rows, int dim, float eps,
+                        float *out);
+    /* Per-head RMSNorm of x [n, heads, head_dim] (row stride `stride`) with norm_weight [head_dim] (NULL:
+     * no norm), then the rotary embedding, as rmsnorm followed by rope. */
+    void (*norm_rope)(ts_backend *be, float *x, int n, int heads, int stride, const float *norm_weight, float eps,
+                      const int32_t *positions, const ts_rope *rope);
 } ts_backend_ops;
 
 struct ts_backend {

@@ -84,10 +84,18 @@ int ts_cli_model_open(const ts_args *a, int max_step_tokens, ts_cli_model *out) 
         fprintf(stderr, "tessera: --synth-type: unknown type '%s'\n", st);
         return 2;
     }
+    long long gpu_layers = -1;
+    if (ts_args_int(a, "gpu-layers", -1, 0, 1 << 20, &gpu_layers) != 0) return 2;
     int rc = open_backend(a, (int)threads, out);
     if (rc != 0) {
         ts_cli_model_close(out);
         return rc;
+    }
+    if (gpu_layers >= 0 && !out->cpu)
+        ts_log_info("--gpu-layers: the model runs on the CPU; every layer stays there");
+    if (gpu_layers >= 0 && out->cpu) {
+        mo.gpu_layers = (int)gpu_layers;
+        mo.host_be = out->cpu;
     }
     if (synth) {
         ts_model_config cfg;

@@ -16,6 +16,7 @@
         {"precision", 1, "GPU arithmetic: fp32, bf16 or fp16 (default bf16)"},                       \
         {"unified-memory", 0, "keep GPU weights in mapped host memory (models larger than the GPU)"},   \
         {"gpu-dense-cache", 0, "also keep bf16 copies of quantized weights on the GPU (faster prefill)"}, \
+        {"gpu-layers", 1, "with --device cuda: only the last N layers (and the head) on the GPU, the rest on the CPU"}, \
         {"rope-freq-base", 1, "override the RoPE base (GGUF files written without it)"}
 
 typedef struct ts_cli_model {

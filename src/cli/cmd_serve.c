@@ -30,6 +30,7 @@ static const ts_opt_spec g_specs[] = {
     {"max-queue", 1, "requests waiting for a slot before new ones get 503 (default 256)"},
     {"device", 1, "for --model: cpu (default), cuda, or auto (CUDA when a GPU is usable, else the CPU)"},
     {"precision", 1, "GPU arithmetic for --device cuda/auto: fp32, bf16 or fp16 (default bf16)"},
+    {"gpu-layers", 1, "on a GPU: only the last N layers and the output head there, the rest on the CPU"},
     {"kv-cache-mb", 1, "KV cache size per model in MiB (default: from the memory plan, at most 1 GiB)"},
     {"max-body-bytes", 1, "largest request body accepted (default 8388608)"},
     {"grace-seconds", 1, "on SIGTERM/SIGINT, how long in-flight requests may still run (default 10)"},
@@ -48,12 +49,12 @@ int ts_cmd_serve(int argc, char **argv) {
     int nspecs = (int)(sizeof g_specs / sizeof g_specs[0]);
     const char *usage = "tessera serve [--model PATH | --model-repository REPO] [--host H] [--port N] [--api-key KEY]";
     if (ts_args_parse(&a, g_specs, nspecs, argc, argv, usage) != 0) return 2;
-    long long port, mport, threads, context, running, queue, kv_mb, max_body;
+    long long port, mport, threads, context, running, queue, kv_mb, max_body, gpu_layers;
     double grace;
     if (ts_args_int(&a, "port", 8000, 0, 65535, &port) || ts_args_int(&a, "metrics-port", 8002, 0, 65535, &mport) ||
         ts_args_int(&a, "threads", 0, 0, 4096, &threads) || ts_args_int(&a, "context", 0, 0, 1 << 24, &context) ||
         ts_args_int(&a, "max-running", 0, 0, 4096, &running) || ts_args_int(&a, "max-queue", 0, 0, 1 << 20, &queue) ||
-        ts_args_int(&a, "kv-cache-mb", 0, 0, 1 << 24, &kv_mb) ||
+        ts_args_int(&a, "kv-cache-mb", 0, 0, 1 << 24, &kv_mb) || ts_args_int(&a, "gpu-layers", -1, 0, 1 << 20, &gpu_layers) ||
         ts_args_int(&a, "max-body-bytes", 8 << 20, 1024, 1ll << 32, &max_body) ||
         ts_args_double(&a, "grace-seconds", 10, 0, 86400, &grace))
         return 2;
@@ -86,7 +87,8 @@ int ts_cmd_serve(int argc, char **argv) {
 
     ts_serve_settings st = {.context = (int)context, .max_running = (int)running, .max_queue = (int)queue,
                             .threads = (int)threads, .kv_cache_mb = kv_mb, .quant = ts_args_get(&a, "quant"),
-                            .device = ts_args_get(&a, "device"), .precision = ts_args_get(&a, "precision")};
+                            .device = ts_args_get(&a, "device"), .precision = ts_args_get(&a, "precision"),
+                            .gpu_layers = (int)gpu_layers};
     if (st.device && strcmp(st.device, "cpu") && strcmp(st.device, "cuda") && strcmp(st.device, "auto")) {
         fprintf(stderr, "tessera: --device must be cpu, cuda or auto\n");
         return 2;

@@ -291,6 +291,10 @@ static int load_one(ts_serve_models *sm, const char *name, const char *version, 
         }
     }
     if (!s->be) s->be = cpu;
+    if (st->gpu_layers >= 0 && s->be != cpu) {
+        mo.gpu_layers = st->gpu_layers;
+        mo.host_be = cpu;
+    }
     if (ts_model_load(path, s->be, &mo, &s->model, err) != 0) goto fail;
     ts_error terr = {{0}};
     if (load_tokenizer(path, &s->tok, &terr) != 0) {

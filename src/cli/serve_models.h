@@ -17,6 +17,7 @@ typedef struct ts_serve_settings {
     const char *quant;    /* NULL: the configuration's MODEL_QUANTIZATION, else the file's types */
     const char *device;   /* models given by path: "cpu" (default), "cuda" or "auto" (CUDA when present) */
     const char *precision; /* with device cuda/auto: fp32, bf16 or fp16; NULL: the resolution's default */
+    int gpu_layers;       /* on a GPU: only the last N layers there, the rest on the CPU; < 0: all on the GPU */
 } ts_serve_settings;
 
 typedef struct ts_serve_models {

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "model/fused.h"
 #include "model/weights.h"
 
 void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_store *kv, const ts_step *step) {
@@ -11,15 +12,14 @@ void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_st
     int n = step->n_tokens, hd = c->head_dim;
     int q_dim = c->num_heads * hd, kv_dim = c->num_kv_heads * hd;
     /* [n, hidden] -> q [n, heads, hd], k and v [n, kv_heads, hd] */
-    be->ops->matmul(be, &L->wq, m->xn, n, m->q, L->bq);
-    be->ops->matmul(be, &L->wk, m->xn, n, m->k, L->bk);
-    be->ops->matmul(be, &L->wv, m->xn, n, m->v, L->bv);
-    if (L->q_norm) {
-        be->ops->rmsnorm(be, m->q, L->q_norm, n * c->num_heads, hd, (float)c->norm_eps, m->q);
-        be->ops->rmsnorm(be, m->k, L->k_norm, n * c->num_kv_heads, hd, (float)c->norm_eps, m->k);
-    }
-    be->ops->rope(be, m->q, n, c->num_heads, q_dim, step->positions, &m->rope);
-    be->ops->rope(be, m->k, n, c->num_kv_heads, kv_dim, step->positions, &m->rope);
+    const ts_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
+    float *const outs[3] = {m->q, m->k, m->v};
+    const float *const biases[3] = {L->bq, L->bk, L->bv};
+    ts_fused_matmul_many(be, 3, qkv, m->xn, n, outs, biases);
+    /* Qwen3 normalizes each head of q and k (q_norm, k_norm) before rotating it */
+    float eps = (float)c->norm_eps;
+    ts_fused_norm_rope(be, m->q, n, c->num_heads, q_dim, L->q_norm, eps, step->positions, &m->rope);
+    ts_fused_norm_rope(be, m->k, n, c->num_kv_heads, kv_dim, L->k_norm, eps, step->positions, &m->rope);
     be->ops->attention(be, kv, layer, step, m->q, q_dim, m->k, m->v, kv_dim, c->num_heads, 1.0f / sqrtf((float)hd),
                        m->attn);
     /* [n, heads * hd] -> [n, hidden] */
@@ -29,8 +29,9 @@ void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_st
 void ts_block_swiglu(ts_model *m, const ts_layer *L, int n) {
     ts_backend *be = m->be;
     int inner = (int)L->w_gate.rows;
-    be->ops->matmul(be, &L->w_gate, m->xn, n, m->ffn_a, NULL);
-    be->ops->matmul(be, &L->w_up, m->xn, n, m->ffn_b, NULL);
+    const ts_weight *gate_up[2] = {&L->w_gate, &L->w_up};
+    float *const outs[2] = {m->ffn_a, m->ffn_b};
+    ts_fused_matmul_many(be, 2, gate_up, m->xn, n, outs, NULL);
     be->ops->silu_mul(be, m->ffn_a, m->ffn_b, n, inner, inner, m->ffn_a);
     be->ops->matmul(be, &L->w_down, m->ffn_a, n, m->proj, NULL);
 }

@@ -31,6 +31,28 @@ void ts_model_options_init(ts_model_options *o) {
     memset(o, 0, sizeof *o);
     o->quant.kind = TS_QUANT_NONE;
     o->max_step_tokens = DEFAULT_MAX_STEP_TOKENS;
+    o->gpu_layers = -1;
+}
+
+static void scratch_save(const ts_model *m, ts_scratch *s) {
+    *s = (ts_scratch){m->x, m->xn, m->q, m->k, m->v, m->attn, m->proj, m->ffn_a, m->ffn_b, m->qkv, m->logit_rows,
+                      m->logit_out};
+}
+
+static void scratch_load(ts_model *m, const ts_scratch *s) {
+    m->x = s->x, m->xn = s->xn, m->q = s->q, m->k = s->k, m->v = s->v, m->attn = s->attn, m->proj = s->proj;
+    m->ffn_a = s->ffn_a, m->ffn_b = s->ffn_b, m->qkv = s->qkv, m->logit_rows = s->logit_rows;
+    m->logit_out = s->logit_out;
+}
+
+void ts_model_activate(ts_model *m, int host) {
+    if (host && m->host_be) {
+        m->be = m->host_be;
+        scratch_load(m, &m->host_scratch);
+    } else {
+        m->be = m->dev_be;
+        scratch_load(m, &m->dev_scratch);
+    }
 }
 
 static int read_checkpoint(ts_model *m, const char *path, ts_error *err) {
@@ -63,13 +85,47 @@ static int alloc_scratch(ts_model *m, ts_error *err) {
     return 0;
 }
 
+/* One scratch set per side of a split, each in its backend's memory. */
+static int alloc_all_scratch(ts_model *m, ts_error *err) {
+    m->be = m->dev_be;
+    if (alloc_scratch(m, err) != 0) return -1;
+    scratch_save(m, &m->dev_scratch);
+    if (m->split > 0) {
+        m->be = m->host_be;
+        if (alloc_scratch(m, err) != 0) return -1;
+        scratch_save(m, &m->host_scratch);
+    }
+    ts_model_activate(m, 0);
+    return 0;
+}
+
+static int choose_split(ts_model *m, ts_error *err) {
+    const ts_model_config *c = &m->cfg;
+    m->split = 0;
+    if (!m->host_be || m->opt.gpu_layers < 0 || m->opt.gpu_layers >= c->num_layers) {
+        m->host_be = NULL;
+        return 0;
+    }
+    if (m->impl->layers != ts_llama_layers)
+        return ts_fail(err, "%s: --gpu-layers splits models of the llama family (llama, qwen2, qwen3, qwen3_moe); "
+                            "%s runs on one device", m->path, ts_arch_name(c->arch));
+    m->split = c->num_layers - m->opt.gpu_layers;
+    if (m->split == c->num_layers)
+        ts_log_info("%s: --gpu-layers 0: every layer and the output head on %s", m->path, m->host_be->name);
+    else
+        ts_log_info("%s: the embedding and layers 0..%d on %s; layers %d..%d and the output head on %s", m->path,
+                    m->split - 1, m->host_be->name, m->split, c->num_layers - 1, m->dev_be->name);
+    return 0;
+}
+
 static ts_model *model_new(const char *path, ts_backend *be, const ts_model_options *opt) {
     ts_model *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     snprintf(m->path, sizeof m->path, "%s", path);
-    m->be = be;
+    m->be = m->dev_be = be;
     if (opt) m->opt = *opt;
     else ts_model_options_init(&m->opt);
+    m->host_be = m->opt.host_be;
     if (m->opt.max_step_tokens <= 0) m->opt.max_step_tokens = DEFAULT_MAX_STEP_TOKENS;
     ts_tensor_table_init(&m->table);
     return m;
@@ -87,7 +143,10 @@ static int model_bind(ts_model *m, ts_error *err) {
     if (!m->layers || !m->inv_freq) return ts_fail(err, "out of memory");
     ts_rope_inv_freq(&m->cfg, m->inv_freq);
     m->rope = (ts_rope){.head_dim = m->cfg.head_dim, .inv_freq = m->inv_freq, .attention_factor = 1.0f};
-    if (m->impl->bind(m, err) != 0 || alloc_scratch(m, err) != 0) return -1;
+    if (choose_split(m, err) != 0) return -1;
+    int bound = m->impl->bind(m, err);
+    m->be = m->dev_be;
+    if (bound != 0 || alloc_all_scratch(m, err) != 0) return -1;
     ts_log_debug("loaded %s: %s, %d layers, hidden %d, %.1f MiB of weights", path, ts_arch_name(m->cfg.arch),
                  m->cfg.num_layers, m->cfg.hidden_size, (double)m->weight_bytes / (1024.0 * 1024.0));
     return 0;
@@ -124,14 +183,20 @@ int ts_model_load_table(const char *name, const ts_model_config *cfg, ts_tensor_
     return 0;
 }
 
+/* By the backend that prepared it: a split model holds weights on two. */
+static void release_weight(ts_weight *w) {
+    if (!w->prepared_by) return;
+    ts_backend *be = (ts_backend *)w->prepared_by;
+    be->ops->release_weight(be, w);
+}
+
 static void release_layer_weights(ts_model *m, ts_layer *L) {
     ts_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->wqkv, &L->w_gate, &L->w_up, &L->w_down, &L->router};
-    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
-        if (ws[i]->prepared_by) m->be->ops->release_weight(m->be, ws[i]);
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) release_weight(ws[i]);
     for (int e = 0; L->is_moe && e < m->cfg.num_experts; e++) {
-        if (L->expert_gate[e].prepared_by) m->be->ops->release_weight(m->be, &L->expert_gate[e]);
-        if (L->expert_up[e].prepared_by) m->be->ops->release_weight(m->be, &L->expert_up[e]);
-        if (L->expert_down[e].prepared_by) m->be->ops->release_weight(m->be, &L->expert_down[e]);
+        release_weight(&L->expert_gate[e]);
+        release_weight(&L->expert_up[e]);
+        release_weight(&L->expert_down[e]);
     }
     free(L->expert_gate);
     free(L->expert_up);
@@ -141,12 +206,14 @@ static void release_layer_weights(ts_model *m, ts_layer *L) {
 void ts_model_free(ts_model *m) {
     if (!m) return;
     for (int l = 0; m->layers && l < m->cfg.num_layers; l++) release_layer_weights(m, &m->layers[l]);
-    if (m->tok_embed.prepared_by) m->be->ops->release_weight(m->be, &m->tok_embed);
-    if (m->pos_embed.prepared_by) m->be->ops->release_weight(m->be, &m->pos_embed);
-    if (!m->cfg.tie_word_embeddings && m->output.prepared_by) m->be->ops->release_weight(m->be, &m->output);
-    for (int i = 0; i < m->num_dev_owned; i++) m->be->ops->free(m->be, m->dev_owned[i]);
+    /* a tied head shares the embedding's prepared copy unless a split put them on different sides */
+    if (m->output.prepared && m->output.prepared != m->tok_embed.prepared) release_weight(&m->output);
+    release_weight(&m->tok_embed);
+    release_weight(&m->pos_embed);
+    for (int i = 0; i < m->num_dev_owned; i++) m->dev_owner[i]->ops->free(m->dev_owner[i], m->dev_owned[i]);
     for (int i = 0; i < m->num_owned; i++) free(m->owned[i]);
     free(m->dev_owned);
+    free(m->dev_owner);
     free(m->owned);
     free(m->layers);
     free(m->inv_freq);
@@ -170,8 +237,14 @@ int ts_model_files_changed(const ts_model *m, char *why, size_t cap) {
     return worst;
 }
 
+ts_kv_layout ts_model_host_kv_layout(const ts_model *m, int block_tokens, int num_blocks) {
+    ts_kv_layout l = ts_model_kv_layout(m, block_tokens, num_blocks);
+    l.num_layers = m->split;
+    return l;
+}
+
 ts_kv_layout ts_model_kv_layout(const ts_model *m, int block_tokens, int num_blocks) {
-    ts_kv_layout l = {.num_layers = m->cfg.num_layers,
+    ts_kv_layout l = {.num_layers = m->cfg.num_layers - m->split,
                       .num_kv_heads = m->cfg.num_kv_heads,
                       .head_dim = m->cfg.head_dim,
                       .block_tokens = block_tokens,
@@ -196,13 +269,18 @@ static int check_step(const ts_model *m, const ts_step *step, ts_error *err) {
     return 0;
 }
 
-int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, ts_layer_probe probe,
-                     void *probe_ctx, ts_error *err) {
+static int forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, int32_t *tokens,
+                   ts_layer_probe probe, void *probe_ctx, ts_error *err) {
     if (check_step(m, step, err) != 0) return -1;
-    ts_backend *be = m->be;
     const ts_model_config *c = &m->cfg;
-    if (be->ops->begin_step) be->ops->begin_step(be, step);
+    if (m->split > 0 && !step->host_kv)
+        return ts_fail(err, "this model runs layers 0..%d on %s: the step needs their KV store (host_kv)", m->split - 1,
+                       m->host_be->name);
+    /* a split model starts on the host; the device's step begins where the stream crosses (layers) */
+    ts_model_activate(m, m->split > 0);
+    if (m->be->ops->begin_step) m->be->ops->begin_step(m->be, step);
     m->impl->layers(m, kv, step, probe, probe_ctx);
+    ts_backend *be = m->be; /* the head runs where the last layer ran */
     if (probe) {
         /* The reference's last hidden state is taken after the final norm, for every token. */
         m->impl->final_norm(m, m->x, step->n_tokens, m->xn);
@@ -214,8 +292,26 @@ int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *l
         be->ops->gather_rows(be, m->x, step->logit_rows + r0, rows, c->hidden_size, m->xn);
         m->impl->final_norm(m, m->xn, rows, m->logit_rows);
         be->ops->matmul(be, &m->output, m->logit_rows, rows, m->logit_out, NULL);
-        be->ops->to_host(be, logits_host + (size_t)r0 * vocab, m->logit_out, (size_t)rows * vocab * sizeof(float));
+        if (tokens) be->ops->argmax_rows(be, m->logit_out, rows, (int)vocab, tokens + r0);
+        else be->ops->to_host(be, logits_host + (size_t)r0 * vocab, m->logit_out, (size_t)rows * vocab * sizeof(float));
     }
     be->ops->sync(be);
+    if (m->host_be) {
+        ts_backend *other = be == m->dev_be ? m->host_be : m->dev_be;
+        other->ops->sync(other);
+    }
+    ts_model_activate(m, 0);
     return 0;
+}
+
+int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, ts_layer_probe probe,
+                     void *probe_ctx, ts_error *err) {
+    return forward(m, kv, step, logits_host, NULL, probe, probe_ctx, err);
+}
+
+int ts_model_forward_greedy(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, int32_t *tokens,
+                            int *picked, ts_error *err) {
+    const ts_backend *head = m->split == m->cfg.num_layers ? m->host_be : m->dev_be;
+    *picked = head->ops->argmax_rows != NULL;
+    return forward(m, kv, step, logits_host, *picked ? tokens : NULL, NULL, NULL, err);
 }

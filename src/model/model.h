@@ -51,12 +51,23 @@ typedef struct ts_model_options {
     int max_step_tokens;   /* largest number of tokens one forward step may carry (default 512) */
     int threads;           /* threads for quantizing on load (0: all cores) */
     double rope_theta;     /* > 0 overrides the checkpoint's RoPE base (GGUF files that lack it) */
+    /* --gpu-layers (llama.cpp's -ngl): with host_be set, only the last gpu_layers layers (and the output
+     * head) run on the model's backend, the embedding and the layers before them on host_be; 0 puts
+     * everything on host_be; < 0 or >= num_layers keeps everything on the model's backend. Llama family. */
+    int gpu_layers;
+    ts_backend *host_be;
 } ts_model_options;
+
+/* The scratch activations of one device, sized for opt.max_step_tokens. */
+typedef struct ts_scratch {
+    float *x, *xn, *q, *k, *v, *attn, *proj, *ffn_a, *ffn_b, *qkv;
+    float *logit_rows, *logit_out; /* [logit_chunk, hidden], [logit_chunk, vocab] */
+} ts_scratch;
 
 struct ts_model {
     ts_model_config cfg;
     char path[4096];
-    ts_backend *be;
+    ts_backend *be; /* the backend running (or being bound) now: host_be before the split, else dev_be */
     const ts_arch_impl *impl;
     ts_model_options opt;
     ts_tensor_table table;
@@ -70,16 +81,25 @@ struct ts_model {
     float *inv_freq; /* host, head_dim / 2 */
     ts_rope rope;
 
-    /* scratch activations in backend memory, sized for opt.max_step_tokens */
+    /* scratch activations in the memory of m->be (the active set of dev_scratch / host_scratch) */
     float *x, *xn, *q, *k, *v, *attn, *proj, *ffn_a, *ffn_b, *qkv;
     float *logit_rows, *logit_out; /* [logit_chunk, hidden], [logit_chunk, vocab] */
     int logit_chunk;
+
+    /* A GPU/CPU split (--gpu-layers): the embedding and layers [0, split) run on host_be with their KV
+     * entries in the step's host_kv; layers [split, num_layers), the final norm and the head on dev_be
+     * (on host_be when split == num_layers). The residual stream crosses once per step. split == 0 when
+     * the model is not split. */
+    int split;
+    ts_backend *dev_be, *host_be;
+    ts_scratch dev_scratch, host_scratch;
 
     /* Heap buffers owned by the model (weights converted at load: transposed, quantized). */
     void **owned;
     int num_owned, cap_owned;
     /* Backend allocations owned by the model (vectors, scratch). */
     void **dev_owned;
+    ts_backend **dev_owner;
     int num_dev_owned, cap_dev_owned;
     size_t weight_bytes; /* bytes of weights as stored for compute */
     ts_quant_budget budget; /* storage types of the weights, for bits-per-weight reports */
@@ -100,11 +120,22 @@ void ts_model_free(ts_model *m);
 int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, ts_layer_probe probe,
                      void *probe_ctx, ts_error *err);
 
+/* A forward step whose logit rows are all decoded greedily. Where the backend picks the largest logit
+ * itself (on a GPU: only token ids cross to the host), tokens[i] receives row i's choice and *picked is
+ * 1; otherwise the logits are written to logits_host exactly as ts_model_forward does and *picked is 0. */
+int ts_model_forward_greedy(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, int32_t *tokens,
+                            int *picked, ts_error *err);
+
 /* Checks the model's files on disk: 0 unchanged, 1 modified in place (the model must stop: its mapped
  * weights may change or fault), 2 replaced or removed (the loaded version stays valid). */
 int ts_model_files_changed(const ts_model *m, char *why, size_t cap);
 
-/* KV layout for this model with the given block geometry. */
+/* KV layout for this model with the given block geometry: the layers on the model's backend. A split
+ * model's first layers need a store of ts_model_host_kv_layout on host_be (passed as ts_step.host_kv). */
 ts_kv_layout ts_model_kv_layout(const ts_model *m, int block_tokens, int num_blocks);
+ts_kv_layout ts_model_host_kv_layout(const ts_model *m, int block_tokens, int num_blocks);
+
+/* Makes the device (host = 0) or the host side of a split model the active backend and scratch. */
+void ts_model_activate(ts_model *m, int host);
 
 #endif

@@ -47,6 +47,7 @@ static int moe_bind(ts_model *m, ts_error *err) {
         char prefix[64], mlp[80];
         snprintf(prefix, sizeof prefix, "model.layers.%d.", l);
         snprintf(mlp, sizeof mlp, "%smlp.", prefix);
+        ts_bind_on(m, l < m->split);
         if (ts_bind_rope_attention(m, &m->layers[l], l, prefix, err) != 0) return -1;
         int rc = ts_model_config_layer_is_moe(&m->cfg, l) ? bind_experts(m, &m->layers[l], l, prefix, err)
                                                            : ts_bind_swiglu(m, &m->layers[l], l, mlp, err);

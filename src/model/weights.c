@@ -27,8 +27,12 @@ static int own_dev(ts_model *m, void *p, ts_error *err) {
         void **n = realloc(m->dev_owned, (size_t)cap * sizeof *n);
         if (!n) return ts_fail(err, "out of memory");
         m->dev_owned = n;
+        ts_backend **o = realloc(m->dev_owner, (size_t)cap * sizeof *o);
+        if (!o) return ts_fail(err, "out of memory");
+        m->dev_owner = o;
         m->cap_dev_owned = cap;
     }
+    m->dev_owner[m->num_dev_owned] = m->be;
     m->dev_owned[m->num_dev_owned++] = p;
     return 0;
 }

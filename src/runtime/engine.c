@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "runtime/kv_cache.h"
+#include "runtime/sequence.h"
 
 typedef enum { SEQ_WAITING, SEQ_RUNNING, SEQ_DONE } seq_state;
 
@@ -47,6 +48,7 @@ struct ts_engine {
     ts_engine_seq **step_seqs;
     int *step_first_token;
     float *logits;
+    int32_t *picked; /* token ids chosen on the device for all-greedy steps */
     ts_token_logprobs *lp;
     ts_engine_stats stats;
     double files_checked_at;
@@ -199,11 +201,18 @@ static int run_step(ts_engine *e) {
         }
     }
     if (n_tok == 0) return 0;
-    ts_step step = {.n_tokens = n_tok, .tokens = e->step_tokens, .positions = e->step_positions, .n_seqs = n_views,
+    ts_step step = {.host_kv = e->cache.host_store, .n_tokens = n_tok, .tokens = e->step_tokens, .positions = e->step_positions, .n_seqs = n_views,
                     .seqs = e->views, .n_logits = n_logits, .logit_rows = e->logit_rows};
     ts_error err = {{0}};
     double t0 = ts_now_seconds();
-    int rc = ts_model_forward(e->model, e->cache.store, &step, e->logits, NULL, NULL, &err);
+    /* When every sequence that gets a token this step decodes greedily without log-probabilities, the
+     * device picks the tokens and the logits stay where they are. */
+    int all_greedy = n_logits > 0, on_device = 0;
+    for (int v = 0; v < n_views && all_greedy; v++)
+        if (e->step_first_token[v] >= 0)
+            all_greedy = !e->step_seqs[v]->req.logprobs && ts_sampler_is_greedy(e->step_seqs[v]->sampler);
+    int rc = all_greedy ? ts_model_forward_greedy(e->model, e->cache.store, &step, e->logits, e->picked, &on_device, &err)
+                        : ts_model_forward(e->model, e->cache.store, &step, e->logits, NULL, NULL, &err);
     double t1 = ts_now_seconds();
     pthread_mutex_lock(&e->lock);
     e->stats.busy_seconds += t1 - t0;
@@ -227,7 +236,7 @@ static int run_step(ts_engine *e) {
         if (e->step_first_token[v] < 0) continue; /* prefill continues next step */
         float *lg = e->logits + (size_t)e->step_first_token[v] * (size_t)vocab;
         ts_token_logprobs *lp = s->req.logprobs ? &e->lp[v] : NULL;
-        int32_t tok = ts_sampler_sample(s->sampler, lg, vocab, lp);
+        int32_t tok = on_device ? e->picked[e->step_first_token[v]] : ts_sampler_sample(s->sampler, lg, vocab, lp);
         ts_sampler_accept(s->sampler, tok);
         s->n_generated++;
         ts_finish_reason why = TS_FINISH_NONE;
@@ -341,8 +350,7 @@ int ts_engine_create(ts_model *m, const ts_engine_config *cfg, ts_engine **out, 
     if (!e) return ts_fail(err, "out of memory");
     e->model = m;
     e->cfg = *cfg;
-    ts_kv_layout l = ts_model_kv_layout(m, cfg->block_tokens, cfg->kv_blocks);
-    if (ts_kv_cache_init(&e->cache, m->be, &l, err) != 0) {
+    if (ts_kv_cache_init_model(&e->cache, m, cfg->block_tokens, cfg->kv_blocks, err) != 0) {
         free(e);
         return -1;
     }
@@ -356,10 +364,11 @@ int ts_engine_create(ts_model *m, const ts_engine_config *cfg, ts_engine **out, 
     e->step_first_token = calloc((size_t)R, sizeof(int));
     e->logits = malloc((size_t)R * (size_t)m->cfg.vocab_size * sizeof(float));
     e->lp = calloc((size_t)R, sizeof(ts_token_logprobs));
+    e->picked = calloc((size_t)R, sizeof(int32_t));
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->wake, NULL);
     if (!e->running || !e->step_tokens || !e->step_positions || !e->logit_rows || !e->views || !e->step_seqs ||
-        !e->step_first_token || !e->logits || !e->lp || pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        !e->step_first_token || !e->logits || !e->lp || !e->picked || pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         ts_fail(err, "engine: out of memory or cannot start its thread");
         e->stop = 1;
         ts_kv_cache_destroy(&e->cache);
@@ -372,6 +381,7 @@ int ts_engine_create(ts_model *m, const ts_engine_config *cfg, ts_engine **out, 
         free(e->step_first_token);
         free(e->logits);
         free(e->lp);
+        free(e->picked);
         free(e);
         return -1;
     }
@@ -399,6 +409,7 @@ void ts_engine_destroy(ts_engine *e) {
     free(e->step_first_token);
     free(e->logits);
     free(e->lp);
+    free(e->picked);
     free(e);
 }
 

@@ -24,9 +24,20 @@ int ts_kv_cache_init(ts_kv_cache *c, ts_backend *be, const ts_kv_layout *layout,
     return 0;
 }
 
+int ts_kv_cache_add_host(ts_kv_cache *c, ts_backend *host_be, const ts_kv_layout *host_layout, ts_error *err) {
+    if (host_layout->num_blocks != c->layout.num_blocks || host_layout->block_tokens != c->layout.block_tokens)
+        return ts_fail(err, "the host KV store must have the device store's blocks (%d of %d tokens)",
+                       c->layout.num_blocks, c->layout.block_tokens);
+    c->host_store = host_be->ops->kv_create(host_be, host_layout, err);
+    if (!c->host_store) return -1;
+    c->host_be = host_be;
+    return 0;
+}
+
 void ts_kv_cache_destroy(ts_kv_cache *c) {
     if (!c->free_blocks) return;
     c->be->ops->kv_destroy(c->be, c->store);
+    if (c->host_store) c->host_be->ops->kv_destroy(c->host_be, c->host_store);
     free(c->free_blocks);
     pthread_mutex_destroy(&c->lock);
     memset(c, 0, sizeof *c);

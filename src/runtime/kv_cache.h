@@ -12,6 +12,10 @@ typedef struct ts_kv_cache {
     ts_backend *be;
     ts_kv_store *store;
     ts_kv_layout layout;
+    /* A split model's (--gpu-layers) layers past the split keep their entries here, on the host
+     * backend, under the same block ids; NULL otherwise. */
+    ts_backend *host_be;
+    ts_kv_store *host_store;
     int32_t *free_blocks;
     int32_t num_free;
     pthread_mutex_t lock;
@@ -25,6 +29,8 @@ typedef struct ts_kv_seq {
 } ts_kv_seq;
 
 int ts_kv_cache_init(ts_kv_cache *c, ts_backend *be, const ts_kv_layout *layout, ts_error *err);
+/* Adds the host-side store of a split model (layout: its host layers, the same block geometry). */
+int ts_kv_cache_add_host(ts_kv_cache *c, ts_backend *host_be, const ts_kv_layout *host_layout, ts_error *err);
 void ts_kv_cache_destroy(ts_kv_cache *c);
 int32_t ts_kv_cache_free_count(ts_kv_cache *c);
 size_t ts_kv_cache_bytes_per_block(const ts_kv_layout *l);

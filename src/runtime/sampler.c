@@ -118,6 +118,12 @@ void ts_sampler_free(ts_sampler *s) {
 
 void ts_sampler_accept(ts_sampler *s, int32_t token) { count_token(s, token, 1); }
 
+int ts_sampler_is_greedy(const ts_sampler *s) {
+    const ts_sampling_params *p = &s->p;
+    return (p->temperature <= 0.0f || p->top_k == 1) && p->repetition_penalty == 1.0f && p->presence_penalty == 0.0f &&
+           p->frequency_penalty == 0.0f;
+}
+
 int32_t ts_argmax(const float *x, int n) {
     int32_t best = 0;
     for (int i = 1; i < n; i++)

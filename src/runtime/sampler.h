@@ -37,6 +37,8 @@ ts_sampler *ts_sampler_create(const ts_sampling_params *p, const int32_t *prompt
 void ts_sampler_free(ts_sampler *s);
 /* Picks a token; logits (vocab values) are modified in place. lp may be NULL. */
 int32_t ts_sampler_sample(ts_sampler *s, float *logits, int vocab, ts_token_logprobs *lp);
+/* True when the sampler always picks the largest logit (greedy, no penalties): the device may choose. */
+int ts_sampler_is_greedy(const ts_sampler *s);
 /* Records a generated token (for the penalties). */
 void ts_sampler_accept(ts_sampler *s, int32_t token);
 /* Index of the largest value (lowest index on ties). */

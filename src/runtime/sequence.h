@@ -12,6 +12,10 @@
 int ts_seq_forward(ts_model *m, ts_kv_cache *c, ts_kv_seq *s, const int32_t *ids, int n, int all_logits,
                    float *logits, ts_error *err);
 
+/* The KV cache of a model: num_blocks blocks of block_tokens positions, on the model's backend and,
+ * for a split model, on its host backend too. */
+int ts_kv_cache_init_model(ts_kv_cache *c, ts_model *m, int block_tokens, int num_blocks, ts_error *err);
+
 /* A KV cache big enough for `sequences` sequences of `tokens` each. */
 int ts_kv_cache_init_for(ts_kv_cache *c, ts_model *m, int tokens, int sequences, ts_error *err);
 

@@ -445,7 +445,9 @@ static void handle_generate(ts_server *s, ts_http_request *r, int chat) {
     if (chat) {
         if (ts_prompt_chat(m, body, &prompts[0], &lens[0], NULL, &e)) goto refuse;
         n_prompts = 1;
-        for (int i = 0; i < m->inst.num_end_of_turn && p.n_stop_token_ids < 8; i++)
+        /* the end of the assistant's turn ends a chat like an EOS token; ignore_eos (vLLM's extension)
+         * asks to generate through both, as it does for models whose end-of-turn token is their EOS */
+        for (int i = 0; !p.ignore_eos && i < m->inst.num_end_of_turn && p.n_stop_token_ids < 8; i++)
             p.stop_token_ids[p.n_stop_token_ids++] = m->inst.end_of_turn[i];
     } else {
         if (!json_object_get(body, "max_tokens") && !json_object_get(body, "max_completion_tokens"))

@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "runtime/kv_cache.h"
+#include "runtime/sequence.h"
 #include "runtime/sampler.h"
 
 static double peak_rss_bytes(void) {
@@ -85,10 +86,12 @@ static int one_run(ts_model *m, ts_kv_cache *cache, const ts_bench_options *o, u
             for (int i = 0; i < len; i++) pos[i] = off + i;
             int32_t last = len - 1;
             ts_seq_view v = {0, len, off, seqs[b].num_blocks, seqs[b].blocks};
-            ts_step st = {len, prompt + off, pos, 1, &v, off + len == P ? 1 : 0, &last};
-            if (ts_model_forward(m, cache->store, &st, logits + (size_t)b * vocab, NULL, NULL, err) != 0) goto done;
+            ts_step st = {len, prompt + off, pos, 1, &v, off + len == P ? 1 : 0, &last, cache->host_store};
+            int picked = 0;
+            if (ts_model_forward_greedy(m, cache->store, &st, logits + (size_t)b * vocab, &tokens[b], &picked, err) != 0)
+                goto done;
+            if (st.n_logits && !picked) tokens[b] = ts_argmax(logits + (size_t)b * vocab, vocab);
         }
-        tokens[b] = ts_argmax(logits + (size_t)b * vocab, vocab);
     }
     double t1 = ts_now_seconds();
     /* decode: one token per sequence per step, greedy */
@@ -98,9 +101,11 @@ static int one_run(ts_model *m, ts_kv_cache *cache, const ts_bench_options *o, u
             rows[b] = b;
             views[b] = (ts_seq_view){b, 1, P + g, seqs[b].num_blocks, seqs[b].blocks};
         }
-        ts_step st = {B, tokens, positions, B, views, B, rows};
-        if (ts_model_forward(m, cache->store, &st, logits, NULL, NULL, err) != 0) goto done;
-        for (int b = 0; b < B; b++) tokens[b] = ts_argmax(logits + (size_t)b * vocab, vocab);
+        ts_step st = {B, tokens, positions, B, views, B, rows, cache->host_store};
+        int picked = 0;
+        if (ts_model_forward_greedy(m, cache->store, &st, logits, tokens, &picked, err) != 0) goto done;
+        if (!picked)
+            for (int b = 0; b < B; b++) tokens[b] = ts_argmax(logits + (size_t)b * vocab, vocab);
     }
     double t2 = ts_now_seconds();
     r->prefill_seconds = t1 - t0;
@@ -136,8 +141,7 @@ int ts_bench_run_all(ts_model *m, const ts_bench_options *o, ts_bench_result *ou
     if (o->roofline && m->be->ops->roofline) m->be->ops->roofline(m->be, &out->roof);
     ts_kv_cache cache;
     int per_seq = (o->prompt_tokens + o->gen_tokens + 15) / 16;
-    ts_kv_layout l = ts_model_kv_layout(m, 16, per_seq * o->batch);
-    if (ts_kv_cache_init(&cache, m->be, &l, err) != 0) return -1;
+    if (ts_kv_cache_init_model(&cache, m, 16, per_seq * o->batch, err) != 0) return -1;
     /* a warm-up run first: weights paged in, kernels loaded, scratch allocated */
     ts_bench_run warm;
     unsigned seed = o->seed ? o->seed : 1u;
@@ -161,7 +165,6 @@ int ts_bench_run_all(ts_model *m, const ts_bench_options *o, ts_bench_result *ou
     out->decode_bytes_per_step = decode_weight_bytes(m) + o->batch * mean_len * kv_row;
     if (out->roof.read_gbps > 0)
         out->decode_bound_tps = o->batch * out->roof.read_gbps * 1e9 / out->decode_bytes_per_step;
-    out->prefill_flops_per_token = 2.0 * decode_weight_bytes(m); /* placeholder replaced below */
     double params = 0;
     for (int l = 0; l < m->cfg.num_layers; l++) {
         const ts_layer *L = &m->layers[l];

@@ -14,6 +14,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "quant/dequantize.h"
 #include "quant/float16.h"
+#include "runtime/sampler.h"
 #include "support/testlib.h"
 
 static ts_backend *g_cpu, *g_gpu32, *g_gpu16, *g_gpu16d;
@@ -157,8 +158,41 @@ static void test_matmul_every_type(void **state) {
             check_matmul(g_gpu16, types[i], 37, cols, ns[j], (int)(j % 2), 1e-2);
             check_matmul(g_gpu16d, types[i], 37, cols, ns[j], (int)(j % 2), 1e-2);
         }
-        check_matmul(g_gpu32, types[i], 1031, ts_dtype_get(types[i])->block_size == 256 ? 2048 : 1056, 2, 0, 1e-5);
+        int64_t wide = ts_dtype_get(types[i])->block_size == 256 ? 2048 : 1056;
+        check_matmul(g_gpu32, types[i], 1031, wide, 2, 0, 1e-5);
+        /* bf16 decode of 4- and 8-bit weights takes the integer kernel: rows of more groups than a
+         * warp has lanes, an odd row count (the last warp's second row is missing), 1..8 tokens */
+        for (int n = 1; n <= 8; n += 3) check_matmul(g_gpu16, types[i], 1031, wide, n, n == 4, 1e-2);
+        check_matmul(g_gpu16, types[i], 5, 4096, 1, 0, 1e-2);
     }
+}
+
+/* Device greedy choice against ts_argmax: random rows, rows with ties (the lowest index wins), rows
+ * whose maximum sits first or last, and a vocabulary that is not a multiple of the block size. */
+static void test_argmax_rows(void **state) {
+    (void)state;
+    const int rows = 7, dim = 151937;
+    float *x = rand_floats((size_t)rows * dim, 10.0f);
+    x[(size_t)1 * dim + 500] = 50.0f;
+    x[(size_t)1 * dim + 90000] = 50.0f;
+    x[(size_t)1 * dim + 7] = 50.0f;
+    x[(size_t)2 * dim + 0] = 99.0f;
+    x[(size_t)3 * dim + dim - 1] = 99.0f;
+    for (int i = 0; i < dim; i++) x[(size_t)4 * dim + i] = -1.0f; /* all equal: index 0 */
+    x[(size_t)5 * dim + 1023] = 70.0f;
+    x[(size_t)5 * dim + 1024] = 70.0f;
+    float *d = dev_from(g_gpu16, x, (size_t)rows * dim);
+    int32_t got[7];
+    g_gpu16->ops->argmax_rows(g_gpu16, d, rows, dim, got);
+    for (int r = 0; r < rows; r++) {
+        int32_t want = ts_argmax(x + (size_t)r * dim, dim);
+        if (got[r] != want) fail_msg("argmax row %d: device %d, host %d", r, got[r], want);
+    }
+    assert_int_equal(got[1], 7);
+    assert_int_equal(got[4], 0);
+    assert_int_equal(got[5], 1023);
+    g_gpu16->ops->free(g_gpu16, d);
+    free(x);
 }
 
 static void compare_vs_cpu(ts_backend *gpu, const char *what, const float *dgpu, const float *hcpu, size_t n, double tol) {
@@ -237,6 +271,107 @@ static void test_rope(void **state) {
     free(x);
 }
 
+/* The fused operations against the unfused CPU sequence they replace. */
+static void check_matmul_many(ts_backend *gpu, const ts_dtype *types, const int64_t *rows, int count, int64_t cols, int n,
+                              double tol) {
+    void *wb[3];
+    ts_weight w[3];
+    const ts_weight *wp[3];
+    float *dy[3], *db[3], *bias[3];
+    ts_error err = {{0}};
+    float *x = rand_floats((size_t)n * cols, 1.0f), *dx = dev_from(gpu, x, (size_t)n * cols);
+    for (int k = 0; k < count; k++) {
+        wb[k] = rand_weight(types[k], rows[k], cols);
+        w[k] = (ts_weight){.dtype = types[k], .rows = rows[k], .cols = cols, .host = wb[k],
+                           .row_bytes = ts_dtype_row_bytes(types[k], cols)};
+        if (gpu->ops->prepare_weight(gpu, &w[k], &err) != 0) fail_msg("%s", err.message);
+        wp[k] = &w[k];
+        bias[k] = k == 1 ? NULL : rand_floats((size_t)rows[k], 0.5f);
+        db[k] = bias[k] ? dev_from(gpu, bias[k], (size_t)rows[k]) : NULL;
+        float *zero = calloc((size_t)n * rows[k], sizeof(float));
+        dy[k] = dev_from(gpu, zero, (size_t)n * rows[k]);
+        free(zero);
+    }
+    gpu->ops->matmul_many(gpu, count, wp, dx, n, dy, (const float *const *)db);
+    for (int k = 0; k < count; k++) {
+        float *y = host_from(gpu, dy[k], (size_t)n * rows[k]);
+        double *ref = ref_matmul(types[k], wb[k], rows[k], cols, x, n, bias[k]);
+        double e = rel_err_d(y, ref, (size_t)n * rows[k]);
+        if (!(e <= tol))
+            fail_msg("matmul_many weight %d of %d (%s, %lld x %lld, %d tokens): relative error %.3g > %g (%s)", k, count,
+                     ts_dtype_get(types[k])->name, (long long)rows[k], (long long)cols, n, e, tol, gpu->description);
+        free(y);
+        free(ref);
+        gpu->ops->release_weight(gpu, &w[k]);
+        gpu->ops->free(gpu, dy[k]);
+        if (db[k]) gpu->ops->free(gpu, db[k]);
+        free(bias[k]);
+        free(wb[k]);
+    }
+    gpu->ops->free(gpu, dx);
+    free(x);
+}
+
+static void test_fused_ops(void **state) {
+    (void)state;
+    /* q, k, v shapes in one launch; a mixed-type group runs one product after another */
+    const int64_t rows[3] = {1031, 64, 37};
+    const ts_dtype same[3][3] = {{TS_DTYPE_Q4_0, TS_DTYPE_Q4_0, TS_DTYPE_Q4_0},
+                                 {TS_DTYPE_Q4_K, TS_DTYPE_Q4_K, TS_DTYPE_Q4_K},
+                                 {TS_DTYPE_Q8_0, TS_DTYPE_Q8_0, TS_DTYPE_Q8_0}};
+    const ts_dtype mixed[3] = {TS_DTYPE_Q4_0, TS_DTYPE_Q8_0, TS_DTYPE_BF16};
+    for (int t = 0; t < 3; t++)
+        for (int n = 1; n <= 8; n += 7) {
+            int64_t cols = t == 1 ? 1024 : 1056;
+            check_matmul_many(g_gpu16, same[t], rows, 3, cols, n, 1e-2);
+            check_matmul_many(g_gpu16, same[t], rows, 2, cols, n, 1e-2);
+            check_matmul_many(g_gpu32, same[t], rows, 3, cols, n, 1e-5);
+        }
+    check_matmul_many(g_gpu16, mixed, rows, 3, 1056, 2, 1e-2);
+    check_matmul_many(g_gpu16, same[0], rows, 3, 1056, 12, 1e-2); /* a batch: cuBLAS */
+
+    /* residual add + RMSNorm: both the updated residual and the normalized output */
+    const int r = 5, dim = 1000;
+    float *x = rand_floats((size_t)r * dim, 2.0f), *y = rand_floats((size_t)r * dim, 1.0f), *w = rand_floats(dim, 1.0f);
+    float *out = malloc((size_t)r * dim * sizeof(float));
+    float *dx = dev_from(g_gpu32, x, (size_t)r * dim), *dy = dev_from(g_gpu32, y, (size_t)r * dim);
+    float *dw = dev_from(g_gpu32, w, dim), *dout = dev_from(g_gpu32, x, (size_t)r * dim);
+    g_cpu->ops->add(g_cpu, x, y, (size_t)r * dim);
+    g_cpu->ops->rmsnorm(g_cpu, x, w, r, dim, 1e-6f, out);
+    g_gpu32->ops->add_rmsnorm(g_gpu32, dx, dy, dw, r, dim, 1e-6f, dout);
+    compare_vs_cpu(g_gpu32, "add_rmsnorm residual", dx, x, (size_t)r * dim, 1e-6);
+    compare_vs_cpu(g_gpu32, "add_rmsnorm output", dout, out, (size_t)r * dim, 1e-5);
+    g_gpu32->ops->free(g_gpu32, dx);
+    g_gpu32->ops->free(g_gpu32, dy);
+    g_gpu32->ops->free(g_gpu32, dw);
+    g_gpu32->ops->free(g_gpu32, dout);
+    free(x);
+    free(y);
+    free(w);
+    free(out);
+
+    /* per-head norm + RoPE: 5 heads (a partial block of warps), head_dim 128 (two pairs per lane) and 48 */
+    const int n = 3, heads = 5;
+    int32_t pos[3] = {0, 77, 4000};
+    for (int with_norm = 0; with_norm < 2; with_norm++)
+        for (int hd = 48; hd <= 128; hd += 80) {
+            float inv[64];
+            for (int i = 0; i < hd / 2; i++) inv[i] = 1.0f / powf(1e6f, (float)(2 * i) / (float)hd);
+            ts_rope rope = {hd, inv, 1.0f};
+            size_t cnt = (size_t)n * heads * hd;
+            float *q = rand_floats(cnt, 3.0f), *nw = rand_floats((size_t)hd, 1.0f);
+            float *dq = dev_from(g_gpu32, q, cnt), *dnw = dev_from(g_gpu32, nw, (size_t)hd);
+            if (with_norm) g_cpu->ops->rmsnorm(g_cpu, q, nw, n * heads, hd, 1e-6f, q);
+            g_cpu->ops->rope(g_cpu, q, n, heads, heads * hd, pos, &rope);
+            g_gpu32->ops->norm_rope(g_gpu32, dq, n, heads, heads * hd, with_norm ? dnw : NULL, 1e-6f, pos, &rope);
+            compare_vs_cpu(g_gpu32, with_norm ? "norm_rope" : "norm_rope without a norm", dq, q, cnt, 1e-5);
+            g_gpu32->ops->free(g_gpu32, dq);
+            g_gpu32->ops->free(g_gpu32, dnw);
+            free(q);
+            free(nw);
+        }
+}
+
 /* Attention over two sequences with shuffled block tables, against the CPU backend. */
 static void check_attention(ts_backend *gpu, double tol) {
     const int n_heads = 6, n_kv = 2, hd = 40, bt = 4, layers = 2;
@@ -259,7 +394,7 @@ static void check_attention(ts_backend *gpu, double tol) {
             tokens[i] = i;
             positions[i] = i < na ? views[0].start_pos + i : views[1].start_pos + i - na;
         }
-        ts_step step = {n, tokens, positions, 2, views, 0, NULL};
+        ts_step step = {n, tokens, positions, 2, views, 0, NULL, NULL};
         size_t qn = (size_t)n * n_heads * hd, kn = (size_t)n * n_kv * hd;
         float *q = rand_floats(qn, 1.0f), *k = rand_floats(kn, 1.0f), *v = rand_floats(kn, 1.0f);
         float *out = malloc(qn * sizeof(float));
@@ -321,8 +456,8 @@ static void test_embedding(void **state) {
 
 /* Not a test: with TESSERA_CUDA_MICROBENCH=1, times large matrix-vector products per weight type and
  * prints the weight bandwidth achieved (the number decode speed depends on). */
-static void microbench(void) {
-    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_Q8_0, TS_DTYPE_BF16, TS_DTYPE_Q6_K};
+static void microbench(ts_backend *be, const char *kernel) {
+    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_Q8_0};
     const int64_t shapes[][2] = {{4096, 4096}, {12288, 4096}, {4096, 12288}, {151936, 4096}};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         for (size_t k = 0; k < 4; k++) {
@@ -330,26 +465,26 @@ static void microbench(void) {
             void *wb = rand_weight(types[i], rows, cols);
             ts_weight w = {.dtype = types[i], .rows = rows, .cols = cols, .host = wb, .row_bytes = ts_dtype_row_bytes(types[i], cols)};
             ts_error err = {{0}};
-            if (g_gpu16->ops->prepare_weight(g_gpu16, &w, &err) != 0) continue;
-            float *x = rand_floats((size_t)cols, 1.0f), *dx = dev_from(g_gpu16, x, (size_t)cols);
+            if (be->ops->prepare_weight(be, &w, &err) != 0) continue;
+            float *x = rand_floats((size_t)cols, 1.0f), *dx = dev_from(be, x, (size_t)cols);
             float *y0 = calloc((size_t)rows, sizeof(float));
-            float *dy = dev_from(g_gpu16, y0, (size_t)rows);
+            float *dy = dev_from(be, y0, (size_t)rows);
             free(y0);
-            for (int r = 0; r < 3; r++) g_gpu16->ops->matmul(g_gpu16, &w, dx, 1, dy, NULL);
-            g_gpu16->ops->sync(g_gpu16);
+            for (int r = 0; r < 3; r++) be->ops->matmul(be, &w, dx, 1, dy, NULL);
+            be->ops->sync(be);
             struct timespec a, b;
             clock_gettime(CLOCK_MONOTONIC, &a);
             const int reps = 50;
-            for (int r = 0; r < reps; r++) g_gpu16->ops->matmul(g_gpu16, &w, dx, 1, dy, NULL);
-            g_gpu16->ops->sync(g_gpu16);
+            for (int r = 0; r < reps; r++) be->ops->matmul(be, &w, dx, 1, dy, NULL);
+            be->ops->sync(be);
             clock_gettime(CLOCK_MONOTONIC, &b);
             double sec = ((double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec)) / reps;
             double bytes = (double)w.row_bytes * (double)rows;
-            printf("gemv %-5s %6lld x %-6lld %8.1f us  %7.1f GB/s of weights\n", ts_dtype_get(types[i])->name,
+            printf("gemv %-6s %-5s %6lld x %-6lld %8.1f us  %7.1f GB/s of weights\n", kernel, ts_dtype_get(types[i])->name,
                    (long long)rows, (long long)cols, sec * 1e6, bytes / sec / 1e9);
-            g_gpu16->ops->release_weight(g_gpu16, &w);
-            g_gpu16->ops->free(g_gpu16, dx);
-            g_gpu16->ops->free(g_gpu16, dy);
+            be->ops->release_weight(be, &w);
+            be->ops->free(be, dx);
+            be->ops->free(be, dy);
             free(x);
             free(wb);
         }
@@ -369,10 +504,20 @@ int main(void) {
     g_gpu16 = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
     g_gpu16d = ts_test_cuda_backend(TS_PRECISION_BF16, TS_TEST_CUDA_DENSE, g_cpu, why, sizeof why);
     printf("GPU: %s\n", g_gpu32->description);
-    if (getenv("TESSERA_CUDA_MICROBENCH")) microbench();
+    if (getenv("TESSERA_CUDA_MICROBENCH")) {
+        microbench(g_gpu16, "int8");
+        setenv("TESSERA_CUDA_GEMV", "float", 1);
+        ts_backend *f = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
+        unsetenv("TESSERA_CUDA_GEMV");
+        if (f) {
+            microbench(f, "float");
+            f->ops->destroy(f);
+        }
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_every_type), cmocka_unit_test(test_norms_and_activations),
         cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_fused_ops),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_gpu32->ops->destroy(g_gpu32);

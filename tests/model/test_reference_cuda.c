@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "backend/cpu/cpu_backend.h"
+#include "model/model.h"
 #include "support/reference_check.h"
 #include "support/testlib.h"
 
@@ -44,6 +45,21 @@ static void test_qwen3moe_nonorm(void **state) {
     check(ts_test_source_path("tests/data/qwen3moe-nonorm", path, sizeof path));
 }
 
+/* --gpu-layers: the last layers and the head on the GPU, the embedding and the layers before them on
+ * the CPU; the residual stream crosses once per step and each side keeps its own KV store. */
+static void test_split_layers(void **state) {
+    (void)state;
+    for (int split = 1; split <= 2; split++) {
+        ts_model_options mo;
+        ts_model_options_init(&mo);
+        mo.gpu_layers = split;
+        mo.host_be = g_cpu;
+        ts_test_check_model_reference_opts(g_fp32, "qwen3-small", &g_tol32, &mo);
+        ts_test_check_model_reference_opts(g_bf16, "qwen3moe-small", &g_tol16, &mo);
+        ts_test_check_model_reference_opts(g_bf16, "qwen2-small", &g_tol16, &mo);
+    }
+}
+
 int main(void) {
     ts_error err = {{0}};
     ts_cpu_options co = {.threads = 2};
@@ -61,7 +77,7 @@ int main(void) {
         cmocka_unit_test(test_qwen3_tiny_tok), cmocka_unit_test(test_qwen3_small),
         cmocka_unit_test(test_qwen3moe_small), cmocka_unit_test(test_qwen2_small),
         cmocka_unit_test(test_dialogpt_tiny),  cmocka_unit_test(test_llama_small),
-        cmocka_unit_test(test_qwen3moe_nonorm),
+        cmocka_unit_test(test_qwen3moe_nonorm), cmocka_unit_test(test_split_layers),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_fp32->ops->destroy(g_fp32);

@@ -1,7 +1,8 @@
 """Sampling through the server: the same seed gives the same text (alone, next to other requests, and over
 either protocol), different seeds differ; stop strings cut the text exactly before their first
 occurrence and are never emitted, not even in part, streamed or not (the streamed chunks join to the
-cut text, and chunks are never taken back); a held-back prefix is released when no stop follows."""
+cut text, and chunks are never taken back); a held-back prefix is released when no stop follows; a chat
+with ignore_eos runs through the end-of-turn token."""
 import sys
 import threading
 
@@ -110,6 +111,20 @@ def main():
         c.check(status == 400 and d["error"]["param"] == "stop", "too many stop strings are refused naming 'stop'")
         status, d, _, _ = srv.post("/v1/completions", {"model": "tiny-code", "prompt": "x", "stop": [1]})
         c.check(status == 400 and d["error"]["param"] == "stop", "a stop that is not a string is refused naming 'stop'")
+
+        # ---- ignore_eos in a chat: the end-of-turn token does not end it either. Seeded chats that end
+        # at their end of turn (seeds 2 and 27 do within 60 tokens on the CPU) run to max_tokens with it ----
+        ended = []
+        for seed in range(1, 41):
+            chat = {"model": "tiny-code", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 60, "seed": seed}
+            status, d, _, _ = srv.post("/v1/chat/completions", chat)
+            if status == 200 and d["choices"][0]["finish_reason"] == "stop":
+                ended.append(chat)
+        c.check(len(ended) > 0, "%d of 40 seeded chats end at their end of turn" % len(ended))
+        for chat in ended[:4]:
+            status, d, _, _ = srv.post("/v1/chat/completions", dict(chat, ignore_eos=True))
+            c.check(status == 200 and d["choices"][0]["finish_reason"] == "length" and d["usage"]["completion_tokens"] == 60,
+                    "seed %d: with ignore_eos the same chat runs to max_tokens (%s)" % (chat["seed"], d["choices"][0]["finish_reason"]))
         srv.wait_idle()
     c.done()
 

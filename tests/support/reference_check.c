@@ -20,16 +20,32 @@
 typedef struct {
     float *data;
     int layers, seq, hidden;
-    ts_backend *be;
+    ts_model *m;
 } hidden_capture;
 
-/* x is in backend memory (device memory on a GPU): copied out through the backend. */
+/* x is in the memory of the backend running that layer (device memory on a GPU; either side of a
+ * split model): copied out through it. */
 static void capture(void *ctx, int layer, const float *x, int n, int dim) {
     hidden_capture *h = ctx;
     assert_int_equal(n, h->seq);
     assert_int_equal(dim, h->hidden);
     assert_true(layer >= 0 && layer < h->layers);
-    h->be->ops->to_host(h->be, h->data + (size_t)layer * n * dim, x, (size_t)n * dim * sizeof(float));
+    h->m->be->ops->to_host(h->m->be, h->data + (size_t)layer * n * dim, x, (size_t)n * dim * sizeof(float));
+}
+
+/* Appends tok to the sequence and returns the greedy choice after it, picked on the device where the
+ * backend can (so the GPU's argmax is checked against the reference too). */
+static int32_t decode_greedy(ts_model *m, ts_kv_cache *c, ts_kv_seq *s, int32_t tok, float *logits) {
+    ts_error err = {{0}};
+    if (ts_kv_seq_reserve(c, s, s->num_tokens + 1, &err) != 0) fail_msg("%s", err.message);
+    int32_t pos = s->num_tokens, row = 0, next = -1;
+    ts_seq_view view = {.first_token = 0, .n_tokens = 1, .start_pos = pos, .n_blocks = s->num_blocks, .blocks = s->blocks};
+    ts_step st = {.n_tokens = 1, .tokens = &tok, .positions = &pos, .n_seqs = 1, .seqs = &view, .n_logits = 1,
+                  .logit_rows = &row, .host_kv = c->host_store};
+    int picked = 0;
+    if (ts_model_forward_greedy(m, c->store, &st, logits, &next, &picked, &err) != 0) fail_msg("%s", err.message);
+    s->num_tokens++;
+    return picked ? next : ts_argmax(logits, m->cfg.vocab_size);
 }
 
 static void check_case(ts_model *m, const char *dir, const json_t *c, int index, const ts_ref_tolerance *tol) {
@@ -72,12 +88,13 @@ static void check_case(ts_model *m, const char *dir, const json_t *c, int index,
     float *logits = malloc((size_t)vocab * sizeof(float));
     ts_kv_seq_init(&seq);
     if (ts_seq_forward(m, &cache, &seq, ids, n, 0, logits, &err) != 0) fail_msg("%s", err.message);
+    int32_t tok = ts_argmax(logits, vocab);
     for (size_t step = 0; step < json_array_size(greedy); step++) {
-        int32_t tok = ts_argmax(logits, vocab);
         int want = (int)json_integer_value(json_array_get(greedy, step));
         if (json_real_value(json_array_get(margins, step)) < tol->margin) break; /* a different choice is legitimate */
-        if (tok != want) fail_msg("%s case %d greedy step %zu: %d, reference %d", dir, index, step, tok, want);
-        if (ts_seq_forward(m, &cache, &seq, &tok, 1, 0, logits, &err) != 0) fail_msg("%s", err.message);
+        if (tok != want) fail_msg("%s case %d greedy step %zu: %d, reference %d on %s", dir, index, step, tok, want,
+                                  m->be->description);
+        tok = decode_greedy(m, &cache, &seq, tok, logits);
     }
     ts_kv_seq_release(&cache, &seq);
     free(logits);
@@ -88,7 +105,7 @@ static void check_case(ts_model *m, const char *dir, const json_t *c, int index,
         const json_t *shape = json_object_get(c, "hidden_states_shape");
         hidden_capture h = {NULL, (int)json_integer_value(json_array_get(shape, 0)),
                             (int)json_integer_value(json_array_get(shape, 1)),
-                            (int)json_integer_value(json_array_get(shape, 2)), m->be};
+                            (int)json_integer_value(json_array_get(shape, 2)), m};
         assert_int_equal(h.layers, m->cfg.num_layers + 1);
         h.data = calloc((size_t)h.layers * h.seq * h.hidden, sizeof(float));
         snprintf(path, sizeof path, "%s/reference/%s", dir, json_string_value(hfile));
@@ -100,7 +117,7 @@ static void check_case(ts_model *m, const char *dir, const json_t *c, int index,
         ts_kv_seq_init(&seq);
         assert_int_equal(ts_kv_seq_reserve(&cache, &seq, n, &err), 0);
         ts_seq_view view = {0, n, 0, seq.num_blocks, seq.blocks};
-        ts_step st = {n, ids, positions, 1, &view, 1, &last};
+        ts_step st = {n, ids, positions, 1, &view, 1, &last, cache.host_store};
         float *lg = malloc((size_t)vocab * sizeof(float));
         if (ts_model_forward(m, cache.store, &st, lg, capture, &h, &err) != 0) fail_msg("%s", err.message);
         for (int l = 0; l < h.layers; l++) {
@@ -120,6 +137,11 @@ static void check_case(ts_model *m, const char *dir, const json_t *c, int index,
 }
 
 void ts_test_check_model_reference(ts_backend *be, const char *name, const ts_ref_tolerance *tol) {
+    ts_test_check_model_reference_opts(be, name, tol, NULL);
+}
+
+void ts_test_check_model_reference_opts(ts_backend *be, const char *name, const ts_ref_tolerance *tol,
+                                        const ts_model_options *opt) {
     char dir[1024], path[1200];
     if (name[0] == '/') {
         snprintf(dir, sizeof dir, "%s", name);
@@ -130,7 +152,7 @@ void ts_test_check_model_reference(ts_backend *be, const char *name, const ts_re
     }
     ts_error err = {{0}};
     ts_model *m = NULL;
-    if (ts_model_load(dir, be, NULL, &m, &err) != 0) fail_msg("%s", err.message);
+    if (ts_model_load(dir, be, opt, &m, &err) != 0) fail_msg("%s", err.message);
     snprintf(path, sizeof path, "%s/reference/cases.json", dir);
     json_t *root = ts_test_load_json(path);
     const json_t *cases = json_object_get(root, "cases");

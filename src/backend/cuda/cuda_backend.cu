@@ -61,6 +61,7 @@ static void cu_free(ts_backend *be, void *p) {
 }
 
 static void graph_end(cuda_impl *im);
+void cuda_graph_finish(cuda_impl *im) { graph_end(im); }
 
 static void cu_to_host(ts_backend *be, void *dst, const void *src, size_t bytes) {
     cuda_impl *im = cuda_of(be);
@@ -323,6 +324,8 @@ static void cu_destroy(ts_backend *be) {
     cudaStreamSynchronize(im->stream);
     if (im->gemm_scratch) cudaFree(im->gemm_scratch);
     if (im->act_scratch) cudaFree(im->act_scratch);
+    if (im->xq_scratch) cudaFree(im->xq_scratch);
+    if (im->argmax_scratch) cudaFree(im->argmax_scratch);
     if (im->attn_scratch) cudaFree(im->attn_scratch);
     if (im->inv_freq) cudaFree(im->inv_freq);
     if (im->step.tokens) cudaFree(im->step.tokens);
@@ -414,7 +417,7 @@ static const ts_backend_ops g_cuda_ops = {
     cu_kv_create,      cu_kv_destroy,   cu_begin_step,     cuda_embed,     cuda_embed_add,      cuda_matmul,
     cuda_rmsnorm,      cuda_layernorm,  cuda_rope,         cuda_attention, cuda_silu_mul,       cuda_gelu,
     cuda_add,          cuda_gather_rows, cuda_moe,         cu_sync,        cu_stats,            cu_destroy,
-    cu_roofline,
+    cu_roofline,       cuda_argmax_rows, cuda_matmul_many, cuda_add_rmsnorm, cuda_norm_rope,
 };
 
 /* ---- optional per-operation timing (TESSERA_CUDA_PROFILE=1): every operation is synchronised and
@@ -454,6 +457,14 @@ static void pf_gather(ts_backend *be, const float *s, const int32_t *r, int n, i
 static void pf_moe(ts_backend *be, const ts_moe *m, const float *x, int n, float *o) { PROF(P_MOE, cuda_moe(be, m, x, n, o)); }
 static void pf_step(ts_backend *be, const ts_step *s) { PROF(P_STEP, cu_begin_step(be, s)); }
 static void pf_to_host(ts_backend *be, void *d, const void *s, size_t b) { PROF(P_TOHOST, cu_to_host(be, d, s, b)); }
+static void pf_argmax(ts_backend *be, const float *x, int r, int d, int32_t *o) { PROF(P_TOHOST, cuda_argmax_rows(be, x, r, d, o)); }
+static void pf_matmul_many(ts_backend *be, int c, const ts_weight *const *w, const float *x, int n, float *const *y,
+                           const float *const *b) { PROF(P_MATMUL, cuda_matmul_many(be, c, w, x, n, y, b)); }
+static void pf_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, int r, int d, float e, float *o) {
+    PROF(P_RMSNORM, cuda_add_rmsnorm(be, x, y, w, r, d, e, o));
+}
+static void pf_norm_rope(ts_backend *be, float *x, int n, int h, int st, const float *w, float e, const int32_t *p,
+                         const ts_rope *r) { PROF(P_ROPE, cuda_norm_rope(be, x, n, h, st, w, e, p, r)); }
 static void pf_destroy(ts_backend *be) {
     for (int i = 0; i < P_N; i++)
         if (g_prof_n[i])
@@ -467,7 +478,7 @@ static const ts_backend_ops g_cuda_prof_ops = {
     cu_kv_create, cu_kv_destroy, pf_step,   pf_embed,     pf_embed_add,        pf_matmul,
     pf_rmsnorm,   pf_layernorm, pf_rope,    pf_attention, pf_silu,             pf_gelu,
     pf_add,       pf_gather,    pf_moe,     cu_sync,      cu_stats,            pf_destroy,
-    cu_roofline,
+    cu_roofline,  pf_argmax,    pf_matmul_many, pf_add_rmsnorm, pf_norm_rope,
 };
 
 extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_create(const ts_cuda_options *opt,
@@ -508,6 +519,8 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     if (graphs_env && *graphs_env == '0') im->opt.use_graphs = 0;
     /* FP32 means float32 arithmetic: no TF32 shortcuts in cuBLAS */
     cublasSetMathMode(im->blas, opt->precision == TS_PRECISION_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
+    const char *gemv_env = getenv("TESSERA_CUDA_GEMV");
+    im->float_gemv = gemv_env && strcmp(gemv_env, "float") == 0;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");
     be->ops = prof && *prof && *prof != '0' ? &g_cuda_prof_ops : &g_cuda_ops;
     be->impl = im;

@@ -67,6 +67,11 @@ struct cuda_impl {
     size_t gemm_scratch_bytes;
     void *act_scratch;
     size_t act_scratch_bytes;
+    void *xq_scratch; /* int8 activations and their group scales for the integer matrix-vector kernel */
+    size_t xq_scratch_bytes;
+    void *argmax_scratch;
+    size_t argmax_scratch_bytes;
+    int float_gemv;   /* TESSERA_CUDA_GEMV=float: decode products in float arithmetic even under bf16/fp16 */
     void *attn_scratch; /* split-K partial results */
     size_t attn_scratch_bytes;
     float *inv_freq;          /* device copy of the model's RoPE frequencies */
@@ -124,11 +129,21 @@ void cuda_gather_rows(ts_backend *be, const float *src, const int32_t *rows, int
 void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q, int q_stride,
                     const float *k, const float *v, int kv_stride, int n_heads, float scale, float *out);
 void cuda_moe(ts_backend *be, const ts_moe *moe, const float *x, int n, float *out);
+void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, const float *x, int n, float *const *ys,
+                      const float *const *biases);
+void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, int rows, int dim, float eps,
+                      float *out);
+void cuda_norm_rope(ts_backend *be, float *x, int n, int heads, int stride, const float *norm_weight, float eps,
+                    const int32_t *positions, const ts_rope *rope);
+void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host);
 /* True when the operation must not enqueue work: the current step replays a captured graph. */
 #define CUDA_SKIP_IF_REPLAYING(im) \
     do {                           \
         if ((im)->replaying) return; \
     } while (0)
+/* Ends the step's capture (running what it recorded) or launches its replay; operations after it run
+ * directly. Called where the step's results leave the device. */
+void cuda_graph_finish(cuda_impl *im);
 /* Runs what a capture recorded so far and turns graphs off (for operations that need the host). */
 void cuda_graph_abort(cuda_impl *im, const char *why);
 /* Device copy of positions/tokens for host arrays that belong to the current step (uploaded otherwise). */

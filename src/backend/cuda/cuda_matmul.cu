@@ -1,5 +1,6 @@
 /* Weights on the GPU and the products with them. Decode (up to GEMV_MAX_TOKENS tokens) is a
- * matrix-vector kernel that streams each weight row once, decoding it in registers; larger batches and
+ * matrix-vector kernel that streams each weight row once, decoding it in registers (with int8
+ * activations and integer dot products for 4- and 8-bit weights under bf16/fp16); larger batches and
  * prefill dequantize row panels into scratch (float32, or bf16/fp16 under reduced precision) and call
  * cuBLAS. Weights whose layout has no kernel run on the CPU fallback, logged once. */
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 
 #include "backend/cuda/cuda_quant.cuh"
 #include "quant/float16.h"
+#include "quant/k_scales.h"
 
 #define GEMV_MAX_TOKENS 8
 #define GEMV_WARPS 4
@@ -58,16 +60,6 @@ static void natural_nibbles(const uint8_t *src, uint8_t *dst) {
     for (int k = 0; k < 16; k++) dst[k] = (uint8_t)(e[2 * k] | (e[2 * k + 1] << 4));
 }
 
-static void k_scale_min_host(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 /* Q4_0/Q4_1/Q8_0/Q4_K blocks -> quants [rows][...] and float scales (and minimums) [rows][cols / 32];
  * Q4_K's sub-blocks of 32 become Q4_1 groups exactly (scale d * sc, minimum -dmin * m). */
 static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
@@ -110,7 +102,7 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
                 } else { /* Q4_K: group g is sub-block g % 8 of block g / 8 */
                     const ts_block_q4_k *b = (const ts_block_q4_k *)src + g / 8;
                     int sub = (int)(g % 8), sc, mn;
-                    k_scale_min_host(sub, b->scales, &sc, &mn);
+                    ts_k_scale_min(sub, b->scales, &sc, &mn);
                     hs[si] = ts_f16_to_f32(b->d) * (float)sc;
                     hm[si] = -ts_f16_to_f32(b->dmin) * (float)mn;
                     const uint8_t *q = b->qs + 32 * (sub / 2);
@@ -329,6 +321,164 @@ __global__ void gemv_coalesced_kernel(cuda_weight w, const float *__restrict__ x
     }
 }
 
+/* Integer matrix-vector products for the 4- and 8-bit layouts under bf16/fp16 precision. The float
+ * kernel above spends about five instructions per weight (unpack, scale, convert, multiply-add) and
+ * reads four bytes of activation per weight, which limits it to a fraction of the memory bandwidth.
+ * Here the activations are first quantized to int8 per group of 32 (scale dx and the sum of the
+ * quantized values), so one __dp4a multiplies four weights by four activations:
+ *   sum_i (d q_i + m) x_i  ~=  dx * (d * sum_i q_i xq_i  +  m * sum_i xq_i)
+ * Both terms use the quantized activations so that their rounding errors are weighted by the real
+ * weights d q_i + m (centred near 0), not by the raw 4-bit codes 0..15.
+ * For 4-bit layouts each run of 8 activations is stored even elements first (0 2 4 6 1 3 5 7), the
+ * order in which a word's low and high nibbles hold the weights, so no weight shuffling is needed. */
+__device__ __forceinline__ int nibble_order(int e) { return (e & ~7) | ((e & 1) ? 4 + ((e & 7) >> 1) : (e & 7) >> 1); }
+
+/* One warp per group of 32 activations: xq [n][cols] int8, xs [n][groups] {scale, sum of xq}. */
+__global__ void quantize_act_kernel(const float *__restrict__ x, int64_t cols, int64_t total_groups, int nibbles,
+                                    int8_t *__restrict__ xq, float2 *__restrict__ xs) {
+    int64_t gi = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (gi >= total_groups) return;
+    float v = x[gi * 32 + lane]; /* rows are whole groups: element gi*32+lane of the [n][cols] array */
+    float amax = fabsf(v);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int q = __float2int_rn(v * inv), sum = q;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    xq[gi * 32 + (nibbles ? nibble_order(lane) : lane)] = (int8_t)q;
+    if (lane == 0) xs[gi] = make_float2(d, (float)sum);
+    (void)cols;
+}
+
+/* Up to three weights that read the same activations (q, k, v; gate, up) in one launch: blocks
+ * [first_block[k], first_block[k + 1]) work on weight k. */
+#define DP4A_MAX_TARGETS 3
+struct dp4a_targets {
+    cuda_weight w[DP4A_MAX_TARGETS];
+    float *y[DP4A_MAX_TARGETS];
+    const float *bias[DP4A_MAX_TARGETS];
+    unsigned first_block[DP4A_MAX_TARGETS + 1];
+};
+
+/* R rows per warp share each activation load. */
+template <int DT, int N, int R>
+__global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq, const float2 *__restrict__ xs) {
+    constexpr int WB = DT == TS_DTYPE_Q8_0 ? 32 : 16; /* quant bytes per group */
+    int k = blockIdx.x >= tg.first_block[1] ? (blockIdx.x >= tg.first_block[2] ? 2 : 1) : 0;
+    const cuda_weight &w = k == 0 ? tg.w[0] : k == 1 ? tg.w[1] : tg.w[2];
+    float *__restrict__ y = k == 0 ? tg.y[0] : k == 1 ? tg.y[1] : tg.y[2];
+    const float *__restrict__ bias = k == 0 ? tg.bias[0] : k == 1 ? tg.bias[1] : tg.bias[2];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int64_t row0 = ((int64_t)(blockIdx.x - tg.first_block[k]) * GEMV_WARPS + warp) * R;
+    if (row0 >= w.rows) return;
+    const int groups = (int)(w.cols / 32);
+    float acc[R][N];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int t = 0; t < N; t++) acc[r][t] = 0.0f;
+    for (int g = lane; g < groups; g += 32) {
+        int4 wq[R][WB / 16];
+        float d[R], m[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int64_t row = row0 + r < w.rows ? row0 + r : w.rows - 1; /* a partial last warp recomputes a row */
+            const int4 *p = (const int4 *)(w.q + (size_t)row * w.q_row_bytes + (size_t)g * WB);
+#pragma unroll
+            for (int u = 0; u < WB / 16; u++) wq[r][u] = __ldg(p + u);
+            size_t si = (size_t)row * groups + g;
+            d[r] = __ldg(w.scale + si);
+            m[r] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * d[r] : 0.0f;
+        }
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            const int4 *xp = (const int4 *)(xq + (size_t)t * w.cols + (size_t)g * 32);
+            int4 xa = __ldg(xp), xb = __ldg(xp + 1);
+            float2 sx = __ldg(xs + (size_t)t * groups + g);
+            int xw[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                int s = 0;
+                if (DT == TS_DTYPE_Q8_0) {
+                    const int4 lo = wq[r][0], hi = wq[r][(WB / 16) - 1];
+                    int ww[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+#pragma unroll
+                    for (int u = 0; u < 8; u++) s = __dp4a(ww[u], xw[u], s);
+                } else {
+                    int ww[4] = {wq[r][0].x, wq[r][0].y, wq[r][0].z, wq[r][0].w};
+#pragma unroll
+                    for (int u = 0; u < 4; u++) {
+                        s = __dp4a(ww[u] & 0x0f0f0f0f, xw[2 * u], s);
+                        s = __dp4a((ww[u] >> 4) & 0x0f0f0f0f, xw[2 * u + 1], s);
+                    }
+                }
+                acc[r][t] = fmaf(sx.x, fmaf(d[r], (float)s, m[r] * sx.y), acc[r][t]);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        if (row0 + r >= w.rows) break;
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            float s = acc[r][t];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+            if (lane == 0) y[(size_t)t * w.rows + row0 + r] = s + (bias ? bias[row0 + r] : 0.0f);
+        }
+    }
+}
+
+static int uses_dp4a(const cuda_impl *im, ts_dtype t, int force_fp32) {
+    return !force_fp32 && !im->float_gemv && im->opt.precision != TS_PRECISION_FP32 &&
+           (t == TS_DTYPE_Q4_0 || t == TS_DTYPE_Q4_1 || t == TS_DTYPE_Q8_0);
+}
+
+#define DP4A_ROWS 2
+
+/* Quantizes x once, then one launch over the rows of all `count` weights (same layout and width). */
+template <int DT>
+static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
+                             float *const *ys, const float *const *biases) {
+    const int64_t cols = ws[0]->cols;
+    int64_t total_groups = (int64_t)n * (cols / 32);
+    size_t qbytes = (size_t)n * (size_t)cols;
+    uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->xq_scratch, &im->xq_scratch_bytes,
+                                           qbytes + (size_t)total_groups * sizeof(float2) + 16);
+    if (!buf) return;
+    int8_t *xq = (int8_t *)buf;
+    float2 *xs = (float2 *)(buf + ((qbytes + 15) & ~(size_t)15));
+    quantize_act_kernel<<<(unsigned)((total_groups * 32 + 255) / 256), 256, 0, im->stream>>>(
+        x, cols, total_groups, DT != TS_DTYPE_Q8_0, xq, xs);
+    dp4a_targets tg;
+    memset(&tg, 0, sizeof tg);
+    unsigned blocks = 0;
+    for (int k = 0; k < DP4A_MAX_TARGETS; k++) {
+        tg.first_block[k] = blocks;
+        if (k >= count) continue;
+        tg.w[k] = *ws[k];
+        tg.y[k] = ys[k];
+        tg.bias[k] = biases ? biases[k] : NULL;
+        blocks += (unsigned)((ws[k]->rows + GEMV_WARPS * DP4A_ROWS - 1) / (GEMV_WARPS * DP4A_ROWS));
+    }
+    tg.first_block[DP4A_MAX_TARGETS] = blocks;
+    switch (n) {
+#define DP4A_CASE(N) \
+    case N: gemv_dp4a_kernel<DT, N, DP4A_ROWS><<<blocks, 32 * GEMV_WARPS, 0, im->stream>>>(tg, xq, xs); break;
+        DP4A_CASE(1) DP4A_CASE(2) DP4A_CASE(3) DP4A_CASE(4) DP4A_CASE(5) DP4A_CASE(6) DP4A_CASE(7) DP4A_CASE(8)
+#undef DP4A_CASE
+    }
+}
+
+static void dispatch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
+                               float *const *ys, const float *const *biases) {
+    if (ws[0]->dtype == TS_DTYPE_Q4_0) launch_gemv_dp4a<TS_DTYPE_Q4_0>(im, count, ws, x, n, ys, biases);
+    else if (ws[0]->dtype == TS_DTYPE_Q4_1) launch_gemv_dp4a<TS_DTYPE_Q4_1>(im, count, ws, x, n, ys, biases);
+    else launch_gemv_dp4a<TS_DTYPE_Q8_0>(im, count, ws, x, n, ys, biases);
+}
+
 /* Rows [r0, r0 + nr) of the weight into a dense row-major panel of OUT elements. */
 template <int DT, typename OUT>
 __global__ void dequant_kernel(cuda_weight w, int64_t r0, int64_t nr, OUT *out) {
@@ -530,7 +680,9 @@ static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int 
         cpu_fallback_matmul(be, w, x, n, y, bias);
         return;
     }
-    if (n <= GEMV_MAX_TOKENS) {
+    if (n <= GEMV_MAX_TOKENS && uses_dp4a(im, cw->dtype, force_fp32)) {
+        dispatch_gemv_dp4a(im, 1, &cw, x, n, &y, &bias);
+    } else if (n <= GEMV_MAX_TOKENS) {
 #define GV(DT) launch_gemv<DT>(im, *cw, x, n, y, bias)
         TS_CUDA_DISPATCH_DTYPE(cw->dtype, GV)
 #undef GV
@@ -541,6 +693,27 @@ static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int 
             bias_kernel<<<(unsigned)((total + 255) / 256), 256, 0, im->stream>>>(y, bias, cw->rows, n);
         }
     }
+    CUDA_CHECK_LAUNCH(im, "matmul");
+}
+
+/* Weights that read the same activations: one quantization of x and one launch where the integer
+ * kernel applies to all of them, one product after another otherwise. */
+void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, const float *x, int n, float *const *ys,
+                      const float *const *biases) {
+    cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
+    const cuda_weight *cws[DP4A_MAX_TARGETS];
+    int together = count >= 1 && count <= DP4A_MAX_TARGETS && n >= 1 && n <= GEMV_MAX_TOKENS;
+    for (int k = 0; together && k < count; k++) {
+        cws[k] = (const cuda_weight *)ws[k]->prepared;
+        together = cws[k] && cws[k]->gpu_supported && uses_dp4a(im, cws[k]->dtype, 0) && cws[k]->dtype == cws[0]->dtype &&
+                   cws[k]->cols == cws[0]->cols;
+    }
+    if (!together) {
+        for (int k = 0; k < count; k++) cuda_matmul(be, ws[k], x, n, ys[k], biases ? biases[k] : NULL);
+        return;
+    }
+    dispatch_gemv_dp4a(im, count, cws, x, n, ys, biases);
     CUDA_CHECK_LAUNCH(im, "matmul");
 }
 

@@ -26,6 +26,23 @@ __global__ void rmsnorm_kernel(const float *x, const float *w, int dim, float ep
     for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = w[i] * (xr[i] * inv);
 }
 
+/* The residual add and the following norm in one pass over the row: x += y; out = rmsnorm(x) * w. */
+__global__ void add_rmsnorm_kernel(float *x, const float *y, const float *w, int dim, float eps, float *out) {
+    __shared__ float red[32];
+    float *xr = x + (size_t)blockIdx.x * dim;
+    const float *yr = y + (size_t)blockIdx.x * dim;
+    float *o = out + (size_t)blockIdx.x * dim;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float v = xr[i] + yr[i];
+        xr[i] = v;
+        ss += v * v;
+    }
+    ss = block_sum(ss, red);
+    float inv = rsqrtf(ss / (float)dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = w[i] * (xr[i] * inv);
+}
+
 __global__ void layernorm_kernel(const float *x, const float *w, const float *b, int dim, float eps, float *out) {
     __shared__ float red[32];
     const float *xr = x + (size_t)blockIdx.x * dim;
@@ -51,6 +68,15 @@ void cuda_rmsnorm(ts_backend *be, const float *x, const float *w, int rows, int 
     if (rows <= 0) return;
     rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, w, dim, eps, out);
     CUDA_CHECK_LAUNCH(im, "rmsnorm");
+}
+
+void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, int rows, int dim, float eps,
+                      float *out) {
+    cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
+    if (rows <= 0) return;
+    add_rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, y, w, dim, eps, out);
+    CUDA_CHECK_LAUNCH(im, "add_rmsnorm");
 }
 
 void cuda_layernorm(ts_backend *be, const float *x, const float *w, const float *b, int rows, int dim, float eps,
@@ -82,23 +108,76 @@ __global__ void rope_kernel(float *x, int heads, int stride, const int32_t *posi
     }
 }
 
-void cuda_rope(ts_backend *be, float *x, int n, int heads, int stride, const int32_t *positions, const ts_rope *rope) {
-    cuda_impl *im = cuda_of(be);
-    CUDA_SKIP_IF_REPLAYING(im);
-    if (n <= 0) return;
+/* The model's RoPE frequencies on the device (uploaded when they change). */
+static const float *device_inv_freq(cuda_impl *im, const ts_rope *rope) {
     int half = rope->head_dim / 2;
     if (im->inv_freq_host != rope->inv_freq || im->inv_freq_n != half) {
         if (im->inv_freq) cudaFree(im->inv_freq);
         im->inv_freq = NULL;
-        if (cuda_check(im, cudaMalloc((void **)&im->inv_freq, (size_t)half * sizeof(float)), "rope frequencies")) return;
+        im->inv_freq_host = NULL;
+        if (cuda_check(im, cudaMalloc((void **)&im->inv_freq, (size_t)half * sizeof(float)), "rope frequencies")) return NULL;
         cudaMemcpy(im->inv_freq, rope->inv_freq, (size_t)half * sizeof(float), cudaMemcpyHostToDevice);
         im->inv_freq_host = rope->inv_freq;
         im->inv_freq_n = half;
     }
+    return im->inv_freq;
+}
+
+void cuda_rope(ts_backend *be, float *x, int n, int heads, int stride, const int32_t *positions, const ts_rope *rope) {
+    cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
+    if (n <= 0) return;
+    const float *inv_freq = device_inv_freq(im, rope);
     const int32_t *dpos = cuda_step_array(be, positions, n);
-    if (!dpos) return;
-    rope_kernel<<<n, 128, 0, im->stream>>>(x, heads, stride, dpos, im->inv_freq, rope->head_dim, rope->attention_factor);
+    if (!dpos || !inv_freq) return;
+    rope_kernel<<<n, 128, 0, im->stream>>>(x, heads, stride, dpos, inv_freq, rope->head_dim, rope->attention_factor);
     CUDA_CHECK_LAUNCH(im, "rope");
+}
+
+/* Qwen3's per-head RMSNorm of q or k followed by the rotation, one warp per (token, head): the head's
+ * sum of squares is reduced across the warp before any lane writes. */
+#define NORM_ROPE_WARPS 4
+__global__ void norm_rope_kernel(float *x, int heads, int stride, const float *w, float eps, const int32_t *positions,
+                                 const float *inv_freq, int head_dim, float factor) {
+    int t = blockIdx.x, h = blockIdx.y * NORM_ROPE_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (h >= heads) return;
+    float *v = x + (size_t)t * stride + (size_t)h * head_dim;
+    int half = head_dim / 2;
+    float inv = 1.0f;
+    if (w) {
+        float ss = 0.0f;
+        for (int i = lane; i < head_dim; i += 32) ss += v[i] * v[i];
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        inv = rsqrtf(ss / (float)head_dim + eps);
+    }
+    float pos = (float)positions[t];
+    for (int k = lane; k < half; k += 32) {
+        float a = v[k], b = v[k + half];
+        if (w) {
+            a = w[k] * (a * inv);
+            b = w[k + half] * (b * inv);
+        }
+        float s, c;
+        sincosf(pos * inv_freq[k], &s, &c);
+        c *= factor;
+        s *= factor;
+        v[k] = a * c - b * s;
+        v[k + half] = b * c + a * s;
+    }
+}
+
+void cuda_norm_rope(ts_backend *be, float *x, int n, int heads, int stride, const float *norm_weight, float eps,
+                    const int32_t *positions, const ts_rope *rope) {
+    cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
+    if (n <= 0) return;
+    const float *inv_freq = device_inv_freq(im, rope);
+    const int32_t *dpos = cuda_step_array(be, positions, n);
+    if (!dpos || !inv_freq) return;
+    dim3 grid((unsigned)n, (unsigned)((heads + NORM_ROPE_WARPS - 1) / NORM_ROPE_WARPS));
+    norm_rope_kernel<<<grid, 32 * NORM_ROPE_WARPS, 0, im->stream>>>(x, heads, stride, norm_weight, eps, dpos, inv_freq,
+                                                                     rope->head_dim, rope->attention_factor);
+    CUDA_CHECK_LAUNCH(im, "norm_rope");
 }
 
 __global__ void silu_mul_kernel(const float *gate, const float *up, int rows, int inner, int in_stride, float *out) {

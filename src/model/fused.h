@@ -1,0 +1,18 @@
+/* The fused operations of ts_backend_ops, called by forward passes: a backend that implements one
+ * runs it in one pass; for one that does not, the same result comes from the unfused operations. */
+#ifndef TS_MODEL_FUSED_H
+#define TS_MODEL_FUSED_H
+
+#include "backend/backend.h"
+
+/* ys[i] = x . ws[i]^T (+ biases[i], where biases and biases[i] are not NULL), i < count <= 3. */
+void ts_fused_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, const float *x, int n,
+                          float *const *ys, const float *const *biases);
+/* x += y; out = rmsnorm(x) * weight. */
+void ts_fused_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *weight, int rows, int dim, float eps,
+                          float *out);
+/* Per-head RMSNorm (skipped when norm_weight is NULL), then RoPE, in place. */
+void ts_fused_norm_rope(ts_backend *be, float *x, int n, int heads, int stride, const float *norm_weight, float eps,
+                        const int32_t *positions, const ts_rope *rope);
+
+#endif
