@@ -8,32 +8,34 @@
 
 void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_store *kv, const ts_step *step) {
     ts_backend *be = m->be;
+    ts_scratch *s = m->s;
     const ts_model_config *c = &m->cfg;
     int n = step->n_tokens, hd = c->head_dim;
     int q_dim = c->num_heads * hd, kv_dim = c->num_kv_heads * hd;
     /* [n, hidden] -> q [n, heads, hd], k and v [n, kv_heads, hd] */
     const ts_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
-    float *const outs[3] = {m->q, m->k, m->v};
+    float *const outs[3] = {s->q, s->k, s->v};
     const float *const biases[3] = {L->bq, L->bk, L->bv};
-    ts_fused_matmul_many(be, 3, qkv, m->xn, n, outs, biases);
+    ts_fused_matmul_many(be, 3, qkv, s->xn, n, outs, biases);
     /* Qwen3 normalizes each head of q and k (q_norm, k_norm) before rotating it */
     float eps = (float)c->norm_eps;
-    ts_fused_norm_rope(be, m->q, n, c->num_heads, q_dim, L->q_norm, eps, step->positions, &m->rope);
-    ts_fused_norm_rope(be, m->k, n, c->num_kv_heads, kv_dim, L->k_norm, eps, step->positions, &m->rope);
-    be->ops->attention(be, kv, layer, step, m->q, q_dim, m->k, m->v, kv_dim, c->num_heads, 1.0f / sqrtf((float)hd),
-                       m->attn);
+    ts_fused_norm_rope(be, s->q, n, c->num_heads, q_dim, L->q_norm, eps, step->positions, &m->rope);
+    ts_fused_norm_rope(be, s->k, n, c->num_kv_heads, kv_dim, L->k_norm, eps, step->positions, &m->rope);
+    be->ops->attention(be, kv, layer, step, s->q, q_dim, s->k, s->v, kv_dim, c->num_heads, 1.0f / sqrtf((float)hd),
+                       s->attn);
     /* [n, heads * hd] -> [n, hidden] */
-    be->ops->matmul(be, &L->wo, m->attn, n, m->proj, L->bo);
+    be->ops->matmul(be, &L->wo, s->attn, n, s->proj, L->bo);
 }
 
 void ts_block_swiglu(ts_model *m, const ts_layer *L, int n) {
     ts_backend *be = m->be;
+    ts_scratch *s = m->s;
     int inner = (int)L->w_gate.rows;
     const ts_weight *gate_up[2] = {&L->w_gate, &L->w_up};
-    float *const outs[2] = {m->ffn_a, m->ffn_b};
-    ts_fused_matmul_many(be, 2, gate_up, m->xn, n, outs, NULL);
-    be->ops->silu_mul(be, m->ffn_a, m->ffn_b, n, inner, inner, m->ffn_a);
-    be->ops->matmul(be, &L->w_down, m->ffn_a, n, m->proj, NULL);
+    float *const outs[2] = {s->ffn_a, s->ffn_b};
+    ts_fused_matmul_many(be, 2, gate_up, s->xn, n, outs, NULL);
+    be->ops->silu_mul(be, s->ffn_a, s->ffn_b, n, inner, inner, s->ffn_a);
+    be->ops->matmul(be, &L->w_down, s->ffn_a, n, s->proj, NULL);
 }
 
 int ts_bind_rope_attention(ts_model *m, ts_layer *L, int layer, const char *prefix, ts_error *err) {

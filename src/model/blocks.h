@@ -1,6 +1,6 @@
 /* Blocks shared by the decoder architectures: the llama-family attention block (q/k/v projections with
  * optional biases and per-head q/k RMSNorm, RoPE, cached causal attention, output projection) and the
- * SwiGLU MLP. Each reads the normalised input from m->xn and leaves its output in m->proj. */
+ * SwiGLU MLP. Each reads the normalised input from m->s->xn and leaves its output in m->s->proj. */
 #ifndef TS_MODEL_BLOCKS_H
 #define TS_MODEL_BLOCKS_H
 

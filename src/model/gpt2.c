@@ -87,26 +87,27 @@ static void gpt2_final_norm(ts_model *m, const float *x, int rows, float *out) {
 
 static void gpt2_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer_probe probe, void *pctx) {
     ts_backend *be = m->be;
+    ts_scratch *s = m->s; /* GPT-2 runs on one device: the scratch never changes during the step */
     const ts_model_config *c = &m->cfg;
     int n = step->n_tokens, d = c->hidden_size, inner = c->intermediate_size;
     float eps = (float)c->norm_eps;
-    be->ops->embed(be, &m->tok_embed, step->tokens, n, m->x);
-    be->ops->embed_add(be, &m->pos_embed, step->positions, n, m->x);
-    if (probe) probe(pctx, 0, m->x, n, d);
+    be->ops->embed(be, &m->tok_embed, step->tokens, n, s->x);
+    be->ops->embed_add(be, &m->pos_embed, step->positions, n, s->x);
+    if (probe) probe(pctx, 0, s->x, n, d);
     for (int l = 0; l < c->num_layers; l++) {
         const ts_layer *L = &m->layers[l];
-        be->ops->layernorm(be, m->x, L->attn_norm, L->attn_norm_bias, n, d, eps, m->xn);
-        be->ops->matmul(be, &L->wqkv, m->xn, n, m->qkv, L->bqkv);
-        be->ops->attention(be, kv, l, step, m->qkv, 3 * d, m->qkv + d, m->qkv + 2 * d, 3 * d, c->num_heads,
-                           1.0f / sqrtf((float)c->head_dim), m->attn);
-        be->ops->matmul(be, &L->wo, m->attn, n, m->proj, L->bo);
-        be->ops->add(be, m->x, m->proj, (size_t)n * d);
-        be->ops->layernorm(be, m->x, L->ffn_norm, L->ffn_norm_bias, n, d, eps, m->xn);
-        be->ops->matmul(be, &L->w_up, m->xn, n, m->ffn_a, L->b_up);
-        be->ops->gelu(be, m->ffn_a, (size_t)n * inner, c->activation == TS_ACT_GELU_TANH);
-        be->ops->matmul(be, &L->w_down, m->ffn_a, n, m->proj, L->b_down);
-        be->ops->add(be, m->x, m->proj, (size_t)n * d);
-        if (probe && l + 1 < c->num_layers) probe(pctx, l + 1, m->x, n, d);
+        be->ops->layernorm(be, s->x, L->attn_norm, L->attn_norm_bias, n, d, eps, s->xn);
+        be->ops->matmul(be, &L->wqkv, s->xn, n, s->qkv, L->bqkv);
+        be->ops->attention(be, kv, l, step, s->qkv, 3 * d, s->qkv + d, s->qkv + 2 * d, 3 * d, c->num_heads,
+                           1.0f / sqrtf((float)c->head_dim), s->attn);
+        be->ops->matmul(be, &L->wo, s->attn, n, s->proj, L->bo);
+        be->ops->add(be, s->x, s->proj, (size_t)n * d);
+        be->ops->layernorm(be, s->x, L->ffn_norm, L->ffn_norm_bias, n, d, eps, s->xn);
+        be->ops->matmul(be, &L->w_up, s->xn, n, s->ffn_a, L->b_up);
+        be->ops->gelu(be, s->ffn_a, (size_t)n * inner, c->activation == TS_ACT_GELU_TANH);
+        be->ops->matmul(be, &L->w_down, s->ffn_a, n, s->proj, L->b_down);
+        be->ops->add(be, s->x, s->proj, (size_t)n * d);
+        if (probe && l + 1 < c->num_layers) probe(pctx, l + 1, s->x, n, d);
     }
 }
 

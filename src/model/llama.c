@@ -73,8 +73,8 @@ static void cross_to_device(ts_model *m, const ts_step *step) {
 void ts_llama_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer_probe probe, void *pctx) {
     const ts_model_config *c = &m->cfg;
     int n = step->n_tokens, d = c->hidden_size;
-    m->be->ops->embed(m->be, &m->tok_embed, step->tokens, n, m->x);
-    if (probe) probe(pctx, 0, m->x, n, d);
+    m->be->ops->embed(m->be, &m->tok_embed, step->tokens, n, m->s->x);
+    if (probe) probe(pctx, 0, m->s->x, n, d);
     float eps = (float)c->norm_eps;
     for (int l = 0; l < c->num_layers; l++) {
         const ts_layer *L = &m->layers[l];
@@ -82,19 +82,19 @@ void ts_llama_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer
         ts_backend *be = m->be;
         /* each residual add is fused with the norm that follows it, unless that norm runs on the
          * other side of the split */
-        if (l == 0 || l == m->split) be->ops->rmsnorm(be, m->x, L->attn_norm, n, d, eps, m->xn);
+        if (l == 0 || l == m->split) be->ops->rmsnorm(be, m->s->x, L->attn_norm, n, d, eps, m->s->xn);
         int host_layer = l < m->split;
         ts_block_rope_attention(m, L, host_layer ? l : l - m->split, host_layer ? step->host_kv : kv, step);
-        ts_fused_add_rmsnorm(be, m->x, m->proj, L->ffn_norm, n, d, eps, m->xn);
+        ts_fused_add_rmsnorm(be, m->s->x, m->s->proj, L->ffn_norm, n, d, eps, m->s->xn);
         if (L->is_moe)
-            be->ops->moe(be, &L->moe, m->xn, n, m->proj);
+            be->ops->moe(be, &L->moe, m->s->xn, n, m->s->proj);
         else
             ts_block_swiglu(m, L, n);
         if (l + 1 < c->num_layers && l + 1 != m->split)
-            ts_fused_add_rmsnorm(be, m->x, m->proj, m->layers[l + 1].attn_norm, n, d, eps, m->xn);
+            ts_fused_add_rmsnorm(be, m->s->x, m->s->proj, m->layers[l + 1].attn_norm, n, d, eps, m->s->xn);
         else
-            be->ops->add(be, m->x, m->proj, (size_t)n * d);
-        if (probe && l + 1 < c->num_layers) probe(pctx, l + 1, m->x, n, d);
+            be->ops->add(be, m->s->x, m->s->proj, (size_t)n * d);
+        if (probe && l + 1 < c->num_layers) probe(pctx, l + 1, m->s->x, n, d);
     }
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/argmax.h"
 #include "base/files.h"
 #include "base/log.h"
 #include "model/checkpoint.h"
@@ -34,25 +35,10 @@ void ts_model_options_init(ts_model_options *o) {
     o->gpu_layers = -1;
 }
 
-static void scratch_save(const ts_model *m, ts_scratch *s) {
-    *s = (ts_scratch){m->x, m->xn, m->q, m->k, m->v, m->attn, m->proj, m->ffn_a, m->ffn_b, m->qkv, m->logit_rows,
-                      m->logit_out};
-}
-
-static void scratch_load(ts_model *m, const ts_scratch *s) {
-    m->x = s->x, m->xn = s->xn, m->q = s->q, m->k = s->k, m->v = s->v, m->attn = s->attn, m->proj = s->proj;
-    m->ffn_a = s->ffn_a, m->ffn_b = s->ffn_b, m->qkv = s->qkv, m->logit_rows = s->logit_rows;
-    m->logit_out = s->logit_out;
-}
-
 void ts_model_activate(ts_model *m, int host) {
-    if (host && m->host_be) {
-        m->be = m->host_be;
-        scratch_load(m, &m->host_scratch);
-    } else {
-        m->be = m->dev_be;
-        scratch_load(m, &m->dev_scratch);
-    }
+    int h = host && m->host_be;
+    m->be = h ? m->host_be : m->dev_be;
+    m->s = h ? &m->host_scratch : &m->dev_scratch;
 }
 
 static int read_checkpoint(ts_model *m, const char *path, ts_error *err) {
@@ -64,7 +50,8 @@ static int read_checkpoint(ts_model *m, const char *path, ts_error *err) {
     return ts_checkpoint_read(path, &m->cfg, &m->table, m->vocab, err);
 }
 
-static int alloc_scratch(ts_model *m, ts_error *err) {
+/* The scratch set `s` in the memory of m->be. */
+static int alloc_scratch(ts_model *m, ts_scratch *s, ts_error *err) {
     const ts_model_config *c = &m->cfg;
     size_t T = (size_t)m->opt.max_step_tokens;
     size_t d = (size_t)c->hidden_size, q = (size_t)c->num_heads * (size_t)c->head_dim;
@@ -72,29 +59,27 @@ static int alloc_scratch(ts_model *m, ts_error *err) {
     size_t inner = (size_t)c->intermediate_size;
     if (c->arch == TS_ARCH_QWEN3_MOE && (size_t)c->moe_intermediate_size > inner) inner = (size_t)c->moe_intermediate_size;
     m->logit_chunk = LOGIT_CHUNK;
-    if (!(m->x = ts_model_alloc_floats(m, T * d, err)) || !(m->xn = ts_model_alloc_floats(m, T * d, err)) ||
-        !(m->q = ts_model_alloc_floats(m, T * q, err)) || !(m->k = ts_model_alloc_floats(m, T * kv, err)) ||
-        !(m->v = ts_model_alloc_floats(m, T * kv, err)) ||
-        !(m->attn = ts_model_alloc_floats(m, T * (q > d ? q : d), err)) ||
-        !(m->proj = ts_model_alloc_floats(m, T * d, err)) || !(m->ffn_a = ts_model_alloc_floats(m, T * inner, err)) ||
-        !(m->ffn_b = ts_model_alloc_floats(m, T * inner, err)) ||
-        !(m->logit_rows = ts_model_alloc_floats(m, (size_t)m->logit_chunk * d, err)) ||
-        !(m->logit_out = ts_model_alloc_floats(m, (size_t)m->logit_chunk * (size_t)c->vocab_size, err)))
+    if (!(s->x = ts_model_alloc_floats(m, T * d, err)) || !(s->xn = ts_model_alloc_floats(m, T * d, err)) ||
+        !(s->q = ts_model_alloc_floats(m, T * q, err)) || !(s->k = ts_model_alloc_floats(m, T * kv, err)) ||
+        !(s->v = ts_model_alloc_floats(m, T * kv, err)) ||
+        !(s->attn = ts_model_alloc_floats(m, T * (q > d ? q : d), err)) ||
+        !(s->proj = ts_model_alloc_floats(m, T * d, err)) || !(s->ffn_a = ts_model_alloc_floats(m, T * inner, err)) ||
+        !(s->ffn_b = ts_model_alloc_floats(m, T * inner, err)) ||
+        !(s->logit_rows = ts_model_alloc_floats(m, (size_t)m->logit_chunk * d, err)) ||
+        !(s->logit_out = ts_model_alloc_floats(m, (size_t)m->logit_chunk * (size_t)c->vocab_size, err)))
         return -1;
-    if (c->arch == TS_ARCH_GPT2 && !(m->qkv = ts_model_alloc_floats(m, T * 3 * d, err))) return -1;
+    if (c->arch == TS_ARCH_GPT2 && !(s->qkv = ts_model_alloc_floats(m, T * 3 * d, err))) return -1;
     return 0;
 }
 
 /* One scratch set per side of a split, each in its backend's memory. */
 static int alloc_all_scratch(ts_model *m, ts_error *err) {
-    m->be = m->dev_be;
-    if (alloc_scratch(m, err) != 0) return -1;
-    scratch_save(m, &m->dev_scratch);
     if (m->split > 0) {
         m->be = m->host_be;
-        if (alloc_scratch(m, err) != 0) return -1;
-        scratch_save(m, &m->host_scratch);
+        if (alloc_scratch(m, &m->host_scratch, err) != 0) return -1;
     }
+    m->be = m->dev_be;
+    if (alloc_scratch(m, &m->dev_scratch, err) != 0) return -1;
     ts_model_activate(m, 0);
     return 0;
 }
@@ -283,17 +268,22 @@ static int forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *log
     ts_backend *be = m->be; /* the head runs where the last layer ran */
     if (probe) {
         /* The reference's last hidden state is taken after the final norm, for every token. */
-        m->impl->final_norm(m, m->x, step->n_tokens, m->xn);
-        probe(probe_ctx, c->num_layers, m->xn, step->n_tokens, c->hidden_size);
+        m->impl->final_norm(m, m->s->x, step->n_tokens, m->s->xn);
+        probe(probe_ctx, c->num_layers, m->s->xn, step->n_tokens, c->hidden_size);
     }
     size_t vocab = (size_t)c->vocab_size;
     for (int r0 = 0; r0 < step->n_logits; r0 += m->logit_chunk) {
         int rows = step->n_logits - r0 < m->logit_chunk ? step->n_logits - r0 : m->logit_chunk;
-        be->ops->gather_rows(be, m->x, step->logit_rows + r0, rows, c->hidden_size, m->xn);
-        m->impl->final_norm(m, m->xn, rows, m->logit_rows);
-        be->ops->matmul(be, &m->output, m->logit_rows, rows, m->logit_out, NULL);
-        if (tokens) be->ops->argmax_rows(be, m->logit_out, rows, (int)vocab, tokens + r0);
-        else be->ops->to_host(be, logits_host + (size_t)r0 * vocab, m->logit_out, (size_t)rows * vocab * sizeof(float));
+        be->ops->gather_rows(be, m->s->x, step->logit_rows + r0, rows, c->hidden_size, m->s->xn);
+        m->impl->final_norm(m, m->s->xn, rows, m->s->logit_rows);
+        be->ops->matmul(be, &m->output, m->s->logit_rows, rows, m->s->logit_out, NULL);
+        if (tokens && be->ops->argmax_rows) {
+            be->ops->argmax_rows(be, m->s->logit_out, rows, (int)vocab, tokens + r0);
+            continue;
+        }
+        float *lg = logits_host + (size_t)r0 * vocab;
+        be->ops->to_host(be, lg, m->s->logit_out, (size_t)rows * vocab * sizeof(float));
+        for (int i = 0; tokens && i < rows; i++) tokens[r0 + i] = ts_argmax(lg + (size_t)i * vocab, (int)vocab);
     }
     be->ops->sync(be);
     if (m->host_be) {
@@ -310,8 +300,6 @@ int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *l
 }
 
 int ts_model_forward_greedy(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, int32_t *tokens,
-                            int *picked, ts_error *err) {
-    const ts_backend *head = m->split == m->cfg.num_layers ? m->host_be : m->dev_be;
-    *picked = head->ops->argmax_rows != NULL;
-    return forward(m, kv, step, logits_host, *picked ? tokens : NULL, NULL, NULL, err);
+                            ts_error *err) {
+    return forward(m, kv, step, logits_host, tokens, NULL, NULL, err);
 }

@@ -40,7 +40,7 @@ typedef struct ts_arch_impl {
     ts_arch arch;
     /* Finds, checks and prepares every weight of the architecture in m->table. */
     int (*bind)(ts_model *m, ts_error *err);
-    /* Runs the layers over the step's tokens, leaving the residual stream in m->x. */
+    /* Runs the layers over the step's tokens, leaving the residual stream in m->s->x. */
     void (*layers)(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer_probe probe, void *probe_ctx);
     /* Final normalisation of `rows` rows of x into out. */
     void (*final_norm)(ts_model *m, const float *x, int rows, float *out);
@@ -81,9 +81,7 @@ struct ts_model {
     float *inv_freq; /* host, head_dim / 2 */
     ts_rope rope;
 
-    /* scratch activations in the memory of m->be (the active set of dev_scratch / host_scratch) */
-    float *x, *xn, *q, *k, *v, *attn, *proj, *ffn_a, *ffn_b, *qkv;
-    float *logit_rows, *logit_out; /* [logit_chunk, hidden], [logit_chunk, vocab] */
+    ts_scratch *s; /* the scratch of m->be: &dev_scratch, or &host_scratch on the host side of a split */
     int logit_chunk;
 
     /* A GPU/CPU split (--gpu-layers): the embedding and layers [0, split) run on host_be with their KV
@@ -120,11 +118,11 @@ void ts_model_free(ts_model *m);
 int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, ts_layer_probe probe,
                      void *probe_ctx, ts_error *err);
 
-/* A forward step whose logit rows are all decoded greedily. Where the backend picks the largest logit
- * itself (on a GPU: only token ids cross to the host), tokens[i] receives row i's choice and *picked is
- * 1; otherwise the logits are written to logits_host exactly as ts_model_forward does and *picked is 0. */
+/* A forward step whose logit rows are all decoded greedily: tokens[i] receives the largest logit's index
+ * of row i (lowest on ties). A backend with argmax_rows picks it where the logits are (on a GPU only the
+ * token ids cross to the host); otherwise the logits pass through logits_host (n_logits rows of vocab). */
 int ts_model_forward_greedy(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, int32_t *tokens,
-                            int *picked, ts_error *err);
+                            ts_error *err);
 
 /* Checks the model's files on disk: 0 unchanged, 1 modified in place (the model must stop: its mapped
  * weights may change or fault), 2 replaced or removed (the loaded version stays valid). */

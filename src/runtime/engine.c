@@ -48,7 +48,7 @@ struct ts_engine {
     ts_engine_seq **step_seqs;
     int *step_first_token;
     float *logits;
-    int32_t *picked; /* token ids chosen on the device for all-greedy steps */
+    int32_t *picked; /* token ids the model chose in all-greedy steps */
     ts_token_logprobs *lp;
     ts_engine_stats stats;
     double files_checked_at;
@@ -201,17 +201,18 @@ static int run_step(ts_engine *e) {
         }
     }
     if (n_tok == 0) return 0;
-    ts_step step = {.host_kv = e->cache.host_store, .n_tokens = n_tok, .tokens = e->step_tokens, .positions = e->step_positions, .n_seqs = n_views,
-                    .seqs = e->views, .n_logits = n_logits, .logit_rows = e->logit_rows};
+    ts_step step = {.n_tokens = n_tok, .tokens = e->step_tokens, .positions = e->step_positions, .n_seqs = n_views,
+                    .seqs = e->views, .n_logits = n_logits, .logit_rows = e->logit_rows,
+                    .host_kv = e->cache.host_store};
     ts_error err = {{0}};
     double t0 = ts_now_seconds();
     /* When every sequence that gets a token this step decodes greedily without log-probabilities, the
-     * device picks the tokens and the logits stay where they are. */
-    int all_greedy = n_logits > 0, on_device = 0;
+     * model picks the tokens (on a GPU the logits then stay where they are). */
+    int all_greedy = n_logits > 0;
     for (int v = 0; v < n_views && all_greedy; v++)
         if (e->step_first_token[v] >= 0)
             all_greedy = !e->step_seqs[v]->req.logprobs && ts_sampler_is_greedy(e->step_seqs[v]->sampler);
-    int rc = all_greedy ? ts_model_forward_greedy(e->model, e->cache.store, &step, e->logits, e->picked, &on_device, &err)
+    int rc = all_greedy ? ts_model_forward_greedy(e->model, e->cache.store, &step, e->logits, e->picked, &err)
                         : ts_model_forward(e->model, e->cache.store, &step, e->logits, NULL, NULL, &err);
     double t1 = ts_now_seconds();
     pthread_mutex_lock(&e->lock);
@@ -236,7 +237,7 @@ static int run_step(ts_engine *e) {
         if (e->step_first_token[v] < 0) continue; /* prefill continues next step */
         float *lg = e->logits + (size_t)e->step_first_token[v] * (size_t)vocab;
         ts_token_logprobs *lp = s->req.logprobs ? &e->lp[v] : NULL;
-        int32_t tok = on_device ? e->picked[e->step_first_token[v]] : ts_sampler_sample(s->sampler, lg, vocab, lp);
+        int32_t tok = all_greedy ? e->picked[e->step_first_token[v]] : ts_sampler_sample(s->sampler, lg, vocab, lp);
         ts_sampler_accept(s->sampler, tok);
         s->n_generated++;
         ts_finish_reason why = TS_FINISH_NONE;

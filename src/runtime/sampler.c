@@ -124,13 +124,6 @@ int ts_sampler_is_greedy(const ts_sampler *s) {
            p->frequency_penalty == 0.0f;
 }
 
-int32_t ts_argmax(const float *x, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
 static void fill_logprobs(const float *logits, int vocab, int32_t chosen, int n_top, ts_token_logprobs *lp) {
     float mx = logits[ts_argmax(logits, vocab)];
     double sum = 0.0;

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "base/argmax.h"
+
 typedef struct ts_sampling_params {
     float temperature;        /* 0: greedy */
     int top_k;                /* <= 0: off */
@@ -41,7 +43,5 @@ int32_t ts_sampler_sample(ts_sampler *s, float *logits, int vocab, ts_token_logp
 int ts_sampler_is_greedy(const ts_sampler *s);
 /* Records a generated token (for the penalties). */
 void ts_sampler_accept(ts_sampler *s, int32_t token);
-/* Index of the largest value (lowest index on ties). */
-int32_t ts_argmax(const float *x, int n);
 
 #endif

@@ -7,7 +7,6 @@
 #include "base/clock.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sequence.h"
-#include "runtime/sampler.h"
 
 static double peak_rss_bytes(void) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -87,10 +86,8 @@ static int one_run(ts_model *m, ts_kv_cache *cache, const ts_bench_options *o, u
             int32_t last = len - 1;
             ts_seq_view v = {0, len, off, seqs[b].num_blocks, seqs[b].blocks};
             ts_step st = {len, prompt + off, pos, 1, &v, off + len == P ? 1 : 0, &last, cache->host_store};
-            int picked = 0;
-            if (ts_model_forward_greedy(m, cache->store, &st, logits + (size_t)b * vocab, &tokens[b], &picked, err) != 0)
+            if (ts_model_forward_greedy(m, cache->store, &st, logits + (size_t)b * vocab, &tokens[b], err) != 0)
                 goto done;
-            if (st.n_logits && !picked) tokens[b] = ts_argmax(logits + (size_t)b * vocab, vocab);
         }
     }
     double t1 = ts_now_seconds();
@@ -102,10 +99,7 @@ static int one_run(ts_model *m, ts_kv_cache *cache, const ts_bench_options *o, u
             views[b] = (ts_seq_view){b, 1, P + g, seqs[b].num_blocks, seqs[b].blocks};
         }
         ts_step st = {B, tokens, positions, B, views, B, rows, cache->host_store};
-        int picked = 0;
-        if (ts_model_forward_greedy(m, cache->store, &st, logits, tokens, &picked, err) != 0) goto done;
-        if (!picked)
-            for (int b = 0; b < B; b++) tokens[b] = ts_argmax(logits + (size_t)b * vocab, vocab);
+        if (ts_model_forward_greedy(m, cache->store, &st, logits, tokens, err) != 0) goto done;
     }
     double t2 = ts_now_seconds();
     r->prefill_seconds = t1 - t0;

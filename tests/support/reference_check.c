@@ -42,10 +42,9 @@ static int32_t decode_greedy(ts_model *m, ts_kv_cache *c, ts_kv_seq *s, int32_t 
     ts_seq_view view = {.first_token = 0, .n_tokens = 1, .start_pos = pos, .n_blocks = s->num_blocks, .blocks = s->blocks};
     ts_step st = {.n_tokens = 1, .tokens = &tok, .positions = &pos, .n_seqs = 1, .seqs = &view, .n_logits = 1,
                   .logit_rows = &row, .host_kv = c->host_store};
-    int picked = 0;
-    if (ts_model_forward_greedy(m, c->store, &st, logits, &next, &picked, &err) != 0) fail_msg("%s", err.message);
+    if (ts_model_forward_greedy(m, c->store, &st, logits, &next, &err) != 0) fail_msg("%s", err.message);
     s->num_tokens++;
-    return picked ? next : ts_argmax(logits, m->cfg.vocab_size);
+    return next;
 }
 
 static void check_case(ts_model *m, const char *dir, const json_t *c, int index, const ts_ref_tolerance *tol) {

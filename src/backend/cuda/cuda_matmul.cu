@@ -181,6 +181,20 @@ void cuda_release_weight(ts_backend *be, ts_weight *w) {
     w->prepared_by = NULL;
 }
 
+/* The end of every matrix-vector kernel: each token's per-lane partial sums of one row are added across
+ * the warp and lane 0 writes y[t][row] (+ bias). */
+template <int N>
+__device__ __forceinline__ void store_row_sums(const float (&acc)[N], int lane, float *y, int64_t rows, int64_t row,
+                                               const float *bias) {
+#pragma unroll
+    for (int t = 0; t < N; t++) {
+        float s = acc[t];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        if (lane == 0) y[(size_t)t * rows + row] = s + (bias ? bias[row] : 0.0f);
+    }
+}
+
 /* One warp per row; each lane takes groups of 32 weights lane, lane + 32, ...; N tokens at once. */
 template <int DT, int N>
 __global__ void gemv_kernel(cuda_weight w, const float *__restrict__ x, float *__restrict__ y,
@@ -210,13 +224,7 @@ __global__ void gemv_kernel(cuda_weight w, const float *__restrict__ x, float *_
             acc[t] += s;
         }
     }
-#pragma unroll
-    for (int t = 0; t < N; t++) {
-        float s = acc[t];
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0) y[(size_t)t * w.rows + row] = s + (bias ? bias[row] : 0.0f);
-    }
+    store_row_sums<N>(acc, lane, y, w.rows, row, bias);
 }
 
 /* Matrix-vector products for the layouts that dominate decode (floats, Q8_0, Q4_0, Q4_1 and Q4_K
@@ -312,13 +320,7 @@ __global__ void gemv_coalesced_kernel(cuda_weight w, const float *__restrict__ x
             }
         }
     }
-#pragma unroll
-    for (int t = 0; t < N; t++) {
-        float s = acc[t];
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0) y[(size_t)t * w.rows + row] = s + (bias ? bias[row] : 0.0f);
-    }
+    store_row_sums<N>(acc, lane, y, w.rows, row, bias);
 }
 
 /* Integer matrix-vector products for the 4- and 8-bit layouts under bf16/fp16 precision. The float
@@ -334,7 +336,7 @@ __global__ void gemv_coalesced_kernel(cuda_weight w, const float *__restrict__ x
 __device__ __forceinline__ int nibble_order(int e) { return (e & ~7) | ((e & 1) ? 4 + ((e & 7) >> 1) : (e & 7) >> 1); }
 
 /* One warp per group of 32 activations: xq [n][cols] int8, xs [n][groups] {scale, sum of xq}. */
-__global__ void quantize_act_kernel(const float *__restrict__ x, int64_t cols, int64_t total_groups, int nibbles,
+__global__ void quantize_act_kernel(const float *__restrict__ x, int64_t total_groups, int nibbles,
                                     int8_t *__restrict__ xq, float2 *__restrict__ xs) {
     int64_t gi = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x % 32;
@@ -349,7 +351,6 @@ __global__ void quantize_act_kernel(const float *__restrict__ x, int64_t cols, i
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     xq[gi * 32 + (nibbles ? nibble_order(lane) : lane)] = (int8_t)q;
     if (lane == 0) xs[gi] = make_float2(d, (float)sum);
-    (void)cols;
 }
 
 /* Up to three weights that read the same activations (q, k, v; gate, up) in one launch: blocks
@@ -419,16 +420,8 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
         }
     }
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        if (row0 + r >= w.rows) break;
-#pragma unroll
-        for (int t = 0; t < N; t++) {
-            float s = acc[r][t];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-            if (lane == 0) y[(size_t)t * w.rows + row0 + r] = s + (bias ? bias[row0 + r] : 0.0f);
-        }
-    }
+    for (int r = 0; r < R; r++)
+        if (row0 + r < w.rows) store_row_sums<N>(acc[r], lane, y, w.rows, row0 + r, bias);
 }
 
 static int uses_dp4a(const cuda_impl *im, ts_dtype t, int force_fp32) {
@@ -451,7 +444,7 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
     int8_t *xq = (int8_t *)buf;
     float2 *xs = (float2 *)(buf + ((qbytes + 15) & ~(size_t)15));
     quantize_act_kernel<<<(unsigned)((total_groups * 32 + 255) / 256), 256, 0, im->stream>>>(
-        x, cols, total_groups, DT != TS_DTYPE_Q8_0, xq, xs);
+        x, total_groups, DT != TS_DTYPE_Q8_0, xq, xs);
     dp4a_targets tg;
     memset(&tg, 0, sizeof tg);
     unsigned blocks = 0;

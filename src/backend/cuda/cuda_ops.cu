@@ -15,27 +15,17 @@ __device__ __forceinline__ float block_sum(float v, float *shared) {
     return total;
 }
 
-__global__ void rmsnorm_kernel(const float *x, const float *w, int dim, float eps, float *out) {
-    __shared__ float red[32];
-    const float *xr = x + (size_t)blockIdx.x * dim;
-    float *o = out + (size_t)blockIdx.x * dim;
-    float ss = 0.0f;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += xr[i] * xr[i];
-    ss = block_sum(ss, red);
-    float inv = rsqrtf(ss / (float)dim + eps);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = w[i] * (xr[i] * inv);
-}
-
-/* The residual add and the following norm in one pass over the row: x += y; out = rmsnorm(x) * w. */
-__global__ void add_rmsnorm_kernel(float *x, const float *y, const float *w, int dim, float eps, float *out) {
+/* out = rmsnorm(x) * w per row; with y, the residual add comes first in the same pass (x += y, written
+ * back). Without y, x is only read. */
+__global__ void rmsnorm_kernel(float *x, const float *y, const float *w, int dim, float eps, float *out) {
     __shared__ float red[32];
     float *xr = x + (size_t)blockIdx.x * dim;
-    const float *yr = y + (size_t)blockIdx.x * dim;
+    const float *yr = y ? y + (size_t)blockIdx.x * dim : NULL;
     float *o = out + (size_t)blockIdx.x * dim;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-        float v = xr[i] + yr[i];
-        xr[i] = v;
+        float v = xr[i];
+        if (yr) xr[i] = v = v + yr[i];
         ss += v * v;
     }
     ss = block_sum(ss, red);
@@ -66,7 +56,7 @@ void cuda_rmsnorm(ts_backend *be, const float *x, const float *w, int rows, int 
     cuda_impl *im = cuda_of(be);
     CUDA_SKIP_IF_REPLAYING(im);
     if (rows <= 0) return;
-    rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, w, dim, eps, out);
+    rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>((float *)x, NULL, w, dim, eps, out);
     CUDA_CHECK_LAUNCH(im, "rmsnorm");
 }
 
@@ -75,7 +65,7 @@ void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, 
     cuda_impl *im = cuda_of(be);
     CUDA_SKIP_IF_REPLAYING(im);
     if (rows <= 0) return;
-    add_rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, y, w, dim, eps, out);
+    rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, y, w, dim, eps, out);
     CUDA_CHECK_LAUNCH(im, "add_rmsnorm");
 }
 
@@ -86,26 +76,6 @@ void cuda_layernorm(ts_backend *be, const float *x, const float *w, const float 
     if (rows <= 0) return;
     layernorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, w, b, dim, eps, out);
     CUDA_CHECK_LAUNCH(im, "layernorm");
-}
-
-/* One block per token; threads cover (head, pair). cos/sin in float32 of the float32 angle. */
-__global__ void rope_kernel(float *x, int heads, int stride, const int32_t *positions, const float *inv_freq,
-                            int head_dim, float factor) {
-    int t = blockIdx.x, half = head_dim / 2;
-    float pos = (float)positions[t];
-    float *row = x + (size_t)t * stride;
-    for (int i = threadIdx.x; i < heads * half; i += blockDim.x) {
-        int h = i / half, k = i % half;
-        float angle = pos * inv_freq[k];
-        float s, c;
-        sincosf(angle, &s, &c);
-        c *= factor;
-        s *= factor;
-        float *v = row + (size_t)h * head_dim;
-        float a = v[k], b = v[k + half];
-        v[k] = a * c - b * s;
-        v[k + half] = b * c + a * s;
-    }
 }
 
 /* The model's RoPE frequencies on the device (uploaded when they change). */
@@ -123,19 +93,9 @@ static const float *device_inv_freq(cuda_impl *im, const ts_rope *rope) {
     return im->inv_freq;
 }
 
-void cuda_rope(ts_backend *be, float *x, int n, int heads, int stride, const int32_t *positions, const ts_rope *rope) {
-    cuda_impl *im = cuda_of(be);
-    CUDA_SKIP_IF_REPLAYING(im);
-    if (n <= 0) return;
-    const float *inv_freq = device_inv_freq(im, rope);
-    const int32_t *dpos = cuda_step_array(be, positions, n);
-    if (!dpos || !inv_freq) return;
-    rope_kernel<<<n, 128, 0, im->stream>>>(x, heads, stride, dpos, inv_freq, rope->head_dim, rope->attention_factor);
-    CUDA_CHECK_LAUNCH(im, "rope");
-}
-
-/* Qwen3's per-head RMSNorm of q or k followed by the rotation, one warp per (token, head): the head's
- * sum of squares is reduced across the warp before any lane writes. */
+/* Rotary embedding of x [n, heads, head_dim], preceded by Qwen3's per-head RMSNorm when w is given; one
+ * warp per (token, head): the head's sum of squares is reduced across the warp before any lane writes.
+ * cos/sin in float32 of the float32 angle. */
 #define NORM_ROPE_WARPS 4
 __global__ void norm_rope_kernel(float *x, int heads, int stride, const float *w, float eps, const int32_t *positions,
                                  const float *inv_freq, int head_dim, float factor) {
@@ -178,6 +138,10 @@ void cuda_norm_rope(ts_backend *be, float *x, int n, int heads, int stride, cons
     norm_rope_kernel<<<grid, 32 * NORM_ROPE_WARPS, 0, im->stream>>>(x, heads, stride, norm_weight, eps, dpos, inv_freq,
                                                                      rope->head_dim, rope->attention_factor);
     CUDA_CHECK_LAUNCH(im, "norm_rope");
+}
+
+void cuda_rope(ts_backend *be, float *x, int n, int heads, int stride, const int32_t *positions, const ts_rope *rope) {
+    cuda_norm_rope(be, x, n, heads, stride, NULL, 0.0f, positions, rope);
 }
 
 __global__ void silu_mul_kernel(const float *gate, const float *up, int rows, int inner, int in_stride, float *out) {
