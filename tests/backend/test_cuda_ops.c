@@ -372,27 +372,75 @@ static void test_fused_ops(void **state) {
         }
 }
 
-/* Attention over two sequences with shuffled block tables, against the CPU backend. */
-static void check_attention(ts_backend *gpu, double tol) {
-    const int n_heads = 6, n_kv = 2, hd = 40, bt = 4, layers = 2;
-    ts_kv_layout l = {layers, n_kv, hd, bt, 64};
+/* Producers of activations (norms, SiLU-gate, attention) may leave their int8 form for the next integer
+ * product (bf16/fp16 only). A probe multiplies the activations by a random weight right after the
+ * producer, then again after an operation that forgets the int8 form: both must be bit-identical. */
+typedef struct probe {
+    ts_weight w;
+    void *bytes;
+    float *dy;
+    size_t ny;
+} probe;
+
+static void probe_init(ts_backend *gpu, probe *p, ts_dtype t, int64_t cols, int n) {
+    const int64_t rows = 40;
+    p->bytes = rand_weight(t, rows, cols);
+    p->w = (ts_weight){.dtype = t, .rows = rows, .cols = cols, .host = p->bytes, .row_bytes = ts_dtype_row_bytes(t, cols)};
+    ts_error err = {{0}};
+    if (gpu->ops->prepare_weight(gpu, &p->w, &err) != 0) fail_msg("%s", err.message);
+    p->ny = (size_t)n * rows;
+    float *zero = calloc(p->ny, sizeof(float));
+    p->dy = dev_from(gpu, zero, p->ny);
+    free(zero);
+}
+
+static void probe_check(ts_backend *gpu, probe *p, const float *dx, int n, const char *what) {
+    gpu->ops->matmul(gpu, &p->w, dx, n, p->dy, NULL);
+    float *first = host_from(gpu, p->dy, p->ny);
+    float *nan = malloc(p->ny * sizeof(float));
+    for (size_t i = 0; i < p->ny; i++) nan[i] = NAN;
+    gpu->ops->from_host(gpu, p->dy, nan, p->ny * sizeof(float)); /* any operation forgets the int8 form */
+    gpu->ops->matmul(gpu, &p->w, dx, n, p->dy, NULL);
+    float *again = host_from(gpu, p->dy, p->ny);
+    for (size_t i = 0; i < p->ny; i++)
+        if (memcmp(&first[i], &again[i], sizeof(float)) != 0)
+            fail_msg("%s then a %s product: element %zu is %.9g with the producer's int8 form, %.9g when requantized (%s)",
+                     what, ts_dtype_get(p->w.dtype)->name, i, first[i], again[i], gpu->description);
+    free(first);
+    free(again);
+    free(nan);
+}
+
+static void probe_free(ts_backend *gpu, probe *p) {
+    gpu->ops->release_weight(gpu, &p->w);
+    gpu->ops->free(gpu, p->dy);
+    free(p->bytes);
+}
+
+/* Attention over two sequences with shuffled block tables, against the CPU backend: a prefill long
+ * enough for several split-K splits per decode token, pure decode steps (the kernel stores the step's
+ * keys and values itself) and a step that mixes a decode token with a prefill chunk. */
+static void check_attention(ts_backend *gpu, int hd, double tol) {
+    const int n_heads = 6, n_kv = 2, bt = 4, layers = 2, nblk = 48;
+    ts_kv_layout l = {layers, n_kv, hd, bt, 2 * nblk + 4};
     ts_error err = {{0}};
     ts_kv_store *kc = g_cpu->ops->kv_create(g_cpu, &l, &err), *kg = gpu->ops->kv_create(gpu, &l, &err);
     assert_non_null(kc);
     assert_non_null(kg);
-    int32_t blocks_a[16], blocks_b[16];
-    for (int i = 0; i < 16; i++) {
-        blocks_a[i] = 63 - 2 * i;
-        blocks_b[i] = 2 * i + 1;
+    int32_t blocks_a[48], blocks_b[48];
+    for (int i = 0; i < nblk; i++) {
+        blocks_a[i] = 2 * nblk + 3 - 2 * i;
+        blocks_b[i] = 2 * i;
     }
-    /* step 1: prefill 13 tokens of a and 6 of b; step 2: one decode token each */
-    for (int stepno = 0; stepno < 2; stepno++) {
-        int na = stepno == 0 ? 13 : 1, nb = stepno == 0 ? 6 : 1, n = na + nb;
-        ts_seq_view views[2] = {{0, na, stepno == 0 ? 0 : 13, 16, blocks_a}, {na, nb, stepno == 0 ? 0 : 6, 16, blocks_b}};
-        int32_t tokens[32], positions[32];
+    static const int plan[][2] = {{150, 6}, {1, 1}, {1, 5}, {1, 1}, {1, 1}};
+    int start_a = 0, start_b = 0;
+    for (int stepno = 0; stepno < 5; stepno++) {
+        int na = plan[stepno][0], nb = plan[stepno][1], n = na + nb;
+        ts_seq_view views[2] = {{0, na, start_a, nblk, blocks_a}, {na, nb, start_b, nblk, blocks_b}};
+        int32_t tokens[160], positions[160];
         for (int i = 0; i < n; i++) {
             tokens[i] = i;
-            positions[i] = i < na ? views[0].start_pos + i : views[1].start_pos + i - na;
+            positions[i] = i < na ? start_a + i : start_b + i - na;
         }
         ts_step step = {n, tokens, positions, 2, views, 0, NULL, NULL};
         size_t qn = (size_t)n * n_heads * hd, kn = (size_t)n * n_kv * hd;
@@ -400,14 +448,20 @@ static void check_attention(ts_backend *gpu, double tol) {
         float *out = malloc(qn * sizeof(float));
         float *dq = dev_from(gpu, q, qn), *dk = dev_from(gpu, k, kn), *dv = dev_from(gpu, v, kn), *dout = dev_from(gpu, q, qn);
         for (int layer = 0; layer < layers; layer++) {
+            probe pr;
+            probe_init(gpu, &pr, layer ? TS_DTYPE_Q8_0 : TS_DTYPE_Q4_0, (int64_t)n_heads * hd, n);
             g_cpu->ops->attention(g_cpu, kc, layer, &step, q, n_heads * hd, k, v, n_kv * hd, n_heads, 0.158f, out);
             gpu->ops->begin_step(gpu, &step);
             gpu->ops->attention(gpu, kg, layer, &step, dq, n_heads * hd, dk, dv, n_kv * hd, n_heads, 0.158f, dout);
-            char what[64];
-            snprintf(what, sizeof what, "attention step %d layer %d", stepno, layer);
+            char what[96];
+            snprintf(what, sizeof what, "attention (head_dim %d) step %d layer %d", hd, stepno, layer);
+            if (n <= 8) probe_check(gpu, &pr, dout, n, what);
             compare_vs_cpu(gpu, what, dout, out, qn, tol);
             gpu->ops->sync(gpu);
+            probe_free(gpu, &pr);
         }
+        start_a += na;
+        start_b += nb;
         free(q);
         free(k);
         free(v);
@@ -423,8 +477,41 @@ static void check_attention(ts_backend *gpu, double tol) {
 
 static void test_attention(void **state) {
     (void)state;
-    check_attention(g_gpu32, 1e-5);
-    check_attention(g_gpu16, 1e-2); /* half-precision KV cache */
+    for (int hd = 40; hd <= 128; hd += 88) {
+        check_attention(g_gpu32, hd, 1e-5);
+        check_attention(g_gpu16, hd, 1e-2); /* half-precision KV cache */
+    }
+}
+
+/* RMSNorm, residual add + RMSNorm and SiLU-gate followed by integer products of both element orders
+ * (4-bit, 8-bit), each twice so that the producer has seen the order the product wants. */
+static void test_prequantized_activations(void **state) {
+    (void)state;
+    const int r = 3, dim = 1024;
+    const ts_dtype types[4] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_0, TS_DTYPE_Q8_0, TS_DTYPE_Q8_0};
+    float *x = rand_floats((size_t)r * dim, 2.0f), *y = rand_floats((size_t)r * dim, 1.0f), *w = rand_floats(dim, 1.0f);
+    float *dx = dev_from(g_gpu16, x, (size_t)r * dim), *dy = dev_from(g_gpu16, y, (size_t)r * dim);
+    float *dw = dev_from(g_gpu16, w, dim), *dout = dev_from(g_gpu16, x, (size_t)r * dim);
+    for (int i = 0; i < 4; i++) {
+        probe pr;
+        probe_init(g_gpu16, &pr, types[i], dim, r);
+        g_gpu16->ops->rmsnorm(g_gpu16, dx, dw, r, dim, 1e-6f, dout);
+        probe_check(g_gpu16, &pr, dout, r, "rmsnorm");
+        g_gpu16->ops->add_rmsnorm(g_gpu16, dx, dy, dw, r, dim, 1e-6f, dout);
+        probe_check(g_gpu16, &pr, dout, r, "add_rmsnorm");
+        probe_free(g_gpu16, &pr);
+        probe_init(g_gpu16, &pr, types[i], dim / 2, r);
+        g_gpu16->ops->silu_mul(g_gpu16, dx, dx + dim / 2, r, dim / 2, dim, dout);
+        probe_check(g_gpu16, &pr, dout, r, "silu_mul");
+        probe_free(g_gpu16, &pr);
+    }
+    g_gpu16->ops->free(g_gpu16, dx);
+    g_gpu16->ops->free(g_gpu16, dy);
+    g_gpu16->ops->free(g_gpu16, dw);
+    g_gpu16->ops->free(g_gpu16, dout);
+    free(x);
+    free(y);
+    free(w);
 }
 
 static void test_embedding(void **state) {
@@ -518,6 +605,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_every_type), cmocka_unit_test(test_norms_and_activations),
         cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_fused_ops),
+        cmocka_unit_test(test_prequantized_activations),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_gpu32->ops->destroy(g_gpu32);

@@ -1,8 +1,10 @@
-/* Attention over the paged KV cache. The step's keys and values are first written into their blocks;
- * then split-K ("flash-decoding") blocks each take a chunk of positions of one (token, head) with an
- * online softmax, and a combine kernel merges the chunks. Cache rows are read with lanes across
- * head_dim, so loads are coalesced. Keys and values are float32 (exact mode) or half. */
+/* Attention over the paged KV cache. Decode tokens go to split-K ("flash-decoding") blocks that each
+ * take a share of the positions of one (token, head) with an online softmax; the last split to finish
+ * merges them. Prefill sequences go to a tiled kernel. Cache rows are read with lanes across head_dim,
+ * so loads are coalesced. Keys and values are float32 (exact mode) or half. In a pure decode step the
+ * split-K kernel also stores the step's keys and values; otherwise kv_write_kernel does first. */
 #include <math.h>
+#include <string.h>
 
 #include "backend/cuda/cuda_common.cuh"
 
@@ -35,27 +37,90 @@ __global__ void kv_write_kernel(T *kc, T *vc, const float *k, const float *v, in
 }
 
 #define ATT_WARPS 4
-#define ATT_CHUNK 128 /* positions one block scores */
 #define ATT_UNROLL 4
 
-/* Flash-decoding: block (token, head, split) runs an online softmax over its chunk of positions, one
- * warp per position stride, lanes across head_dim; partial (max, sum, unnormalised output) go to
- * scratch and attn_combine merges the splits. Loads of ATT_UNROLL positions are issued together. */
+/* Where a split-K attention block gets its inputs and leaves its results. */
+struct attn_io {
+    /* Pure decode steps (one token per sequence): the step's own keys and values, read from here for
+     * the token's own position and written into the cache by one block per KV head; NULL: already in
+     * the cache (kv_write_kernel). */
+    const float *k_new, *v_new;
+    int kv_stride;
+    float *part_o, *part_ml; /* per split: unnormalised output, (max, sum) */
+    unsigned *done;          /* per (token, head): splits finished; the last one merges and resets it */
+    float *out;
+    int8_t *xq;              /* optional int8 form of out for the next product (cuda_qact) */
+    float2 *xs;
+    int nibbles;
+};
+
+/* Folds one position's score and value row into a lane's running softmax state. */
+template <int HPL>
+__device__ __forceinline__ void online_step(float dot, const float *vrow_f, float &m, float &l, float (&o)[HPL],
+                                            int lane, int hd) {
+    float m_new = fmaxf(m, dot);
+    float c = expf(m - m_new), e = expf(dot - m_new);
+    l = l * c + e;
+#pragma unroll
+    for (int i = 0; i < HPL; i++) {
+        int d = lane + 32 * i;
+        o[i] = o[i] * c + (d < hd ? e * vrow_f[i] : 0.0f);
+    }
+    m = m_new;
+}
+
+/* Writes one (token, head) output row from warp 0 (lanes across head_dim) and its int8 groups. */
+template <int HPL>
+__device__ __forceinline__ void store_head(const attn_io &io, int t, int h, int n_heads, int hd, int lane,
+                                           const float (&acc)[HPL], float inv) {
+    size_t base = (size_t)t * n_heads * hd + (size_t)h * hd;
+#pragma unroll
+    for (int i = 0; i < HPL; i++) {
+        int d = lane + 32 * i;
+        if (d < hd) io.out[base + d] = acc[i] * inv;
+        /* head_dim is a multiple of 32 whenever xq is set: lane i of pass i holds one whole group */
+        if (io.xq && 32 * i < hd) qact_store_group(acc[i] * inv, (int64_t)((base + 32 * i) / 32), lane, io.nibbles, io.xq, io.xs);
+    }
+}
+
+/* Flash-decoding: block (token, head, split) runs an online softmax over its share of the token's
+ * positions, one warp per position stride, lanes across head_dim. With one split the block writes the
+ * output; otherwise partial (max, sum, unnormalised output) go to scratch and the split that finishes
+ * last for its (token, head) merges them, so no second launch is needed. */
 template <typename T, int HPL>
-__global__ void attn_partial(const T *kc, const T *vc, const float *q, int q_stride, int n_heads, int n_kv, int hd,
-                             float scale, const int32_t *token_seq, const int32_t *seq_first, const int32_t *seq_start,
-                             const int32_t *seq_block_off, const int32_t *block_table, int block_tokens, int n_splits,
-                             const int32_t *token_list, float *part_o, float *part_ml) {
+__global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w, const float *q, int q_stride,
+                             int n_heads, int n_kv, int hd, float scale, const int32_t *token_seq,
+                             const int32_t *seq_first, const int32_t *seq_start, const int32_t *seq_block_off,
+                             const int32_t *block_table, int block_tokens, int n_splits, const int32_t *token_list,
+                             attn_io io) {
     __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
     __shared__ float sm_o[ATT_WARPS][32 * HPL];
+    const T *kc = kc_all, *vc = vc_all;
     int t = token_list ? token_list[blockIdx.x] : blockIdx.x, h = blockIdx.y, split = blockIdx.z;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int s = token_seq[t];
     int pos = seq_start[s] + (t - seq_first[s]);
-    int p0 = split * ATT_CHUNK, p1 = min(p0 + ATT_CHUNK, pos + 1);
-    int kvh = h / (n_heads / n_kv);
+    int group = n_heads / n_kv, kvh = h / group;
     size_t row_elems = (size_t)n_kv * hd;
     const int32_t *blocks = block_table + seq_block_off[s];
+    const float *k_own = io.k_new ? io.k_new + (size_t)t * io.kv_stride + (size_t)kvh * hd : NULL;
+    const float *v_own = io.k_new ? io.v_new + (size_t)t * io.kv_stride + (size_t)kvh * hd : NULL;
+    if (k_own && split == 0 && h % group == 0) {
+        /* this step's key and value rows into the cache; every block reads them from k_own/v_own */
+        size_t dst = ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * hd;
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+            if constexpr (sizeof(T) == 4) {
+                kc_w[dst + d] = k_own[d];
+                vc_w[dst + d] = v_own[d];
+            } else {
+                kc_w[dst + d] = __float2half(k_own[d]);
+                vc_w[dst + d] = __float2half(v_own[d]);
+            }
+        }
+    }
+    int chunk = (pos + n_splits) / n_splits; /* ceil((pos + 1) / n_splits) */
+    int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
+    int p1_cache = k_own ? min(p1, pos) : p1; /* the own position comes from k_own */
     float qv[HPL], o[HPL];
 #pragma unroll
     for (int i = 0; i < HPL; i++) {
@@ -64,12 +129,12 @@ __global__ void attn_partial(const T *kc, const T *vc, const float *q, int q_str
         o[i] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
-    for (int pb = p0 + warp * ATT_UNROLL; pb < p1; pb += ATT_WARPS * ATT_UNROLL) {
+    for (int pb = p0 + warp * ATT_UNROLL; pb < p1_cache; pb += ATT_WARPS * ATT_UNROLL) {
         float dot[ATT_UNROLL];
         size_t base[ATT_UNROLL];
 #pragma unroll
         for (int u = 0; u < ATT_UNROLL; u++) {
-            int p = min(pb + u, p1 - 1);
+            int p = min(pb + u, p1_cache - 1);
             base[u] = ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems + (size_t)kvh * hd;
             float acc = 0.0f;
 #pragma unroll
@@ -84,17 +149,23 @@ __global__ void attn_partial(const T *kc, const T *vc, const float *q, int q_str
             for (int off = 16; off > 0; off >>= 1) dot[u] += __shfl_xor_sync(0xffffffffu, dot[u], off);
 #pragma unroll
         for (int u = 0; u < ATT_UNROLL; u++) {
-            if (pb + u >= p1) break;
-            float m_new = fmaxf(m, dot[u]);
-            float c = expf(m - m_new), e = expf(dot[u] - m_new);
-            l = l * c + e;
+            if (pb + u >= p1_cache) break;
+            float vr[HPL];
 #pragma unroll
-            for (int i = 0; i < HPL; i++) {
-                int d = lane + 32 * i;
-                o[i] = o[i] * c + (d < hd ? e * ld(vc + base[u] + d) : 0.0f);
-            }
-            m = m_new;
+            for (int i = 0; i < HPL; i++) vr[i] = lane + 32 * i < hd ? ld(vc + base[u] + lane + 32 * i) : 0.0f;
+            online_step<HPL>(dot[u], vr, m, l, o, lane, hd);
         }
+    }
+    if (k_own && p1 == pos + 1 && p0 <= pos && warp == ATT_WARPS - 1) {
+        float dot = 0.0f, vr[HPL];
+#pragma unroll
+        for (int i = 0; i < HPL; i++) {
+            int d = lane + 32 * i;
+            dot += d < hd ? qv[i] * k_own[d] : 0.0f;
+            vr[i] = d < hd ? v_own[d] : 0.0f;
+        }
+        for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+        online_step<HPL>(dot, vr, m, l, o, lane, hd);
     }
     if (lane == 0) {
         sm_m[warp] = m;
@@ -111,40 +182,56 @@ __global__ void attn_partial(const T *kc, const T *vc, const float *q, int q_str
         f[w] = sm_m[w] == -INFINITY ? 0.0f : expf(sm_m[w] - M);
         L += sm_l[w] * f[w];
     }
-    size_t idx = ((size_t)blockIdx.x * n_heads + h) * n_splits + split;
+    float acc[HPL];
+#pragma unroll
     for (int i = 0; i < HPL; i++) {
         int d = lane + 32 * i;
-        if (d >= hd) continue;
-        float acc = 0.0f;
-        for (int w = 0; w < ATT_WARPS; w++) acc += sm_o[w][d] * f[w];
-        part_o[idx * hd + d] = acc;
+        acc[i] = 0.0f;
+        if (d < hd)
+            for (int w = 0; w < ATT_WARPS; w++) acc[i] += sm_o[w][d] * f[w];
+    }
+    if (n_splits == 1) {
+        store_head<HPL>(io, t, h, n_heads, hd, lane, acc, 1.0f / L);
+        return;
+    }
+    size_t pair = (size_t)blockIdx.x * n_heads + h, idx = pair * n_splits + split;
+#pragma unroll
+    for (int i = 0; i < HPL; i++) {
+        int d = lane + 32 * i;
+        if (d < hd) io.part_o[idx * hd + d] = acc[i];
     }
     if (lane == 0) {
-        part_ml[2 * idx] = M;
-        part_ml[2 * idx + 1] = L;
+        io.part_ml[2 * idx] = M;
+        io.part_ml[2 * idx + 1] = L;
     }
-}
-
-__global__ void attn_combine(const float *part_o, const float *part_ml, int n_heads, int hd, int n_splits,
-                             const int32_t *token_list, float *out) {
-    int t = token_list ? token_list[blockIdx.x] : blockIdx.x, h = blockIdx.y;
-    size_t base = ((size_t)blockIdx.x * n_heads + h) * n_splits;
-    float M = -INFINITY;
-    for (int sp = 0; sp < n_splits; sp++) M = fmaxf(M, part_ml[2 * (base + sp)]);
-    float L = 0.0f;
+    /* publish the partial, then count it; the block that completes the count merges every split */
+    __threadfence();
+    __syncwarp();
+    unsigned prior = 0;
+    if (lane == 0) prior = atomicAdd(io.done + pair, 1u);
+    prior = __shfl_sync(0xffffffffu, prior, 0);
+    if (prior != (unsigned)n_splits - 1) return;
+    if (lane == 0) io.done[pair] = 0; /* ready for the next step (and graph replays) */
+    __threadfence();
+    const float *pml = io.part_ml + 2 * pair * n_splits;
+    M = -INFINITY;
+    for (int sp = 0; sp < n_splits; sp++) M = fmaxf(M, __ldcg(pml + 2 * sp));
+    L = 0.0f;
+#pragma unroll
+    for (int i = 0; i < HPL; i++) acc[i] = 0.0f;
     for (int sp = 0; sp < n_splits; sp++) {
-        float m = part_ml[2 * (base + sp)];
-        if (m != -INFINITY) L += part_ml[2 * (base + sp) + 1] * expf(m - M);
-    }
-    float inv = 1.0f / L;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float acc = 0.0f;
-        for (int sp = 0; sp < n_splits; sp++) {
-            float m = part_ml[2 * (base + sp)];
-            if (m != -INFINITY) acc += part_o[(base + sp) * hd + d] * expf(m - M);
+        float ms = __ldcg(pml + 2 * sp);
+        if (ms == -INFINITY) continue;
+        float c = expf(ms - M);
+        L += __ldcg(pml + 2 * sp + 1) * c;
+        const float *po = io.part_o + (pair * n_splits + sp) * hd;
+#pragma unroll
+        for (int i = 0; i < HPL; i++) {
+            int d = lane + 32 * i;
+            if (d < hd) acc[i] += __ldcg(po + d) * c;
         }
-        out[(size_t)t * n_heads * hd + (size_t)h * hd + d] = acc * inv;
     }
+    store_head<HPL>(io, t, h, n_heads, hd, lane, acc, 1.0f / L);
 }
 
 #define TILE_ROWS 64 /* query rows (tokens x query heads of one KV head) per tiled block */
@@ -245,8 +332,9 @@ static size_t tiled_smem_bytes(int hd) {
 }
 
 template <typename T>
-static void launch_attention(cuda_impl *im, const T *kbase, const T *vbase, const float *q, int q_stride, float *out,
-                             int n_heads, int n_kv, int hd, float scale, int block_tokens) {
+static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, int q_stride, const float *k,
+                             const float *v, int kv_stride, float *out, int n_heads, int n_kv, int hd, float scale,
+                             int block_tokens) {
     cuda_step *st = &im->step;
     int group = n_heads / n_kv;
     /* prefill sequences: tiled kernel (when the tiles were cut for this head grouping and fit) */
@@ -257,6 +345,12 @@ static void launch_attention(cuda_impl *im, const T *kbase, const T *vbase, cons
         st->tile_group = group;
         st->tile_tokens = TILE_ROWS / group;
     }
+    /* one token per sequence: the split-K kernel writes the cache rows itself */
+    int pure_decode = st->n_tokens == st->n_seqs && !(st->n_tiles > 0 && tiled);
+    if (!pure_decode)
+        kv_write_kernel<T><<<st->n_tokens, 128, 0, im->stream>>>(kbase, vbase, k, v, kv_stride, n_kv * hd, st->token_seq,
+                                                                 st->seq_first, st->seq_start, st->seq_block_off,
+                                                                 st->block_table, block_tokens);
     if (st->n_tiles > 0 && tiled) {
         size_t smem = tiled_smem_bytes(hd);
         static int configured = 0;
@@ -273,30 +367,43 @@ static void launch_attention(cuda_impl *im, const T *kbase, const T *vbase, cons
     const int32_t *list = tiled ? st->decode_tokens : NULL;
     int count = tiled ? st->n_decode : st->n_tokens;
     if (count == 0) return;
-    int n_splits = (st->max_pos + ATT_CHUNK - 1) / ATT_CHUNK;
-    /* graph replays reuse the grid: round the split count up to a power of two */
-    int splits = 1;
-    while (splits < n_splits) splits *= 2;
-    size_t parts = (size_t)count * n_heads * splits;
-    float *part_o = (float *)cuda_scratch(im, &im->attn_scratch, &im->attn_scratch_bytes, parts * (hd + 2) * sizeof(float));
-    if (!part_o) return;
-    float *part_ml = part_o + parts * hd;
+    int splits = cuda_attention_splits(st->max_pos);
+    size_t pairs = (size_t)count * n_heads, parts = pairs * splits;
+    attn_io io;
+    memset(&io, 0, sizeof io);
+    io.out = out;
+    if (pure_decode) {
+        io.k_new = k;
+        io.v_new = v;
+        io.kv_stride = kv_stride;
+    }
+    if (splits > 1) {
+        io.part_o = (float *)cuda_scratch(im, &im->attn_scratch, &im->attn_scratch_bytes, parts * (hd + 2) * sizeof(float));
+        void *old_done = im->attn_done;
+        io.done = (unsigned *)cuda_scratch(im, &im->attn_done, &im->attn_done_bytes, pairs * sizeof(unsigned));
+        if (!io.part_o || !io.done) return;
+        /* counters start at zero and every merge leaves them there */
+        if (im->attn_done != old_done) cudaMemsetAsync(im->attn_done, 0, im->attn_done_bytes, im->stream);
+        io.part_ml = io.part_o + parts * hd;
+    }
+    if (count == st->n_tokens && hd % 32 == 0) {
+        cuda_qact qa = cuda_qact_begin(im, out, count, (int64_t)n_heads * hd);
+        io.xq = qa.xq;
+        io.xs = qa.xs;
+        io.nibbles = qa.nibbles;
+    }
     dim3 grid(count, n_heads, splits);
-#define ATT(HPL)                                                                                                   \
-    attn_partial<T, HPL><<<grid, 32 * ATT_WARPS, 0, im->stream>>>(kbase, vbase, q, q_stride, n_heads, n_kv, hd, scale, \
-                                                                  st->token_seq, st->seq_first, st->seq_start,      \
-                                                                  st->seq_block_off, st->block_table, block_tokens, \
-                                                                  splits, list, part_o, part_ml)
+#define ATT(HPL)                                                                                                       \
+    attn_partial<T, HPL><<<grid, 32 * ATT_WARPS, 0, im->stream>>>(kbase, vbase, kbase, vbase, q, q_stride, n_heads, n_kv, \
+                                                                  hd, scale, st->token_seq, st->seq_first,             \
+                                                                  st->seq_start, st->seq_block_off, st->block_table,   \
+                                                                  block_tokens, splits, list, io)
     if (hd <= 32) ATT(1);
     else if (hd <= 64) ATT(2);
     else if (hd <= 128) ATT(4);
     else if (hd <= 256) ATT(8);
-    else {
-        cuda_log(im, 0, "cuda: head_dim %d is larger than the attention kernel supports (256)", hd);
-        return;
-    }
+    else cuda_log(im, 0, "cuda: head_dim %d is larger than the attention kernel supports (256)", hd);
 #undef ATT
-    attn_combine<<<dim3(count, n_heads), 128, 0, im->stream>>>(part_o, part_ml, n_heads, hd, splits, list, out);
 }
 
 void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q, int q_stride,
@@ -309,22 +416,14 @@ void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *s
         return;
     }
     const ts_kv_layout *l = &kv->layout;
-    int row = l->num_kv_heads * l->head_dim;
     size_t elem = kv->half ? 2 : 4;
     char *kbase = (char *)kv->k + (size_t)layer * kv->layer_elems * elem;
     char *vbase = (char *)kv->v + (size_t)layer * kv->layer_elems * elem;
-    if (kv->half) {
-        kv_write_kernel<__half><<<st->n_tokens, 128, 0, im->stream>>>((__half *)kbase, (__half *)vbase, k, v, kv_stride, row,
-                                                                       st->token_seq, st->seq_first, st->seq_start,
-                                                                       st->seq_block_off, st->block_table, l->block_tokens);
-        launch_attention<__half>(im, (const __half *)kbase, (const __half *)vbase, q, q_stride, out, n_heads,
+    if (kv->half)
+        launch_attention<__half>(im, (__half *)kbase, (__half *)vbase, q, q_stride, k, v, kv_stride, out, n_heads,
                                  l->num_kv_heads, l->head_dim, scale, l->block_tokens);
-    } else {
-        kv_write_kernel<float><<<st->n_tokens, 128, 0, im->stream>>>((float *)kbase, (float *)vbase, k, v, kv_stride, row,
-                                                                      st->token_seq, st->seq_first, st->seq_start,
-                                                                      st->seq_block_off, st->block_table, l->block_tokens);
-        launch_attention<float>(im, (const float *)kbase, (const float *)vbase, q, q_stride, out, n_heads,
+    else
+        launch_attention<float>(im, (float *)kbase, (float *)vbase, q, q_stride, k, v, kv_stride, out, n_heads,
                                 l->num_kv_heads, l->head_dim, scale, l->block_tokens);
-    }
     CUDA_CHECK_LAUNCH(im, "attention");
 }

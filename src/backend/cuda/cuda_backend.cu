@@ -72,6 +72,7 @@ static void cu_to_host(ts_backend *be, void *dst, const void *src, size_t bytes)
 
 static void cu_from_host(ts_backend *be, void *dst, const void *src, size_t bytes) {
     cuda_impl *im = cuda_of(be);
+    im->qact.src = NULL; /* dst may hold activations a producer quantized */
     cuda_check(im, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, im->stream), "copy to device");
     /* the host buffer may be freed right after: wait for the copy */
     cuda_check(im, cudaStreamSynchronize(im->stream), "stream synchronise");
@@ -114,11 +115,6 @@ static int grow_i32(cuda_impl *im, int32_t **p, int *cap, int need) {
     return 0;
 }
 
-static int attention_splits(int max_pos) {
-    int n = (max_pos + 127) / 128, splits = 1; /* as launch_attention rounds it */
-    while (splits < n) splits *= 2;
-    return splits;
-}
 
 /* Decode steps (one token per sequence) are recorded as a CUDA graph the second time their shape is
  * seen and replayed from then on; launch overhead dominates small models otherwise. */
@@ -127,7 +123,7 @@ static void graph_begin(cuda_impl *im, const ts_step *step) {
     im->current = NULL;
     if (!im->opt.use_graphs || im->graphs_disabled || step->n_tokens != step->n_seqs || step->n_logits > step->n_tokens)
         return;
-    int splits = attention_splits(im->step.max_pos);
+    int splits = cuda_attention_splits(im->step.max_pos);
     cuda_graph_entry *e = NULL;
     for (int i = 0; i < im->n_graphs; i++) {
         cuda_graph_entry *g = &im->graphs[i];
@@ -208,6 +204,7 @@ static void graph_end(cuda_impl *im) {
  * tables in one copy from a host staging area. */
 static void cu_begin_step(ts_backend *be, const ts_step *step) {
     cuda_impl *im = cuda_of(be);
+    im->qact.src = NULL;
     cuda_step *st = &im->step;
     int n = step->n_tokens, s = step->n_seqs, blocks = 0;
     for (int i = 0; i < s; i++) blocks += step->seqs[i].n_blocks;
@@ -327,6 +324,7 @@ static void cu_destroy(ts_backend *be) {
     if (im->xq_scratch) cudaFree(im->xq_scratch);
     if (im->argmax_scratch) cudaFree(im->argmax_scratch);
     if (im->attn_scratch) cudaFree(im->attn_scratch);
+    if (im->attn_done) cudaFree(im->attn_done);
     if (im->inv_freq) cudaFree(im->inv_freq);
     if (im->step.tokens) cudaFree(im->step.tokens);
     for (int i = 0; i < im->n_graphs; i++)
@@ -500,6 +498,7 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
         return NULL;
     }
     cuda_impl *im = (cuda_impl *)calloc(1, sizeof *im);
+    im->qact_nibbles = 1; /* 4-bit layouts are the common case */
     ts_backend *be = (ts_backend *)calloc(1, sizeof *be);
     im->opt = *opt;
     im->device = opt->device;

@@ -46,6 +46,19 @@ struct cuda_step {
     const ts_step *host;  /* the step the device copies describe */
 };
 
+/* Activations already quantized to int8 groups by the kernel that produced them (RMSNorm, SiLU-gate,
+ * attention), for the integer matrix-vector product that reads them next: the product skips its own
+ * quantization launch when x, the row count and the width match. Every other operation forgets it. */
+struct cuda_qact {
+    const float *src; /* the float activations quantized; NULL: nothing pending */
+    int rows;
+    int64_t cols;
+    int nibbles;      /* element order for 4-bit layouts (see qact_store_group) */
+    int8_t *xq;       /* [rows][cols] */
+    float2 *xs;       /* [rows][cols / 32]: group scale, sum of the group's int8 values */
+    void *buffer;     /* the scratch buffer they live in (stale once it is replaced) */
+};
+
 /* A captured decode step, replayed whenever a step of the same shape comes again. */
 struct cuda_graph_entry {
     int n_tokens, n_seqs, n_logits, splits;
@@ -69,11 +82,15 @@ struct cuda_impl {
     size_t act_scratch_bytes;
     void *xq_scratch; /* int8 activations and their group scales for the integer matrix-vector kernel */
     size_t xq_scratch_bytes;
+    cuda_qact qact;
+    int qact_nibbles; /* element order the last integer product used: what producers write */
     void *argmax_scratch;
     size_t argmax_scratch_bytes;
     int float_gemv;   /* TESSERA_CUDA_GEMV=float: decode products in float arithmetic even under bf16/fp16 */
     void *attn_scratch; /* split-K partial results */
     size_t attn_scratch_bytes;
+    void *attn_done;    /* per (token, head) count of finished splits; the last one merges them */
+    size_t attn_done_bytes;
     float *inv_freq;          /* device copy of the model's RoPE frequencies */
     const float *inv_freq_host;
     int inv_freq_n;
@@ -136,11 +153,56 @@ void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, 
 void cuda_norm_rope(ts_backend *be, float *x, int n, int heads, int stride, const float *norm_weight, float eps,
                     const int32_t *positions, const ts_rope *rope);
 void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host);
-/* True when the operation must not enqueue work: the current step replays a captured graph. */
-#define CUDA_SKIP_IF_REPLAYING(im) \
-    do {                           \
+/* True when the operation must not enqueue work: the current step replays a captured graph. Any
+ * operation may overwrite the activations a producer quantized, so it also forgets them; producers
+ * register theirs afterwards (cuda_qact_begin) and products use CUDA_PRODUCT_BEGIN, which keeps them. */
+#define CUDA_PRODUCT_BEGIN(im)       \
+    do {                             \
         if ((im)->replaying) return; \
     } while (0)
+#define CUDA_SKIP_IF_REPLAYING(im)   \
+    do {                             \
+        if ((im)->replaying) return; \
+        (im)->qact.src = NULL;       \
+    } while (0)
+
+/* Products of up to this many tokens are matrix-vector kernels (integer ones under bf16/fp16). */
+#define GEMV_MAX_TOKENS 8
+
+/* Where a kernel producing rows x cols float activations at src should also write their int8 form,
+ * or all NULL when no integer product will want it (float32, wide batches, widths not in groups of 32).
+ * A non-NULL result is registered: the next product reading src with this shape uses it. */
+cuda_qact cuda_qact_begin(cuda_impl *im, const float *src, int rows, int64_t cols);
+
+/* Int8 quantization of one group of 32 activations, by the 32 lanes of a warp, lane i holding element
+ * i of group g of a row-major array: scale amax / 127 and the sum of the int8 values go to xs[g]. For
+ * 4-bit layouts (nibbles) each run of 8 is stored even elements first (0 2 4 6 1 3 5 7), the order in
+ * which a word's low and high nibbles hold the weights. */
+__device__ __forceinline__ void qact_store_group(float v, int64_t g, int lane, int nibbles, int8_t *xq, float2 *xs) {
+    float amax = fabsf(v);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int q = __float2int_rn(v * inv), sum = q;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    int e = nibbles ? (lane & ~7) | ((lane & 1) ? 4 + ((lane & 7) >> 1) : (lane & 7) >> 1) : lane;
+    xq[g * 32 + e] = (int8_t)q;
+    if (lane == 0) xs[g] = make_float2(d, (float)sum);
+}
+
+/* Split-K decode attention: positions per split aim at ATT_CHUNK, with at least a few splits once a
+ * context is long enough to share, rounded up to a power of two so that graph replays of growing
+ * contexts keep one grid; each token divides its own positions evenly among the splits. */
+#define ATT_CHUNK 64
+static inline int cuda_attention_splits(int max_pos) {
+    int n = (max_pos + ATT_CHUNK - 1) / ATT_CHUNK, fill = (max_pos + 15) / 16;
+    if (fill > 4) fill = 4;
+    if (n < fill) n = fill;
+    int splits = 1;
+    while (splits < n) splits *= 2;
+    return splits;
+}
 /* Ends the step's capture (running what it recorded) or launches its replay; operations after it run
  * directly. Called where the step's results leave the device. */
 void cuda_graph_finish(cuda_impl *im);

@@ -10,7 +10,6 @@
 #include "quant/float16.h"
 #include "quant/k_scales.h"
 
-#define GEMV_MAX_TOKENS 8
 #define GEMV_WARPS 4
 #define GEMM_PANEL_BYTES (256u << 20)
 
@@ -333,24 +332,39 @@ __global__ void gemv_coalesced_kernel(cuda_weight w, const float *__restrict__ x
  * weights d q_i + m (centred near 0), not by the raw 4-bit codes 0..15.
  * For 4-bit layouts each run of 8 activations is stored even elements first (0 2 4 6 1 3 5 7), the
  * order in which a word's low and high nibbles hold the weights, so no weight shuffling is needed. */
-__device__ __forceinline__ int nibble_order(int e) { return (e & ~7) | ((e & 1) ? 4 + ((e & 7) >> 1) : (e & 7) >> 1); }
-
 /* One warp per group of 32 activations: xq [n][cols] int8, xs [n][groups] {scale, sum of xq}. */
 __global__ void quantize_act_kernel(const float *__restrict__ x, int64_t total_groups, int nibbles,
                                     int8_t *__restrict__ xq, float2 *__restrict__ xs) {
     int64_t gi = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-    int lane = threadIdx.x % 32;
     if (gi >= total_groups) return;
-    float v = x[gi * 32 + lane]; /* rows are whole groups: element gi*32+lane of the [n][cols] array */
-    float amax = fabsf(v);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    int q = __float2int_rn(v * inv), sum = q;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    xq[gi * 32 + (nibbles ? nibble_order(lane) : lane)] = (int8_t)q;
-    if (lane == 0) xs[gi] = make_float2(d, (float)sum);
+    /* rows are whole groups: element gi*32+lane of the [n][cols] array */
+    qact_store_group(x[gi * 32 + threadIdx.x % 32], gi, threadIdx.x % 32, nibbles, xq, xs);
+}
+
+static size_t qact_bytes(int rows, int64_t cols, size_t *xs_offset) {
+    size_t qbytes = (size_t)rows * (size_t)cols;
+    *xs_offset = (qbytes + 15) & ~(size_t)15;
+    return *xs_offset + (size_t)rows * (size_t)(cols / 32) * sizeof(float2) + 16;
+}
+
+cuda_qact cuda_qact_begin(cuda_impl *im, const float *src, int rows, int64_t cols) {
+    cuda_qact q;
+    memset(&q, 0, sizeof q);
+    im->qact.src = NULL;
+    if (im->float_gemv || im->opt.precision == TS_PRECISION_FP32 || rows < 1 || rows > GEMV_MAX_TOKENS || cols % 32)
+        return q;
+    size_t xs_off, need = qact_bytes(rows, cols, &xs_off);
+    uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->xq_scratch, &im->xq_scratch_bytes, need);
+    if (!buf) return q;
+    q.src = src;
+    q.rows = rows;
+    q.cols = cols;
+    q.nibbles = im->qact_nibbles;
+    q.xq = (int8_t *)buf;
+    q.xs = (float2 *)(buf + xs_off);
+    q.buffer = buf;
+    im->qact = q;
+    return q;
 }
 
 /* Up to three weights that read the same activations (q, k, v; gate, up) in one launch: blocks
@@ -436,15 +450,26 @@ template <int DT>
 static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
                              float *const *ys, const float *const *biases) {
     const int64_t cols = ws[0]->cols;
-    int64_t total_groups = (int64_t)n * (cols / 32);
-    size_t qbytes = (size_t)n * (size_t)cols;
-    uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->xq_scratch, &im->xq_scratch_bytes,
-                                           qbytes + (size_t)total_groups * sizeof(float2) + 16);
-    if (!buf) return;
-    int8_t *xq = (int8_t *)buf;
-    float2 *xs = (float2 *)(buf + ((qbytes + 15) & ~(size_t)15));
-    quantize_act_kernel<<<(unsigned)((total_groups * 32 + 255) / 256), 256, 0, im->stream>>>(
-        x, total_groups, DT != TS_DTYPE_Q8_0, xq, xs);
+    const int nibbles = DT != TS_DTYPE_Q8_0;
+    im->qact_nibbles = nibbles;
+    const cuda_qact *pre = &im->qact;
+    int8_t *xq;
+    float2 *xs;
+    if (pre->src == x && pre->rows == n && pre->cols == cols && pre->nibbles == nibbles && pre->buffer == im->xq_scratch) {
+        xq = pre->xq; /* the producer of x already wrote its int8 form */
+        xs = pre->xs;
+    } else {
+        int64_t total_groups = (int64_t)n * (cols / 32);
+        size_t xs_off, need = qact_bytes(n, cols, &xs_off);
+        uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->xq_scratch, &im->xq_scratch_bytes, need);
+        if (!buf) return;
+        xq = (int8_t *)buf;
+        xs = (float2 *)(buf + xs_off);
+        quantize_act_kernel<<<(unsigned)((total_groups * 32 + 255) / 256), 256, 0, im->stream>>>(x, total_groups, nibbles,
+                                                                                                  xq, xs);
+        /* later products of the same x (unfused q, k, v) reuse it */
+        im->qact = {x, n, cols, nibbles, xq, xs, buf};
+    }
     dp4a_targets tg;
     memset(&tg, 0, sizeof tg);
     unsigned blocks = 0;
@@ -666,10 +691,11 @@ void cuda_matmul_fp32(ts_backend *be, const ts_weight *w, const float *x, int n,
 static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias,
                         int force_fp32) {
     cuda_impl *im = cuda_of(be);
-    CUDA_SKIP_IF_REPLAYING(im);
+    CUDA_PRODUCT_BEGIN(im);
     const cuda_weight *cw = (const cuda_weight *)w->prepared;
     if (n <= 0) return;
     if (!cw || !cw->gpu_supported) {
+        im->qact.src = NULL;
         cpu_fallback_matmul(be, w, x, n, y, bias);
         return;
     }
@@ -686,6 +712,7 @@ static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int 
             bias_kernel<<<(unsigned)((total + 255) / 256), 256, 0, im->stream>>>(y, bias, cw->rows, n);
         }
     }
+    if (im->qact.src == y) im->qact.src = NULL;
     CUDA_CHECK_LAUNCH(im, "matmul");
 }
 
@@ -694,7 +721,7 @@ static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int 
 void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, const float *x, int n, float *const *ys,
                       const float *const *biases) {
     cuda_impl *im = cuda_of(be);
-    CUDA_SKIP_IF_REPLAYING(im);
+    CUDA_PRODUCT_BEGIN(im);
     const cuda_weight *cws[DP4A_MAX_TARGETS];
     int together = count >= 1 && count <= DP4A_MAX_TARGETS && n >= 1 && n <= GEMV_MAX_TOKENS;
     for (int k = 0; together && k < count; k++) {
@@ -707,6 +734,8 @@ void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, con
         return;
     }
     dispatch_gemv_dp4a(im, count, cws, x, n, ys, biases);
+    for (int k = 0; k < count; k++)
+        if (im->qact.src == ys[k]) im->qact.src = NULL;
     CUDA_CHECK_LAUNCH(im, "matmul");
 }
 

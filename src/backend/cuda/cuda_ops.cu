@@ -16,8 +16,10 @@ __device__ __forceinline__ float block_sum(float v, float *shared) {
 }
 
 /* out = rmsnorm(x) * w per row; with y, the residual add comes first in the same pass (x += y, written
- * back). Without y, x is only read. */
-__global__ void rmsnorm_kernel(float *x, const float *y, const float *w, int dim, float eps, float *out) {
+ * back). Without y, x is only read. With xq, out is also quantized for the next product (cuda_qact):
+ * each warp of the last loop holds one group of 32 (dim and the block size are multiples of 32). */
+__global__ void rmsnorm_kernel(float *x, const float *y, const float *w, int dim, float eps, float *out, int8_t *xq,
+                               float2 *xs, int nibbles) {
     __shared__ float red[32];
     float *xr = x + (size_t)blockIdx.x * dim;
     const float *yr = y ? y + (size_t)blockIdx.x * dim : NULL;
@@ -30,7 +32,11 @@ __global__ void rmsnorm_kernel(float *x, const float *y, const float *w, int dim
     }
     ss = block_sum(ss, red);
     float inv = rsqrtf(ss / (float)dim + eps);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = w[i] * (xr[i] * inv);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float v = w[i] * (xr[i] * inv);
+        o[i] = v;
+        if (xq) qact_store_group(v, ((int64_t)blockIdx.x * dim + i) / 32, threadIdx.x % 32, nibbles, xq, xs);
+    }
 }
 
 __global__ void layernorm_kernel(const float *x, const float *w, const float *b, int dim, float eps, float *out) {
@@ -56,7 +62,8 @@ void cuda_rmsnorm(ts_backend *be, const float *x, const float *w, int rows, int 
     cuda_impl *im = cuda_of(be);
     CUDA_SKIP_IF_REPLAYING(im);
     if (rows <= 0) return;
-    rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>((float *)x, NULL, w, dim, eps, out);
+    cuda_qact q = cuda_qact_begin(im, out, rows, dim);
+    rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>((float *)x, NULL, w, dim, eps, out, q.xq, q.xs, q.nibbles);
     CUDA_CHECK_LAUNCH(im, "rmsnorm");
 }
 
@@ -65,7 +72,8 @@ void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, 
     cuda_impl *im = cuda_of(be);
     CUDA_SKIP_IF_REPLAYING(im);
     if (rows <= 0) return;
-    rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, y, w, dim, eps, out);
+    cuda_qact q = cuda_qact_begin(im, out, rows, dim);
+    rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, y, w, dim, eps, out, q.xq, q.xs, q.nibbles);
     CUDA_CHECK_LAUNCH(im, "add_rmsnorm");
 }
 
@@ -144,12 +152,17 @@ void cuda_rope(ts_backend *be, float *x, int n, int heads, int stride, const int
     cuda_norm_rope(be, x, n, heads, stride, NULL, 0.0f, positions, rope);
 }
 
-__global__ void silu_mul_kernel(const float *gate, const float *up, int rows, int inner, int in_stride, float *out) {
+/* With xq, out is also quantized for the next product: inner is then a multiple of 32, so every warp
+ * holds one whole group of one row. */
+__global__ void silu_mul_kernel(const float *gate, const float *up, int rows, int inner, int in_stride, float *out,
+                                int8_t *xq, float2 *xs, int nibbles) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)rows * inner) return;
     size_t r = i / inner, c = i % inner;
     float g = gate[r * in_stride + c];
-    out[i] = g / (1.0f + expf(-g)) * up[r * in_stride + c];
+    float v = g / (1.0f + expf(-g)) * up[r * in_stride + c];
+    out[i] = v;
+    if (xq) qact_store_group(v, (int64_t)(i / 32), threadIdx.x % 32, nibbles, xq, xs);
 }
 
 void cuda_silu_mul(ts_backend *be, const float *gate, const float *up, int rows, int inner, int in_stride, float *out) {
@@ -157,7 +170,9 @@ void cuda_silu_mul(ts_backend *be, const float *gate, const float *up, int rows,
     CUDA_SKIP_IF_REPLAYING(im);
     size_t total = (size_t)rows * inner;
     if (!total) return;
-    silu_mul_kernel<<<(unsigned)((total + 255) / 256), 256, 0, im->stream>>>(gate, up, rows, inner, in_stride, out);
+    cuda_qact q = cuda_qact_begin(im, out, rows, inner);
+    silu_mul_kernel<<<(unsigned)((total + 255) / 256), 256, 0, im->stream>>>(gate, up, rows, inner, in_stride, out, q.xq,
+                                                                              q.xs, q.nibbles);
     CUDA_CHECK_LAUNCH(im, "silu_mul");
 }
 
