@@ -193,6 +193,18 @@ static void test_argmax_rows(void **state) {
     assert_int_equal(got[5], 1023);
     g_gpu16->ops->free(g_gpu16, d);
     free(x);
+    /* a batch wider than the host's stack buffer, all values negative */
+    const int wide = 70, small = 1000;
+    x = rand_floats((size_t)wide * small, 1.0f);
+    for (size_t i = 0; i < (size_t)wide * small; i++) x[i] = -2.0f - fabsf(x[i]);
+    d = dev_from(g_gpu16, x, (size_t)wide * small);
+    int32_t many[70];
+    g_gpu16->ops->argmax_rows(g_gpu16, d, wide, small, many);
+    for (int r = 0; r < wide; r++)
+        if (many[r] != ts_argmax(x + (size_t)r * small, small))
+            fail_msg("argmax row %d of %d: device %d, host %d", r, wide, many[r], ts_argmax(x + (size_t)r * small, small));
+    g_gpu16->ops->free(g_gpu16, d);
+    free(x);
 }
 
 static void compare_vs_cpu(ts_backend *gpu, const char *what, const float *dgpu, const float *hcpu, size_t n, double tol) {

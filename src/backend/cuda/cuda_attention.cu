@@ -19,6 +19,7 @@ template <typename T>
 __global__ void kv_write_kernel(T *kc, T *vc, const float *k, const float *v, int kv_stride, int row_elems,
                                 const int32_t *token_seq, const int32_t *seq_first, const int32_t *seq_start,
                                 const int32_t *seq_block_off, const int32_t *block_table, int block_tokens) {
+    pdl_wait();
     int t = blockIdx.x;
     int s = token_seq[t];
     int pos = seq_start[s] + (t - seq_first[s]);
@@ -36,8 +37,8 @@ __global__ void kv_write_kernel(T *kc, T *vc, const float *k, const float *v, in
     }
 }
 
-#define ATT_WARPS 4
-#define ATT_UNROLL 4
+#define ATT_WARPS 8 /* x ATT_UNROLL positions per pass: one pass covers ATT_CHUNK */
+#define ATT_UNROLL 8
 
 /* Where a split-K attention block gets its inputs and leaves its results. */
 struct attn_io {
@@ -93,6 +94,7 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
                              const int32_t *seq_first, const int32_t *seq_start, const int32_t *seq_block_off,
                              const int32_t *block_table, int block_tokens, int n_splits, const int32_t *token_list,
                              attn_io io) {
+    pdl_wait();
     __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
     __shared__ float sm_o[ATT_WARPS][32 * HPL];
     const T *kc = kc_all, *vc = vc_all;
@@ -132,6 +134,7 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
     for (int pb = p0 + warp * ATT_UNROLL; pb < p1_cache; pb += ATT_WARPS * ATT_UNROLL) {
         float dot[ATT_UNROLL];
         size_t base[ATT_UNROLL];
+        float vr[ATT_UNROLL][HPL]; /* value rows load together with the keys: one memory round trip */
 #pragma unroll
         for (int u = 0; u < ATT_UNROLL; u++) {
             int p = min(pb + u, p1_cache - 1);
@@ -141,6 +144,7 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
             for (int i = 0; i < HPL; i++) {
                 int d = lane + 32 * i;
                 if (d < hd) acc += qv[i] * ld(kc + base[u] + d);
+                vr[u][i] = d < hd ? ld(vc + base[u] + d) : 0.0f;
             }
             dot[u] = acc;
         }
@@ -150,10 +154,7 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
 #pragma unroll
         for (int u = 0; u < ATT_UNROLL; u++) {
             if (pb + u >= p1_cache) break;
-            float vr[HPL];
-#pragma unroll
-            for (int i = 0; i < HPL; i++) vr[i] = lane + 32 * i < hd ? ld(vc + base[u] + lane + 32 * i) : 0.0f;
-            online_step<HPL>(dot[u], vr, m, l, o, lane, hd);
+            online_step<HPL>(dot[u], vr[u], m, l, o, lane, hd);
         }
     }
     if (k_own && p1 == pos + 1 && p0 <= pos && warp == ATT_WARPS - 1) {
@@ -214,16 +215,19 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
     if (lane == 0) io.done[pair] = 0; /* ready for the next step (and graph replays) */
     __threadfence();
     const float *pml = io.part_ml + 2 * pair * n_splits;
+    /* lanes find the largest split maximum together; the sums then run over splits several at a time
+     * (their loads are independent, so unrolling keeps them in flight together) */
     M = -INFINITY;
-    for (int sp = 0; sp < n_splits; sp++) M = fmaxf(M, __ldcg(pml + 2 * sp));
+    for (int sp = lane; sp < n_splits; sp += 32) M = fmaxf(M, __ldcg(pml + 2 * sp));
+    for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
     L = 0.0f;
 #pragma unroll
     for (int i = 0; i < HPL; i++) acc[i] = 0.0f;
+#pragma unroll 8
     for (int sp = 0; sp < n_splits; sp++) {
-        float ms = __ldcg(pml + 2 * sp);
-        if (ms == -INFINITY) continue;
-        float c = expf(ms - M);
-        L += __ldcg(pml + 2 * sp + 1) * c;
+        float ms = __ldcg(pml + 2 * sp), ls = __ldcg(pml + 2 * sp + 1);
+        float c = ms == -INFINITY ? 0.0f : expf(ms - M);
+        L += ls * c;
         const float *po = io.part_o + (pair * n_splits + sp) * hd;
 #pragma unroll
         for (int i = 0; i < HPL; i++) {
@@ -245,6 +249,7 @@ __global__ void attn_tiled(const T *kc, const T *vc, const float *q, int q_strid
                            int hd, float scale, const int32_t *seq_first, const int32_t *seq_len, const int32_t *seq_start,
                            const int32_t *seq_block_off, const int32_t *block_table, int block_tokens,
                            const int32_t *tile_seq, const int32_t *tile_token, int tile_tokens) {
+    pdl_wait();
     extern __shared__ float sm[];
     const int group = n_heads / n_kv, kvh = blockIdx.y, hdp = hd + 1;
     float *Qs = sm;                        /* TILE_ROWS x hd */
@@ -348,9 +353,8 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     /* one token per sequence: the split-K kernel writes the cache rows itself */
     int pure_decode = st->n_tokens == st->n_seqs && !(st->n_tiles > 0 && tiled);
     if (!pure_decode)
-        kv_write_kernel<T><<<st->n_tokens, 128, 0, im->stream>>>(kbase, vbase, k, v, kv_stride, n_kv * hd, st->token_seq,
-                                                                 st->seq_first, st->seq_start, st->seq_block_off,
-                                                                 st->block_table, block_tokens);
+        cuda_launch(im, kv_write_kernel<T>, dim3(st->n_tokens), dim3(128), 0, kbase, vbase, k, v, kv_stride, n_kv * hd,
+                    st->token_seq, st->seq_first, st->seq_start, st->seq_block_off, st->block_table, block_tokens);
     if (st->n_tiles > 0 && tiled) {
         size_t smem = tiled_smem_bytes(hd);
         static int configured = 0;
@@ -359,8 +363,7 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
             cudaFuncSetAttribute(attn_tiled<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, im->prop.sharedMemPerBlockOptin);
             configured = 1;
         }
-        attn_tiled<T><<<dim3(st->n_tiles, n_kv), 256, smem, im->stream>>>(
-            kbase, vbase, q, q_stride, out, n_heads, n_kv, hd, scale, st->seq_first, st->seq_len, st->seq_start,
+        cuda_launch(im, attn_tiled<T>, dim3(st->n_tiles, n_kv), dim3(256), smem, kbase, vbase, q, q_stride, out, n_heads, n_kv, hd, scale, st->seq_first, st->seq_len, st->seq_start,
             st->seq_block_off, st->block_table, block_tokens, st->tile_seq, st->tile_token, st->tile_tokens);
     }
     /* decode tokens (and every token when the tiled kernel does not apply): split-K */
@@ -393,11 +396,10 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
         io.nibbles = qa.nibbles;
     }
     dim3 grid(count, n_heads, splits);
-#define ATT(HPL)                                                                                                       \
-    attn_partial<T, HPL><<<grid, 32 * ATT_WARPS, 0, im->stream>>>(kbase, vbase, kbase, vbase, q, q_stride, n_heads, n_kv, \
-                                                                  hd, scale, st->token_seq, st->seq_first,             \
-                                                                  st->seq_start, st->seq_block_off, st->block_table,   \
-                                                                  block_tokens, splits, list, io)
+#define ATT(HPL)                                                                                                   \
+    cuda_launch(im, attn_partial<T, HPL>, grid, dim3(32 * ATT_WARPS), 0, kbase, vbase, kbase, vbase, q, q_stride, \
+                n_heads, n_kv, hd, scale, st->token_seq, st->seq_first, st->seq_start, st->seq_block_off,        \
+                st->block_table, block_tokens, splits, list, io)
     if (hd <= 32) ATT(1);
     else if (hd <= 64) ATT(2);
     else if (hd <= 128) ATT(4);

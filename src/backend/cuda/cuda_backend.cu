@@ -205,6 +205,7 @@ static void graph_end(cuda_impl *im) {
 static void cu_begin_step(ts_backend *be, const ts_step *step) {
     cuda_impl *im = cuda_of(be);
     im->qact.src = NULL;
+    im->pdl_now = im->pdl && step->n_tokens <= GEMV_MAX_TOKENS;
     cuda_step *st = &im->step;
     int n = step->n_tokens, s = step->n_seqs, blocks = 0;
     for (int i = 0; i < s; i++) blocks += step->seqs[i].n_blocks;
@@ -518,6 +519,9 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     if (graphs_env && *graphs_env == '0') im->opt.use_graphs = 0;
     /* FP32 means float32 arithmetic: no TF32 shortcuts in cuBLAS */
     cublasSetMathMode(im->blas, opt->precision == TS_PRECISION_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
+    const char *pdl_env = getenv("TESSERA_CUDA_PDL");
+    im->pdl = im->prop.major >= 9 && !(pdl_env && *pdl_env == '0');
+    im->pdl_now = im->pdl;
     const char *gemv_env = getenv("TESSERA_CUDA_GEMV");
     im->float_gemv = gemv_env && strcmp(gemv_env, "float") == 0;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");

@@ -21,7 +21,8 @@ struct cuda_weight {
     ts_dtype dtype;
     int64_t rows, cols;
     uint8_t *q;      /* quants or raw blocks or float data */
-    float *scale;    /* [rows][cols / 32] for Q4_0, Q4_1, Q8_0 */
+    void *scale;     /* [rows][cols / 32]: __half for Q4_0 and Q8_0 (their GGUF scales, exactly), float for
+                        Q4_1 (Q4_K's products d * sc need more bits than a half has); see group_scale */
     float *minv;     /* [rows][cols / 32] for Q4_1 */
     size_t q_row_bytes;
     size_t bytes;    /* device (or mapped host) bytes held */
@@ -29,6 +30,14 @@ struct cuda_weight {
     void *dense;     /* optional bf16/fp16 copy for cuBLAS (dense_cache) */
     int gpu_supported;
 };
+
+/* The scale of group si of a repacked Q4_0, Q4_1 or Q8_0 weight. Half scales keep Q4_0 at 4.5 bits a
+ * weight on the GPU as in the file (float scales made decode read 11 % more bytes). */
+template <int DT>
+__device__ __forceinline__ float group_scale(const cuda_weight &w, size_t si) {
+    if (DT == TS_DTYPE_Q4_1) return __ldg((const float *)w.scale + si);
+    return __half2float(__ldg((const __half *)w.scale + si));
+}
 
 struct cuda_step {
     int n_tokens, n_seqs, n_logits;
@@ -84,6 +93,8 @@ struct cuda_impl {
     size_t xq_scratch_bytes;
     cuda_qact qact;
     int qact_nibbles; /* element order the last integer product used: what producers write */
+    int pdl;          /* launch with programmatic dependencies (see cuda_launch) */
+    int pdl_now;      /* ... in this step: decode-sized steps only (prefill measured slower with it) */
     void *argmax_scratch;
     size_t argmax_scratch_bytes;
     int float_gemv;   /* TESSERA_CUDA_GEMV=float: decode products in float arithmetic even under bf16/fp16 */
@@ -165,6 +176,34 @@ void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t
         if ((im)->replaying) return; \
         (im)->qact.src = NULL;       \
     } while (0)
+
+/* Programmatic dependent launch (sm_90 and later): a kernel started with cuda_launch may be scheduled
+ * while the kernel before it in the stream is still running, which hides most of the gap between the
+ * short kernels of a decode step. Such kernels begin with pdl_wait(), which returns once everything
+ * before them has finished and its writes are visible; they let their own successor be scheduled
+ * right away. TESSERA_CUDA_PDL=0 turns it off. */
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+template <typename... Params, typename... Args>
+static inline void cuda_launch(cuda_impl *im, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                               Args... args) {
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = im->pdl_now;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = im->stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, args...);
+}
 
 /* Products of up to this many tokens are matrix-vector kernels (integer ones under bf16/fp16). */
 #define GEMV_MAX_TOKENS 8

@@ -59,23 +59,27 @@ static void natural_nibbles(const uint8_t *src, uint8_t *dst) {
     for (int k = 0; k < 16; k++) dst[k] = (uint8_t)(e[2 * k] | (e[2 * k + 1] << 4));
 }
 
-/* Q4_0/Q4_1/Q8_0/Q4_K blocks -> quants [rows][...] and float scales (and minimums) [rows][cols / 32];
+/* Q4_0/Q4_1/Q8_0/Q4_K blocks -> quants [rows][...] and scales (and minimums) [rows][cols / 32];
  * Q4_K's sub-blocks of 32 become Q4_1 groups exactly (scale d * sc, minimum -dmin * m). */
 static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
     int64_t groups = w->cols / 32;
     size_t qbytes_per_group = w->dtype == TS_DTYPE_Q8_0 ? 32 : 16;
     cw->dtype = w->dtype == TS_DTYPE_Q4_K ? TS_DTYPE_Q4_1 : w->dtype;
     cw->q_row_bytes = (size_t)groups * qbytes_per_group;
-    size_t qbytes = cw->q_row_bytes * (size_t)w->rows, sbytes = (size_t)groups * (size_t)w->rows * sizeof(float);
+    int half = cw->dtype != TS_DTYPE_Q4_1; /* see group_scale */
+    size_t selem = half ? sizeof(uint16_t) : sizeof(float);
+    size_t qbytes = cw->q_row_bytes * (size_t)w->rows, sbytes = (size_t)groups * (size_t)w->rows * selem;
+    size_t mbytes = (size_t)groups * (size_t)w->rows * sizeof(float);
     int mapped = cw->host_mapped;
     if (device_alloc(im, (void **)&cw->q, qbytes, mapped) || device_alloc(im, (void **)&cw->scale, sbytes, mapped))
         return -1;
-    if (cw->dtype == TS_DTYPE_Q4_1 && device_alloc(im, (void **)&cw->minv, sbytes, mapped)) return -1;
-    cw->bytes = qbytes + sbytes * (cw->dtype == TS_DTYPE_Q4_1 ? 2 : 1);
+    if (cw->dtype == TS_DTYPE_Q4_1 && device_alloc(im, (void **)&cw->minv, mbytes, mapped)) return -1;
+    cw->bytes = qbytes + sbytes + (cw->dtype == TS_DTYPE_Q4_1 ? mbytes : 0);
     /* repack a panel of rows at a time on the host, then copy */
     int64_t panel = (int64_t)(64u << 20) / (int64_t)(cw->q_row_bytes + 8 * groups) + 1;
     uint8_t *hq = (uint8_t *)malloc(cw->q_row_bytes * (size_t)panel);
     float *hs = (float *)malloc((size_t)groups * panel * sizeof(float));
+    uint16_t *hs16 = (uint16_t *)hs;
     float *hm = (float *)malloc((size_t)groups * panel * sizeof(float));
     int rc = (hq && hs && hm) ? 0 : -1;
     for (int64_t r0 = 0; rc == 0 && r0 < w->rows; r0 += panel) {
@@ -87,11 +91,11 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
                 size_t si = (size_t)r * groups + g;
                 if (w->dtype == TS_DTYPE_Q8_0) {
                     const ts_block_q8_0 *b = (const ts_block_q8_0 *)src + g;
-                    hs[si] = ts_f16_to_f32(b->d);
+                    hs16[si] = b->d;
                     memcpy(dq, b->qs, 32);
                 } else if (w->dtype == TS_DTYPE_Q4_0) {
                     const ts_block_q4_0 *b = (const ts_block_q4_0 *)src + g;
-                    hs[si] = ts_f16_to_f32(b->d);
+                    hs16[si] = b->d;
                     natural_nibbles(b->qs, dq);
                 } else if (w->dtype == TS_DTYPE_Q4_1) {
                     const ts_block_q4_1 *b = (const ts_block_q4_1 *)src + g;
@@ -112,7 +116,7 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
             }
         }
         rc = upload(im, cw->q + (size_t)r0 * cw->q_row_bytes, hq, cw->q_row_bytes * (size_t)nr) ||
-             upload(im, cw->scale + (size_t)r0 * groups, hs, (size_t)groups * nr * sizeof(float)) ||
+             upload(im, (uint8_t *)cw->scale + (size_t)r0 * groups * selem, hs, (size_t)groups * nr * selem) ||
              (cw->dtype == TS_DTYPE_Q4_1 && upload(im, cw->minv + (size_t)r0 * groups, hm, (size_t)groups * nr * sizeof(float)))
                  ? -1 : 0;
     }
@@ -198,6 +202,7 @@ __device__ __forceinline__ void store_row_sums(const float (&acc)[N], int lane, 
 template <int DT, int N>
 __global__ void gemv_kernel(cuda_weight w, const float *__restrict__ x, float *__restrict__ y,
                             const float *__restrict__ bias) {
+    pdl_wait();
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + warp;
     if (row >= w.rows) return;
@@ -255,7 +260,7 @@ __device__ __forceinline__ void load_quad(const cuda_weight &w, const uint8_t *r
     }
     if (DT == TS_DTYPE_Q8_0 || DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1) {
         size_t si = (size_t)row_index * (w.cols / 32) + e / 32;
-        *d = __ldg(w.scale + si);
+        *d = group_scale<DT>(w, si);
         *m = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * *d : 0.0f;
     }
 }
@@ -280,6 +285,7 @@ __device__ __forceinline__ void unpack_quad(const uint32_t *r, float d, float m,
 template <int DT, int N, int UNROLL>
 __global__ void gemv_coalesced_kernel(cuda_weight w, const float *__restrict__ x, float *__restrict__ y,
                                       const float *__restrict__ bias) {
+    pdl_wait();
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int64_t row = (int64_t)blockIdx.x * GEMV_WARPS + warp;
     if (row >= w.rows) return;
@@ -335,6 +341,7 @@ __global__ void gemv_coalesced_kernel(cuda_weight w, const float *__restrict__ x
 /* One warp per group of 32 activations: xq [n][cols] int8, xs [n][groups] {scale, sum of xq}. */
 __global__ void quantize_act_kernel(const float *__restrict__ x, int64_t total_groups, int nibbles,
                                     int8_t *__restrict__ xq, float2 *__restrict__ xs) {
+    pdl_wait();
     int64_t gi = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
     if (gi >= total_groups) return;
     /* rows are whole groups: element gi*32+lane of the [n][cols] array */
@@ -380,6 +387,7 @@ struct dp4a_targets {
 /* R rows per warp share each activation load. */
 template <int DT, int N, int R>
 __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq, const float2 *__restrict__ xs) {
+    pdl_wait();
     constexpr int WB = DT == TS_DTYPE_Q8_0 ? 32 : 16; /* quant bytes per group */
     int k = blockIdx.x >= tg.first_block[1] ? (blockIdx.x >= tg.first_block[2] ? 2 : 1) : 0;
     const cuda_weight &w = k == 0 ? tg.w[0] : k == 1 ? tg.w[1] : tg.w[2];
@@ -394,42 +402,54 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int t = 0; t < N; t++) acc[r][t] = 0.0f;
-    for (int g = lane; g < groups; g += 32) {
-        int4 wq[R][WB / 16];
-        float d[R], m[R];
+    /* U groups per lane per pass, all loads issued before any arithmetic: a warp needs several hundred
+     * bytes in flight to cover memory latency on the narrower matrices, whose grids fill one wave */
+    constexpr int U = DT == TS_DTYPE_Q8_0 ? 2 : 4;
+    for (int g0 = lane; g0 < groups; g0 += 32 * U) {
+        int4 wq[U][R][WB / 16];
+        float d[U][R], m[U][R];
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            int64_t row = row0 + r < w.rows ? row0 + r : w.rows - 1; /* a partial last warp recomputes a row */
-            const int4 *p = (const int4 *)(w.q + (size_t)row * w.q_row_bytes + (size_t)g * WB);
-#pragma unroll
-            for (int u = 0; u < WB / 16; u++) wq[r][u] = __ldg(p + u);
-            size_t si = (size_t)row * groups + g;
-            d[r] = __ldg(w.scale + si);
-            m[r] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * d[r] : 0.0f;
-        }
-#pragma unroll
-        for (int t = 0; t < N; t++) {
-            const int4 *xp = (const int4 *)(xq + (size_t)t * w.cols + (size_t)g * 32);
-            int4 xa = __ldg(xp), xb = __ldg(xp + 1);
-            float2 sx = __ldg(xs + (size_t)t * groups + g);
-            int xw[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+        for (int u = 0; u < U; u++) {
+            int g = min(g0 + 32 * u, groups - 1); /* lanes past the end reload the last group, unused */
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                int s = 0;
-                if (DT == TS_DTYPE_Q8_0) {
-                    const int4 lo = wq[r][0], hi = wq[r][(WB / 16) - 1];
-                    int ww[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+                int64_t row = row0 + r < w.rows ? row0 + r : w.rows - 1; /* a partial last warp recomputes a row */
+                const int4 *p = (const int4 *)(w.q + (size_t)row * w.q_row_bytes + (size_t)g * WB);
 #pragma unroll
-                    for (int u = 0; u < 8; u++) s = __dp4a(ww[u], xw[u], s);
-                } else {
-                    int ww[4] = {wq[r][0].x, wq[r][0].y, wq[r][0].z, wq[r][0].w};
+                for (int v = 0; v < WB / 16; v++) wq[u][r][v] = __ldg(p + v);
+                size_t si = (size_t)row * groups + g;
+                d[u][r] = group_scale<DT>(w, si);
+                m[u][r] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * d[u][r] : 0.0f;
+            }
+        }
 #pragma unroll
-                    for (int u = 0; u < 4; u++) {
-                        s = __dp4a(ww[u] & 0x0f0f0f0f, xw[2 * u], s);
-                        s = __dp4a((ww[u] >> 4) & 0x0f0f0f0f, xw[2 * u + 1], s);
+        for (int u = 0; u < U; u++) {
+            int g = g0 + 32 * u;
+            if (g >= groups) break;
+#pragma unroll
+            for (int t = 0; t < N; t++) {
+                const int4 *xp = (const int4 *)(xq + (size_t)t * w.cols + (size_t)g * 32);
+                int4 xa = __ldg(xp), xb = __ldg(xp + 1);
+                float2 sx = __ldg(xs + (size_t)t * groups + g);
+                int xw[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    int s = 0;
+                    if (DT == TS_DTYPE_Q8_0) {
+                        const int4 lo = wq[u][r][0], hi = wq[u][r][(WB / 16) - 1];
+                        int ww[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+#pragma unroll
+                        for (int e = 0; e < 8; e++) s = __dp4a(ww[e], xw[e], s);
+                    } else {
+                        int ww[4] = {wq[u][r][0].x, wq[u][r][0].y, wq[u][r][0].z, wq[u][r][0].w};
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            s = __dp4a(ww[e] & 0x0f0f0f0f, xw[2 * e], s);
+                            s = __dp4a((ww[e] >> 4) & 0x0f0f0f0f, xw[2 * e + 1], s);
+                        }
                     }
+                    acc[r][t] = fmaf(sx.x, fmaf(d[u][r], (float)s, m[u][r] * sx.y), acc[r][t]);
                 }
-                acc[r][t] = fmaf(sx.x, fmaf(d[r], (float)s, m[r] * sx.y), acc[r][t]);
             }
         }
     }
@@ -465,8 +485,8 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         if (!buf) return;
         xq = (int8_t *)buf;
         xs = (float2 *)(buf + xs_off);
-        quantize_act_kernel<<<(unsigned)((total_groups * 32 + 255) / 256), 256, 0, im->stream>>>(x, total_groups, nibbles,
-                                                                                                  xq, xs);
+        cuda_launch(im, quantize_act_kernel, dim3((unsigned)((total_groups * 32 + 255) / 256)), dim3(256), 0, x,
+                    total_groups, nibbles, xq, xs);
         /* later products of the same x (unfused q, k, v) reuse it */
         im->qact = {x, n, cols, nibbles, xq, xs, buf};
     }
@@ -484,7 +504,7 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
     tg.first_block[DP4A_MAX_TARGETS] = blocks;
     switch (n) {
 #define DP4A_CASE(N) \
-    case N: gemv_dp4a_kernel<DT, N, DP4A_ROWS><<<blocks, 32 * GEMV_WARPS, 0, im->stream>>>(tg, xq, xs); break;
+    case N: cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg, xq, xs); break;
         DP4A_CASE(1) DP4A_CASE(2) DP4A_CASE(3) DP4A_CASE(4) DP4A_CASE(5) DP4A_CASE(6) DP4A_CASE(7) DP4A_CASE(8)
 #undef DP4A_CASE
     }
@@ -517,11 +537,13 @@ __global__ void dequant_kernel(cuda_weight w, int64_t r0, int64_t nr, OUT *out) 
 
 template <typename OUT>
 __global__ void convert_kernel(const float *in, OUT *out, size_t n) {
+    pdl_wait();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = OUT(in[i]);
 }
 
 __global__ void bias_kernel(float *y, const float *bias, int64_t rows, int n) {
+    pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < rows * n) y[i] += bias[i % rows];
 }
@@ -534,10 +556,10 @@ static void launch_gemv(cuda_impl *im, const cuda_weight &w, const float *x, int
     constexpr int FT = fast ? DT : TS_DTYPE_F32;
     constexpr int U = (FT == TS_DTYPE_F32) ? 1 : (FT == TS_DTYPE_F16 || FT == TS_DTYPE_BF16) ? 2 : 4;
     switch (n) {
-#define GEMV_CASE(N)                                                                                       \
-    case N:                                                                                                \
-        if (fast) gemv_coalesced_kernel<FT, N, U><<<grid, block, 0, im->stream>>>(w, x, y, bias);         \
-        else gemv_kernel<DT, N><<<grid, block, 0, im->stream>>>(w, x, y, bias);                            \
+#define GEMV_CASE(N)                                                                       \
+    case N:                                                                                \
+        if (fast) cuda_launch(im, gemv_coalesced_kernel<FT, N, U>, grid, block, 0, w, x, y, bias); \
+        else cuda_launch(im, gemv_kernel<DT, N>, grid, block, 0, w, x, y, bias);             \
         break;
         GEMV_CASE(1) GEMV_CASE(2) GEMV_CASE(3) GEMV_CASE(4) GEMV_CASE(5) GEMV_CASE(6) GEMV_CASE(7) GEMV_CASE(8)
 #undef GEMV_CASE
@@ -616,8 +638,8 @@ static void gemm_path(cuda_impl *im, cuda_weight w, const float *x, int n, float
         void *xs = cuda_scratch(im, &im->act_scratch, &im->act_scratch_bytes, cnt * 2);
         if (!xs) return;
         unsigned blocks = (unsigned)((cnt + 255) / 256);
-        if (kind == 1) convert_kernel<__nv_bfloat16><<<blocks, 256, 0, im->stream>>>(x, (__nv_bfloat16 *)xs, cnt);
-        else convert_kernel<__half><<<blocks, 256, 0, im->stream>>>(x, (__half *)xs, cnt);
+        if (kind == 1) cuda_launch(im, convert_kernel<__nv_bfloat16>, dim3(blocks), dim3(256), 0, x, (__nv_bfloat16 *)xs, cnt);
+        else cuda_launch(im, convert_kernel<__half>, dim3(blocks), dim3(256), 0, x, (__half *)xs, cnt);
         xin = xs;
     }
     int64_t panel = (int64_t)(GEMM_PANEL_BYTES / ((size_t)w.cols * elem));
@@ -709,7 +731,7 @@ static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int 
         gemm_path(im, *cw, x, n, y, force_fp32);
         if (bias) {
             int64_t total = (int64_t)n * cw->rows;
-            bias_kernel<<<(unsigned)((total + 255) / 256), 256, 0, im->stream>>>(y, bias, cw->rows, n);
+            cuda_launch(im, bias_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256), 0, y, bias, cw->rows, n);
         }
     }
     if (im->qact.src == y) im->qact.src = NULL;
@@ -742,6 +764,7 @@ void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, con
 /* Row lookups share the group decoder: table rows become float32 activations. */
 template <int DT>
 __global__ void embed_kernel(cuda_weight w, const int32_t *ids, int n, float *out, int add) {
+    pdl_wait();
     int t = blockIdx.x;
     int groups = (int)(w.cols / 32);
     int64_t id = ids[t];
@@ -777,7 +800,7 @@ static void embed_common(ts_backend *be, const ts_weight *table, const int32_t *
         free(h);
         return;
     }
-#define EM(DT) embed_kernel<DT><<<n, 64, 0, im->stream>>>(*cw, dids, n, out, add)
+#define EM(DT) cuda_launch(im, embed_kernel<DT>, dim3(n), dim3(64), 0, *cw, dids, n, out, add)
     TS_CUDA_DISPATCH_DTYPE(cw->dtype, EM)
 #undef EM
     CUDA_CHECK_LAUNCH(im, "embedding");

@@ -15,24 +15,49 @@ __device__ __forceinline__ float block_sum(float v, float *shared) {
     return total;
 }
 
+#define NORM_HELD 8
+
 /* out = rmsnorm(x) * w per row; with y, the residual add comes first in the same pass (x += y, written
  * back). Without y, x is only read. With xq, out is also quantized for the next product (cuda_qact):
  * each warp of the last loop holds one group of 32 (dim and the block size are multiples of 32). */
 __global__ void rmsnorm_kernel(float *x, const float *y, const float *w, int dim, float eps, float *out, int8_t *xq,
                                float2 *xs, int nibbles) {
+    pdl_wait();
     __shared__ float red[32];
     float *xr = x + (size_t)blockIdx.x * dim;
     const float *yr = y ? y + (size_t)blockIdx.x * dim : NULL;
     float *o = out + (size_t)blockIdx.x * dim;
+    /* rows of up to NORM_HELD * blockDim elements stay in registers between the two passes */
+    float held[NORM_HELD], wv[NORM_HELD];
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+#pragma unroll
+    for (int k = 0; k < NORM_HELD; k++) {
+        int i = threadIdx.x + k * blockDim.x;
+        held[k] = wv[k] = 0.0f;
+        if (i < dim) {
+            float v = xr[i];
+            wv[k] = w[i];
+            if (yr) xr[i] = v = v + yr[i];
+            held[k] = v;
+            ss += v * v;
+        }
+    }
+    for (int i = threadIdx.x + NORM_HELD * blockDim.x; i < dim; i += blockDim.x) {
         float v = xr[i];
         if (yr) xr[i] = v = v + yr[i];
         ss += v * v;
     }
     ss = block_sum(ss, red);
     float inv = rsqrtf(ss / (float)dim + eps);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+#pragma unroll
+    for (int k = 0; k < NORM_HELD; k++) {
+        int i = threadIdx.x + k * blockDim.x;
+        if (i >= dim) break; /* whole warps leave together: dim is a multiple of 32 whenever xq is set */
+        float v = wv[k] * (held[k] * inv);
+        o[i] = v;
+        if (xq) qact_store_group(v, ((int64_t)blockIdx.x * dim + i) / 32, threadIdx.x % 32, nibbles, xq, xs);
+    }
+    for (int i = threadIdx.x + NORM_HELD * blockDim.x; i < dim; i += blockDim.x) {
         float v = w[i] * (xr[i] * inv);
         o[i] = v;
         if (xq) qact_store_group(v, ((int64_t)blockIdx.x * dim + i) / 32, threadIdx.x % 32, nibbles, xq, xs);
@@ -40,6 +65,7 @@ __global__ void rmsnorm_kernel(float *x, const float *y, const float *w, int dim
 }
 
 __global__ void layernorm_kernel(const float *x, const float *w, const float *b, int dim, float eps, float *out) {
+    pdl_wait();
     __shared__ float red[32];
     const float *xr = x + (size_t)blockIdx.x * dim;
     float *o = out + (size_t)blockIdx.x * dim;
@@ -63,7 +89,8 @@ void cuda_rmsnorm(ts_backend *be, const float *x, const float *w, int rows, int 
     CUDA_SKIP_IF_REPLAYING(im);
     if (rows <= 0) return;
     cuda_qact q = cuda_qact_begin(im, out, rows, dim);
-    rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>((float *)x, NULL, w, dim, eps, out, q.xq, q.xs, q.nibbles);
+    cuda_launch(im, rmsnorm_kernel, dim3(rows), dim3(norm_threads(dim)), 0, (float *)x, (const float *)NULL, w, dim, eps,
+                out, q.xq, q.xs, q.nibbles);
     CUDA_CHECK_LAUNCH(im, "rmsnorm");
 }
 
@@ -73,7 +100,8 @@ void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, 
     CUDA_SKIP_IF_REPLAYING(im);
     if (rows <= 0) return;
     cuda_qact q = cuda_qact_begin(im, out, rows, dim);
-    rmsnorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, y, w, dim, eps, out, q.xq, q.xs, q.nibbles);
+    cuda_launch(im, rmsnorm_kernel, dim3(rows), dim3(norm_threads(dim)), 0, x, y, w, dim, eps, out, q.xq, q.xs,
+                q.nibbles);
     CUDA_CHECK_LAUNCH(im, "add_rmsnorm");
 }
 
@@ -82,7 +110,7 @@ void cuda_layernorm(ts_backend *be, const float *x, const float *w, const float 
     cuda_impl *im = cuda_of(be);
     CUDA_SKIP_IF_REPLAYING(im);
     if (rows <= 0) return;
-    layernorm_kernel<<<rows, norm_threads(dim), 0, im->stream>>>(x, w, b, dim, eps, out);
+    cuda_launch(im, layernorm_kernel, dim3(rows), dim3(norm_threads(dim)), 0, x, w, b, dim, eps, out);
     CUDA_CHECK_LAUNCH(im, "layernorm");
 }
 
@@ -107,6 +135,7 @@ static const float *device_inv_freq(cuda_impl *im, const ts_rope *rope) {
 #define NORM_ROPE_WARPS 4
 __global__ void norm_rope_kernel(float *x, int heads, int stride, const float *w, float eps, const int32_t *positions,
                                  const float *inv_freq, int head_dim, float factor) {
+    pdl_wait();
     int t = blockIdx.x, h = blockIdx.y * NORM_ROPE_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (h >= heads) return;
     float *v = x + (size_t)t * stride + (size_t)h * head_dim;
@@ -143,8 +172,8 @@ void cuda_norm_rope(ts_backend *be, float *x, int n, int heads, int stride, cons
     const int32_t *dpos = cuda_step_array(be, positions, n);
     if (!dpos || !inv_freq) return;
     dim3 grid((unsigned)n, (unsigned)((heads + NORM_ROPE_WARPS - 1) / NORM_ROPE_WARPS));
-    norm_rope_kernel<<<grid, 32 * NORM_ROPE_WARPS, 0, im->stream>>>(x, heads, stride, norm_weight, eps, dpos, inv_freq,
-                                                                     rope->head_dim, rope->attention_factor);
+    cuda_launch(im, norm_rope_kernel, grid, dim3(32 * NORM_ROPE_WARPS), 0, x, heads, stride, norm_weight, eps, dpos,
+                inv_freq, rope->head_dim, rope->attention_factor);
     CUDA_CHECK_LAUNCH(im, "norm_rope");
 }
 
@@ -156,6 +185,7 @@ void cuda_rope(ts_backend *be, float *x, int n, int heads, int stride, const int
  * holds one whole group of one row. */
 __global__ void silu_mul_kernel(const float *gate, const float *up, int rows, int inner, int in_stride, float *out,
                                 int8_t *xq, float2 *xs, int nibbles) {
+    pdl_wait();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)rows * inner) return;
     size_t r = i / inner, c = i % inner;
@@ -171,12 +201,13 @@ void cuda_silu_mul(ts_backend *be, const float *gate, const float *up, int rows,
     size_t total = (size_t)rows * inner;
     if (!total) return;
     cuda_qact q = cuda_qact_begin(im, out, rows, inner);
-    silu_mul_kernel<<<(unsigned)((total + 255) / 256), 256, 0, im->stream>>>(gate, up, rows, inner, in_stride, out, q.xq,
-                                                                              q.xs, q.nibbles);
+    cuda_launch(im, silu_mul_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256), 0, gate, up, rows, inner,
+                in_stride, out, q.xq, q.xs, q.nibbles);
     CUDA_CHECK_LAUNCH(im, "silu_mul");
 }
 
 __global__ void gelu_kernel(float *x, size_t count, int tanh_approx) {
+    pdl_wait();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= count) return;
     float v = x[i];
@@ -188,11 +219,12 @@ void cuda_gelu(ts_backend *be, float *x, size_t count, int tanh_approx) {
     cuda_impl *im = cuda_of(be);
     CUDA_SKIP_IF_REPLAYING(im);
     if (!count) return;
-    gelu_kernel<<<(unsigned)((count + 255) / 256), 256, 0, im->stream>>>(x, count, tanh_approx);
+    cuda_launch(im, gelu_kernel, dim3((unsigned)((count + 255) / 256)), dim3(256), 0, x, count, tanh_approx);
     CUDA_CHECK_LAUNCH(im, "gelu");
 }
 
 __global__ void add_kernel(float *x, const float *y, size_t count) {
+    pdl_wait();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < count) x[i] += y[i];
 }
@@ -201,11 +233,12 @@ void cuda_add(ts_backend *be, float *x, const float *y, size_t count) {
     cuda_impl *im = cuda_of(be);
     CUDA_SKIP_IF_REPLAYING(im);
     if (!count) return;
-    add_kernel<<<(unsigned)((count + 255) / 256), 256, 0, im->stream>>>(x, y, count);
+    cuda_launch(im, add_kernel, dim3((unsigned)((count + 255) / 256)), dim3(256), 0, x, y, count);
     CUDA_CHECK_LAUNCH(im, "add");
 }
 
 __global__ void gather_kernel(const float *src, const int32_t *rows, int dim, float *dst) {
+    pdl_wait();
     const float *s = src + (size_t)rows[blockIdx.x] * dim;
     float *d = dst + (size_t)blockIdx.x * dim;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) d[i] = s[i];
@@ -217,6 +250,6 @@ void cuda_gather_rows(ts_backend *be, const float *src, const int32_t *rows, int
     if (n <= 0) return;
     const int32_t *drows = cuda_step_array(be, rows, n);
     if (!drows) return;
-    gather_kernel<<<n, 256, 0, im->stream>>>(src, drows, dim, dst);
+    cuda_launch(im, gather_kernel, dim3(n), dim3(256), 0, src, drows, dim, dst);
     CUDA_CHECK_LAUNCH(im, "gather");
 }

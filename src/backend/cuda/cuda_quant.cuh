@@ -46,7 +46,7 @@ __device__ __forceinline__ void decode_group(const cuda_weight &w, int64_t row, 
         }
     } else if (DT == TS_DTYPE_Q8_0) {
         const int4 *p = (const int4 *)(w.q + (size_t)row * w.q_row_bytes) + g * 2;
-        float d = __ldg(w.scale + row * (w.cols / 32) + g);
+        float d = group_scale<DT>(w, row * (w.cols / 32) + g);
 #pragma unroll
         for (int j = 0; j < 2; j++) {
             int4 u = __ldg(p + j);
@@ -57,7 +57,7 @@ __device__ __forceinline__ void decode_group(const cuda_weight &w, int64_t row, 
     } else if (DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1) {
         const uint4 u = __ldg((const uint4 *)(w.q + (size_t)row * w.q_row_bytes) + g);
         size_t si = (size_t)row * (w.cols / 32) + g;
-        float d = __ldg(w.scale + si);
+        float d = group_scale<DT>(w, si);
         float m = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : -8.0f * d;
         uint32_t words[4] = {u.x, u.y, u.z, u.w};
         /* repacked in natural order: byte k holds elements 2k (low nibble) and 2k + 1 */
