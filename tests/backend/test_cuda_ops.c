@@ -17,7 +17,7 @@
 #include "runtime/sampler.h"
 #include "support/testlib.h"
 
-static ts_backend *g_cpu, *g_gpu32, *g_gpu16, *g_gpu16d;
+static ts_backend *g_cpu, *g_gpu32, *g_gpu16, *g_gpu16d, *g_gpu16m; /* m: tensor-core 4-bit products at any width */
 static uint64_t g_rng = 12345;
 
 static float *dev_from(ts_backend *be, const float *h, size_t n) {
@@ -150,7 +150,7 @@ static void test_matmul_every_type(void **state) {
     (void)state;
     const ts_dtype types[] = {TS_DTYPE_F32, TS_DTYPE_F16, TS_DTYPE_BF16, TS_DTYPE_Q8_0, TS_DTYPE_Q4_0,
                               TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K};
-    const int ns[] = {1, 3, 8, 9, 33};
+    const int ns[] = {1, 3, 8, 9, 16, 25, 32, 33};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         int64_t cols = ts_dtype_get(types[i])->block_size == 256 ? 768 : 96;
         for (size_t j = 0; j < sizeof ns / sizeof ns[0]; j++) {
@@ -161,8 +161,11 @@ static void test_matmul_every_type(void **state) {
         int64_t wide = ts_dtype_get(types[i])->block_size == 256 ? 2048 : 1056;
         check_matmul(g_gpu32, types[i], 1031, wide, 2, 0, 1e-5);
         /* bf16 decode of 4- and 8-bit weights takes the integer kernel: rows of more groups than a
-         * warp has lanes, an odd row count (the last warp's second row is missing), 1..8 tokens */
+         * warp has lanes, an odd row count (the last warp's second row is missing), 1..8 tokens in one
+         * pass, batches of up to 32 in passes of 16, 8 and the rest */
         for (int n = 1; n <= 8; n += 3) check_matmul(g_gpu16, types[i], 1031, wide, n, n == 4, 1e-2);
+        check_matmul(g_gpu16, types[i], 1031, wide, 29, 1, 1e-2);
+        for (int n = 1; n <= 32; n += 5) check_matmul(g_gpu16m, types[i], 1031, wide, n, n == 6, 1e-2);
         check_matmul(g_gpu16, types[i], 5, 4096, 1, 0, 1e-2);
     }
 }
@@ -337,10 +340,12 @@ static void test_fused_ops(void **state) {
             int64_t cols = t == 1 ? 1024 : 1056;
             check_matmul_many(g_gpu16, same[t], rows, 3, cols, n, 1e-2);
             check_matmul_many(g_gpu16, same[t], rows, 2, cols, n, 1e-2);
+            check_matmul_many(g_gpu16m, same[t], rows, 3, cols, n, 1e-2);
             check_matmul_many(g_gpu32, same[t], rows, 3, cols, n, 1e-5);
         }
     check_matmul_many(g_gpu16, mixed, rows, 3, 1056, 2, 1e-2);
-    check_matmul_many(g_gpu16, same[0], rows, 3, 1056, 12, 1e-2); /* a batch: cuBLAS */
+    check_matmul_many(g_gpu16, same[0], rows, 3, 1056, 12, 1e-2); /* a batch: passes of 8 and 4 */
+    check_matmul_many(g_gpu16, same[0], rows, 3, 1056, 40, 1e-2); /* a wider batch: cuBLAS */
 
     /* residual add + RMSNorm: both the updated residual and the normalized output */
     const int r = 5, dim = 1000;
@@ -467,7 +472,7 @@ static void check_attention(ts_backend *gpu, int hd, double tol) {
             gpu->ops->attention(gpu, kg, layer, &step, dq, n_heads * hd, dk, dv, n_kv * hd, n_heads, 0.158f, dout);
             char what[96];
             snprintf(what, sizeof what, "attention (head_dim %d) step %d layer %d", hd, stepno, layer);
-            if (n <= 8) probe_check(gpu, &pr, dout, n, what);
+            if (n <= 32) probe_check(gpu, &pr, dout, n, what);
             compare_vs_cpu(gpu, what, dout, out, qn, tol);
             gpu->ops->sync(gpu);
             probe_free(gpu, &pr);
@@ -499,31 +504,33 @@ static void test_attention(void **state) {
  * (4-bit, 8-bit), each twice so that the producer has seen the order the product wants. */
 static void test_prequantized_activations(void **state) {
     (void)state;
-    const int r = 3, dim = 1024;
+    const int dim = 1024;
     const ts_dtype types[4] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_0, TS_DTYPE_Q8_0, TS_DTYPE_Q8_0};
-    float *x = rand_floats((size_t)r * dim, 2.0f), *y = rand_floats((size_t)r * dim, 1.0f), *w = rand_floats(dim, 1.0f);
-    float *dx = dev_from(g_gpu16, x, (size_t)r * dim), *dy = dev_from(g_gpu16, y, (size_t)r * dim);
-    float *dw = dev_from(g_gpu16, w, dim), *dout = dev_from(g_gpu16, x, (size_t)r * dim);
-    for (int i = 0; i < 4; i++) {
-        probe pr;
-        probe_init(g_gpu16, &pr, types[i], dim, r);
-        g_gpu16->ops->rmsnorm(g_gpu16, dx, dw, r, dim, 1e-6f, dout);
-        probe_check(g_gpu16, &pr, dout, r, "rmsnorm");
-        g_gpu16->ops->add_rmsnorm(g_gpu16, dx, dy, dw, r, dim, 1e-6f, dout);
-        probe_check(g_gpu16, &pr, dout, r, "add_rmsnorm");
-        probe_free(g_gpu16, &pr);
-        probe_init(g_gpu16, &pr, types[i], dim / 2, r);
-        g_gpu16->ops->silu_mul(g_gpu16, dx, dx + dim / 2, r, dim / 2, dim, dout);
-        probe_check(g_gpu16, &pr, dout, r, "silu_mul");
-        probe_free(g_gpu16, &pr);
+    for (int r = 3; r <= 20; r += 17) { /* one pass, and a batch in passes */
+        float *x = rand_floats((size_t)r * dim, 2.0f), *y = rand_floats((size_t)r * dim, 1.0f), *w = rand_floats(dim, 1.0f);
+        float *dx = dev_from(g_gpu16, x, (size_t)r * dim), *dy = dev_from(g_gpu16, y, (size_t)r * dim);
+        float *dw = dev_from(g_gpu16, w, dim), *dout = dev_from(g_gpu16, x, (size_t)r * dim);
+        for (int i = 0; i < 4; i++) {
+            probe pr;
+            probe_init(g_gpu16, &pr, types[i], dim, r);
+            g_gpu16->ops->rmsnorm(g_gpu16, dx, dw, r, dim, 1e-6f, dout);
+            probe_check(g_gpu16, &pr, dout, r, "rmsnorm");
+            g_gpu16->ops->add_rmsnorm(g_gpu16, dx, dy, dw, r, dim, 1e-6f, dout);
+            probe_check(g_gpu16, &pr, dout, r, "add_rmsnorm");
+            probe_free(g_gpu16, &pr);
+            probe_init(g_gpu16, &pr, types[i], dim / 2, r);
+            g_gpu16->ops->silu_mul(g_gpu16, dx, dx + dim / 2, r, dim / 2, dim, dout);
+            probe_check(g_gpu16, &pr, dout, r, "silu_mul");
+            probe_free(g_gpu16, &pr);
+        }
+        g_gpu16->ops->free(g_gpu16, dx);
+        g_gpu16->ops->free(g_gpu16, dy);
+        g_gpu16->ops->free(g_gpu16, dw);
+        g_gpu16->ops->free(g_gpu16, dout);
+        free(x);
+        free(y);
+        free(w);
     }
-    g_gpu16->ops->free(g_gpu16, dx);
-    g_gpu16->ops->free(g_gpu16, dy);
-    g_gpu16->ops->free(g_gpu16, dw);
-    g_gpu16->ops->free(g_gpu16, dout);
-    free(x);
-    free(y);
-    free(w);
 }
 
 static void test_embedding(void **state) {
@@ -602,6 +609,9 @@ int main(void) {
     }
     g_gpu16 = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
     g_gpu16d = ts_test_cuda_backend(TS_PRECISION_BF16, TS_TEST_CUDA_DENSE, g_cpu, why, sizeof why);
+    setenv("TESSERA_CUDA_MMA_MIN_TOKENS", "1", 1);
+    g_gpu16m = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
+    unsetenv("TESSERA_CUDA_MMA_MIN_TOKENS");
     printf("GPU: %s\n", g_gpu32->description);
     if (getenv("TESSERA_CUDA_MICROBENCH")) {
         microbench(g_gpu16, "int8");
@@ -623,6 +633,7 @@ int main(void) {
     g_gpu32->ops->destroy(g_gpu32);
     g_gpu16->ops->destroy(g_gpu16);
     g_gpu16d->ops->destroy(g_gpu16d);
+    g_gpu16m->ops->destroy(g_gpu16m);
     g_cpu->ops->destroy(g_cpu);
     return rc;
 }

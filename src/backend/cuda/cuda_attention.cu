@@ -386,7 +386,10 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
         io.done = (unsigned *)cuda_scratch(im, &im->attn_done, &im->attn_done_bytes, pairs * sizeof(unsigned));
         if (!io.part_o || !io.done) return;
         /* counters start at zero and every merge leaves them there */
-        if (im->attn_done != old_done) cudaMemsetAsync(im->attn_done, 0, im->attn_done_bytes, im->stream);
+        if (im->attn_done != old_done) {
+            cudaMemsetAsync(im->attn_done, 0, im->attn_done_bytes, im->stream);
+            cuda_queued_copy(im);
+        }
         io.part_ml = io.part_o + parts * hd;
     }
     if (count == st->n_tokens && hd % 32 == 0) {

@@ -51,6 +51,7 @@ static void *cu_alloc(ts_backend *be, size_t bytes, ts_error *err) {
         return NULL;
     }
     cudaMemsetAsync(p, 0, rounded, im->stream);
+    cuda_queued_copy(im);
     im->buffer_bytes += rounded;
     return p;
 }
@@ -205,7 +206,7 @@ static void graph_end(cuda_impl *im) {
 static void cu_begin_step(ts_backend *be, const ts_step *step) {
     cuda_impl *im = cuda_of(be);
     im->qact.src = NULL;
-    im->pdl_now = im->pdl && step->n_tokens <= GEMV_MAX_TOKENS;
+    im->pdl_now = im->pdl && step->n_tokens <= DP4A_MAX_TOKENS;
     cuda_step *st = &im->step;
     int n = step->n_tokens, s = step->n_seqs, blocks = 0;
     for (int i = 0; i < s; i++) blocks += step->seqs[i].n_blocks;
@@ -522,6 +523,9 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     const char *pdl_env = getenv("TESSERA_CUDA_PDL");
     im->pdl = im->prop.major >= 9 && !(pdl_env && *pdl_env == '0');
     im->pdl_now = im->pdl;
+    const char *mma_env = getenv("TESSERA_CUDA_MMA_MIN_TOKENS");
+    im->mma_min_tokens = mma_env && *mma_env ? atoi(mma_env) : 9;
+    if (im->mma_min_tokens < 1) im->mma_min_tokens = 1;
     const char *gemv_env = getenv("TESSERA_CUDA_GEMV");
     im->float_gemv = gemv_env && strcmp(gemv_env, "float") == 0;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");

@@ -94,7 +94,9 @@ struct cuda_impl {
     cuda_qact qact;
     int qact_nibbles; /* element order the last integer product used: what producers write */
     int pdl;          /* launch with programmatic dependencies (see cuda_launch) */
+    int mma_min_tokens; /* products of at least this many tokens use the tensor-core 4-bit kernel */
     int pdl_now;      /* ... in this step: decode-sized steps only (prefill measured slower with it) */
+    int pdl_fence;    /* a copy or memset was queued since the last launch: the next kernel waits for it fully */
     void *argmax_scratch;
     size_t argmax_scratch_bytes;
     int float_gemv;   /* TESSERA_CUDA_GEMV=float: decode products in float arithmetic even under bf16/fp16 */
@@ -181,7 +183,8 @@ void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t
  * while the kernel before it in the stream is still running, which hides most of the gap between the
  * short kernels of a decode step. Such kernels begin with pdl_wait(), which returns once everything
  * before them has finished and its writes are visible; they let their own successor be scheduled
- * right away. TESSERA_CUDA_PDL=0 turns it off. */
+ * right away. Only kernel-to-kernel edges are relaxed: after a queued copy or memset (cuda_queued_copy)
+ * the next kernel launches with full stream ordering. TESSERA_CUDA_PDL=0 turns it off. */
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -189,12 +192,15 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
+static inline void cuda_queued_copy(cuda_impl *im) { im->pdl_fence = 1; }
+
 template <typename... Params, typename... Args>
 static inline void cuda_launch(cuda_impl *im, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                                Args... args) {
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = im->pdl_now;
+    attr[0].val.programmaticStreamSerializationAllowed = im->pdl_now && !im->pdl_fence;
+    im->pdl_fence = 0;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
@@ -205,8 +211,10 @@ static inline void cuda_launch(cuda_impl *im, void (*kernel)(Params...), dim3 gr
     cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
-/* Products of up to this many tokens are matrix-vector kernels (integer ones under bf16/fp16). */
+/* Products of up to this many tokens are matrix-vector kernels; the integer ones (4- and 8-bit weights
+ * under bf16/fp16) take batches of up to DP4A_MAX_TOKENS in passes. Larger products go to cuBLAS. */
 #define GEMV_MAX_TOKENS 8
+#define DP4A_MAX_TOKENS 32
 
 /* Where a kernel producing rows x cols float activations at src should also write their int8 form,
  * or all NULL when no integer product will want it (float32, wide batches, widths not in groups of 32).

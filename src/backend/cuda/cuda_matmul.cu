@@ -1,7 +1,7 @@
-/* Weights on the GPU and the products with them. Decode (up to GEMV_MAX_TOKENS tokens) is a
- * matrix-vector kernel that streams each weight row once, decoding it in registers (with int8
- * activations and integer dot products for 4- and 8-bit weights under bf16/fp16); larger batches and
- * prefill dequantize row panels into scratch (float32, or bf16/fp16 under reduced precision) and call
+/* Weights on the GPU and the products with them. Decode (up to GEMV_MAX_TOKENS tokens, DP4A_MAX_TOKENS
+ * with int8 activations and integer dot products for 4- and 8-bit weights under bf16/fp16) is a
+ * matrix-vector kernel that streams each weight row once per pass, decoding it in registers; larger
+ * batches and prefill dequantize row panels into scratch (float32, or bf16/fp16 under reduced precision) and call
  * cuBLAS. Weights whose layout has no kernel run on the CPU fallback, logged once. */
 #include <stdlib.h>
 #include <string.h>
@@ -358,7 +358,7 @@ cuda_qact cuda_qact_begin(cuda_impl *im, const float *src, int rows, int64_t col
     cuda_qact q;
     memset(&q, 0, sizeof q);
     im->qact.src = NULL;
-    if (im->float_gemv || im->opt.precision == TS_PRECISION_FP32 || rows < 1 || rows > GEMV_MAX_TOKENS || cols % 32)
+    if (im->float_gemv || im->opt.precision == TS_PRECISION_FP32 || rows < 1 || rows > DP4A_MAX_TOKENS || cols % 32)
         return q;
     size_t xs_off, need = qact_bytes(rows, cols, &xs_off);
     uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->xq_scratch, &im->xq_scratch_bytes, need);
@@ -458,9 +458,126 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
         if (row0 + r < w.rows) store_row_sums<N>(acc[r], lane, y, w.rows, row0 + r, bias);
 }
 
-static int uses_dp4a(const cuda_impl *im, ts_dtype t, int force_fp32) {
-    return !force_fp32 && !im->float_gemv && im->opt.precision != TS_PRECISION_FP32 &&
-           (t == TS_DTYPE_Q4_0 || t == TS_DTYPE_Q4_1 || t == TS_DTYPE_Q8_0);
+/* Batched decode of 4-bit weights on the tensor cores: mma.sync m16n8k32 multiplies a 16-row tile of
+ * one group of 32 weights (codes 0..15 as int8) by the int8 activations of 8 tokens, exactly; the
+ * group's scale (and minimum) then apply in float as in the dp4a kernel, so a block's column of tokens
+ * costs the same memory traffic whether it holds 1 or 32 tokens. Block = 16 rows; its MMA_WARPS warps
+ * take every MMA_WARPS-th group (split-K) and add their partial tiles in shared memory at the end.
+ * K slots of the fragments: slot 4t + i is the low nibble of byte 4t + i of the group (element 8t + 2i),
+ * slot 16 + 4t + i its high nibble (element 8t + 2i + 1), which is where the nibble-ordered activations
+ * keep those elements (qact_store_group): one 32-bit load each for weights and activations. */
+#define MMA_WARPS 8
+#define MMA_UNROLL 2
+#define MMA_MT 2 /* 16-row tiles per block: each activation fragment serves MMA_MT * 16 rows */
+#define MMA_ROWS (16 * MMA_MT)
+
+__device__ __forceinline__ void mma_s8_16x8x32(int (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%10,%11,%12,%13};"
+                 : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(0), "r"(0), "r"(0), "r"(0));
+#else
+    c[0] = c[1] = c[2] = c[3] = 0; /* never launched below sm_80 */
+#endif
+}
+
+template <int DT, int NT>
+__global__ void __launch_bounds__(32 * MMA_WARPS, 2)
+    gemm_mma_q4_kernel(dp4a_targets tg, const int8_t *__restrict__ xq, const float2 *__restrict__ xs, int n_tok) {
+    pdl_wait();
+    __shared__ float red[MMA_WARPS][MMA_ROWS][NT * 8];
+    int k = blockIdx.x >= tg.first_block[1] ? (blockIdx.x >= tg.first_block[2] ? 2 : 1) : 0;
+    const cuda_weight &w = k == 0 ? tg.w[0] : k == 1 ? tg.w[1] : tg.w[2];
+    float *__restrict__ y = k == 0 ? tg.y[0] : k == 1 ? tg.y[1] : tg.y[2];
+    const float *__restrict__ bias = k == 0 ? tg.bias[0] : k == 1 ? tg.bias[1] : tg.bias[2];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
+    const int64_t row0 = (int64_t)(blockIdx.x - tg.first_block[k]) * MMA_ROWS;
+    const int groups = (int)(w.cols / 32);
+    /* this thread's weight rows (gid and gid + 8 of each tile; a missing row repeats the last) */
+    const uint8_t *wrow[MMA_MT][2];
+    size_t srow[MMA_MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MMA_MT; mt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int64_t row = min(row0 + 16 * mt + gid + 8 * h, w.rows - 1);
+            wrow[mt][h] = w.q + (size_t)row * w.q_row_bytes + 4 * tig;
+            srow[mt][h] = (size_t)row * groups;
+        }
+    float acc[MMA_MT][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < MMA_MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc[mt][nt][j] = 0.0f;
+    for (int g0 = warp; g0 < groups; g0 += MMA_WARPS * MMA_UNROLL) {
+        uint32_t wv[MMA_UNROLL][MMA_MT][2];
+        float d[MMA_UNROLL][MMA_MT][2], m[MMA_UNROLL][MMA_MT][2];
+#pragma unroll
+        for (int u = 0; u < MMA_UNROLL; u++) {
+            int g = min(g0 + MMA_WARPS * u, groups - 1); /* past the end: reloaded, unused */
+#pragma unroll
+            for (int mt = 0; mt < MMA_MT; mt++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    wv[u][mt][h] = __ldg((const uint32_t *)(wrow[mt][h] + (size_t)g * 16));
+                    d[u][mt][h] = group_scale<DT>(w, srow[mt][h] + g);
+                    m[u][mt][h] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + srow[mt][h] + g) : -8.0f * d[u][mt][h];
+                }
+        }
+#pragma unroll
+        for (int u = 0; u < MMA_UNROLL; u++) {
+            int g = g0 + MMA_WARPS * u;
+            if (g >= groups) break;
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                const uint32_t *xp = (const uint32_t *)(xq + (size_t)min(nt * 8 + gid, n_tok - 1) * w.cols +
+                                                        (size_t)g * 32 + 8 * tig);
+                uint32_t b0 = __ldg(xp), b1 = __ldg(xp + 1);
+                float2 s0 = __ldg(xs + (size_t)min(nt * 8 + 2 * tig, n_tok - 1) * groups + g);
+                float2 s1 = __ldg(xs + (size_t)min(nt * 8 + 2 * tig + 1, n_tok - 1) * groups + g);
+#pragma unroll
+                for (int mt = 0; mt < MMA_MT; mt++) {
+                    uint32_t a[4] = {wv[u][mt][0] & 0x0f0f0f0fu, wv[u][mt][1] & 0x0f0f0f0fu,
+                                     (wv[u][mt][0] >> 4) & 0x0f0f0f0fu, (wv[u][mt][1] >> 4) & 0x0f0f0f0fu};
+                    int c[4];
+                    mma_s8_16x8x32(c, a, b0, b1);
+                    /* c0, c1: row gid, tokens 2t, 2t + 1; c2, c3: row gid + 8 */
+                    float dm0 = d[u][mt][0], dm1 = d[u][mt][1], mm0 = m[u][mt][0], mm1 = m[u][mt][1];
+                    acc[mt][nt][0] = fmaf(s0.x, fmaf(dm0, (float)c[0], mm0 * s0.y), acc[mt][nt][0]);
+                    acc[mt][nt][1] = fmaf(s1.x, fmaf(dm0, (float)c[1], mm0 * s1.y), acc[mt][nt][1]);
+                    acc[mt][nt][2] = fmaf(s0.x, fmaf(dm1, (float)c[2], mm1 * s0.y), acc[mt][nt][2]);
+                    acc[mt][nt][3] = fmaf(s1.x, fmaf(dm1, (float)c[3], mm1 * s1.y), acc[mt][nt][3]);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int mt = 0; mt < MMA_MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) red[warp][16 * mt + gid + 8 * (j / 2)][nt * 8 + 2 * tig + (j % 2)] = acc[mt][nt][j];
+    __syncthreads();
+    for (int i = threadIdx.x; i < MMA_ROWS * NT * 8; i += blockDim.x) {
+        int r = i / (NT * 8), t = i % (NT * 8);
+        int64_t row = row0 + r;
+        if (row >= w.rows || t >= n_tok) continue;
+        float sum = 0.0f;
+#pragma unroll
+        for (int wp = 0; wp < MMA_WARPS; wp++) sum += red[wp][r][t];
+        y[(size_t)t * w.rows + row] = sum + (bias ? bias[row] : 0.0f);
+    }
+}
+
+/* Whether a product of n tokens with w takes the integer kernels. Beyond GEMV_MAX_TOKENS a weight with
+ * a dense bf16/fp16 copy (--gpu-dense-cache) goes to cuBLAS instead, which is faster on that copy. */
+static int uses_dp4a(const cuda_impl *im, const cuda_weight *w, int n, int force_fp32) {
+    ts_dtype t = w->dtype;
+    return !force_fp32 && !im->float_gemv && im->opt.precision != TS_PRECISION_FP32 && n <= DP4A_MAX_TOKENS &&
+           (n <= GEMV_MAX_TOKENS || !w->dense) && (t == TS_DTYPE_Q4_0 || t == TS_DTYPE_Q4_1 || t == TS_DTYPE_Q8_0);
 }
 
 #define DP4A_ROWS 2
@@ -497,16 +614,46 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         tg.first_block[k] = blocks;
         if (k >= count) continue;
         tg.w[k] = *ws[k];
-        tg.y[k] = ys[k];
         tg.bias[k] = biases ? biases[k] : NULL;
         blocks += (unsigned)((ws[k]->rows + GEMV_WARPS * DP4A_ROWS - 1) / (GEMV_WARPS * DP4A_ROWS));
     }
     tg.first_block[DP4A_MAX_TARGETS] = blocks;
-    switch (n) {
-#define DP4A_CASE(N) \
-    case N: cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg, xq, xs); break;
-        DP4A_CASE(1) DP4A_CASE(2) DP4A_CASE(3) DP4A_CASE(4) DP4A_CASE(5) DP4A_CASE(6) DP4A_CASE(7) DP4A_CASE(8)
+    if (DT != TS_DTYPE_Q8_0 && im->prop.major >= 8 && n >= im->mma_min_tokens) {
+        /* 4-bit weights: the tensor-core kernel takes up to 32 tokens in one pass over the weights */
+        dp4a_targets mt = tg;
+        unsigned mblocks = 0;
+        for (int k = 0; k < DP4A_MAX_TARGETS; k++) {
+            mt.first_block[k] = mblocks;
+            mt.y[k] = k < count ? ys[k] : NULL;
+            if (k < count) mblocks += (unsigned)((ws[k]->rows + MMA_ROWS - 1) / MMA_ROWS);
+        }
+        mt.first_block[DP4A_MAX_TARGETS] = mblocks;
+        switch ((n + 7) / 8) {
+#define MMA_CASE(NT)                                                                                           \
+    case NT:                                                                                                   \
+        cuda_launch(im, gemm_mma_q4_kernel<DT, NT>, dim3(mblocks), dim3(32 * MMA_WARPS), 0, mt, xq, xs, n); \
+        break;
+            MMA_CASE(1) MMA_CASE(2) MMA_CASE(3) MMA_CASE(4)
+#undef MMA_CASE
+        }
+        return;
+    }
+    /* Otherwise a batch goes in passes of 16 tokens (then 8 or fewer); each pass reads the weights once. */
+    for (int t0 = 0; t0 < n;) {
+        int take = n - t0 >= 16 ? 16 : n - t0 > 8 ? 8 : n - t0;
+        for (int k = 0; k < count; k++) tg.y[k] = ys[k] + (size_t)t0 * (size_t)ws[k]->rows;
+        const int8_t *pxq = xq + (size_t)t0 * (size_t)cols;
+        const float2 *pxs = xs + (size_t)t0 * (size_t)(cols / 32);
+        switch (take) {
+#define DP4A_CASE(N)                                                                                                \
+    case N:                                                                                                         \
+        cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg, pxq, pxs); \
+        break;
+            DP4A_CASE(1) DP4A_CASE(2) DP4A_CASE(3) DP4A_CASE(4) DP4A_CASE(5) DP4A_CASE(6) DP4A_CASE(7) DP4A_CASE(8)
+            DP4A_CASE(16)
 #undef DP4A_CASE
+        }
+        t0 += take;
     }
 }
 
@@ -721,7 +868,7 @@ static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int 
         cpu_fallback_matmul(be, w, x, n, y, bias);
         return;
     }
-    if (n <= GEMV_MAX_TOKENS && uses_dp4a(im, cw->dtype, force_fp32)) {
+    if (uses_dp4a(im, cw, n, force_fp32)) {
         dispatch_gemv_dp4a(im, 1, &cw, x, n, &y, &bias);
     } else if (n <= GEMV_MAX_TOKENS) {
 #define GV(DT) launch_gemv<DT>(im, *cw, x, n, y, bias)
@@ -745,10 +892,10 @@ void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, con
     cuda_impl *im = cuda_of(be);
     CUDA_PRODUCT_BEGIN(im);
     const cuda_weight *cws[DP4A_MAX_TARGETS];
-    int together = count >= 1 && count <= DP4A_MAX_TARGETS && n >= 1 && n <= GEMV_MAX_TOKENS;
+    int together = count >= 1 && count <= DP4A_MAX_TARGETS && n >= 1 && n <= DP4A_MAX_TOKENS;
     for (int k = 0; together && k < count; k++) {
         cws[k] = (const cuda_weight *)ws[k]->prepared;
-        together = cws[k] && cws[k]->gpu_supported && uses_dp4a(im, cws[k]->dtype, 0) && cws[k]->dtype == cws[0]->dtype &&
+        together = cws[k] && cws[k]->gpu_supported && uses_dp4a(im, cws[k], n, 0) && cws[k]->dtype == cws[0]->dtype &&
                    cws[k]->cols == cws[0]->cols;
     }
     if (!together) {

@@ -68,6 +68,7 @@ void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t
     int slice = ARGMAX_THREADS * ARGMAX_PER_THREAD;
     unsigned slices = (unsigned)((dim + slice - 1) / slice);
     cuda_check(im, cudaMemsetAsync(d, 0, bytes, im->stream), "argmax reset");
+    cuda_queued_copy(im);
     cuda_launch(im, argmax_rows_kernel, dim3((unsigned)rows, slices), dim3(ARGMAX_THREADS), 0, x, dim, slice, d);
     if (CUDA_CHECK_LAUNCH(im, "argmax")) return;
     unsigned long long keys[64], *kh = rows <= 64 ? keys : (unsigned long long *)malloc(bytes);
