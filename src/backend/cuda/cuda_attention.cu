@@ -331,6 +331,164 @@ __global__ void attn_tiled(const T *kc, const T *vc, const float *q, int q_strid
     }
 }
 
+/* Prefill on the tensor cores (half KV cache): flash attention with mma.sync m16n8k16 (fp16 inputs,
+ * float32 accumulation). Block (tile of 16 tokens of one sequence, KV head, slice of its query heads):
+ * each warp owns one query head's 16 rows; keys and values pass through shared memory 32 rows at a
+ * time and serve every query head of the KV head. Fragment layouts (PTX ISA, m16n8k16): A row g / g + 8,
+ * columns 2t, 2t + 1 (+ 8); B rows 2t, 2t + 1 (+ 8), column g; C rows g / g + 8, columns 2t, 2t + 1,
+ * where g = lane / 4 and t = lane % 4. The score accumulators of two 8-key tiles are the A fragment of
+ * the probabilities, so P never leaves registers. */
+#define MMA_TILE_TOKENS 16
+#define MMA_ATT_WARPS 4
+#define MMA_KEYS 32
+
+__device__ __forceinline__ void mma_f16_16x8x16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+
+__device__ __forceinline__ uint32_t pack_halves(__half lo, __half hi) {
+    __half2 h = __halves2half2(lo, hi);
+    return *(uint32_t *)&h;
+}
+
+template <int HD>
+__global__ void __launch_bounds__(32 * MMA_ATT_WARPS)
+    attn_prefill_mma(const __half *kc, const __half *vc, const float *q, int q_stride, float *out, int n_heads, int n_kv,
+                     float scale, const int32_t *seq_first, const int32_t *seq_len, const int32_t *seq_start,
+                     const int32_t *seq_block_off, const int32_t *block_table, int block_tokens,
+                     const int32_t *tile_seq, const int32_t *tile_token) {
+    pdl_wait();
+    constexpr int KC = HD / 16, NT = HD / 8, KS = HD + 8; /* row stride padded against bank conflicts */
+    __shared__ __align__(16) __half Ks[MMA_KEYS][KS];
+    __shared__ __align__(16) __half Vs[MMA_KEYS][KS];
+    const int group = n_heads / n_kv, kvh = blockIdx.y;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int hh = blockIdx.z * MMA_ATT_WARPS + warp;
+    const bool active = hh < group;
+    const int h = kvh * group + min(hh, group - 1);
+    const int s = tile_seq[blockIdx.x], t0 = tile_token[blockIdx.x];
+    const int nq = min(MMA_TILE_TOKENS, seq_first[s] + seq_len[s] - t0);
+    const int pos0 = seq_start[s] + (t0 - seq_first[s]), last = pos0 + nq - 1;
+    const int32_t *blocks = block_table + seq_block_off[s];
+    const size_t row_elems = (size_t)n_kv * HD;
+    uint32_t qa[KC][4];
+#pragma unroll
+    for (int kc = 0; kc < KC; kc++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int r = (i & 1) ? g + 8 : g, col = kc * 16 + 2 * t + ((i & 2) ? 8 : 0);
+            const float *qr = q + (size_t)(t0 + r) * q_stride + (size_t)h * HD + col;
+            qa[kc][i] = r < nq ? pack_half2(qr[0] * scale, qr[1] * scale) : 0u;
+        }
+    const int qpos[2] = {pos0 + g, pos0 + g + 8};
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    float o[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) o[nt][j] = 0.0f;
+    for (int k0 = 0; k0 <= last; k0 += MMA_KEYS) {
+        const int nk = min(MMA_KEYS, last + 1 - k0);
+        __syncthreads();
+        for (int i = threadIdx.x; i < MMA_KEYS * (HD / 8); i += blockDim.x) {
+            int j = i / (HD / 8), c = (i % (HD / 8)) * 8;
+            int4 kv = make_int4(0, 0, 0, 0), vv = kv;
+            if (j < nk) {
+                int p = k0 + j;
+                size_t base = ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems + (size_t)kvh * HD + c;
+                kv = *(const int4 *)(kc + base);
+                vv = *(const int4 *)(vc + base);
+            }
+            *(int4 *)&Ks[j][c] = kv;
+            *(int4 *)&Vs[j][c] = vv;
+        }
+        __syncthreads();
+        if (!active) continue;
+#pragma unroll
+        for (int kk = 0; kk < MMA_KEYS; kk += 16) {
+            if (kk >= nk) break;
+            float sc[2][4];
+#pragma unroll
+            for (int n2 = 0; n2 < 2; n2++) {
+#pragma unroll
+                for (int j = 0; j < 4; j++) sc[n2][j] = 0.0f;
+                const __half *kr = Ks[kk + 8 * n2 + g];
+#pragma unroll
+                for (int kc2 = 0; kc2 < KC; kc2++)
+                    mma_f16_16x8x16(sc[n2], qa[kc2], *(const uint32_t *)(kr + kc2 * 16 + 2 * t),
+                                    *(const uint32_t *)(kr + kc2 * 16 + 2 * t + 8));
+            }
+            float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+            for (int n2 = 0; n2 < 2; n2++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    int key = k0 + kk + 8 * n2 + 2 * t + (j & 1), row = j >> 1;
+                    if (key > qpos[row] || key > last) sc[n2][j] = -INFINITY;
+                    mx[row] = fmaxf(mx[row], sc[n2][j]);
+                }
+            float corr[2], sum[2] = {0.0f, 0.0f};
+#pragma unroll
+            for (int row = 0; row < 2; row++) {
+                mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xffffffffu, mx[row], 1));
+                mx[row] = fmaxf(mx[row], __shfl_xor_sync(0xffffffffu, mx[row], 2));
+                float m_new = fmaxf(m[row], mx[row]);
+                corr[row] = m_new == -INFINITY ? 1.0f : expf(m[row] - m_new);
+                m[row] = m_new;
+            }
+#pragma unroll
+            for (int n2 = 0; n2 < 2; n2++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    int row = j >> 1;
+                    float pv = sc[n2][j] == -INFINITY ? 0.0f : expf(sc[n2][j] - m[row]);
+                    sc[n2][j] = pv;
+                    sum[row] += pv;
+                }
+#pragma unroll
+            for (int row = 0; row < 2; row++) {
+                sum[row] += __shfl_xor_sync(0xffffffffu, sum[row], 1);
+                sum[row] += __shfl_xor_sync(0xffffffffu, sum[row], 2);
+                l[row] = l[row] * corr[row] + sum[row];
+            }
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                o[nt][0] *= corr[0];
+                o[nt][1] *= corr[0];
+                o[nt][2] *= corr[1];
+                o[nt][3] *= corr[1];
+            }
+            const uint32_t pa[4] = {pack_half2(sc[0][0], sc[0][1]), pack_half2(sc[0][2], sc[0][3]),
+                                    pack_half2(sc[1][0], sc[1][1]), pack_half2(sc[1][2], sc[1][3])};
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                int d = nt * 8 + g;
+                uint32_t b0 = pack_halves(Vs[kk + 2 * t][d], Vs[kk + 2 * t + 1][d]);
+                uint32_t b1 = pack_halves(Vs[kk + 2 * t + 8][d], Vs[kk + 2 * t + 9][d]);
+                mma_f16_16x8x16(o[nt], pa, b0, b1);
+            }
+        }
+    }
+    if (!active) return;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            int r = g + 8 * (j >> 1), d = nt * 8 + 2 * t + (j & 1);
+            if (r < nq) out[(size_t)(t0 + r) * n_heads * HD + (size_t)h * HD + d] = o[nt][j] / l[j >> 1];
+        }
+}
+
 static size_t tiled_smem_bytes(int hd) {
     return ((size_t)2 * TILE_ROWS * hd + (size_t)TILE_KEYS * (hd + 1) + (size_t)TILE_KEYS * hd +
             (size_t)TILE_ROWS * TILE_KEYS + 4 * TILE_ROWS) * sizeof(float);
@@ -342,20 +500,33 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
                              int block_tokens) {
     cuda_step *st = &im->step;
     int group = n_heads / n_kv;
-    /* prefill sequences: tiled kernel (when the tiles were cut for this head grouping and fit) */
-    int tiled = st->n_tiles > 0 && st->tile_group == group && group <= TILE_ROWS &&
-                tiled_smem_bytes(hd) <= (size_t)im->prop.sharedMemPerBlockOptin;
-    if (st->tile_group != group && group <= TILE_ROWS) {
-        /* begin_step cuts tiles before it knows the model: from the next step on, cut them for this one */
+    /* prefill sequences: tiles of MMA_TILE_TOKENS tokens for the tensor-core kernel (half cache, head_dim
+     * 32, 64 or 128), else the float tiled kernel's TILE_ROWS / group tokens; begin_step cuts tiles
+     * before it knows the model, so a step cut for another shape uses split-K and fixes the next one */
+    int mma = sizeof(T) == 2 && im->prop.major >= 8 && (hd == 32 || hd == 64 || hd == 128);
+    int want = mma ? MMA_TILE_TOKENS : group <= TILE_ROWS ? TILE_ROWS / group : 0;
+    int tiled = st->n_tiles > 0 && want > 0 && st->tile_tokens == want &&
+                (mma || tiled_smem_bytes(hd) <= (size_t)im->prop.sharedMemPerBlockOptin);
+    if (want > 0 && st->tile_tokens != want) {
         st->tile_group = group;
-        st->tile_tokens = TILE_ROWS / group;
+        st->tile_tokens = want;
     }
     /* one token per sequence: the split-K kernel writes the cache rows itself */
     int pure_decode = st->n_tokens == st->n_seqs && !(st->n_tiles > 0 && tiled);
     if (!pure_decode)
         cuda_launch(im, kv_write_kernel<T>, dim3(st->n_tokens), dim3(128), 0, kbase, vbase, k, v, kv_stride, n_kv * hd,
                     st->token_seq, st->seq_first, st->seq_start, st->seq_block_off, st->block_table, block_tokens);
-    if (st->n_tiles > 0 && tiled) {
+    if (st->n_tiles > 0 && tiled && mma) {
+        dim3 grid(st->n_tiles, n_kv, (group + MMA_ATT_WARPS - 1) / MMA_ATT_WARPS);
+#define PREFILL(HD)                                                                                              \
+    cuda_launch(im, attn_prefill_mma<HD>, grid, dim3(32 * MMA_ATT_WARPS), 0, (const __half *)kbase,              \
+                (const __half *)vbase, q, q_stride, out, n_heads, n_kv, scale, st->seq_first, st->seq_len,       \
+                st->seq_start, st->seq_block_off, st->block_table, block_tokens, st->tile_seq, st->tile_token)
+        if (hd == 32) PREFILL(32);
+        else if (hd == 64) PREFILL(64);
+        else PREFILL(128);
+#undef PREFILL
+    } else if (st->n_tiles > 0 && tiled) {
         size_t smem = tiled_smem_bytes(hd);
         static int configured = 0;
         if (!configured) {
@@ -363,8 +534,9 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
             cudaFuncSetAttribute(attn_tiled<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, im->prop.sharedMemPerBlockOptin);
             configured = 1;
         }
-        cuda_launch(im, attn_tiled<T>, dim3(st->n_tiles, n_kv), dim3(256), smem, kbase, vbase, q, q_stride, out, n_heads, n_kv, hd, scale, st->seq_first, st->seq_len, st->seq_start,
-            st->seq_block_off, st->block_table, block_tokens, st->tile_seq, st->tile_token, st->tile_tokens);
+        cuda_launch(im, attn_tiled<T>, dim3(st->n_tiles, n_kv), dim3(256), smem, kbase, vbase, q, q_stride, out,
+                    n_heads, n_kv, hd, scale, st->seq_first, st->seq_len, st->seq_start, st->seq_block_off,
+                    st->block_table, block_tokens, st->tile_seq, st->tile_token, st->tile_tokens);
     }
     /* decode tokens (and every token when the tiled kernel does not apply): split-K */
     const int32_t *list = tiled ? st->decode_tokens : NULL;
