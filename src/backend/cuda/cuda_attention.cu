@@ -564,7 +564,7 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
         }
         io.part_ml = io.part_o + parts * hd;
     }
-    if (count == st->n_tokens && hd % 32 == 0) {
+    if (count == st->n_tokens && count <= DP4A_MAX_TOKENS && hd % 32 == 0) {
         cuda_qact qa = cuda_qact_begin(im, out, count, (int64_t)n_heads * hd);
         io.xq = qa.xq;
         io.xs = qa.xs;

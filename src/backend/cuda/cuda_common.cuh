@@ -66,6 +66,9 @@ struct cuda_qact {
     int8_t *xq;       /* [rows][cols] */
     float2 *xs;       /* [rows][cols / 32]: group scale, sum of the group's int8 values */
     void *buffer;     /* the scratch buffer they live in (stale once it is replaced) */
+    /* Wider products (cuBLAS) read bf16/fp16 activations instead: the producer then writes that copy. */
+    void *dense;      /* [rows][cols] elements of dense_kind (1: bf16, 2: fp16); NULL: int8 form above */
+    int dense_kind;
 };
 
 /* A captured decode step, replayed whenever a step of the same shape comes again. */
@@ -216,15 +219,21 @@ static inline void cuda_launch(cuda_impl *im, void (*kernel)(Params...), dim3 gr
 #define GEMV_MAX_TOKENS 8
 #define DP4A_MAX_TOKENS 32
 
-/* Where a kernel producing rows x cols float activations at src should also write their int8 form,
- * or all NULL when no integer product will want it (float32, wide batches, widths not in groups of 32).
- * A non-NULL result is registered: the next product reading src with this shape uses it. */
+/* Where a kernel producing rows x cols float activations at src should also write their int8 form (up
+ * to DP4A_MAX_TOKENS rows, widths in groups of 32) or their bf16/fp16 copy (more rows), or all NULL
+ * under float32. A non-NULL result is registered: the next products reading src with this shape use it. */
 cuda_qact cuda_qact_begin(cuda_impl *im, const float *src, int rows, int64_t cols);
 
 /* Int8 quantization of one group of 32 activations, by the 32 lanes of a warp, lane i holding element
  * i of group g of a row-major array: scale amax / 127 and the sum of the int8 values go to xs[g]. For
  * 4-bit layouts (nibbles) each run of 8 is stored even elements first (0 2 4 6 1 3 5 7), the order in
  * which a word's low and high nibbles hold the weights. */
+/* The bf16/fp16 copy of one activation for cuBLAS (cuda_qact.dense). */
+__device__ __forceinline__ void qact_store_dense(void *dense, int kind, size_t i, float v) {
+    if (kind == 1) ((__nv_bfloat16 *)dense)[i] = __float2bfloat16(v);
+    else ((__half *)dense)[i] = __float2half(v);
+}
+
 __device__ __forceinline__ void qact_store_group(float v, int64_t g, int lane, int nibbles, int8_t *xq, float2 *xs) {
     float amax = fabsf(v);
 #pragma unroll

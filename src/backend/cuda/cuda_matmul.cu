@@ -11,6 +11,8 @@
 #include "quant/k_scales.h"
 
 #define GEMV_WARPS 4
+/* Bytes of dequantized weight per cuBLAS call. Panels small enough to stay in L2 (16-64 MB) measured
+ * slower on an 8B prefill (narrower products): one panel holds a whole matrix of that size. */
 #define GEMM_PANEL_BYTES (256u << 20)
 
 static const char *dtype_name(ts_dtype t) {
@@ -358,8 +360,20 @@ cuda_qact cuda_qact_begin(cuda_impl *im, const float *src, int rows, int64_t col
     cuda_qact q;
     memset(&q, 0, sizeof q);
     im->qact.src = NULL;
-    if (im->float_gemv || im->opt.precision == TS_PRECISION_FP32 || rows < 1 || rows > DP4A_MAX_TOKENS || cols % 32)
+    if (im->opt.precision == TS_PRECISION_FP32 || rows < 1) return q;
+    if (rows > DP4A_MAX_TOKENS) {
+        void *buf = cuda_scratch(im, &im->act_scratch, &im->act_scratch_bytes, (size_t)rows * (size_t)cols * 2);
+        if (!buf) return q;
+        q.src = src;
+        q.rows = rows;
+        q.cols = cols;
+        q.dense = buf;
+        q.dense_kind = im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
+        q.buffer = buf;
+        im->qact = q;
         return q;
+    }
+    if (im->float_gemv || cols % 32) return q;
     size_t xs_off, need = qact_bytes(rows, cols, &xs_off);
     uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->xq_scratch, &im->xq_scratch_bytes, need);
     if (!buf) return q;
@@ -592,7 +606,8 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
     const cuda_qact *pre = &im->qact;
     int8_t *xq;
     float2 *xs;
-    if (pre->src == x && pre->rows == n && pre->cols == cols && pre->nibbles == nibbles && pre->buffer == im->xq_scratch) {
+    if (pre->src == x && !pre->dense && pre->rows == n && pre->cols == cols && pre->nibbles == nibbles &&
+        pre->buffer == im->xq_scratch) {
         xq = pre->xq; /* the producer of x already wrote its int8 form */
         xs = pre->xs;
     } else {
@@ -605,7 +620,7 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         cuda_launch(im, quantize_act_kernel, dim3((unsigned)((total_groups * 32 + 255) / 256)), dim3(256), 0, x,
                     total_groups, nibbles, xq, xs);
         /* later products of the same x (unfused q, k, v) reuse it */
-        im->qact = {x, n, cols, nibbles, xq, xs, buf};
+        im->qact = {x, n, cols, nibbles, xq, xs, buf, NULL, 0};
     }
     dp4a_targets tg;
     memset(&tg, 0, sizeof tg);
@@ -780,7 +795,11 @@ static void gemm_path(cuda_impl *im, cuda_weight w, const float *x, int n, float
     int kind = im->opt.precision == TS_PRECISION_FP32 || force_fp32 ? 0 : im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
     size_t elem = kind == 0 ? 4 : 2;
     const void *xin = x;
-    if (kind != 0) {
+    const cuda_qact *pre = &im->qact;
+    if (kind != 0 && pre->src == x && pre->dense && pre->dense_kind == kind && pre->rows == n && pre->cols == w.cols &&
+        pre->buffer == im->act_scratch) {
+        xin = pre->dense; /* written by the producer of x, or by the conversion for the previous product */
+    } else if (kind != 0) {
         size_t cnt = (size_t)n * w.cols;
         void *xs = cuda_scratch(im, &im->act_scratch, &im->act_scratch_bytes, cnt * 2);
         if (!xs) return;
@@ -788,6 +807,7 @@ static void gemm_path(cuda_impl *im, cuda_weight w, const float *x, int n, float
         if (kind == 1) cuda_launch(im, convert_kernel<__nv_bfloat16>, dim3(blocks), dim3(256), 0, x, (__nv_bfloat16 *)xs, cnt);
         else cuda_launch(im, convert_kernel<__half>, dim3(blocks), dim3(256), 0, x, (__half *)xs, cnt);
         xin = xs;
+        if (!force_fp32) im->qact = {x, n, w.cols, 0, NULL, NULL, xs, xs, kind};
     }
     int64_t panel = (int64_t)(GEMM_PANEL_BYTES / ((size_t)w.cols * elem));
     if (panel < 64) panel = 64;

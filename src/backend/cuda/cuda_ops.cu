@@ -21,7 +21,7 @@ __device__ __forceinline__ float block_sum(float v, float *shared) {
  * back). Without y, x is only read. With xq, out is also quantized for the next product (cuda_qact):
  * each warp of the last loop holds one group of 32 (dim and the block size are multiples of 32). */
 __global__ void rmsnorm_kernel(float *x, const float *y, const float *w, int dim, float eps, float *out, int8_t *xq,
-                               float2 *xs, int nibbles) {
+                               float2 *xs, int nibbles, void *dense, int dense_kind) {
     pdl_wait();
     __shared__ float red[32];
     float *xr = x + (size_t)blockIdx.x * dim;
@@ -56,11 +56,13 @@ __global__ void rmsnorm_kernel(float *x, const float *y, const float *w, int dim
         float v = wv[k] * (held[k] * inv);
         o[i] = v;
         if (xq) qact_store_group(v, ((int64_t)blockIdx.x * dim + i) / 32, threadIdx.x % 32, nibbles, xq, xs);
+        if (dense) qact_store_dense(dense, dense_kind, (size_t)blockIdx.x * dim + i, v);
     }
     for (int i = threadIdx.x + NORM_HELD * blockDim.x; i < dim; i += blockDim.x) {
         float v = w[i] * (xr[i] * inv);
         o[i] = v;
         if (xq) qact_store_group(v, ((int64_t)blockIdx.x * dim + i) / 32, threadIdx.x % 32, nibbles, xq, xs);
+        if (dense) qact_store_dense(dense, dense_kind, (size_t)blockIdx.x * dim + i, v);
     }
 }
 
@@ -90,7 +92,7 @@ void cuda_rmsnorm(ts_backend *be, const float *x, const float *w, int rows, int 
     if (rows <= 0) return;
     cuda_qact q = cuda_qact_begin(im, out, rows, dim);
     cuda_launch(im, rmsnorm_kernel, dim3(rows), dim3(norm_threads(dim)), 0, (float *)x, (const float *)NULL, w, dim, eps,
-                out, q.xq, q.xs, q.nibbles);
+                out, q.xq, q.xs, q.nibbles, q.dense, q.dense_kind);
     CUDA_CHECK_LAUNCH(im, "rmsnorm");
 }
 
@@ -101,7 +103,7 @@ void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, 
     if (rows <= 0) return;
     cuda_qact q = cuda_qact_begin(im, out, rows, dim);
     cuda_launch(im, rmsnorm_kernel, dim3(rows), dim3(norm_threads(dim)), 0, x, y, w, dim, eps, out, q.xq, q.xs,
-                q.nibbles);
+                q.nibbles, q.dense, q.dense_kind);
     CUDA_CHECK_LAUNCH(im, "add_rmsnorm");
 }
 
@@ -184,7 +186,7 @@ void cuda_rope(ts_backend *be, float *x, int n, int heads, int stride, const int
 /* With xq, out is also quantized for the next product: inner is then a multiple of 32, so every warp
  * holds one whole group of one row. */
 __global__ void silu_mul_kernel(const float *gate, const float *up, int rows, int inner, int in_stride, float *out,
-                                int8_t *xq, float2 *xs, int nibbles) {
+                                int8_t *xq, float2 *xs, int nibbles, void *dense, int dense_kind) {
     pdl_wait();
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)rows * inner) return;
@@ -193,6 +195,7 @@ __global__ void silu_mul_kernel(const float *gate, const float *up, int rows, in
     float v = g / (1.0f + expf(-g)) * up[r * in_stride + c];
     out[i] = v;
     if (xq) qact_store_group(v, (int64_t)(i / 32), threadIdx.x % 32, nibbles, xq, xs);
+    if (dense) qact_store_dense(dense, dense_kind, i, v);
 }
 
 void cuda_silu_mul(ts_backend *be, const float *gate, const float *up, int rows, int inner, int in_stride, float *out) {
@@ -202,7 +205,7 @@ void cuda_silu_mul(ts_backend *be, const float *gate, const float *up, int rows,
     if (!total) return;
     cuda_qact q = cuda_qact_begin(im, out, rows, inner);
     cuda_launch(im, silu_mul_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256), 0, gate, up, rows, inner,
-                in_stride, out, q.xq, q.xs, q.nibbles);
+                in_stride, out, q.xq, q.xs, q.nibbles, q.dense, q.dense_kind);
     CUDA_CHECK_LAUNCH(im, "silu_mul");
 }
 
