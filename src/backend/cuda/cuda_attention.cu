@@ -503,7 +503,7 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     /* prefill sequences: tiles of MMA_TILE_TOKENS tokens for the tensor-core kernel (half cache, head_dim
      * 32, 64 or 128), else the float tiled kernel's TILE_ROWS / group tokens; begin_step cuts tiles
      * before it knows the model, so a step cut for another shape uses split-K and fixes the next one */
-    int mma = sizeof(T) == 2 && im->prop.major >= 8 && (hd == 32 || hd == 64 || hd == 128);
+    int mma = sizeof(T) == 2 && im->code_arch >= 800 && (hd == 32 || hd == 64 || hd == 128);
     int want = mma ? MMA_TILE_TOKENS : group <= TILE_ROWS ? TILE_ROWS / group : 0;
     int tiled = st->n_tiles > 0 && want > 0 && st->tile_tokens == want &&
                 (mma || tiled_smem_bytes(hd) <= (size_t)im->prop.sharedMemPerBlockOptin);
@@ -542,7 +542,7 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     const int32_t *list = tiled ? st->decode_tokens : NULL;
     int count = tiled ? st->n_decode : st->n_tokens;
     if (count == 0) return;
-    int splits = cuda_attention_splits(st->max_pos);
+    int splits = cuda_attention_splits(st->max_pos, st->n_tokens);
     size_t pairs = (size_t)count * n_heads, parts = pairs * splits;
     attn_io io;
     memset(&io, 0, sizeof io);

@@ -124,7 +124,7 @@ static void graph_begin(cuda_impl *im, const ts_step *step) {
     im->current = NULL;
     if (!im->opt.use_graphs || im->graphs_disabled || step->n_tokens != step->n_seqs || step->n_logits > step->n_tokens)
         return;
-    int splits = cuda_attention_splits(im->step.max_pos);
+    int splits = cuda_attention_splits(im->step.max_pos, im->step.n_tokens);
     cuda_graph_entry *e = NULL;
     for (int i = 0; i < im->n_graphs; i++) {
         cuda_graph_entry *g = &im->graphs[i];
@@ -481,6 +481,26 @@ static const ts_backend_ops g_cuda_prof_ops = {
     cu_roofline,  pf_argmax,    pf_matmul_many, pf_add_rmsnorm, pf_norm_rope,
 };
 
+__global__ void code_arch_kernel(int *out) {
+#ifdef __CUDA_ARCH__
+    *out = __CUDA_ARCH__;
+#endif
+}
+
+/* The architecture the module's device code was compiled for, as it runs on this GPU (machine code for
+ * it, or PTX of an older one compiled on load): kernels compiled below sm_80 / sm_90 lack the tensor-core
+ * and dependent-launch paths, so the host must not choose them. 0 when it cannot be found. */
+static int running_code_arch(cuda_impl *im) {
+    int *d = NULL, arch = 0;
+    if (cudaMalloc(&d, sizeof(int)) != cudaSuccess) return 0;
+    cudaMemset(d, 0, sizeof(int));
+    code_arch_kernel<<<1, 1, 0, im->stream>>>(d);
+    cudaMemcpyAsync(&arch, d, sizeof(int), cudaMemcpyDeviceToHost, im->stream);
+    cudaStreamSynchronize(im->stream);
+    cudaFree(d);
+    return arch;
+}
+
 extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_create(const ts_cuda_options *opt,
                                                                                   ts_error *err) {
     if (!opt || opt->abi != TS_CUDA_MODULE_ABI) {
@@ -520,8 +540,13 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     if (graphs_env && *graphs_env == '0') im->opt.use_graphs = 0;
     /* FP32 means float32 arithmetic: no TF32 shortcuts in cuBLAS */
     cublasSetMathMode(im->blas, opt->precision == TS_PRECISION_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
+    im->code_arch = running_code_arch(im);
+    if (im->code_arch < 10 * im->prop.major && im->code_arch < 900)
+        cuda_log(im, 1, "cuda: the module's device code is for sm_%d on an sm_%d%d GPU; tensor-core and dependent-launch "
+                 "kernels are off (build with -DCMAKE_CUDA_ARCHITECTURES=%d%d)", im->code_arch / 10, im->prop.major,
+                 im->prop.minor, im->prop.major, im->prop.minor);
     const char *pdl_env = getenv("TESSERA_CUDA_PDL");
-    im->pdl = im->prop.major >= 9 && !(pdl_env && *pdl_env == '0');
+    im->pdl = im->code_arch >= 900 && !(pdl_env && *pdl_env == '0');
     im->pdl_now = im->pdl;
     const char *mma_env = getenv("TESSERA_CUDA_MMA_MIN_TOKENS");
     im->mma_min_tokens = mma_env && *mma_env ? atoi(mma_env) : 9;

@@ -96,6 +96,7 @@ struct cuda_impl {
     size_t xq_scratch_bytes;
     cuda_qact qact;
     int qact_nibbles; /* element order the last integer product used: what producers write */
+    int code_arch;    /* __CUDA_ARCH__ of the device code running (running_code_arch) */
     int pdl;          /* launch with programmatic dependencies (see cuda_launch) */
     int mma_min_tokens; /* products of at least this many tokens use the tensor-core 4-bit kernel */
     int pdl_now;      /* ... in this step: decode-sized steps only (prefill measured slower with it) */
@@ -249,14 +250,16 @@ __device__ __forceinline__ void qact_store_group(float v, int64_t g, int lane, i
 
 /* Split-K decode attention: positions per split aim at ATT_CHUNK, with at least a few splits once a
  * context is long enough to share, rounded up to a power of two so that graph replays of growing
- * contexts keep one grid; each token divides its own positions evenly among the splits. */
+ * contexts keep one grid; each token divides its own positions evenly among the splits. A batch
+ * already fills the GPU with (token, head) blocks, so tokens x splits stays within ATT_MAX_SPLIT_WORK. */
 #define ATT_CHUNK 64
-static inline int cuda_attention_splits(int max_pos) {
+#define ATT_MAX_SPLIT_WORK 64
+static inline int cuda_attention_splits(int max_pos, int n_tokens) {
     int n = (max_pos + ATT_CHUNK - 1) / ATT_CHUNK, fill = (max_pos + 15) / 16;
     if (fill > 4) fill = 4;
     if (n < fill) n = fill;
     int splits = 1;
-    while (splits < n) splits *= 2;
+    while (splits < n && splits * 2 * (n_tokens > 0 ? n_tokens : 1) <= ATT_MAX_SPLIT_WORK) splits *= 2;
     return splits;
 }
 /* Ends the step's capture (running what it recorded) or launches its replay; operations after it run

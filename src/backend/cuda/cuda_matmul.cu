@@ -633,7 +633,7 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         blocks += (unsigned)((ws[k]->rows + GEMV_WARPS * DP4A_ROWS - 1) / (GEMV_WARPS * DP4A_ROWS));
     }
     tg.first_block[DP4A_MAX_TARGETS] = blocks;
-    if (DT != TS_DTYPE_Q8_0 && im->prop.major >= 8 && n >= im->mma_min_tokens) {
+    if (DT != TS_DTYPE_Q8_0 && im->code_arch >= 800 && n >= im->mma_min_tokens) {
         /* 4-bit weights: the tensor-core kernel takes up to 32 tokens in one pass over the weights */
         dp4a_targets mt = tg;
         unsigned mblocks = 0;
