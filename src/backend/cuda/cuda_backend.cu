@@ -555,6 +555,7 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     im->float_gemv = gemv_env && strcmp(gemv_env, "float") == 0;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");
     be->ops = prof && *prof && *prof != '0' ? &g_cuda_prof_ops : &g_cuda_ops;
+    if (be->ops == &g_cuda_prof_ops) im->opt.use_graphs = 0; /* its synchronisations cannot be captured */
     be->impl = im;
     snprintf(be->name, sizeof be->name, "cuda");
     static const char *prec[] = {"fp32", "bf16", "fp16"};
