@@ -251,8 +251,9 @@ __device__ __forceinline__ void qact_store_group(float v, int64_t g, int lane, i
 /* Split-K decode attention: positions per split aim at ATT_CHUNK, with at least a few splits once a
  * context is long enough to share, rounded up to a power of two so that graph replays of growing
  * contexts keep one grid; each token divides its own positions evenly among the splits. A batch
- * already fills the GPU with (token, head) blocks, so tokens x splits stays within ATT_MAX_SPLIT_WORK. */
-#define ATT_CHUNK 64
+ * already fills the GPU with (token, head) blocks, so tokens x splits stays within ATT_MAX_SPLIT_WORK.
+ * ATT_CHUNK measured at 512-640 positions on an H100 (docs/cuda-notes.md): 128 beat 32, 64 and 256. */
+#define ATT_CHUNK 128
 #define ATT_MAX_SPLIT_WORK 64
 static inline int cuda_attention_splits(int max_pos, int n_tokens) {
     int n = (max_pos + ATT_CHUNK - 1) / ATT_CHUNK, fill = (max_pos + 15) / 16;
