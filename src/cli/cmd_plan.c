@@ -27,6 +27,7 @@ static const ts_opt_spec g_specs[] = {
     {"device", 1, "auto, cpu or cuda (default auto: the first GPU if there is one)"},
     {"available", 1, "bytes available on the device instead of the detected figure (e.g. 24GiB)"},
     {"host-available", 1, "CPU memory for a GPU + CPU split instead of the detected figure"},
+    {"gpu-layers", 1, "with --device cuda: plan only the last N layers and the output head on the GPU, the rest on the CPU"},
     {"json", 0, "print the plan as JSON"},
     {"check", 0, "exit with status 3 when the model does not fit"},
 };
@@ -165,16 +166,18 @@ int ts_cmd_plan(int argc, char **argv) {
     } else if (src->has_quant) {
         req.quant = src->quant;
     }
-    long long ctx, batch, step;
+    long long ctx, batch, step, gpu_layers;
     if (ts_args_int(&a, "ctx", src->ctx, 0, 1ll << 26, &ctx) != 0 ||
         ts_args_int(&a, "batch", src->batch, 0, 1 << 20, &batch) != 0 ||
-        ts_args_int(&a, "step-tokens", 0, 0, 1 << 20, &step) != 0) {
+        ts_args_int(&a, "step-tokens", 0, 0, 1 << 20, &step) != 0 ||
+        ts_args_int(&a, "gpu-layers", -1, 0, 1 << 20, &gpu_layers) != 0) {
         status = 2;
         goto done;
     }
     req.context_length = ctx;
     req.batch = (int)batch;
     req.step_tokens = (int)step;
+    req.gpu_layers = gpu_layers > 0 ? (int)gpu_layers : 0;
     const char *kv = ts_args_get(&a, "kv-dtype");
     if (!kv) {
         req.kv_elem_bytes = 0; /* the planner's default: what the KV cache stores */
@@ -224,6 +227,14 @@ int ts_cmd_plan(int argc, char **argv) {
         goto done;
     }
     free(dev);
+    if (gpu_layers == 0 && req.device == TS_DEVICE_CUDA) {
+        /* as the model does: --gpu-layers 0 keeps every layer and the head on the CPU */
+        fprintf(stderr, "tessera plan: --gpu-layers 0: every layer on the CPU; planning for the CPU\n");
+        req.device = TS_DEVICE_CPU;
+        req.device_bytes = req.host_bytes;
+    } else if (gpu_layers > 0 && req.device != TS_DEVICE_CUDA) {
+        fprintf(stderr, "tessera plan: --gpu-layers applies to --device cuda; ignored\n");
+    }
 
     if (ts_plan_compute(&req, plan, &err) != 0) {
         fprintf(stderr, "tessera plan: %s\n", err.message);

@@ -191,6 +191,8 @@ static int normalise(const ts_plan_request *in, ts_plan_request *r, ts_error *er
     if (r->batch > (1 << 20)) return ts_fail(err, "planner: %d sequences is too many", r->batch);
     if (r->reserve_bytes < 0) r->reserve_bytes = (int64_t)reserve_for(r->device);
     if (r->step_tokens > (1 << 20)) return ts_fail(err, "planner: %d tokens per step is too many", r->step_tokens);
+    if (r->gpu_layers < 0) return ts_fail(err, "planner: --gpu-layers %d is negative", r->gpu_layers);
+    if (r->device != TS_DEVICE_CUDA || r->gpu_layers >= r->config->num_layers) r->gpu_layers = 0;
     r->step_tokens = (int)step_tokens(r);
     return 0;
 }
@@ -294,6 +296,16 @@ int ts_plan_compute(const ts_plan_request *in, ts_plan *out, ts_error *err) {
         out->weight_bytes + out->kv_bytes + out->activation_bytes + out->scratch_bytes + out->reserve_bytes;
     out->available_bytes = r.device_bytes;
     out->fits = out->total_bytes <= r.device_bytes;
+    out->host_side_fits = 1;
+    if (r.gpu_layers > 0) {
+        /* the requested split: the GPU side is what must fit the device, the CPU side the host */
+        uint64_t g = 0, c = 0;
+        split_bytes(&r, out, r.gpu_layers, &g, &c);
+        out->total_bytes = g;
+        out->host_side_bytes = c;
+        out->host_side_fits = r.host_bytes == 0 || c <= r.host_bytes;
+        out->fits = g <= r.device_bytes && out->host_side_fits;
+    }
 
     static const ts_quant_kind kinds[] = {TS_QUANT_BF16, TS_QUANT_INT8, TS_QUANT_INT4};
     for (int i = 0; i < 3; i++) {

@@ -49,6 +49,10 @@ typedef struct ts_plan_request {
     ts_device_kind device;
     uint64_t device_bytes; /* available on the device (the CPU's usable memory for TS_DEVICE_CPU) */
     uint64_t host_bytes;   /* CPU memory for a GPU + CPU split; 0: no split is considered */
+    /* CUDA with --gpu-layers N (as llama.cpp's -ngl): only the last N layers, their KV cache and the
+     * output head on the GPU, the embedding and the other layers on the CPU. 0 (or the layer count and
+     * more): every layer on the device. */
+    int gpu_layers;
     int64_t reserve_bytes; /* < 0: the default for the device */
 } ts_plan_request;
 
@@ -92,7 +96,10 @@ typedef struct ts_plan {
     int num_alternatives;
     int max_batch;        /* most sequences at this context; 0 when not even one fits */
     int64_t max_context;  /* longest context at this batch; 0 when not even one token fits */
-    int split_gpu_layers; /* last N layers on the GPU, the rest on the CPU; -1: no such split */
+    /* With req.gpu_layers: total_bytes and fits are the GPU's side of that split; the CPU's side: */
+    uint64_t host_side_bytes;
+    int host_side_fits; /* host_side_bytes <= req.host_bytes (1 when host_bytes is not given) */
+    int split_gpu_layers; /* suggested: last N layers on the GPU, the rest on the CPU; -1: no such split */
     ts_quant_scheme split_quant;
     uint64_t split_gpu_bytes, split_cpu_bytes;
 } ts_plan;

@@ -97,10 +97,25 @@ char *ts_plan_format_text(const ts_plan *p) {
               ts_format_bytes(p->scratch_bytes, a, sizeof a));
     sb_printf(&s, "%-14s%12s  runtime allowance on the %s\n", "reserve", ts_format_bytes(p->reserve_bytes, a, sizeof a),
               device_label(p));
-    sb_printf(&s, "%-14s%12s  of %s available: %s\n", "total", ts_format_bytes(p->total_bytes, a, sizeof a),
-              ts_format_bytes(p->available_bytes, b, sizeof b), p->fits ? "fits" : "DOES NOT FIT");
+    if (p->req.gpu_layers > 0) {
+        /* the rows above are the whole model; the split puts part of it on each side */
+        sb_printf(&s, "%-14s%12s  the last %d of %d layers, their KV cache and the output head on the GPU, of %s "
+                      "available: %s\n", "GPU side", ts_format_bytes(p->total_bytes, a, sizeof a), p->req.gpu_layers,
+                  c->num_layers, ts_format_bytes(p->available_bytes, b, sizeof b),
+                  p->total_bytes <= p->available_bytes ? "fits" : "DOES NOT FIT");
+        char h[32];
+        sb_printf(&s, "%-14s%12s  the embedding and layers 0..%d on the CPU, %s%s: %s\n", "CPU side",
+                  ts_format_bytes(p->host_side_bytes, a, sizeof a), c->num_layers - p->req.gpu_layers - 1,
+                  p->req.host_bytes ? "of " : "host memory not given",
+                  p->req.host_bytes ? ts_format_bytes(p->req.host_bytes, h, sizeof h) : "",
+                  p->host_side_fits ? "fits" : "DOES NOT FIT");
+    } else {
+        sb_printf(&s, "%-14s%12s  of %s available: %s\n", "total", ts_format_bytes(p->total_bytes, a, sizeof a),
+                  ts_format_bytes(p->available_bytes, b, sizeof b), p->fits ? "fits" : "DOES NOT FIT");
+    }
 
-    sb_printf(&s, "\nother quantizations (same context and sequences):\n");
+    const char *whole = p->req.gpu_layers > 0 ? "every layer on the GPU, " : "";
+    sb_printf(&s, "\n%sother quantizations (same context and sequences):\n", whole);
     for (int i = 0; i < p->num_alternatives; i++) {
         const ts_plan_alternative *alt = &p->alternatives[i];
         sb_printf(&s, "  %-6s weights %10s, total %10s: %s\n", quant_name(&alt->quant, q, sizeof q),
@@ -110,13 +125,13 @@ char *ts_plan_format_text(const ts_plan *p) {
     request_quant(p, q, sizeof q);
     if (p->max_batch > 0)
         sb_printf(&s,
-                  "at %s: up to %d sequence%s of %" PRId64 " tokens, or %d sequence%s of up to %" PRId64 " tokens\n", q,
-                  p->max_batch, p->max_batch == 1 ? "" : "s", p->req.context_length, p->req.batch,
+                  "%sat %s: up to %d sequence%s of %" PRId64 " tokens, or %d sequence%s of up to %" PRId64 " tokens\n",
+                  whole, q, p->max_batch, p->max_batch == 1 ? "" : "s", p->req.context_length, p->req.batch,
                   p->req.batch == 1 ? "" : "s", p->max_context);
     else if (p->max_context > 0)
-        sb_printf(&s, "at %s: %d sequence%s fit with up to %" PRId64 " tokens\n", q, p->req.batch,
+        sb_printf(&s, "%sat %s: %d sequence%s fit with up to %" PRId64 " tokens\n", whole, q, p->req.batch,
                   p->req.batch == 1 ? "" : "s", p->max_context);
-    else sb_printf(&s, "at %s: not even one sequence of one token fits\n", q);
+    else sb_printf(&s, "%sat %s: not even one sequence of one token fits\n", whole, q);
     if (p->split_gpu_layers > 0) {
         char sq[32];
         sb_printf(&s,
@@ -176,6 +191,15 @@ json_t *ts_plan_to_json(const ts_plan *p) {
     json_object_set_new(root, "parameters", json_integer(p->weight_params));
     json_object_set_new(root, "bytes", bytes);
     json_object_set_new(root, "fits", json_boolean(p->fits));
+    if (p->req.gpu_layers > 0) {
+        json_t *split = json_object();
+        json_object_set_new(split, "gpu_layers", json_integer(p->req.gpu_layers));
+        json_object_set_new(split, "gpu_bytes", uint_json(p->total_bytes));
+        json_object_set_new(split, "cpu_bytes", uint_json(p->host_side_bytes));
+        json_object_set_new(split, "cpu_available", uint_json(p->req.host_bytes));
+        json_object_set_new(split, "cpu_fits", json_boolean(p->host_side_fits));
+        json_object_set_new(root, "split", split);
+    }
 
     json_t *alts = json_array();
     for (int i = 0; i < p->num_alternatives; i++) {
@@ -207,7 +231,15 @@ const char *ts_plan_refusal(const ts_plan *p, char *buf, size_t cap) {
     if (p->fits) return buf;
     char q[32], a[32], b[32], c[32], d[32], e[32];
     char f[32];
-    size_t o = (size_t)snprintf(
+    size_t o;
+    if (p->req.gpu_layers > 0) {
+        o = (size_t)snprintf(buf, cap,
+                             "with the last %d of %d layers on the GPU, the GPU side needs %s (%s available) and the "
+                             "CPU side %s (%s available)",
+                             p->req.gpu_layers, p->req.config->num_layers, ts_format_bytes(p->total_bytes, a, sizeof a),
+                             ts_format_bytes(p->available_bytes, b, sizeof b),
+                             ts_format_bytes(p->host_side_bytes, c, sizeof c), ts_format_bytes(p->req.host_bytes, d, sizeof d));
+    } else o = (size_t)snprintf(
         buf, cap,
         "the model needs %s (weights %s at %s, KV cache %s for %" PRId64 " tokens x %d sequence%s, activations and "
         "scratch %s, reserve %s) but %s is available on the %s",

@@ -310,6 +310,61 @@ static void test_gpu_cpu_split(void **state) {
     free(p);
 }
 
+/* --gpu-layers N asked for explicitly: the plan's total is the GPU's side of that split (the same bytes as
+ * the suggestion for N), the CPU's side is checked against host memory, and a refusal names both. */
+static void test_requested_gpu_layers(void **state) {
+    (void)state;
+    ts_model_config c = load_config("qwen3-235b-a22b");
+    const uint64_t gpu = 80ull << 30, host = 512ull << 30;
+    ts_plan *suggested = plan_for(&c, INT4_SCHEME, 40960, 1, TS_DEVICE_CUDA, gpu, host);
+    int n = suggested->split_gpu_layers;
+    assert_true(n > 1);
+    ts_plan *p = calloc(1, sizeof *p);
+    ts_plan_request req = {.config = &c, .quant = quant(INT4_SCHEME), .context_length = 40960, .batch = 1,
+                           .kv_elem_bytes = 2, .device = TS_DEVICE_CUDA, .device_bytes = gpu, .host_bytes = host,
+                           .reserve_bytes = -1, .gpu_layers = n};
+    ts_error err;
+    if (ts_plan_compute(&req, p, &err) != 0) fail_msg("%s", err.message);
+    assert_true(p->fits);
+    assert_true(p->host_side_fits);
+    assert_int_equal(p->total_bytes, suggested->split_gpu_bytes);
+    assert_int_equal(p->host_side_bytes, suggested->split_cpu_bytes);
+    char *text = ts_plan_format_text(p);
+    char want[128];
+    snprintf(want, sizeof want, "the last %d of 94 layers, their KV cache and the output head on the GPU", n);
+    assert_non_null(strstr(text, want));
+    free(text);
+
+    /* one layer more does not fit the GPU */
+    req.gpu_layers = n + 1;
+    if (ts_plan_compute(&req, p, &err) != 0) fail_msg("%s", err.message);
+    assert_false(p->fits);
+    assert_true(p->host_side_fits);
+    char buf[2048];
+    ts_plan_refusal(p, buf, sizeof buf);
+    snprintf(want, sizeof want, "with the last %d of 94 layers on the GPU, the GPU side needs", n + 1);
+    assert_non_null(strstr(buf, want));
+
+    /* the CPU's side must fit the host too */
+    req.gpu_layers = n;
+    req.host_bytes = 8ull << 30;
+    if (ts_plan_compute(&req, p, &err) != 0) fail_msg("%s", err.message);
+    assert_false(p->fits);
+    assert_false(p->host_side_fits);
+
+    /* every layer (or more) on the GPU is the plain plan; a negative count is refused */
+    req.host_bytes = host;
+    req.gpu_layers = 94;
+    if (ts_plan_compute(&req, p, &err) != 0) fail_msg("%s", err.message);
+    assert_int_equal(p->req.gpu_layers, 0);
+    assert_int_equal(p->total_bytes, suggested->total_bytes);
+    req.gpu_layers = -2;
+    assert_int_equal(ts_plan_compute(&req, p, &err), -1);
+    assert_non_null(strstr(err.message, "--gpu-layers"));
+    free(p);
+    free(suggested);
+}
+
 static void test_text_and_json(void **state) {
     (void)state;
     ts_model_config c = load_config("qwen3-30b-a3b");
@@ -423,6 +478,7 @@ int main(void) {
         cmocka_unit_test(test_refusal_with_numbers),
         cmocka_unit_test(test_what_would_fit_fewer_sequences_or_context),
         cmocka_unit_test(test_gpu_cpu_split),
+        cmocka_unit_test(test_requested_gpu_layers),
         cmocka_unit_test(test_text_and_json),
         cmocka_unit_test(test_tensor_walk_matches_checkpoints),
         cmocka_unit_test(test_gpt2_parameter_count),
