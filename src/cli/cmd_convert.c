@@ -22,7 +22,7 @@ static int vocab_for(const char *dir, ts_vocab_spec *spec, ts_error *err) {
 }
 
 static const ts_opt_spec g_quant_specs[] = {
-    {"type", 1, "int4, int8, fp16, bf16, none, or a GGUF type: q4_0, q4_1, q8_0, q4_k, q5_k, q6_k, f16, bf16, f32"},
+    {"type", 1, "int4, int8, fp16, bf16, none, or a GGUF type: q4_0, q4_1, iq4_nl, q8_0, q4_k, q5_k, q6_k, f16, bf16, f32"},
     {"threads", 1, "threads (default: all cores)"},
     {"name", 1, "general.name written into the file"},
 };

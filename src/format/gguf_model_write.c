@@ -43,6 +43,7 @@ static int file_type_of(const ts_gguf_model_tensor *t, int n) {
     case TS_DTYPE_Q4_K: return 15; /* Q4_K_M: mostly Q4_K with some Q6_K */
     case TS_DTYPE_Q5_K: return 17;
     case TS_DTYPE_Q6_K: return 18;
+    case TS_DTYPE_IQ4_NL: return 25;
     default: return 0;
     }
 }

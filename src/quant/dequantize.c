@@ -126,6 +126,17 @@ void ts_dequantize_row(ts_dtype t, const void *src, float *dst, int64_t n) {
     case TS_DTYPE_Q5_K: deq_q5_k(src, dst, nb); break;
     case TS_DTYPE_Q6_K: deq_q6_k(src, dst, nb); break;
     case TS_DTYPE_Q8_K: deq_q8_k(src, dst, nb); break;
+    case TS_DTYPE_IQ4_NL: {
+        const ts_block_iq4_nl *b = src;
+        for (int64_t i = 0; i < nb; i++, dst += TS_QK4_NL) {
+            float d = ts_f16_to_f32(b[i].d);
+            for (int k = 0; k < TS_QK4_NL / 2; k++) {
+                dst[k] = d * (float)ts_iq4_nl_values[b[i].qs[k] & 0x0f];
+                dst[k + TS_QK4_NL / 2] = d * (float)ts_iq4_nl_values[b[i].qs[k] >> 4];
+            }
+        }
+        break;
+    }
     default: break;
     }
 }

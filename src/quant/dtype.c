@@ -13,7 +13,11 @@ static const ts_dtype_info g_info[TS_DTYPE_COUNT] = {
     [TS_DTYPE_Q5_K] = {"q5_k", TS_QK_K, sizeof(ts_block_q5_k), 13},
     [TS_DTYPE_Q6_K] = {"q6_k", TS_QK_K, sizeof(ts_block_q6_k), 14},
     [TS_DTYPE_Q8_K] = {"q8_k", TS_QK_K, sizeof(ts_block_q8_k), 15},
+    [TS_DTYPE_IQ4_NL] = {"iq4_nl", TS_QK4_NL, sizeof(ts_block_iq4_nl), 20},
 };
+
+/* The levels GGUF's IQ4_NL uses (ggml type 20), so that files match llama.cpp's bit for bit. */
+const int8_t ts_iq4_nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 const ts_dtype_info *ts_dtype_get(ts_dtype t) {
     if ((int)t < 0 || t >= TS_DTYPE_COUNT) return NULL;

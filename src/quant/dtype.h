@@ -23,6 +23,7 @@ typedef enum ts_dtype {
     TS_DTYPE_Q5_K,
     TS_DTYPE_Q6_K,
     TS_DTYPE_Q8_K, /* activations only: the partner of the K-quant dot products */
+    TS_DTYPE_IQ4_NL, /* 4-bit indices into a fixed non-uniform grid (ts_iq4_nl_values), fp16 scale per 32 */
     TS_DTYPE_COUNT
 } ts_dtype;
 
@@ -60,6 +61,15 @@ typedef struct {
     uint16_t m; /* fp16 minimum */
     uint8_t qs[TS_QK4_1 / 2];
 } ts_block_q4_1;
+
+/* IQ4_NL: element k of a block is d * ts_iq4_nl_values[index], indices packed as Q4_0's (low nibbles
+ * elements 0..15, high nibbles 16..31). The grid is denser near zero, where most weights are. */
+#define TS_QK4_NL 32
+typedef struct {
+    uint16_t d;
+    uint8_t qs[TS_QK4_NL / 2];
+} ts_block_iq4_nl;
+extern const int8_t ts_iq4_nl_values[16];
 
 typedef struct {
     uint16_t d;

@@ -303,6 +303,40 @@ static void ref_q8_k(const float *x, ts_block_q8_k *y, int64_t nb) {
     }
 }
 
+/* The nearest grid level of v (already divided by the scale). */
+static int iq4_nl_nearest(float v) {
+    int best = 0;
+    float be = fabsf(v - (float)ts_iq4_nl_values[0]);
+    for (int j = 1; j < 16; j++) {
+        float e = fabsf(v - (float)ts_iq4_nl_values[j]);
+        if (e < be) {
+            be = e;
+            best = j;
+        }
+    }
+    return best;
+}
+
+/* IQ4_NL without a search: the element of largest magnitude maps to the grid's end (-127), every other
+ * element to its nearest level. */
+static void ref_iq4_nl(const float *x, ts_block_iq4_nl *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += TS_QK4_NL) {
+        float amax = 0.0f, max = 0.0f;
+        for (int k = 0; k < TS_QK4_NL; k++)
+            if (fabsf(x[k]) > amax) {
+                amax = fabsf(x[k]);
+                max = x[k];
+            }
+        uint16_t hd = ts_f32_to_f16(max / (float)ts_iq4_nl_values[0]);
+        float d = ts_f16_to_f32(hd), id = d != 0.0f ? 1.0f / d : 0.0f;
+        y[i].d = hd;
+        for (int k = 0; k < TS_QK4_NL / 2; k++) {
+            int lo = iq4_nl_nearest(x[k] * id), hi = iq4_nl_nearest(x[k + TS_QK4_NL / 2] * id);
+            y[i].qs[k] = (uint8_t)(lo | (hi << 4));
+        }
+    }
+}
+
 void ts_quantize_row(ts_dtype t, const float *src, void *dst, int64_t n) {
     int64_t nb = n / ts_dtype_get(t)->block_size;
     switch (t) {
@@ -324,6 +358,7 @@ void ts_quantize_row(ts_dtype t, const float *src, void *dst, int64_t n) {
     case TS_DTYPE_Q5_K: ref_q5_k(src, dst, nb); break;
     case TS_DTYPE_Q6_K: ref_q6_k(src, dst, nb); break;
     case TS_DTYPE_Q8_K: ref_q8_k(src, dst, nb); break;
+    case TS_DTYPE_IQ4_NL: ref_iq4_nl(src, dst, nb); break;
     default: break;
     }
 }

@@ -354,3 +354,67 @@ void ts_search_q4_0(const float *x, ts_block_q4_0 *y, int64_t nb, const float *i
         for (int j = 0; j < TS_QK4_0 / 2; j++) y[i].qs[j] = (uint8_t)(L[j] | (L[j + TS_QK4_0 / 2] << 4));
     }
 }
+
+/* IQ4_NL: 19 candidate scales that map the largest-magnitude element near the grid's end (-127 +- 0.9),
+ * each rounded to the nearest levels, refitted by weighted least squares, re-rounded and refitted once
+ * more; the candidate with the least weighted error (at its fp16 scale) wins. */
+static int iq4_nl_level(float v) {
+    int best = 0;
+    float be = fabsf(v - (float)ts_iq4_nl_values[0]);
+    for (int j = 1; j < 16; j++) {
+        float e = fabsf(v - (float)ts_iq4_nl_values[j]);
+        if (e < be) {
+            be = e;
+            best = j;
+        }
+    }
+    return best;
+}
+
+static float iq4_nl_fit(const float *x, const float *w, float scale, uint8_t *L) {
+    double num = 0.0, den = 0.0;
+    float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+    for (int k = 0; k < TS_QK4_NL; k++) {
+        L[k] = (uint8_t)iq4_nl_level(x[k] * inv);
+        double q = ts_iq4_nl_values[L[k]];
+        num += (double)w[k] * q * x[k];
+        den += (double)w[k] * q * q;
+    }
+    return den > 0.0 ? (float)(num / den) : 0.0f;
+}
+
+void ts_search_iq4_nl(const float *x, ts_block_iq4_nl *y, int64_t nb, const float *imp) {
+    float w[TS_QK4_NL];
+    uint8_t L[TS_QK4_NL], best_L[TS_QK4_NL];
+    group_stats gs;
+    for (int64_t i = 0; i < nb; i++, x += TS_QK4_NL, imp = imp ? imp + TS_QK4_NL : NULL) {
+        group_weights(x, imp, TS_QK4_NL, w, &gs);
+        float amax = 0.0f, max = 0.0f;
+        for (int k = 0; k < TS_QK4_NL; k++)
+            if (fabsf(x[k]) > amax) {
+                amax = fabsf(x[k]);
+                max = x[k];
+            }
+        double best_err = INFINITY;
+        uint16_t best_d = 0;
+        memset(best_L, 8, sizeof best_L); /* level 8 is the one nearest zero (1) */
+        for (int step = -9; step <= 9 && amax > 0.0f; step++) {
+            float s = iq4_nl_fit(x, w, max / (-127.0f + 0.1f * (float)step), L);
+            s = iq4_nl_fit(x, w, s, L);
+            uint16_t hd = ts_f32_to_f16(s);
+            float d = ts_f16_to_f32(hd);
+            double err = 0.0;
+            for (int k = 0; k < TS_QK4_NL; k++) {
+                double e = (double)d * ts_iq4_nl_values[L[k]] - x[k];
+                err += (double)w[k] * e * e;
+            }
+            if (err < best_err) {
+                best_err = err;
+                best_d = hd;
+                memcpy(best_L, L, sizeof L);
+            }
+        }
+        y[i].d = best_d;
+        for (int k = 0; k < TS_QK4_NL / 2; k++) y[i].qs[k] = (uint8_t)(best_L[k] | (best_L[k + TS_QK4_NL / 2] << 4));
+    }
+}

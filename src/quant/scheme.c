@@ -25,7 +25,7 @@ int ts_quant_scheme_parse(const char *name, ts_quant_scheme *out, ts_error *err)
         out->exact = t;
         return 0;
     }
-    return ts_fail(err, "unknown quantization \"%s\" (expected int4, int8, fp16, bf16, none, or one of f32, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k)", name);
+    return ts_fail(err, "unknown quantization \"%s\" (expected int4, int8, fp16, bf16, none, or one of f32, q8_0, q4_0, q4_1, iq4_nl, q4_k, q5_k, q6_k)", name);
 }
 
 const char *ts_quant_scheme_name(const ts_quant_scheme *s, char *buf, int cap) {
@@ -46,6 +46,7 @@ static ts_dtype fallback(ts_dtype want, int64_t cols) {
     case TS_DTYPE_Q6_K: return fallback(TS_DTYPE_Q8_0, cols);
     case TS_DTYPE_Q4_0:
     case TS_DTYPE_Q4_1:
+    case TS_DTYPE_IQ4_NL:
     case TS_DTYPE_Q8_0: return TS_DTYPE_F16;
     default: return TS_DTYPE_F32;
     }

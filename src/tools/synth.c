@@ -64,6 +64,10 @@ static void *fill_part(void *arg) {
                 d = ts_f32_to_f16(j->std / 4.6f);
                 memcpy(p, &d, 2);
                 break;
+            case TS_DTYPE_IQ4_NL: /* random indices: grid values have a standard deviation of about 70 */
+                d = ts_f32_to_f16(j->std / 70.0f);
+                memcpy(p, &d, 2);
+                break;
             case TS_DTYPE_Q4_1: {
                 d = ts_f32_to_f16(j->std / 4.6f);
                 uint16_t m = ts_f32_to_f16(-7.5f * j->std / 4.6f);

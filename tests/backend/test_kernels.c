@@ -50,7 +50,7 @@ static void *xmalloc(size_t n) {
     return p;
 }
 
-static const ts_dtype g_quant_types[] = {TS_DTYPE_Q8_0, TS_DTYPE_Q4_0, TS_DTYPE_Q4_1,
+static const ts_dtype g_quant_types[] = {TS_DTYPE_Q8_0, TS_DTYPE_Q4_0, TS_DTYPE_Q4_1, TS_DTYPE_IQ4_NL,
                                          TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K};
 #define N_QUANT (sizeof g_quant_types / sizeof g_quant_types[0])
 
@@ -71,7 +71,8 @@ static uint8_t *make_quant_rows(ts_dtype t, int64_t rows, int64_t cols, int unit
             uint16_t one = 0x3c00;
             switch (t) {
             case TS_DTYPE_Q8_0:
-            case TS_DTYPE_Q4_0: put16(blk, unit ? one : rnd_f16_finite()); break;
+            case TS_DTYPE_Q4_0:
+            case TS_DTYPE_IQ4_NL: put16(blk, unit ? one : rnd_f16_finite()); break;
             case TS_DTYPE_Q4_1:
                 put16(blk, unit ? one : rnd_f16_finite());
                 put16(blk + 2, unit ? ts_f32_to_f16((float)((int)(rnd() % 17) - 8)) : rnd_f16_finite());

@@ -144,7 +144,7 @@ static void test_search_beats_reference(void **state) {
     const int64_t n = 256 * 64;
     float *x = malloc((size_t)n * sizeof *x);
     weightlike(x, n, 42);
-    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K};
+    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1, TS_DTYPE_IQ4_NL, TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         double ref = sq_error(types[i], x, n, 0), best = sq_error(types[i], x, n, 1);
         fprintf(stderr, "%-5s rmse reference %.6g  search %.6g  (%.1f%% lower)\n", ts_dtype_get(types[i])->name,

@@ -276,6 +276,7 @@ const ts_cpu_kernels ts_cpu_kernels_amx = {
             [TS_DTYPE_Q4_K] = mm_raw,
             [TS_DTYPE_Q5_K] = mm_raw,
             [TS_DTYPE_Q6_K] = mm_raw,
+            [TS_DTYPE_IQ4_NL] = mm_raw,
         },
     .mm_packed =
         {

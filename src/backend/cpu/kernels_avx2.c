@@ -438,7 +438,7 @@ static void silu_mul_f32(const float *gate, const float *up, float *out, int64_t
 #define AVX2_TABLE(RAW, PACKED)                                                                                        \
     .mm = {[TS_DTYPE_F32] = mm_f32, [TS_DTYPE_F16] = mm_f16, [TS_DTYPE_BF16] = mm_bf16, [TS_DTYPE_Q8_0] = RAW,         \
            [TS_DTYPE_Q4_0] = RAW,   [TS_DTYPE_Q4_1] = RAW,   [TS_DTYPE_Q4_K] = RAW,     [TS_DTYPE_Q5_K] = RAW,         \
-           [TS_DTYPE_Q6_K] = RAW},                                                                                     \
+           [TS_DTYPE_Q6_K] = RAW,   [TS_DTYPE_IQ4_NL] = RAW},                                                          \
     .mm_packed = {[TS_DTYPE_Q8_0] = PACKED, [TS_DTYPE_Q4_0] = PACKED, [TS_DTYPE_Q4_1] = PACKED,                        \
                   [TS_DTYPE_Q4_K] = PACKED, [TS_DTYPE_Q5_K] = PACKED, [TS_DTYPE_Q6_K] = PACKED}
 

@@ -100,6 +100,22 @@ static double dot_q4_0_row(const ts_block_q4_0 *w, const void *act, int64_t cols
     return acc;
 }
 
+static double dot_iq4_nl_row(const ts_block_iq4_nl *w, const void *act, int64_t cols) {
+    const int8_t *xq = ts_act_q(act);
+    const float *xd = ts_act_d(act, cols);
+    double acc = 0.0;
+    for (int64_t b = 0; b < cols / 32; b++) {
+        const int8_t *x = xq + b * 32;
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++) {
+            isum += ts_iq4_nl_values[w[b].qs[j] & 0x0f] * x[j];
+            isum += ts_iq4_nl_values[w[b].qs[j] >> 4] * x[j + 16];
+        }
+        acc += (double)(ts_f16_to_f32(w[b].d) * xd[b]) * isum;
+    }
+    return acc;
+}
+
 static double dot_q4_1_row(const ts_block_q4_1 *w, const void *act, int64_t cols) {
     const int8_t *xq = ts_act_q(act);
     const float *xd = ts_act_d(act, cols);
@@ -196,6 +212,7 @@ static double dot_row(ts_dtype t, const uint8_t *w, const uint8_t *act, int64_t 
     case TS_DTYPE_Q4_K: return dot_q4_k_row((const ts_block_q4_k *)w, act, cols);
     case TS_DTYPE_Q5_K: return dot_q5_k_row((const ts_block_q5_k *)w, act, cols);
     case TS_DTYPE_Q6_K: return dot_q6_k_row((const ts_block_q6_k *)w, act, cols);
+    case TS_DTYPE_IQ4_NL: return dot_iq4_nl_row((const ts_block_iq4_nl *)w, act, cols);
     default: return 0.0;
     }
 }
@@ -261,6 +278,7 @@ const ts_cpu_kernels ts_cpu_kernels_generic = {
             [TS_DTYPE_Q4_K] = mm_generic,
             [TS_DTYPE_Q5_K] = mm_generic,
             [TS_DTYPE_Q6_K] = mm_generic,
+            [TS_DTYPE_IQ4_NL] = mm_generic,
         },
     .dot_f32 = dot_f32_ref,
     .axpy_f32 = axpy_f32_ref,

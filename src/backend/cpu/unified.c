@@ -13,6 +13,7 @@ static const ts_unified_desc g_desc[TS_DTYPE_COUNT] = {
     [TS_DTYPE_Q4_K] = {32, 0, 1, 256},
     [TS_DTYPE_Q5_K] = {32, 0, 1, 256},
     [TS_DTYPE_Q6_K] = {16, 32, 0, 256},
+    [TS_DTYPE_IQ4_NL] = {32, 128, 0, 32}, /* grid values + 128, as Q8_0's */
 };
 
 const ts_unified_desc *ts_unified_desc_of(ts_dtype t) {
@@ -88,6 +89,16 @@ static void decode_native(ts_dtype t, const uint8_t *blk, int *v, float *scale, 
             scale[s] = d * (float)b->scales[s];
             mb[s] = 0.0f;
         }
+        break;
+    }
+    case TS_DTYPE_IQ4_NL: {
+        const ts_block_iq4_nl *b = (const ts_block_iq4_nl *)blk;
+        for (int k = 0; k < 16; k++) {
+            v[k] = ts_iq4_nl_values[b->qs[k] & 0x0f] + 128;
+            v[k + 16] = ts_iq4_nl_values[b->qs[k] >> 4] + 128;
+        }
+        scale[0] = ts_f16_to_f32(b->d);
+        mb[0] = 0.0f;
         break;
     }
     default: break;
