@@ -105,6 +105,7 @@ typedef struct {
 } ts_block_q8_k;
 
 TS_STATIC_ASSERT(sizeof(ts_block_q4_0) == 18, "q4_0 layout");
+TS_STATIC_ASSERT(sizeof(ts_block_iq4_nl) == sizeof(ts_block_q4_0), "iq4_nl shares q4_0's layout");
 TS_STATIC_ASSERT(sizeof(ts_block_q4_1) == 20, "q4_1 layout");
 TS_STATIC_ASSERT(sizeof(ts_block_q8_0) == 34, "q8_0 layout");
 TS_STATIC_ASSERT(sizeof(ts_block_q4_k) == 144, "q4_k layout");

@@ -3,6 +3,7 @@
 #ifndef TS_QUANT_QUANTIZE_INTERNAL_H
 #define TS_QUANT_QUANTIZE_INTERNAL_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -15,6 +16,20 @@ static inline int ts_nearest_int(float v) {
     int32_t i;
     memcpy(&i, &t, sizeof i);
     return (i & 0x007fffff) - 0x00400000;
+}
+
+/* The index of the IQ4_NL grid level nearest v (v already divided by the block's scale). */
+static inline int ts_iq4_nl_nearest(float v) {
+    int best = 0;
+    float be = fabsf(v - (float)ts_iq4_nl_values[0]);
+    for (int j = 1; j < 16; j++) {
+        float e = fabsf(v - (float)ts_iq4_nl_values[j]);
+        if (e < be) {
+            be = e;
+            best = j;
+        }
+    }
+    return best;
 }
 
 /* Packs eight 6-bit scales and eight 6-bit minimums into the 12 bytes of Q4_K/Q5_K. */

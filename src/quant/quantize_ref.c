@@ -303,20 +303,6 @@ static void ref_q8_k(const float *x, ts_block_q8_k *y, int64_t nb) {
     }
 }
 
-/* The nearest grid level of v (already divided by the scale). */
-static int iq4_nl_nearest(float v) {
-    int best = 0;
-    float be = fabsf(v - (float)ts_iq4_nl_values[0]);
-    for (int j = 1; j < 16; j++) {
-        float e = fabsf(v - (float)ts_iq4_nl_values[j]);
-        if (e < be) {
-            be = e;
-            best = j;
-        }
-    }
-    return best;
-}
-
 /* IQ4_NL without a search: the element of largest magnitude maps to the grid's end (-127), every other
  * element to its nearest level. */
 static void ref_iq4_nl(const float *x, ts_block_iq4_nl *y, int64_t nb) {
@@ -331,7 +317,7 @@ static void ref_iq4_nl(const float *x, ts_block_iq4_nl *y, int64_t nb) {
         float d = ts_f16_to_f32(hd), id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = hd;
         for (int k = 0; k < TS_QK4_NL / 2; k++) {
-            int lo = iq4_nl_nearest(x[k] * id), hi = iq4_nl_nearest(x[k + TS_QK4_NL / 2] * id);
+            int lo = ts_iq4_nl_nearest(x[k] * id), hi = ts_iq4_nl_nearest(x[k + TS_QK4_NL / 2] * id);
             y[i].qs[k] = (uint8_t)(lo | (hi << 4));
         }
     }

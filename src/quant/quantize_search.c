@@ -358,24 +358,11 @@ void ts_search_q4_0(const float *x, ts_block_q4_0 *y, int64_t nb, const float *i
 /* IQ4_NL: 19 candidate scales that map the largest-magnitude element near the grid's end (-127 +- 0.9),
  * each rounded to the nearest levels, refitted by weighted least squares, re-rounded and refitted once
  * more; the candidate with the least weighted error (at its fp16 scale) wins. */
-static int iq4_nl_level(float v) {
-    int best = 0;
-    float be = fabsf(v - (float)ts_iq4_nl_values[0]);
-    for (int j = 1; j < 16; j++) {
-        float e = fabsf(v - (float)ts_iq4_nl_values[j]);
-        if (e < be) {
-            be = e;
-            best = j;
-        }
-    }
-    return best;
-}
-
 static float iq4_nl_fit(const float *x, const float *w, float scale, uint8_t *L) {
     double num = 0.0, den = 0.0;
     float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
     for (int k = 0; k < TS_QK4_NL; k++) {
-        L[k] = (uint8_t)iq4_nl_level(x[k] * inv);
+        L[k] = (uint8_t)ts_iq4_nl_nearest(x[k] * inv);
         double q = ts_iq4_nl_values[L[k]];
         num += (double)w[k] * q * x[k];
         den += (double)w[k] * q * q;

@@ -84,23 +84,11 @@ static double dot_q8_0_row(const ts_block_q8_0 *w, const void *act, int64_t cols
     return acc;
 }
 
-static double dot_q4_0_row(const ts_block_q4_0 *w, const void *act, int64_t cols) {
-    const int8_t *xq = ts_act_q(act);
-    const float *xd = ts_act_d(act, cols);
-    double acc = 0.0;
-    for (int64_t b = 0; b < cols / 32; b++) {
-        const int8_t *x = xq + b * 32;
-        int32_t isum = 0;
-        for (int j = 0; j < 16; j++) {
-            isum += ((w[b].qs[j] & 0x0f) - 8) * x[j];
-            isum += ((w[b].qs[j] >> 4) - 8) * x[j + 16];
-        }
-        acc += (double)(ts_f16_to_f32(w[b].d) * xd[b]) * isum;
-    }
-    return acc;
-}
+/* Q4_0 and IQ4_NL share a block layout (fp16 scale, 16 bytes of 4-bit indices: low nibbles elements
+ * 0..15, high nibbles 16..31) and differ only in the value an index stands for. */
+static const int8_t g_q4_0_levels[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7};
 
-static double dot_iq4_nl_row(const ts_block_iq4_nl *w, const void *act, int64_t cols) {
+static double dot_4bit_row(const ts_block_q4_0 *w, const int8_t levels[16], const void *act, int64_t cols) {
     const int8_t *xq = ts_act_q(act);
     const float *xd = ts_act_d(act, cols);
     double acc = 0.0;
@@ -108,8 +96,8 @@ static double dot_iq4_nl_row(const ts_block_iq4_nl *w, const void *act, int64_t 
         const int8_t *x = xq + b * 32;
         int32_t isum = 0;
         for (int j = 0; j < 16; j++) {
-            isum += ts_iq4_nl_values[w[b].qs[j] & 0x0f] * x[j];
-            isum += ts_iq4_nl_values[w[b].qs[j] >> 4] * x[j + 16];
+            isum += levels[w[b].qs[j] & 0x0f] * x[j];
+            isum += levels[w[b].qs[j] >> 4] * x[j + 16];
         }
         acc += (double)(ts_f16_to_f32(w[b].d) * xd[b]) * isum;
     }
@@ -207,12 +195,12 @@ static double dot_row(ts_dtype t, const uint8_t *w, const uint8_t *act, int64_t 
     case TS_DTYPE_F16: return dot_f16_row((const uint16_t *)w, (const float *)act, cols);
     case TS_DTYPE_BF16: return dot_bf16_row((const uint16_t *)w, (const float *)act, cols);
     case TS_DTYPE_Q8_0: return dot_q8_0_row((const ts_block_q8_0 *)w, act, cols);
-    case TS_DTYPE_Q4_0: return dot_q4_0_row((const ts_block_q4_0 *)w, act, cols);
+    case TS_DTYPE_Q4_0: return dot_4bit_row((const ts_block_q4_0 *)w, g_q4_0_levels, act, cols);
     case TS_DTYPE_Q4_1: return dot_q4_1_row((const ts_block_q4_1 *)w, act, cols);
     case TS_DTYPE_Q4_K: return dot_q4_k_row((const ts_block_q4_k *)w, act, cols);
     case TS_DTYPE_Q5_K: return dot_q5_k_row((const ts_block_q5_k *)w, act, cols);
     case TS_DTYPE_Q6_K: return dot_q6_k_row((const ts_block_q6_k *)w, act, cols);
-    case TS_DTYPE_IQ4_NL: return dot_iq4_nl_row((const ts_block_iq4_nl *)w, act, cols);
+    case TS_DTYPE_IQ4_NL: return dot_4bit_row((const ts_block_q4_0 *)w, ts_iq4_nl_values, act, cols);
     default: return 0.0;
     }
 }
