@@ -482,6 +482,80 @@ static void test_vector_helpers(void **state) {
     }
 }
 
+/* The tile attention kernels against the generic one (query by query, in double): awkward head
+ * sizes, query counts and key counts that do not fill the 16-key tiles, queries at different
+ * positions (causal), and large scores that need the running maximum. */
+static void test_attention_tile(void **state) {
+    (void)state;
+    const ts_cpu_kernels *tables[16];
+    int nt = usable_tables(tables);
+    const ts_cpu_kernels *g = &ts_cpu_kernels_generic;
+    const int hds[] = {40, 64, 128, 7};
+    const int nqs[] = {1, 3, 16, 10};
+    const int nkeys[] = {1, 17, 100, 33};
+    for (int c = 0; c < 16; c++) {
+        int hd = hds[c % 4], nq = nqs[(c / 4) % 4], nk = nkeys[(c + c / 4) % 4];
+        float amp = c % 3 == 2 ? 8.0f : 1.0f;
+        float *q = xmalloc(sizeof(float) * (size_t)nq * (size_t)hd), *kv = xmalloc(sizeof(float) * 2 * (size_t)nk * (size_t)hd);
+        float *o1 = xmalloc(sizeof(float) * (size_t)nq * (size_t)hd), *o2 = xmalloc(sizeof(float) * (size_t)nq * (size_t)hd);
+        const float **kp = xmalloc(sizeof(float *) * (size_t)nk), **vp = xmalloc(sizeof(float *) * (size_t)nk);
+        float *scratch = aligned_alloc(64, TS_ATTN_SCRATCH_FLOATS(hd) * sizeof(float) + 64);
+        assert_non_null(scratch);
+        for (size_t i = 0; i < (size_t)nq * (size_t)hd; i++) q[i] = rndf() * amp;
+        for (size_t i = 0; i < 2 * (size_t)nk * (size_t)hd; i++) kv[i] = rndf() * amp;
+        /* Rows in reverse order in memory: the kernels must follow the pointers. */
+        for (int p = 0; p < nk; p++) {
+            kp[p] = kv + (size_t)(nk - 1 - p) * (size_t)hd;
+            vp[p] = kv + (size_t)(nk + p) * (size_t)hd;
+        }
+        ts_attn_tile t;
+        memset(&t, 0, sizeof t);
+        t.nq = nq;
+        t.n_keys = nk;
+        t.k = kp;
+        t.v = vp;
+        t.head_dim = hd;
+        t.scale = 1.0f / sqrtf((float)hd);
+        t.scratch = scratch;
+        for (int i = 0; i < nq; i++) {
+            t.q[i] = q + (size_t)i * (size_t)hd;
+            t.q_last[i] = nk - 1 - (int)(rnd() % (uint64_t)(i % 2 ? nk : 1));
+        }
+        for (int i = 0; i < nq; i++) t.out[i] = o2 + (size_t)i * (size_t)hd;
+        g->attention_tile_f32(&t);
+        /* Scores are float32 in the kernels: their rounding (relative 6e-8, times a few for the sum)
+         * moves each weight by about that much times the score's size. */
+        double smax = 0.0;
+        for (int i = 0; i < nq; i++)
+            for (int p = 0; p < nk; p++) {
+                double sd = 0.0;
+                for (int d = 0; d < hd; d++) sd += (double)t.q[i][d] * kp[p][d];
+                if (fabs(sd * t.scale) > smax) smax = fabs(sd * t.scale);
+            }
+        float tol = amp * (float)(2e-6 + 4e-7 * smax);
+        for (int ti = 0; ti < nt; ti++) {
+            const ts_cpu_kernels *k = tables[ti];
+            if (!k->attention_tile_f32 || k == g) continue;
+            for (int i = 0; i < nq; i++) t.out[i] = o1 + (size_t)i * (size_t)hd;
+            k->attention_tile_f32(&t);
+            for (int i = 0; i < nq; i++)
+                for (int d = 0; d < hd; d++) {
+                    float a = o1[(size_t)i * (size_t)hd + (size_t)d], b = o2[(size_t)i * (size_t)hd + (size_t)d];
+                    if (!(fabsf(a - b) <= tol))
+                        fail_msg("%s attention hd=%d nq=%d keys=%d query %d (last %d) dim %d: %.9g vs %.9g", k->name, hd, nq,
+                                 nk, i, t.q_last[i], d, a, b);
+                }
+        }
+        free(q);
+        free(kv);
+        free(o1);
+        free(o2);
+        free(kp);
+        free(vp);
+        free(scratch);
+    }
+}
+
 /* Several weights on one input give exactly what separate calls give. */
 static void test_matmul_multi(void **state) {
     (void)state;
@@ -635,6 +709,7 @@ int main(void) {
         cmocka_unit_test(test_integer_products_random_scales),
         cmocka_unit_test(test_float_products),
         cmocka_unit_test(test_vector_helpers),
+        cmocka_unit_test(test_attention_tile),
         cmocka_unit_test(test_matmul_driver),
         cmocka_unit_test(test_matmul_multi),
         cmocka_unit_test(test_bf16_reduced_precision),

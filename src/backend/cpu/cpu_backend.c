@@ -13,6 +13,7 @@
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/threadpool.h"
 #include "backend/moe_route.h"
+#include "base/log.h"
 #include "quant/dequantize.h"
 
 typedef struct cpu_impl {
@@ -188,6 +189,27 @@ static void cpu_rope(ts_backend *be, float *x, int n, int heads, int stride, con
     }
 }
 
+static float *kv_row(const ts_kv_store *kv, float *base, int layer, const ts_seq_view *s, int pos) {
+    const ts_kv_layout *l = &kv->layout;
+    int block = s->blocks[pos / l->block_tokens];
+    int off = pos % l->block_tokens;
+    size_t idx = (size_t)layer * kv->layer_stride +
+                 ((size_t)block * (size_t)l->block_tokens + (size_t)off) * (size_t)l->num_kv_heads * (size_t)l->head_dim;
+    return base + idx;
+}
+
+/* Tokens [first, first + count) of one sequence, all query heads of one KV head: one call of the
+ * table's tile kernel. */
+typedef struct {
+    int seq, kv_head, first, count;
+} attn_tile_task;
+
+typedef struct {
+    float *scores;           /* max positions */
+    const float **keys, **values; /* max positions */
+    float *tile;             /* TS_ATTN_SCRATCH_FLOATS(head_dim) */
+} attn_scratch;
+
 typedef struct {
     ts_kv_store *kv;
     int layer;
@@ -198,29 +220,51 @@ typedef struct {
     int n_heads;
     float scale;
     float *out;
-    float **scores; /* per thread, max positions */
+    const ts_cpu_kernels *kern;
+    const attn_tile_task *tiles;
+    int n_tiles;
+    const int32_t *single; /* tokens attended one query head at a time (n_heads tasks each) */
+    attn_scratch *scratch; /* per thread */
 } attn_job;
 
-static float *kv_row(const ts_kv_store *kv, float *base, int layer, const ts_seq_view *s, int pos) {
-    const ts_kv_layout *l = &kv->layout;
-    int block = s->blocks[pos / l->block_tokens];
-    int off = pos % l->block_tokens;
-    size_t idx = (size_t)layer * kv->layer_stride +
-                 ((size_t)block * (size_t)l->block_tokens + (size_t)off) * (size_t)l->num_kv_heads * (size_t)l->head_dim;
-    return base + idx;
+static void attention_tile_task(const attn_job *j, const attn_tile_task *tt, attn_scratch *sc) {
+    const ts_kv_layout *l = &j->kv->layout;
+    const ts_seq_view *s = &j->step->seqs[tt->seq];
+    int hd = l->head_dim, group = j->n_heads / l->num_kv_heads;
+    ts_attn_tile at;
+    at.nq = tt->count * group;
+    at.head_dim = hd;
+    at.scale = j->scale;
+    at.scratch = sc->tile;
+    int last = 0;
+    for (int c = 0; c < tt->count; c++) {
+        int t = tt->first + c, pos = s->start_pos + (t - s->first_token);
+        for (int g = 0; g < group; g++) {
+            int i = c * group + g, h = tt->kv_head * group + g;
+            at.q[i] = j->q + (size_t)t * (size_t)j->q_stride + (size_t)h * (size_t)hd;
+            at.out[i] = j->out + (size_t)t * (size_t)(j->n_heads * hd) + (size_t)h * (size_t)hd;
+            at.q_last[i] = pos;
+        }
+        if (pos > last) last = pos;
+    }
+    for (int p = 0; p <= last; p++) {
+        sc->keys[p] = kv_row(j->kv, j->kv->k, j->layer, s, p) + (size_t)tt->kv_head * (size_t)hd;
+        sc->values[p] = kv_row(j->kv, j->kv->v, j->layer, s, p) + (size_t)tt->kv_head * (size_t)hd;
+    }
+    at.n_keys = last + 1;
+    at.k = sc->keys;
+    at.v = sc->values;
+    j->kern->attention_tile_f32(&at);
 }
 
-static void attention_task(void *arg, int task, int thread) {
-    attn_job *j = arg;
-    int t = task / j->n_heads, h = task % j->n_heads;
+static void attention_single(const attn_job *j, int t, int h, float *sc) {
     const ts_kv_layout *l = &j->kv->layout;
     const ts_seq_view *s = &j->step->seqs[j->token_seq[t]];
     int pos = s->start_pos + (t - s->first_token);
     int hd = l->head_dim;
     int kvh = h / (j->n_heads / l->num_kv_heads);
     const float *q = j->q + (size_t)t * (size_t)j->q_stride + (size_t)h * (size_t)hd;
-    float *sc = j->scores[thread];
-    const ts_cpu_kernels *kern = ts_cpu_kernels_active();
+    const ts_cpu_kernels *kern = j->kern;
     float mx = -INFINITY;
     for (int p = 0; p <= pos; p++) {
         const float *k = kv_row(j->kv, j->kv->k, j->layer, s, p) + (size_t)kvh * (size_t)hd;
@@ -237,17 +281,45 @@ static void attention_task(void *arg, int task, int thread) {
     }
 }
 
+static void attention_task(void *arg, int task, int thread) {
+    attn_job *j = arg;
+    if (task < j->n_tiles) attention_tile_task(j, &j->tiles[task], &j->scratch[thread]);
+    else {
+        int i = task - j->n_tiles;
+        attention_single(j, j->single[i / j->n_heads], i % j->n_heads, j->scratch[thread].scores);
+    }
+}
+
+static void free_attn_scratch(attn_scratch *sc, int n) {
+    for (int i = 0; sc && i < n; i++) {
+        free(sc[i].scores);
+        free(sc[i].keys);
+        free(sc[i].values);
+        free(sc[i].tile);
+    }
+    free(sc);
+}
+
+/* Sequences with several tokens in the step (prefill chunks) go through the table's tile kernel,
+ * TS_ATTN_LANES / group tokens per task so that all query heads of a KV head share every key and
+ * value load; single tokens (decode) go query head by query head. Tile tasks are listed latest
+ * tokens first: they have the most keys, and the pool hands tasks out in order. */
 static void cpu_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q,
                           int q_stride, const float *k, const float *v, int kv_stride, int n_heads, float scale,
                           float *out) {
     cpu_impl *im = impl_of(be);
     const ts_kv_layout *l = &kv->layout;
+    const ts_cpu_kernels *kern = ts_cpu_kernels_active();
     size_t row = (size_t)l->num_kv_heads * (size_t)l->head_dim;
-    int32_t *token_seq = malloc((size_t)step->n_tokens * sizeof(int32_t));
+    int group = n_heads / l->num_kv_heads;
+    int per_tile = kern->attention_tile_f32 && group <= TS_ATTN_LANES ? TS_ATTN_LANES / group : 0;
     int nthreads = ts_threadpool_size(im->pool);
-    float **scores = calloc((size_t)nthreads, sizeof(float *));
-    int max_pos = 0;
-    int ok = token_seq && scores;
+    int32_t *token_seq = malloc((size_t)step->n_tokens * sizeof(int32_t));
+    int32_t *single = malloc((size_t)step->n_tokens * sizeof(int32_t));
+    attn_tile_task *tiles = malloc((size_t)(step->n_tokens + step->n_seqs) * (size_t)l->num_kv_heads * sizeof *tiles);
+    attn_scratch *scratch = calloc((size_t)nthreads, sizeof *scratch);
+    int max_pos = 0, n_single = 0, n_tiles = 0;
+    int ok = token_seq && single && tiles && scratch;
     for (int si = 0; ok && si < step->n_seqs; si++) {
         const ts_seq_view *s = &step->seqs[si];
         for (int i = 0; i < s->n_tokens; i++) {
@@ -257,16 +329,35 @@ static void cpu_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_s
             memcpy(kv_row(kv, kv->v, layer, s, pos), v + (size_t)t * (size_t)kv_stride, row * sizeof(float));
             if (pos + 1 > max_pos) max_pos = pos + 1;
         }
+        if (per_tile && s->n_tokens > 1) {
+            for (int end = s->n_tokens; end > 0; end -= per_tile) {
+                int first = end - per_tile > 0 ? end - per_tile : 0;
+                for (int h = 0; h < l->num_kv_heads; h++)
+                    tiles[n_tiles++] = (attn_tile_task){si, h, s->first_token + first, end - first};
+            }
+        } else {
+            for (int i = 0; i < s->n_tokens; i++) single[n_single++] = s->first_token + i;
+        }
     }
-    for (int i = 0; ok && i < nthreads; i++) ok = (scores[i] = malloc((size_t)max_pos * sizeof(float))) != NULL;
+    size_t tile_bytes = (TS_ATTN_SCRATCH_FLOATS(l->head_dim) * sizeof(float) + 63) & ~(size_t)63;
+    for (int i = 0; ok && i < nthreads; i++) {
+        attn_scratch *sc = &scratch[i];
+        sc->scores = malloc((size_t)max_pos * sizeof(float));
+        sc->keys = malloc((size_t)max_pos * sizeof(float *));
+        sc->values = malloc((size_t)max_pos * sizeof(float *));
+        sc->tile = aligned_alloc(64, tile_bytes);
+        ok = sc->scores && sc->keys && sc->values && sc->tile;
+    }
     if (ok) {
-        attn_job j = {kv, layer, step, token_seq, q, q_stride, n_heads, scale, out, scores};
-        ts_threadpool_run(im->pool, step->n_tokens * n_heads, attention_task, &j);
+        attn_job j = {kv, layer, step, token_seq, q, q_stride, n_heads, scale, out, kern, tiles, n_tiles, single, scratch};
+        ts_threadpool_run(im->pool, n_tiles + n_single * n_heads, attention_task, &j);
     } else {
+        ts_log_error("cpu attention: out of memory for %d positions; outputs zeroed", max_pos);
         memset(out, 0, (size_t)step->n_tokens * (size_t)n_heads * (size_t)l->head_dim * sizeof(float));
     }
-    for (int i = 0; scores && i < nthreads; i++) free(scores[i]);
-    free(scores);
+    free_attn_scratch(scratch, nthreads);
+    free(tiles);
+    free(single);
     free(token_seq);
 }
 

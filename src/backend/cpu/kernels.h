@@ -36,6 +36,25 @@ typedef struct ts_mm_args {
 
 typedef void (*ts_mm_fn)(const ts_mm_args *a);
 
+/* One task of causal attention: up to TS_ATTN_LANES query rows that share a key/value head (the
+ * query heads of a GQA group, for several tokens) against the keys of one sequence. Query i attends
+ * to positions 0..q_last[i] and gets out_i = sum_p softmax_p(scale * q_i . k_p) v_p. Key and value
+ * rows come by pointer because the KV cache is paged. */
+#define TS_ATTN_LANES 16
+typedef struct ts_attn_tile {
+    int nq;
+    const float *q[TS_ATTN_LANES];
+    float *out[TS_ATTN_LANES];
+    int q_last[TS_ATTN_LANES]; /* each < n_keys */
+    int n_keys;
+    const float *const *k; /* n_keys rows of head_dim floats */
+    const float *const *v;
+    int head_dim;
+    float scale;
+    float *scratch; /* TS_ATTN_SCRATCH_FLOATS(head_dim) floats, 64-byte aligned */
+} ts_attn_tile;
+#define TS_ATTN_SCRATCH_FLOATS(head_dim) ((size_t)2 * (size_t)(head_dim) * TS_ATTN_LANES)
+
 #define TS_MM_ACT_ROW_PAD 16
 
 typedef struct ts_cpu_kernels {
@@ -60,6 +79,9 @@ typedef struct ts_cpu_kernels {
     float (*sum_squares_f32)(const float *x, int64_t n);
     void (*rmsnorm_apply_f32)(const float *x, const float *weight, float inv_rms, float *out, int64_t n);
     void (*silu_mul_f32)(const float *gate, const float *up, float *out, int64_t n);
+    /* Attention of a tile of queries (prefill); NULL where the table has none (the backend then
+     * goes query by query with dot_f32 / axpy_f32). */
+    void (*attention_tile_f32)(const ts_attn_tile *t);
 } ts_cpu_kernels;
 
 /* The table in use: the best usable one unless ts_cpu_kernels_select forced another. */

@@ -519,6 +519,126 @@ float ts_avx512_softmax_exp_f32(float *x, int64_t n, float max) {
     return _mm512_reduce_add_ps(sum);
 }
 
+/* s[j] += scale * q . k_j for 8 keys, the queries across the lanes of qt (head_dim x 16). Eight
+ * keys at a time keep their row pointers in registers. */
+ALWAYS_INLINE void attn_scores8(const float *qt, const float *const *kp, int hd, __m512 *s) {
+    const float *k0 = kp[0], *k1 = kp[1], *k2 = kp[2], *k3 = kp[3], *k4 = kp[4], *k5 = kp[5], *k6 = kp[6], *k7 = kp[7];
+    for (int d = 0; d < hd; d++) {
+        __m512 q = _mm512_load_ps(qt + d * TS_ATTN_LANES);
+        s[0] = _mm512_fmadd_ps(_mm512_set1_ps(k0[d]), q, s[0]);
+        s[1] = _mm512_fmadd_ps(_mm512_set1_ps(k1[d]), q, s[1]);
+        s[2] = _mm512_fmadd_ps(_mm512_set1_ps(k2[d]), q, s[2]);
+        s[3] = _mm512_fmadd_ps(_mm512_set1_ps(k3[d]), q, s[3]);
+        s[4] = _mm512_fmadd_ps(_mm512_set1_ps(k4[d]), q, s[4]);
+        s[5] = _mm512_fmadd_ps(_mm512_set1_ps(k5[d]), q, s[5]);
+        s[6] = _mm512_fmadd_ps(_mm512_set1_ps(k6[d]), q, s[6]);
+        s[7] = _mm512_fmadd_ps(_mm512_set1_ps(k7[d]), q, s[7]);
+    }
+}
+
+#define ATTN_PV8(o, dd)                                                                                                \
+    do {                                                                                                               \
+        o = _mm512_fmadd_ps(p[0], _mm512_set1_ps(v0[dd]), o);                                                          \
+        o = _mm512_fmadd_ps(p[1], _mm512_set1_ps(v1[dd]), o);                                                          \
+        o = _mm512_fmadd_ps(p[2], _mm512_set1_ps(v2[dd]), o);                                                          \
+        o = _mm512_fmadd_ps(p[3], _mm512_set1_ps(v3[dd]), o);                                                          \
+        o = _mm512_fmadd_ps(p[4], _mm512_set1_ps(v4[dd]), o);                                                          \
+        o = _mm512_fmadd_ps(p[5], _mm512_set1_ps(v5[dd]), o);                                                          \
+        o = _mm512_fmadd_ps(p[6], _mm512_set1_ps(v6[dd]), o);                                                          \
+        o = _mm512_fmadd_ps(p[7], _mm512_set1_ps(v7[dd]), o);                                                          \
+    } while (0)
+
+/* ot[d] = ot[d] * alpha + sum_j p[j] v_j[d] for 8 values rows; eight dimensions at a time so that
+ * eight independent FMA chains hide the FMA latency. */
+ALWAYS_INLINE void attn_values8(float *ot, const float *const *vp, const __m512 *p, __m512 alpha, int hd) {
+    const float *v0 = vp[0], *v1 = vp[1], *v2 = vp[2], *v3 = vp[3], *v4 = vp[4], *v5 = vp[5], *v6 = vp[6], *v7 = vp[7];
+    int d = 0;
+    for (; d + 8 <= hd; d += 8) {
+        float *o = ot + d * TS_ATTN_LANES;
+        __m512 a0 = _mm512_mul_ps(_mm512_load_ps(o), alpha), a1 = _mm512_mul_ps(_mm512_load_ps(o + 16), alpha);
+        __m512 a2 = _mm512_mul_ps(_mm512_load_ps(o + 32), alpha), a3 = _mm512_mul_ps(_mm512_load_ps(o + 48), alpha);
+        __m512 a4 = _mm512_mul_ps(_mm512_load_ps(o + 64), alpha), a5 = _mm512_mul_ps(_mm512_load_ps(o + 80), alpha);
+        __m512 a6 = _mm512_mul_ps(_mm512_load_ps(o + 96), alpha), a7 = _mm512_mul_ps(_mm512_load_ps(o + 112), alpha);
+        ATTN_PV8(a0, d);
+        ATTN_PV8(a1, d + 1);
+        ATTN_PV8(a2, d + 2);
+        ATTN_PV8(a3, d + 3);
+        ATTN_PV8(a4, d + 4);
+        ATTN_PV8(a5, d + 5);
+        ATTN_PV8(a6, d + 6);
+        ATTN_PV8(a7, d + 7);
+        _mm512_store_ps(o, a0);
+        _mm512_store_ps(o + 16, a1);
+        _mm512_store_ps(o + 32, a2);
+        _mm512_store_ps(o + 48, a3);
+        _mm512_store_ps(o + 64, a4);
+        _mm512_store_ps(o + 80, a5);
+        _mm512_store_ps(o + 96, a6);
+        _mm512_store_ps(o + 112, a7);
+    }
+    for (; d < hd; d++) {
+        __m512 a = _mm512_mul_ps(_mm512_load_ps(ot + d * TS_ATTN_LANES), alpha);
+        ATTN_PV8(a, d);
+        _mm512_store_ps(ot + d * TS_ATTN_LANES, a);
+    }
+}
+
+/* Attention with the queries across the 16 lanes (qt, ot: head_dim x 16, transposed once per task),
+ * so that every key costs head_dim FMAs on full vectors, the online softmax (running maximum m, sum
+ * l, rescale alpha) is vectorized across queries and no horizontal sums are needed. Keys go 16 at
+ * a time, in two halves of 8; the causal mask is a per-key lane mask. Finite -1e30 stands for "no
+ * score yet" so that fully masked lanes never compute inf - inf. */
+void ts_avx512_attention_tile_f32(const ts_attn_tile *t) {
+    const int hd = t->head_dim, nq = t->nq;
+    float *qt = t->scratch, *ot = t->scratch + (size_t)hd * TS_ATTN_LANES;
+    int32_t last[TS_ATTN_LANES];
+    int lim = 0;
+    for (int i = 0; i < TS_ATTN_LANES; i++) {
+        last[i] = i < nq ? t->q_last[i] : -1;
+        if (last[i] + 1 > lim) lim = last[i] + 1;
+    }
+    for (int d = 0; d < hd; d++) {
+        for (int i = 0; i < TS_ATTN_LANES; i++) qt[d * TS_ATTN_LANES + i] = i < nq ? t->q[i][d] * t->scale : 0.0f;
+        _mm512_store_ps(ot + d * TS_ATTN_LANES, _mm512_setzero_ps());
+    }
+    const __m512i vlast = _mm512_loadu_si512(last);
+    const __m512 none = _mm512_set1_ps(-1e30f);
+    __m512 m = none, l = _mm512_setzero_ps();
+    for (int j0 = 0; j0 < lim; j0 += 16) {
+        const float *kp[16], *vp[16];
+        __mmask16 mask[16];
+        for (int j = 0; j < 16; j++) {
+            int p = j0 + j < lim ? j0 + j : lim - 1;
+            kp[j] = t->k[p];
+            vp[j] = t->v[p];
+            mask[j] = _mm512_cmpge_epi32_mask(vlast, _mm512_set1_epi32(j0 + j));
+        }
+        __m512 s[16];
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) s[j] = _mm512_setzero_ps();
+        attn_scores8(qt, kp, hd, s);
+        if (j0 + 8 < lim) attn_scores8(qt, kp + 8, hd, s + 8);
+        __m512 mx = none;
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) mx = _mm512_mask_max_ps(mx, mask[j], mx, s[j]);
+        __m512 m_new = _mm512_max_ps(m, mx);
+        __m512 alpha = exp512(_mm512_sub_ps(m, m_new));
+        m = m_new;
+        l = _mm512_mul_ps(l, alpha);
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++) {
+            s[j] = _mm512_maskz_mov_ps(mask[j], exp512(_mm512_sub_ps(s[j], m_new)));
+            l = _mm512_add_ps(l, s[j]);
+        }
+        attn_values8(ot, vp, s, alpha, hd);
+        if (j0 + 8 < lim) attn_values8(ot, vp + 8, s + 8, _mm512_set1_ps(1.0f), hd);
+    }
+    float inv[TS_ATTN_LANES];
+    _mm512_storeu_ps(inv, _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(l, _mm512_set1_ps(1e-30f))));
+    for (int i = 0; i < nq; i++)
+        for (int d = 0; d < hd; d++) t->out[i][d] = ot[d * TS_ATTN_LANES + i] * inv[i];
+}
+
 float ts_avx512_sum_squares_f32(const float *x, int64_t n) {
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     int64_t i = 0;

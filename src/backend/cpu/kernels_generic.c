@@ -3,6 +3,7 @@
  * one activation row at a time, integer block sums, float scales) and accumulates in double so that
  * it is a precise oracle; speed is not its concern. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/act_quant.h"
@@ -251,6 +252,32 @@ static void silu_mul_f32_ref(const float *gate, const float *up, float *out, int
     for (int64_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
+/* Each query on its own: scores, their maximum, exponentials and the weighted sum of values, in
+ * double where it sums. */
+static void attention_tile_f32_ref(const ts_attn_tile *t) {
+    const int hd = t->head_dim;
+    for (int i = 0; i < t->nq; i++) {
+        int n = t->q_last[i] + 1;
+        double mx = -INFINITY, sum = 0.0;
+        for (int p = 0; p < n; p++) {
+            double s = (double)t->scale * dot_f32_row(t->q[i], t->k[p], hd);
+            if (s > mx) mx = s;
+        }
+        double *o = calloc((size_t)hd, sizeof(double));
+        if (!o) {
+            memset(t->out[i], 0, (size_t)hd * sizeof(float));
+            continue;
+        }
+        for (int p = 0; p < n; p++) {
+            double e = exp((double)t->scale * dot_f32_row(t->q[i], t->k[p], hd) - mx);
+            sum += e;
+            for (int d = 0; d < hd; d++) o[d] += e * t->v[p][d];
+        }
+        for (int d = 0; d < hd; d++) t->out[i][d] = (float)(o[d] / sum);
+        free(o);
+    }
+}
+
 const ts_cpu_kernels ts_cpu_kernels_generic = {
     .name = "generic",
     .required = 0,
@@ -275,4 +302,5 @@ const ts_cpu_kernels ts_cpu_kernels_generic = {
     .sum_squares_f32 = sum_squares_f32_ref,
     .rmsnorm_apply_f32 = rmsnorm_apply_f32_ref,
     .silu_mul_f32 = silu_mul_f32_ref,
+    .attention_tile_f32 = attention_tile_f32_ref,
 };

@@ -28,10 +28,13 @@ static void store_rows(const ts_mm_args *a, int64_t row0, int nrows, int t0, int
     for (int i = 0; i < n_tok; i++) {
         float *y = a->y + (size_t)(t0 + i) * a->y_stride + (size_t)row0;
         const float *s = acc + (size_t)i * TS_UNI_ROWS;
+        /* 16 floats at most: an inline loop, not a call per token. */
         if (a->bias)
             for (int r = 0; r < nrows; r++) y[r] = s[r] + a->bias[row0 + r];
+        else if (nrows == TS_UNI_ROWS)
+            for (int r = 0; r < TS_UNI_ROWS; r++) y[r] = s[r];
         else
-            memcpy(y, s, (size_t)nrows * sizeof(float));
+            for (int r = 0; r < nrows; r++) y[r] = s[r];
     }
 }
 
