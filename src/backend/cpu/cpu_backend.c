@@ -16,9 +16,18 @@
 #include "base/log.h"
 #include "quant/dequantize.h"
 
+/* Per-thread attention buffers, kept between calls and grown to the longest sequence seen. */
+typedef struct {
+    float *scores;                /* positions */
+    const float **keys, **values; /* positions */
+    float *tile;                  /* TS_ATTN_SCRATCH_FLOATS(head_dim) */
+} attn_scratch;
+
 typedef struct cpu_impl {
     ts_threadpool *pool;
     ts_cpu_matmul_ctx *mm;
+    attn_scratch *attn; /* one per pool thread */
+    int attn_positions, attn_head_dim;
     size_t buffer_bytes;
     size_t weight_bytes; /* repacked copies of weights */
     pthread_mutex_t stats_lock;
@@ -205,12 +214,6 @@ typedef struct {
 } attn_tile_task;
 
 typedef struct {
-    float *scores;           /* max positions */
-    const float **keys, **values; /* max positions */
-    float *tile;             /* TS_ATTN_SCRATCH_FLOATS(head_dim) */
-} attn_scratch;
-
-typedef struct {
     ts_kv_store *kv;
     int layer;
     const ts_step *step;
@@ -300,6 +303,33 @@ static void free_attn_scratch(attn_scratch *sc, int n) {
     free(sc);
 }
 
+static int ensure_attn_scratch(cpu_impl *im, int positions, int head_dim) {
+    if (im->attn && positions <= im->attn_positions && head_dim <= im->attn_head_dim) return 0;
+    int nthreads = ts_threadpool_size(im->pool);
+    free_attn_scratch(im->attn, nthreads);
+    im->attn_positions = im->attn_head_dim = 0;
+    /* Grow by half again so that a sequence getting longer does not reallocate every step. */
+    positions = positions + positions / 2 + 64;
+    im->attn = calloc((size_t)nthreads, sizeof *im->attn);
+    if (!im->attn) return -1;
+    size_t tile_bytes = (TS_ATTN_SCRATCH_FLOATS(head_dim) * sizeof(float) + 63) & ~(size_t)63;
+    for (int i = 0; i < nthreads; i++) {
+        attn_scratch *sc = &im->attn[i];
+        sc->scores = malloc((size_t)positions * sizeof(float));
+        sc->keys = malloc((size_t)positions * sizeof(float *));
+        sc->values = malloc((size_t)positions * sizeof(float *));
+        sc->tile = aligned_alloc(64, tile_bytes);
+        if (!sc->scores || !sc->keys || !sc->values || !sc->tile) {
+            free_attn_scratch(im->attn, nthreads);
+            im->attn = NULL;
+            return -1;
+        }
+    }
+    im->attn_positions = positions;
+    im->attn_head_dim = head_dim;
+    return 0;
+}
+
 /* Sequences with several tokens in the step (prefill chunks) go through the table's tile kernel,
  * TS_ATTN_LANES / group tokens per task so that all query heads of a KV head share every key and
  * value load; single tokens (decode) go query head by query head. Tile tasks are listed latest
@@ -313,13 +343,11 @@ static void cpu_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_s
     size_t row = (size_t)l->num_kv_heads * (size_t)l->head_dim;
     int group = n_heads / l->num_kv_heads;
     int per_tile = kern->attention_tile_f32 && group <= TS_ATTN_LANES ? TS_ATTN_LANES / group : 0;
-    int nthreads = ts_threadpool_size(im->pool);
     int32_t *token_seq = malloc((size_t)step->n_tokens * sizeof(int32_t));
     int32_t *single = malloc((size_t)step->n_tokens * sizeof(int32_t));
     attn_tile_task *tiles = malloc((size_t)(step->n_tokens + step->n_seqs) * (size_t)l->num_kv_heads * sizeof *tiles);
-    attn_scratch *scratch = calloc((size_t)nthreads, sizeof *scratch);
     int max_pos = 0, n_single = 0, n_tiles = 0;
-    int ok = token_seq && single && tiles && scratch;
+    int ok = token_seq && single && tiles;
     for (int si = 0; ok && si < step->n_seqs; si++) {
         const ts_seq_view *s = &step->seqs[si];
         for (int i = 0; i < s->n_tokens; i++) {
@@ -339,23 +367,14 @@ static void cpu_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_s
             for (int i = 0; i < s->n_tokens; i++) single[n_single++] = s->first_token + i;
         }
     }
-    size_t tile_bytes = (TS_ATTN_SCRATCH_FLOATS(l->head_dim) * sizeof(float) + 63) & ~(size_t)63;
-    for (int i = 0; ok && i < nthreads; i++) {
-        attn_scratch *sc = &scratch[i];
-        sc->scores = malloc((size_t)max_pos * sizeof(float));
-        sc->keys = malloc((size_t)max_pos * sizeof(float *));
-        sc->values = malloc((size_t)max_pos * sizeof(float *));
-        sc->tile = aligned_alloc(64, tile_bytes);
-        ok = sc->scores && sc->keys && sc->values && sc->tile;
-    }
+    ok = ok && ensure_attn_scratch(im, max_pos, l->head_dim) == 0;
     if (ok) {
-        attn_job j = {kv, layer, step, token_seq, q, q_stride, n_heads, scale, out, kern, tiles, n_tiles, single, scratch};
+        attn_job j = {kv, layer, step, token_seq, q, q_stride, n_heads, scale, out, kern, tiles, n_tiles, single, im->attn};
         ts_threadpool_run(im->pool, n_tiles + n_single * n_heads, attention_task, &j);
     } else {
         ts_log_error("cpu attention: out of memory for %d positions; outputs zeroed", max_pos);
         memset(out, 0, (size_t)step->n_tokens * (size_t)n_heads * (size_t)l->head_dim * sizeof(float));
     }
-    free_attn_scratch(scratch, nthreads);
     free(tiles);
     free(single);
     free(token_seq);
@@ -449,6 +468,7 @@ static void cpu_destroy(ts_backend *be) {
     if (!be) return;
     cpu_impl *im = impl_of(be);
     ts_cpu_matmul_ctx_destroy(im->mm);
+    free_attn_scratch(im->attn, ts_threadpool_size(im->pool));
     ts_threadpool_destroy(im->pool);
     pthread_mutex_destroy(&im->stats_lock);
     free(im);
