@@ -104,13 +104,15 @@ ALWAYS_INLINE void epilogue(const int32_t *c, const uint8_t *u, const act_view *
  * two result tiles alternate, so the products of the next two blocks run while the current two are
  * scaled. */
 ALWAYS_INLINE void tile16(const uint8_t *ub, int64_t nblk, const uint8_t *act, size_t astride, int64_t cols,
-                          int64_t ub0, int t0, int n_valid, float *acc, const int B, const int has_min) {
+                          int64_t ub0, int t0, int n_valid, float *acc, size_t acc_stride, const int accumulate,
+                          const int B, const int has_min) {
     const size_t ubytes = (size_t)B * 16 + 128;
     act_view av = {act + (size_t)t0 * astride, astride, cols};
     int32_t cbuf[2][256] __attribute__((aligned(64)));
     __m512 facc[16];
 #pragma GCC unroll 16
-    for (int t = 0; t < 16; t++) facc[t] = t < n_valid ? _mm512_loadu_ps(acc + 16 * t) : _mm512_setzero_ps();
+    for (int t = 0; t < 16; t++)
+        facc[t] = accumulate && t < n_valid ? _mm512_loadu_ps(acc + acc_stride * (size_t)t) : _mm512_setzero_ps();
     if (nblk > 0) ISSUE(0, 2, 4, 0);
     if (nblk > 1) ISSUE(1, 3, 5, 1);
     for (int64_t b = 0; b < nblk; b += 2) {
@@ -124,21 +126,23 @@ ALWAYS_INLINE void tile16(const uint8_t *ub, int64_t nblk, const uint8_t *act, s
     }
 #pragma GCC unroll 16
     for (int t = 0; t < 16; t++)
-        if (t < n_valid) _mm512_storeu_ps(acc + 16 * t, facc[t]);
+        if (t < n_valid) _mm512_storeu_ps(acc + acc_stride * (size_t)t, facc[t]);
 }
 
-static void tile16_b32(const uint8_t *ub, int64_t n, const uint8_t *a, size_t s, int64_t c, int64_t u0, int t0, int nv,
-                       float *acc) {
-    tile16(ub, n, a, s, c, u0, t0, nv, acc, 32, 0);
-}
-static void tile16_b32m(const uint8_t *ub, int64_t n, const uint8_t *a, size_t s, int64_t c, int64_t u0, int t0, int nv,
-                        float *acc) {
-    tile16(ub, n, a, s, c, u0, t0, nv, acc, 32, 1);
-}
-static void tile16_b16(const uint8_t *ub, int64_t n, const uint8_t *a, size_t s, int64_t c, int64_t u0, int t0, int nv,
-                       float *acc) {
-    tile16(ub, n, a, s, c, u0, t0, nv, acc, 16, 0);
-}
+/* acc: 16 floats per token, accumulated into; out: the product's own rows (out_stride floats apart),
+ * overwritten, so that prefill writes its results once instead of through a copy. */
+#define TILE16_VARIANT(NAME, BLOCK, HAS_MIN)                                                                           \
+    static void NAME(const uint8_t *ub, int64_t n, const uint8_t *a, size_t s, int64_t c, int64_t u0, int t0, int nv, \
+                     float *acc) {                                                                                     \
+        tile16(ub, n, a, s, c, u0, t0, nv, acc, 16, 1, BLOCK, HAS_MIN);                                                \
+    }                                                                                                                  \
+    static void NAME##_to(const uint8_t *ub, int64_t n, const uint8_t *a, size_t s, int64_t c, int t0, int nv,        \
+                          float *out, size_t out_stride) {                                                             \
+        tile16(ub, n, a, s, c, 0, t0, nv, out, out_stride, 0, BLOCK, HAS_MIN);                                         \
+    }
+TILE16_VARIANT(tile16_b32, 32, 0)
+TILE16_VARIANT(tile16_b32m, 32, 1)
+TILE16_VARIANT(tile16_b16, 16, 0)
 
 static void amx_kernel(const uint8_t *ub, int64_t nblk, const ts_unified_desc *ud, const uint8_t *act, size_t astride,
                        int64_t cols, int64_t ub0, int t0, int n_tok, float *acc) {
@@ -149,6 +153,19 @@ static void amx_kernel(const uint8_t *ub, int64_t nblk, const ts_unified_desc *u
         if (ud->block == 16) tile16_b16(ub, nblk, act, astride, cols, ub0, t0 + t, nv, a);
         else if (ud->has_min) tile16_b32m(ub, nblk, act, astride, cols, ub0, t0 + t, nv, a);
         else tile16_b32(ub, nblk, act, astride, cols, ub0, t0 + t, nv, a);
+    }
+    _tile_release();
+}
+
+static void amx_kernel_to(const uint8_t *ub, int64_t nblk, const ts_unified_desc *ud, const uint8_t *act,
+                          size_t astride, int64_t cols, int t0, int n_tok, float *out, size_t out_stride) {
+    config_int8(ud->block);
+    for (int t = 0; t < n_tok; t += 16) {
+        int nv = n_tok - t < 16 ? n_tok - t : 16;
+        float *o = out + out_stride * (size_t)t;
+        if (ud->block == 16) tile16_b16_to(ub, nblk, act, astride, cols, t0 + t, nv, o, out_stride);
+        else if (ud->has_min) tile16_b32m_to(ub, nblk, act, astride, cols, t0 + t, nv, o, out_stride);
+        else tile16_b32_to(ub, nblk, act, astride, cols, t0 + t, nv, o, out_stride);
     }
     _tile_release();
 }
@@ -175,6 +192,7 @@ static const ts_uni_impl g_uni = {.decode = decode_packed,
                                   .gemv_tokens = 8,
                                   .gemm_decode = decode_packed_signed,
                                   .gemm_kernel = amx_kernel,
+                                  .gemm_kernel_to = amx_kernel_to,
                                   .gemm_signed_vals = 1,
                                   .gemm_tile_tokens = TS_UNI_MAX_TILE,
                                   .fused_gemv = ts_avx512_fused_gemv};

@@ -78,6 +78,14 @@ void ts_mm_unified(const ts_mm_args *a, int packed, const ts_uni_impl *impl) {
             store_rows(a, row0, nrows, 0, a->n_tok, acc);
         } else {
             decode(a->dtype, src, a->w_stride, nrows, 0, n_native, dec);
+            if (gemm && impl->gemm_kernel_to && !a->bias && nrows == TS_UNI_ROWS) {
+                for (int t0 = 0; t0 < a->n_tok; t0 += tile) {
+                    int nt = a->n_tok - t0 < tile ? a->n_tok - t0 : tile;
+                    impl->gemm_kernel_to(dec, n_native * per_native, ud, a->act, a->act_stride, a->cols, t0, nt,
+                                         a->y + (size_t)t0 * a->y_stride + (size_t)row0, a->y_stride);
+                }
+                continue;
+            }
             for (int t0 = 0; t0 < a->n_tok; t0 += tile) {
                 int nt = a->n_tok - t0 < tile ? a->n_tok - t0 : tile;
                 memset(acc, 0, (size_t)nt * TS_UNI_ROWS * sizeof(float));

@@ -29,6 +29,10 @@ typedef struct ts_uni_impl {
     int gemv_tokens;  /* up to this many tokens, blocks are decoded in short runs */
     ts_uni_decode_fn gemm_decode; /* NULL: decode/kernel serve every token count */
     ts_uni_kernel_fn gemm_kernel;
+    /* Optional: gemm_kernel over all blocks of a group, writing the 16 outputs of each of n_tok tokens
+     * straight into out (out_stride floats apart) instead of accumulating into the scratch. */
+    void (*gemm_kernel_to)(const uint8_t *ub, int64_t nblk, const ts_unified_desc *ud, const uint8_t *act,
+                           size_t act_stride, int64_t cols, int t0, int n_tok, float *out, size_t out_stride);
     int gemm_signed_vals;
     int gemm_tile_tokens;
     /* Optional: decode and multiply in one pass for packed weights and few tokens (acc[n_tok][16] +=
