@@ -157,15 +157,19 @@ static void amx_kernel(const uint8_t *ub, int64_t nblk, const ts_unified_desc *u
     _tile_release();
 }
 
-static void amx_kernel_to(const uint8_t *ub, int64_t nblk, const ts_unified_desc *ud, const uint8_t *act,
-                          size_t astride, int64_t cols, int t0, int n_tok, float *out, size_t out_stride) {
+static void amx_kernel_to(const uint8_t *ub, size_t group_stride, int n_groups, int64_t nblk, const ts_unified_desc *ud,
+                          const uint8_t *act, size_t astride, int64_t cols, int t0, int n_tok, float *out,
+                          size_t out_stride) {
     config_int8(ud->block);
     for (int t = 0; t < n_tok; t += 16) {
         int nv = n_tok - t < 16 ? n_tok - t : 16;
-        float *o = out + out_stride * (size_t)t;
-        if (ud->block == 16) tile16_b16_to(ub, nblk, act, astride, cols, t0 + t, nv, o, out_stride);
-        else if (ud->has_min) tile16_b32m_to(ub, nblk, act, astride, cols, t0 + t, nv, o, out_stride);
-        else tile16_b32_to(ub, nblk, act, astride, cols, t0 + t, nv, o, out_stride);
+        for (int g = 0; g < n_groups; g++) {
+            const uint8_t *u = ub + group_stride * (size_t)g;
+            float *o = out + out_stride * (size_t)t + (size_t)16 * g;
+            if (ud->block == 16) tile16_b16_to(u, nblk, act, astride, cols, t0 + t, nv, o, out_stride);
+            else if (ud->has_min) tile16_b32m_to(u, nblk, act, astride, cols, t0 + t, nv, o, out_stride);
+            else tile16_b32_to(u, nblk, act, astride, cols, t0 + t, nv, o, out_stride);
+        }
     }
     _tile_release();
 }

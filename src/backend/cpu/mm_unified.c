@@ -11,7 +11,7 @@
 size_t ts_mm_unified_scratch_bytes(int64_t cols) {
     /* Q6_K's 16-value blocks are the largest decoded form: 384 bytes per 16 values. */
     size_t decoded = (size_t)(cols / 16) * ts_unified_block_bytes(16);
-    return ACC_BYTES + ((decoded + 63) & ~(size_t)63) + 64;
+    return ACC_BYTES + TS_UNI_GEMM_GROUPS * ((decoded + 63) & ~(size_t)63) + 64;
 }
 
 void ts_uni_decode_raw_unsigned(ts_dtype t, const uint8_t *src, size_t row_bytes, int nrows, int64_t nb0, int64_t nb1,
@@ -77,15 +77,21 @@ void ts_mm_unified(const ts_mm_args *a, int packed, const ts_uni_impl *impl) {
             }
             store_rows(a, row0, nrows, 0, a->n_tok, acc);
         } else {
-            decode(a->dtype, src, a->w_stride, nrows, 0, n_native, dec);
             if (gemm && impl->gemm_kernel_to && !a->bias && nrows == TS_UNI_ROWS) {
-                for (int t0 = 0; t0 < a->n_tok; t0 += tile) {
-                    int nt = a->n_tok - t0 < tile ? a->n_tok - t0 : tile;
-                    impl->gemm_kernel_to(dec, n_native * per_native, ud, a->act, a->act_stride, a->cols, t0, nt,
-                                         a->y + (size_t)t0 * a->y_stride + (size_t)row0, a->y_stride);
+                /* up to TS_UNI_GEMM_GROUPS whole groups decoded side by side, then all tokens over them */
+                size_t gbytes = ((size_t)(n_native * per_native) * ts_unified_block_bytes(ud->block) + 63) & ~(size_t)63;
+                int ng = 1;
+                while (ng < TS_UNI_GEMM_GROUPS && row0 + (int64_t)(ng + 1) * TS_UNI_ROWS <= a->r1) ng++;
+                for (int i = 0; i < ng; i++) {
+                    const uint8_t *gsrc = packed ? src + (size_t)i * a->w_stride : src + (size_t)i * TS_UNI_ROWS * a->w_stride;
+                    decode(a->dtype, gsrc, a->w_stride, TS_UNI_ROWS, 0, n_native, dec + (size_t)i * gbytes);
                 }
+                impl->gemm_kernel_to(dec, gbytes, ng, n_native * per_native, ud, a->act, a->act_stride, a->cols, 0,
+                                     a->n_tok, a->y + (size_t)row0, a->y_stride);
+                row0 += (int64_t)(ng - 1) * TS_UNI_ROWS; /* the loop adds the last group's 16 */
                 continue;
             }
+            decode(a->dtype, src, a->w_stride, nrows, 0, n_native, dec);
             for (int t0 = 0; t0 < a->n_tok; t0 += tile) {
                 int nt = a->n_tok - t0 < tile ? a->n_tok - t0 : tile;
                 memset(acc, 0, (size_t)nt * TS_UNI_ROWS * sizeof(float));

@@ -29,10 +29,14 @@ typedef struct ts_uni_impl {
     int gemv_tokens;  /* up to this many tokens, blocks are decoded in short runs */
     ts_uni_decode_fn gemm_decode; /* NULL: decode/kernel serve every token count */
     ts_uni_kernel_fn gemm_kernel;
-    /* Optional: gemm_kernel over all blocks of a group, writing the 16 outputs of each of n_tok tokens
-     * straight into out (out_stride floats apart) instead of accumulating into the scratch. */
-    void (*gemm_kernel_to)(const uint8_t *ub, int64_t nblk, const ts_unified_desc *ud, const uint8_t *act,
-                           size_t act_stride, int64_t cols, int t0, int n_tok, float *out, size_t out_stride);
+    /* Optional: gemm_kernel over all blocks of n_groups decoded groups (group_stride bytes apart) for
+     * tokens [t0, t0 + n_tok), writing each group's 16 outputs per token straight into out + 16 * group
+     * (token rows out_stride floats apart) instead of accumulating into the scratch. Given several
+     * groups, it runs every group for one tile of tokens before the next, so the tokens' activations
+     * stay in L1 while the decoded weights stream. */
+    void (*gemm_kernel_to)(const uint8_t *ub, size_t group_stride, int n_groups, int64_t nblk,
+                           const ts_unified_desc *ud, const uint8_t *act, size_t act_stride, int64_t cols, int t0,
+                           int n_tok, float *out, size_t out_stride);
     int gemm_signed_vals;
     int gemm_tile_tokens;
     /* Optional: decode and multiply in one pass for packed weights and few tokens (acc[n_tok][16] +=
@@ -43,6 +47,8 @@ typedef struct ts_uni_impl {
 } ts_uni_impl;
 
 #define TS_UNI_MAX_TILE 64
+/* Groups decoded at once for gemm_kernel_to (the scratch holds this many). */
+#define TS_UNI_GEMM_GROUPS 8
 
 /* Scratch bytes this needs per thread for rows of `cols` values. */
 size_t ts_mm_unified_scratch_bytes(int64_t cols);
