@@ -546,6 +546,26 @@ static void test_attention_tile(void **state) {
                                  nk, i, t.q_last[i], d, a, b);
                 }
         }
+        /* decode: every query of one token at the same position, the reference computed again */
+        int common = nk - 1 - (int)(rnd() % (uint64_t)nk);
+        for (int i = 0; i < nq; i++) {
+            t.q_last[i] = common;
+            t.out[i] = o2 + (size_t)i * (size_t)hd;
+        }
+        g->attention_decode_f32(&t);
+        for (int ti = 0; ti < nt; ti++) {
+            const ts_cpu_kernels *k = tables[ti];
+            if (!k->attention_decode_f32 || k == g) continue;
+            for (int i = 0; i < nq; i++) t.out[i] = o1 + (size_t)i * (size_t)hd;
+            k->attention_decode_f32(&t);
+            for (int i = 0; i < nq; i++)
+                for (int d = 0; d < hd; d++) {
+                    float a = o1[(size_t)i * (size_t)hd + (size_t)d], b = o2[(size_t)i * (size_t)hd + (size_t)d];
+                    if (!(fabsf(a - b) <= tol))
+                        fail_msg("%s decode attention hd=%d nq=%d keys=%d (last %d) query %d dim %d: %.9g vs %.9g", k->name,
+                                 hd, nq, nk, common, i, d, a, b);
+                }
+        }
         free(q);
         free(kv);
         free(o1);

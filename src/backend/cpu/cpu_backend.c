@@ -226,7 +226,8 @@ typedef struct {
     const ts_cpu_kernels *kern;
     const attn_tile_task *tiles;
     int n_tiles;
-    const int32_t *single; /* tokens attended one query head at a time (n_heads tasks each) */
+    const int32_t *single; /* tokens of one-token sequences (decode) */
+    int single_heads;      /* query heads per task of such a token (1, or a whole GQA group) */
     attn_scratch *scratch; /* per thread */
 } attn_job;
 
@@ -284,13 +285,42 @@ static void attention_single(const attn_job *j, int t, int h, float *sc) {
     }
 }
 
+/* Query heads [h0, h0 + count) of token t (one KV head) through the table's decode kernel. */
+static void attention_decode_task(const attn_job *j, int t, int h0, int count, attn_scratch *sc) {
+    const ts_kv_layout *l = &j->kv->layout;
+    const ts_seq_view *s = &j->step->seqs[j->token_seq[t]];
+    int pos = s->start_pos + (t - s->first_token);
+    int hd = l->head_dim, kvh = h0 / (j->n_heads / l->num_kv_heads);
+    ts_attn_tile at;
+    at.nq = count;
+    at.head_dim = hd;
+    at.scale = j->scale;
+    at.scratch = sc->tile;
+    for (int i = 0; i < count; i++) {
+        at.q[i] = j->q + (size_t)t * (size_t)j->q_stride + (size_t)(h0 + i) * (size_t)hd;
+        at.out[i] = j->out + (size_t)t * (size_t)(j->n_heads * hd) + (size_t)(h0 + i) * (size_t)hd;
+        at.q_last[i] = pos;
+    }
+    for (int p = 0; p <= pos; p++) {
+        sc->keys[p] = kv_row(j->kv, j->kv->k, j->layer, s, p) + (size_t)kvh * (size_t)hd;
+        sc->values[p] = kv_row(j->kv, j->kv->v, j->layer, s, p) + (size_t)kvh * (size_t)hd;
+    }
+    at.n_keys = pos + 1;
+    at.k = sc->keys;
+    at.v = sc->values;
+    j->kern->attention_decode_f32(&at);
+}
+
 static void attention_task(void *arg, int task, int thread) {
     attn_job *j = arg;
-    if (task < j->n_tiles) attention_tile_task(j, &j->tiles[task], &j->scratch[thread]);
-    else {
-        int i = task - j->n_tiles;
-        attention_single(j, j->single[i / j->n_heads], i % j->n_heads, j->scratch[thread].scores);
+    if (task < j->n_tiles) {
+        attention_tile_task(j, &j->tiles[task], &j->scratch[thread]);
+        return;
     }
+    int i = task - j->n_tiles, per_token = j->n_heads / j->single_heads;
+    int t = j->single[i / per_token], h0 = (i % per_token) * j->single_heads;
+    if (j->kern->attention_decode_f32) attention_decode_task(j, t, h0, j->single_heads, &j->scratch[thread]);
+    else attention_single(j, t, h0, j->scratch[thread].scores);
 }
 
 static void free_attn_scratch(attn_scratch *sc, int n) {
@@ -368,9 +398,15 @@ static void cpu_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_s
         }
     }
     ok = ok && ensure_attn_scratch(im, max_pos, l->head_dim) == 0;
+    /* A decode task takes a whole GQA group (its heads share each key and value row while it is in L1)
+     * when that still leaves every thread two tasks, else one head. */
+    int single_heads = 1;
+    if (kern->attention_decode_f32 && group <= TS_ATTN_LANES && n_single * l->num_kv_heads >= 2 * ts_threadpool_size(im->pool))
+        single_heads = group;
     if (ok) {
-        attn_job j = {kv, layer, step, token_seq, q, q_stride, n_heads, scale, out, kern, tiles, n_tiles, single, im->attn};
-        ts_threadpool_run(im->pool, n_tiles + n_single * n_heads, attention_task, &j);
+        attn_job j = {kv,    layer, step,  token_seq, q,      q_stride,     n_heads, scale,
+                      out,   kern,  tiles, n_tiles,   single, single_heads, im->attn};
+        ts_threadpool_run(im->pool, n_tiles + n_single * (n_heads / single_heads), attention_task, &j);
     } else {
         ts_log_error("cpu attention: out of memory for %d positions; outputs zeroed", max_pos);
         memset(out, 0, (size_t)step->n_tokens * (size_t)n_heads * (size_t)l->head_dim * sizeof(float));

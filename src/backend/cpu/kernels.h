@@ -82,6 +82,9 @@ typedef struct ts_cpu_kernels {
     /* Attention of a tile of queries (prefill); NULL where the table has none (the backend then
      * goes query by query with dot_f32 / axpy_f32). */
     void (*attention_tile_f32)(const ts_attn_tile *t);
+    /* The same for queries of one token (decode: every q_last equal), keys across the vector lanes;
+     * NULL where the table has none. */
+    void (*attention_decode_f32)(const ts_attn_tile *t);
 } ts_cpu_kernels;
 
 /* The table in use: the best usable one unless ts_cpu_kernels_select forced another. */

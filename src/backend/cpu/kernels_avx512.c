@@ -3,6 +3,7 @@
  * tokens, float-weight products (F32, F16, BF16 against float32 activations, float32 accumulation),
  * and vector helpers. Compiled with AVX-512 flags; only called when the CPU has them. */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "backend/cpu/act_quant.h"
@@ -637,6 +638,100 @@ void ts_avx512_attention_tile_f32(const ts_attn_tile *t) {
     _mm512_storeu_ps(inv, _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(l, _mm512_set1_ps(1e-30f))));
     for (int i = 0; i < nq; i++)
         for (int d = 0; d < hd; d++) t->out[i][d] = ot[d * TS_ATTN_LANES + i] * inv[i];
+}
+
+/* The 16 horizontal sums of v[0..15] as one vector (lane j = sum of v[j]): pairs, then quads within
+ * 128-bit lanes, then across the four 128-bit lanes. */
+ALWAYS_INLINE __m512 hsum16(const __m512 *v) {
+    __m512 t[8], u[4];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++)
+        t[k] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]), _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]));
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++)
+        u[k] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * k], t[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t[2 * k], t[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 x01 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                               _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    __m512 x23 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(2, 0, 2, 0)),
+                               _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(x01, x23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* Decode attention: the keys of a 16-key tile across the lanes. Each query's 16 scores come from 16
+ * independent partial dot products and one transposing sum (no per-key horizontal sum and its
+ * latency), the online softmax runs on that vector, and the value rows are added into the output 16
+ * dimensions at a time with the output in registers for the whole tile (not loaded and stored per
+ * key). Every query attends to the same positions (one token). */
+void ts_avx512_attention_decode_f32(const ts_attn_tile *t) {
+    const int hd = t->head_dim, n = t->q_last[0] + 1;
+    const int chunks = (hd + 15) / 16;
+    const __mmask16 tail = (__mmask16)((hd % 16) ? (1u << (hd % 16)) - 1 : 0xffff);
+    for (int i = 0; i < t->nq; i++) {
+        const float *q = t->q[i];
+        float *o = t->scratch; /* hd floats, the running (unnormalized) output */
+        for (int c = 0; c < chunks; c++) _mm512_storeu_ps(o + 16 * c, _mm512_setzero_ps());
+        float m = -1e30f, l = 0.0f;
+        float p[16] __attribute__((aligned(64)));
+        for (int j0 = 0; j0 < n; j0 += 16) {
+            const int nk = n - j0 < 16 ? n - j0 : 16;
+            __m512 acc[16];
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+            for (int c = 0; c < chunks; c++) {
+                __mmask16 mk = c == chunks - 1 ? tail : 0xffff;
+                __m512 qv = _mm512_maskz_loadu_ps(mk, q + 16 * c);
+#pragma GCC unroll 16
+                for (int j = 0; j < 16; j++) {
+                    const float *kr = t->k[j0 + (j < nk ? j : nk - 1)];
+                    acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, kr + 16 * c), acc[j]);
+                }
+            }
+            __mmask16 valid = (__mmask16)(nk == 16 ? 0xffff : (1u << nk) - 1);
+            __m512 s = _mm512_mul_ps(hsum16(acc), _mm512_set1_ps(t->scale));
+            float mx = _mm512_mask_reduce_max_ps(valid, s);
+            float m_new = mx > m ? mx : m;
+            float alpha = expf(m - m_new);
+            __m512 e = _mm512_maskz_mov_ps(valid, exp512(_mm512_sub_ps(s, _mm512_set1_ps(m_new))));
+            l = l * alpha + _mm512_reduce_add_ps(e);
+            m = m_new;
+            _mm512_store_ps(p, e);
+            const __m512 va = _mm512_set1_ps(alpha);
+            int c = 0;
+            for (; c + 4 <= chunks; c += 4) {
+                __m512 o0 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c), va);
+                __m512 o1 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c + 16), va);
+                __m512 o2 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c + 32), va);
+                __m512 o3 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c + 48), va);
+                const __mmask16 m3 = c + 3 == chunks - 1 ? tail : 0xffff;
+                for (int j = 0; j < nk; j++) {
+                    const float *vr = t->v[j0 + j] + 16 * c;
+                    __m512 pj = _mm512_set1_ps(p[j]);
+                    o0 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vr), o0);
+                    o1 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vr + 16), o1);
+                    o2 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vr + 32), o2);
+                    o3 = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(m3, vr + 48), o3);
+                }
+                _mm512_storeu_ps(o + 16 * c, o0);
+                _mm512_storeu_ps(o + 16 * c + 16, o1);
+                _mm512_storeu_ps(o + 16 * c + 32, o2);
+                _mm512_storeu_ps(o + 16 * c + 48, o3);
+            }
+            for (; c < chunks; c++) {
+                const __mmask16 mk = c == chunks - 1 ? tail : 0xffff;
+                __m512 o0 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c), va);
+                for (int j = 0; j < nk; j++)
+                    o0 = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(mk, t->v[j0 + j] + 16 * c), o0);
+                _mm512_storeu_ps(o + 16 * c, o0);
+            }
+        }
+        const __m512 inv = _mm512_set1_ps(1.0f / l);
+        for (int c = 0; c < chunks; c++) {
+            __mmask16 mk = c == chunks - 1 ? tail : 0xffff;
+            _mm512_mask_storeu_ps(t->out[i] + 16 * c, mk, _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c), inv));
+        }
+    }
 }
 
 float ts_avx512_sum_squares_f32(const float *x, int64_t n) {

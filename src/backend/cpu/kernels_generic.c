@@ -303,4 +303,5 @@ const ts_cpu_kernels ts_cpu_kernels_generic = {
     .rmsnorm_apply_f32 = rmsnorm_apply_f32_ref,
     .silu_mul_f32 = silu_mul_f32_ref,
     .attention_tile_f32 = attention_tile_f32_ref,
+    .attention_decode_f32 = attention_tile_f32_ref,
 };

@@ -33,12 +33,13 @@ float ts_avx512_sum_squares_f32(const float *x, int64_t n);
 void ts_avx512_rmsnorm_apply_f32(const float *x, const float *weight, float inv_rms, float *out, int64_t n);
 void ts_avx512_silu_mul_f32(const float *gate, const float *up, float *out, int64_t n);
 void ts_avx512_attention_tile_f32(const ts_attn_tile *t);
+void ts_avx512_attention_decode_f32(const ts_attn_tile *t);
 
 #define TS_AVX512_HELPERS                                                                                              \
     .dot_f32 = ts_avx512_dot_f32, .axpy_f32 = ts_avx512_axpy_f32, .scale_f32 = ts_avx512_scale_f32,                    \
     .softmax_exp_f32 = ts_avx512_softmax_exp_f32, .sum_squares_f32 = ts_avx512_sum_squares_f32,                        \
     .rmsnorm_apply_f32 = ts_avx512_rmsnorm_apply_f32, .silu_mul_f32 = ts_avx512_silu_mul_f32,                  \
-    .attention_tile_f32 = ts_avx512_attention_tile_f32
+    .attention_tile_f32 = ts_avx512_attention_tile_f32, .attention_decode_f32 = ts_avx512_attention_decode_f32
 #endif
 
 #endif
