@@ -111,6 +111,21 @@ static void dec_q4_0(const uint8_t *p, uint8_t *u) {
     for (int h = 0; h < 2; h++) put_scales8(u, 32, h, load_f16x8(p + 16 * h), _mm256_setzero_ps());
 }
 
+/* IQ4_NL: Q4_0's packing with grid indices; a byte shuffle looks up grid value + 128 (the type's offset). */
+static void dec_iq4_nl(const uint8_t *p, uint8_t *u) {
+    int8_t lut[16];
+    for (int i = 0; i < 16; i++) lut[i] = (int8_t)(ts_iq4_nl_values[i] ^ (int8_t)0x80);
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lut)), m4 = _mm256_set1_epi8(0x0f);
+    for (int s = 0; s < 8; s++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 + 32 * s));
+        int slice = s / 2, part = s % 2;
+        _mm256_store_si256((__m256i *)(u + 64 * slice + 32 * part), _mm256_shuffle_epi8(table, _mm256_and_si256(v, m4)));
+        _mm256_store_si256((__m256i *)(u + 64 * (4 + slice) + 32 * part),
+                           _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)));
+    }
+    for (int h = 0; h < 2; h++) put_scales8(u, 32, h, load_f16x8(p + 16 * h), _mm256_setzero_ps());
+}
+
 static void dec_q4_1(const uint8_t *p, uint8_t *u) {
     nibbles_to_block(p + 64, u);
     for (int h = 0; h < 2; h++) put_scales8(u, 32, h, load_f16x8(p + 16 * h), load_f16x8(p + 32 + 16 * h));
@@ -191,6 +206,7 @@ static void decode_packed(ts_dtype t, const uint8_t *src, size_t row_bytes, int 
         switch (t) {
         case TS_DTYPE_Q8_0: dec_q8_0(p, dst); dst += 640; break;
         case TS_DTYPE_Q4_0: dec_q4_0(p, dst); dst += 640; break;
+        case TS_DTYPE_IQ4_NL: dec_iq4_nl(p, dst); dst += 640; break;
         case TS_DTYPE_Q4_1: dec_q4_1(p, dst); dst += 640; break;
         case TS_DTYPE_Q4_K: dec_qk45(p, dst, 0); dst += 8 * 640; break;
         case TS_DTYPE_Q5_K: dec_qk45(p, dst, 1); dst += 8 * 640; break;
@@ -440,7 +456,8 @@ static void silu_mul_f32(const float *gate, const float *up, float *out, int64_t
            [TS_DTYPE_Q4_0] = RAW,   [TS_DTYPE_Q4_1] = RAW,   [TS_DTYPE_Q4_K] = RAW,     [TS_DTYPE_Q5_K] = RAW,         \
            [TS_DTYPE_Q6_K] = RAW,   [TS_DTYPE_IQ4_NL] = RAW},                                                          \
     .mm_packed = {[TS_DTYPE_Q8_0] = PACKED, [TS_DTYPE_Q4_0] = PACKED, [TS_DTYPE_Q4_1] = PACKED,                        \
-                  [TS_DTYPE_Q4_K] = PACKED, [TS_DTYPE_Q5_K] = PACKED, [TS_DTYPE_Q6_K] = PACKED}
+                  [TS_DTYPE_Q4_K] = PACKED, [TS_DTYPE_Q5_K] = PACKED, [TS_DTYPE_Q6_K] = PACKED,                        \
+                  [TS_DTYPE_IQ4_NL] = PACKED}
 
 const ts_cpu_kernels ts_cpu_kernels_avx2 = {
     .name = "avx2",

@@ -83,6 +83,20 @@ static void dec_q4_0(const uint8_t *p, uint8_t *u, int signed_out) {
     put_scales(u, 32, load_f16x16(p), _mm512_setzero_ps());
 }
 
+/* IQ4_NL: Q4_0's packing with 4-bit indices into the grid; a byte shuffle looks the values up (plus 128
+ * in unsigned mode, the type's offset). */
+static void dec_iq4_nl(const uint8_t *p, uint8_t *u, int signed_out) {
+    int8_t lut[16];
+    for (int i = 0; i < 16; i++) lut[i] = (int8_t)(signed_out ? ts_iq4_nl_values[i] : ts_iq4_nl_values[i] ^ (int8_t)0x80);
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut)), m4 = _mm512_set1_epi8(0x0f);
+    for (int s = 0; s < 4; s++) {
+        __m512i v = _mm512_loadu_si512(p + 32 + 64 * s);
+        _mm512_store_si512(u + 64 * s, _mm512_shuffle_epi8(table, _mm512_and_si512(v, m4)));
+        _mm512_store_si512(u + 64 * (4 + s), _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)));
+    }
+    put_scales(u, 32, load_f16x16(p), _mm512_setzero_ps());
+}
+
 static void dec_q4_1(const uint8_t *p, uint8_t *u) {
     nibbles_to_block(p + 64, u, 0);
     put_scales(u, 32, load_f16x16(p), load_f16x16(p + 32));
@@ -159,6 +173,7 @@ void ts_avx512_decode_packed(ts_dtype t, const uint8_t *group, int64_t nb0, int6
         switch (t) {
         case TS_DTYPE_Q8_0: dec_q8_0(p, dst, signed_out); dst += 640; break;
         case TS_DTYPE_Q4_0: dec_q4_0(p, dst, signed_out); dst += 640; break;
+        case TS_DTYPE_IQ4_NL: dec_iq4_nl(p, dst, signed_out); dst += 640; break;
         case TS_DTYPE_Q4_1: dec_q4_1(p, dst); dst += 640; break;
         case TS_DTYPE_Q4_K: dec_qk45(p, dst, 0); dst += 8 * 640; break;
         case TS_DTYPE_Q5_K: dec_qk45(p, dst, 1); dst += 8 * 640; break;
@@ -261,9 +276,10 @@ void ts_avx512_uni_kernel(const uint8_t *ub, int64_t nblk, const ts_unified_desc
     }
 }
 
-/* Decode-time products for Q4_0 and Q8_0 straight from the packed slices: the same integer sums and the
+/* Decode-time products for Q4_0, Q8_0 and IQ4_NL straight from the packed slices: the same integer sums and the
  * same float steps as decode + uk_body (so results are identical), without the decoded copy. */
-ALWAYS_INLINE void fused_q4q8_body(const int q4, const uint8_t *group, int64_t n_native, const uint8_t *act,
+/* kind: 0 Q8_0, 1 Q4_0, 2 IQ4_NL (Q4_0's packing; a byte shuffle turns indices into grid values + 128). */
+ALWAYS_INLINE void fused_q4q8_body(const int kind, const uint8_t *group, int64_t n_native, const uint8_t *act,
                                    size_t astride, int64_t cols, const int T, float *acc) {
     const int8_t *xq[8];
     const float *xd[8];
@@ -279,8 +295,15 @@ ALWAYS_INLINE void fused_q4q8_body(const int q4, const uint8_t *group, int64_t n
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) facc[t] = _mm512_loadu_ps(acc + 16 * t);
     const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const int q4 = kind != 0;
     const size_t bb = q4 ? 288 : 544;
-    const int off = q4 ? 8 : 128;
+    const int off = kind == 1 ? 8 : 128;
+    __m512i grid = _mm512_setzero_si512();
+    if (kind == 2) {
+        int8_t lut[16];
+        for (int i = 0; i < 16; i++) lut[i] = (int8_t)(ts_iq4_nl_values[i] ^ (int8_t)0x80);
+        grid = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut));
+    }
     for (int64_t g = 0; g < n_native; g++) {
         const uint8_t *p = group + (size_t)g * bb;
         _mm_prefetch((const char *)(p + PREFETCH_BYTES), _MM_HINT_T0);
@@ -300,6 +323,10 @@ ALWAYS_INLINE void fused_q4q8_body(const int q4, const uint8_t *group, int64_t n
             for (int s = 0; s < 4; s++) {
                 __m512i v = _mm512_loadu_si512(p + 32 + 64 * s);
                 __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                if (kind == 2) {
+                    lo = _mm512_shuffle_epi8(grid, lo);
+                    hi = _mm512_shuffle_epi8(grid, hi);
+                }
 #pragma GCC unroll 8
                 for (int t = 0; t < T; t++) {
                     int32_t a, b;
@@ -336,6 +363,9 @@ ALWAYS_INLINE void fused_q4q8_body(const int q4, const uint8_t *group, int64_t n
     static void fused_q4_##T(const uint8_t *g, int64_t n, const uint8_t *a, size_t s, int64_t c, float *acc) {  \
         fused_q4q8_body(1, g, n, a, s, c, T, acc);                                                              \
     }                                                                                                           \
+    static void fused_iq4_##T(const uint8_t *g, int64_t n, const uint8_t *a, size_t s, int64_t c, float *acc) { \
+        fused_q4q8_body(2, g, n, a, s, c, T, acc);                                                              \
+    }                                                                                                           \
     static void fused_q8_##T(const uint8_t *g, int64_t n, const uint8_t *a, size_t s, int64_t c, float *acc) {  \
         fused_q4q8_body(0, g, n, a, s, c, T, acc);                                                              \
     }
@@ -349,14 +379,15 @@ FUSED_VARIANT(7)
 FUSED_VARIANT(8)
 
 typedef void (*fused_fn)(const uint8_t *, int64_t, const uint8_t *, size_t, int64_t, float *);
-static const fused_fn g_fused[2][8] = {
+static const fused_fn g_fused[3][8] = {
     {fused_q4_1, fused_q4_2, fused_q4_3, fused_q4_4, fused_q4_5, fused_q4_6, fused_q4_7, fused_q4_8},
-    {fused_q8_1, fused_q8_2, fused_q8_3, fused_q8_4, fused_q8_5, fused_q8_6, fused_q8_7, fused_q8_8}};
+    {fused_q8_1, fused_q8_2, fused_q8_3, fused_q8_4, fused_q8_5, fused_q8_6, fused_q8_7, fused_q8_8},
+    {fused_iq4_1, fused_iq4_2, fused_iq4_3, fused_iq4_4, fused_iq4_5, fused_iq4_6, fused_iq4_7, fused_iq4_8}};
 
 int ts_avx512_fused_gemv(ts_dtype t, const uint8_t *group, int64_t n_native, const uint8_t *act, size_t astride,
                          int64_t cols, int n_tok, float *acc) {
-    if ((t != TS_DTYPE_Q4_0 && t != TS_DTYPE_Q8_0) || n_tok < 1 || n_tok > 8) return -1;
-    g_fused[t == TS_DTYPE_Q4_0 ? 0 : 1][n_tok - 1](group, n_native, act, astride, cols, acc);
+    if ((t != TS_DTYPE_Q4_0 && t != TS_DTYPE_Q8_0 && t != TS_DTYPE_IQ4_NL) || n_tok < 1 || n_tok > 8) return -1;
+    g_fused[t == TS_DTYPE_Q4_0 ? 0 : t == TS_DTYPE_Q8_0 ? 1 : 2][n_tok - 1](group, n_native, act, astride, cols, acc);
     return 0;
 }
 
@@ -789,6 +820,7 @@ const ts_cpu_kernels ts_cpu_kernels_avx512 = {
         {
             [TS_DTYPE_Q8_0] = mm_packed,
             [TS_DTYPE_Q4_0] = mm_packed,
+            [TS_DTYPE_IQ4_NL] = mm_packed,
             [TS_DTYPE_Q4_1] = mm_packed,
             [TS_DTYPE_Q4_K] = mm_packed,
             [TS_DTYPE_Q5_K] = mm_packed,

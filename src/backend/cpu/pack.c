@@ -14,7 +14,8 @@ size_t ts_pack_block_bytes(ts_pack_kind kind, ts_dtype t) {
     if (kind != TS_PACK_I16) return 0;
     switch (t) {
     case TS_DTYPE_Q8_0: return 544;
-    case TS_DTYPE_Q4_0: return 288;
+    case TS_DTYPE_Q4_0:
+    case TS_DTYPE_IQ4_NL: return 288;
     case TS_DTYPE_Q4_1: return 320;
     case TS_DTYPE_Q4_K: return 2368;
     case TS_DTYPE_Q5_K: return 2880;
@@ -44,7 +45,8 @@ static void pack_block(ts_dtype t, const uint8_t *src, int r, uint8_t *dst) {
         for (int j = 0; j < 32; j++) dst[32 + slice_pos(j, r)] = (uint8_t)b->qs[j] ^ 0x80;
         break;
     }
-    case TS_DTYPE_Q4_0: {
+    case TS_DTYPE_Q4_0:
+    case TS_DTYPE_IQ4_NL: { /* same block layout; the decoders map the indices through the grid */
         const ts_block_q4_0 *b = (const ts_block_q4_0 *)src;
         put_f16(dst, r, b->d);
         for (int j = 0; j < 16; j++) dst[32 + slice_pos(j, r)] = b->qs[j];

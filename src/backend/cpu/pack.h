@@ -6,6 +6,7 @@
  * "slices" are 16 rows x 4 bytes (64 bytes), slice s holding bytes 4s..4s+3 of each row's array:
  *   Q8_0: fp16 d[16] | 8 slices of qs ^ 0x80 (values stored as q + 128, unsigned)         544 bytes
  *   Q4_0: fp16 d[16] | 4 slices of qs                                                     288
+ *   IQ4_NL: as Q4_0 (grid indices in place of values)                                    288
  *   Q4_1: fp16 d[16] | fp16 m[16] | 4 slices of qs                                        320
  *   Q4_K: fp16 d[16] | fp16 dmin[16] | u8 sc[8][16] | u8 m[8][16] | 32 slices of qs       2368
  *   Q5_K: as Q4_K | 8 slices of qh                                                        2880
