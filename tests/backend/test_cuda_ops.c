@@ -70,7 +70,8 @@ static void *rand_weight(ts_dtype t, int64_t rows, int64_t cols) {
             break;
         }
         case TS_DTYPE_Q8_0: ((ts_block_q8_0 *)p)->d = rand_scale(0.001f, 0.02f); break;
-        case TS_DTYPE_Q4_0: ((ts_block_q4_0 *)p)->d = rand_scale(0.01f, 0.2f); break;
+        case TS_DTYPE_Q4_0:
+        case TS_DTYPE_IQ4_NL: ((ts_block_q4_0 *)p)->d = rand_scale(0.01f, 0.2f); break;
         case TS_DTYPE_Q4_1:
             ((ts_block_q4_1 *)p)->d = rand_scale(0.01f, 0.2f);
             ((ts_block_q4_1 *)p)->m = rand_scale(-1.0f, 0.0f);
@@ -149,7 +150,7 @@ static void check_matmul(ts_backend *gpu, ts_dtype t, int64_t rows, int64_t cols
 static void test_matmul_every_type(void **state) {
     (void)state;
     const ts_dtype types[] = {TS_DTYPE_F32, TS_DTYPE_F16, TS_DTYPE_BF16, TS_DTYPE_Q8_0, TS_DTYPE_Q4_0,
-                              TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K};
+                              TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K, TS_DTYPE_IQ4_NL};
     const int ns[] = {1, 3, 8, 9, 16, 25, 32, 33};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         int64_t cols = ts_dtype_get(types[i])->block_size == 256 ? 768 : 96;

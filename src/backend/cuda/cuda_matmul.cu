@@ -16,14 +16,14 @@
 #define GEMM_PANEL_BYTES (256u << 20)
 
 static const char *dtype_name(ts_dtype t) {
-    static const char *names[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "q8_k"};
+    static const char *names[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "q8_k", "iq4_nl"};
     return (int)t >= 0 && (int)t < (int)(sizeof names / sizeof names[0]) ? names[t] : "unknown";
 }
 
 static int gpu_has_kernel(ts_dtype t) {
     switch (t) {
     case TS_DTYPE_F32: case TS_DTYPE_F16: case TS_DTYPE_BF16: case TS_DTYPE_Q8_0: case TS_DTYPE_Q4_0:
-    case TS_DTYPE_Q4_1: case TS_DTYPE_Q4_K: case TS_DTYPE_Q5_K: case TS_DTYPE_Q6_K: return 1;
+    case TS_DTYPE_Q4_1: case TS_DTYPE_Q4_K: case TS_DTYPE_Q5_K: case TS_DTYPE_Q6_K: case TS_DTYPE_IQ4_NL: return 1;
     default: return 0;
     }
 }
@@ -61,7 +61,7 @@ static void natural_nibbles(const uint8_t *src, uint8_t *dst) {
     for (int k = 0; k < 16; k++) dst[k] = (uint8_t)(e[2 * k] | (e[2 * k + 1] << 4));
 }
 
-/* Q4_0/Q4_1/Q8_0/Q4_K blocks -> quants [rows][...] and scales (and minimums) [rows][cols / 32];
+/* Q4_0/IQ4_NL/Q4_1/Q8_0/Q4_K blocks -> quants [rows][...] and scales (and minimums) [rows][cols / 32];
  * Q4_K's sub-blocks of 32 become Q4_1 groups exactly (scale d * sc, minimum -dmin * m). */
 static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
     int64_t groups = w->cols / 32;
@@ -95,7 +95,7 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
                     const ts_block_q8_0 *b = (const ts_block_q8_0 *)src + g;
                     hs16[si] = b->d;
                     memcpy(dq, b->qs, 32);
-                } else if (w->dtype == TS_DTYPE_Q4_0) {
+                } else if (w->dtype == TS_DTYPE_Q4_0 || w->dtype == TS_DTYPE_IQ4_NL) { /* same block layout */
                     const ts_block_q4_0 *b = (const ts_block_q4_0 *)src + g;
                     hs16[si] = b->d;
                     natural_nibbles(b->qs, dq);
@@ -151,7 +151,8 @@ int cuda_prepare_weight(ts_backend *be, ts_weight *w, ts_error *err) {
         return 0;
     }
     int rc;
-    if (w->dtype == TS_DTYPE_Q4_0 || w->dtype == TS_DTYPE_Q4_1 || w->dtype == TS_DTYPE_Q8_0 || w->dtype == TS_DTYPE_Q4_K) {
+    if (w->dtype == TS_DTYPE_Q4_0 || w->dtype == TS_DTYPE_Q4_1 || w->dtype == TS_DTYPE_Q8_0 || w->dtype == TS_DTYPE_Q4_K ||
+        w->dtype == TS_DTYPE_IQ4_NL) {
         rc = repack_blocks(im, w, cw);
     } else {
         cw->q_row_bytes = w->row_bytes;
@@ -260,7 +261,7 @@ __device__ __forceinline__ void load_quad(const cuda_weight &w, const uint8_t *r
     } else {
         out[0] = __ldg((const uint16_t *)(row + e / 2));
     }
-    if (DT == TS_DTYPE_Q8_0 || DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1) {
+    if (DT == TS_DTYPE_Q8_0 || DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL) {
         size_t si = (size_t)row_index * (w.cols / 32) + e / 32;
         *d = group_scale<DT>(w, si);
         *m = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * *d : 0.0f;
@@ -279,6 +280,9 @@ __device__ __forceinline__ void unpack_quad(const uint32_t *r, float d, float m,
         }
     } else if (DT == TS_DTYPE_Q8_0) {
         for (int i = 0; i < 4; i++) v[i] = d * (float)(int8_t)(r[0] >> (8 * i));
+    } else if (DT == TS_DTYPE_IQ4_NL) {
+        uint32_t q = iq4_nl_levels4(r[0] & 0xffff);
+        for (int i = 0; i < 4; i++) v[i] = d * (float)(int8_t)(q >> (8 * i));
     } else {
         for (int i = 0; i < 4; i++) v[i] = d * (float)((r[0] >> (4 * i)) & 0x0f) + m;
     }
@@ -458,8 +462,13 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
                         int ww[4] = {wq[u][r][0].x, wq[u][r][0].y, wq[u][r][0].z, wq[u][r][0].w};
 #pragma unroll
                         for (int e = 0; e < 4; e++) {
-                            s = __dp4a(ww[e] & 0x0f0f0f0f, xw[2 * e], s);
-                            s = __dp4a((ww[e] >> 4) & 0x0f0f0f0f, xw[2 * e + 1], s);
+                            uint32_t lo = ww[e] & 0x0f0f0f0f, hi = (ww[e] >> 4) & 0x0f0f0f0f;
+                            if (DT == TS_DTYPE_IQ4_NL) { /* indices -> signed grid levels, no offset */
+                                lo = iq4_nl_levels4_bytes(lo);
+                                hi = iq4_nl_levels4_bytes(hi);
+                            }
+                            s = __dp4a((int)lo, xw[2 * e], s);
+                            s = __dp4a((int)hi, xw[2 * e + 1], s);
                         }
                     }
                     acc[r][t] = fmaf(sx.x, fmaf(d[u][r], (float)s, m[u][r] * sx.y), acc[r][t]);
@@ -598,7 +607,8 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, MMA_MIN_BLOCKS)
 static int uses_dp4a(const cuda_impl *im, const cuda_weight *w, int n, int force_fp32) {
     ts_dtype t = w->dtype;
     return !force_fp32 && !im->float_gemv && im->opt.precision != TS_PRECISION_FP32 && n <= DP4A_MAX_TOKENS &&
-           (n <= GEMV_MAX_TOKENS || !w->dense) && (t == TS_DTYPE_Q4_0 || t == TS_DTYPE_Q4_1 || t == TS_DTYPE_Q8_0);
+           (n <= GEMV_MAX_TOKENS || !w->dense) &&
+           (t == TS_DTYPE_Q4_0 || t == TS_DTYPE_Q4_1 || t == TS_DTYPE_Q8_0 || t == TS_DTYPE_IQ4_NL);
 }
 
 #define DP4A_ROWS 2
@@ -644,7 +654,7 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
     for (int k = 0; k < count; k++)
         if ((size_t)ws[k]->rows * ws[k]->q_row_bytes >= ((size_t)1 << 32) || (size_t)ws[k]->rows * (size_t)(cols / 32) >= ((size_t)1 << 32))
             offsets_fit = 0;
-    if (DT != TS_DTYPE_Q8_0 && im->code_arch >= 800 && n >= im->mma_min_tokens && offsets_fit) {
+    if (DT != TS_DTYPE_Q8_0 && DT != TS_DTYPE_IQ4_NL && im->code_arch >= 800 && n >= im->mma_min_tokens && offsets_fit) {
         /* 4-bit weights: the tensor-core kernel takes up to 32 tokens in one pass over the weights */
         dp4a_targets mt = tg;
         unsigned mblocks = 0;
@@ -687,6 +697,7 @@ static void dispatch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *cons
                                float *const *ys, const float *const *biases) {
     if (ws[0]->dtype == TS_DTYPE_Q4_0) launch_gemv_dp4a<TS_DTYPE_Q4_0>(im, count, ws, x, n, ys, biases);
     else if (ws[0]->dtype == TS_DTYPE_Q4_1) launch_gemv_dp4a<TS_DTYPE_Q4_1>(im, count, ws, x, n, ys, biases);
+    else if (ws[0]->dtype == TS_DTYPE_IQ4_NL) launch_gemv_dp4a<TS_DTYPE_IQ4_NL>(im, count, ws, x, n, ys, biases);
     else launch_gemv_dp4a<TS_DTYPE_Q8_0>(im, count, ws, x, n, ys, biases);
 }
 
@@ -725,7 +736,7 @@ template <int DT>
 static void launch_gemv(cuda_impl *im, const cuda_weight &w, const float *x, int n, float *y, const float *bias) {
     dim3 grid((unsigned)((w.rows + GEMV_WARPS - 1) / GEMV_WARPS)), block(32 * GEMV_WARPS);
     constexpr bool fast = DT == TS_DTYPE_F32 || DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 || DT == TS_DTYPE_Q8_0 ||
-                          DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1;
+                          DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL;
     constexpr int FT = fast ? DT : TS_DTYPE_F32;
     constexpr int U = (FT == TS_DTYPE_F32) ? 1 : (FT == TS_DTYPE_F16 || FT == TS_DTYPE_BF16) ? 2 : 4;
     switch (n) {
@@ -761,7 +772,7 @@ __global__ void dequant_quad_kernel(cuda_weight w, int64_t r0, int64_t nr, OUT *
 template <int DT>
 static void launch_dequant(cuda_impl *im, const cuda_weight &w, int64_t r0, int64_t nr, void *out, int out_kind) {
     constexpr bool quad = DT == TS_DTYPE_F32 || DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 || DT == TS_DTYPE_Q8_0 ||
-                          DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1;
+                          DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL;
     if (quad) {
         constexpr int QT = quad ? DT : TS_DTYPE_F32;
         int64_t items = nr * (w.cols / 4);

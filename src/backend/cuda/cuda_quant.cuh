@@ -19,6 +19,23 @@ __device__ __forceinline__ void k_scale_min(int j, const uint8_t *q, float *sc, 
     }
 }
 
+/* IQ4_NL's grid levels (quant/dtype.c's ts_iq4_nl_values) of the 4 indices in the 4 nibbles of sel, as 4
+ * int8 in one word: byte permutes over the 16 levels held as 4 words (-127 -104 -83 -65 | -49 -35 -22 -10 |
+ * 1 13 25 38 | 53 69 89 113), low 3 bits of an index within a half, bit 3 the half. A table in constant
+ * memory serialized the lanes (8B decode 32 tok/s). The GPU keeps IQ4_NL's indices as Q4_0's codes; the
+ * int8 matrix-vector kernel looks up 4 levels per word (no offset to correct), the float paths decode
+ * through the same lookup; there is no tensor-core batch kernel for it. */
+__device__ __forceinline__ uint32_t iq4_nl_levels4(uint32_t sel) {
+    const uint32_t lo = __byte_perm(0xbfad9881u, 0xf6eaddcfu, sel & 0x7777u);
+    const uint32_t hi = __byte_perm(0x26190d01u, 0x71594535u, sel & 0x7777u);
+    return __byte_perm(lo, hi, 0x3210u | ((sel & 0x8888u) >> 1));
+}
+
+/* The same for 4 indices held one per byte (0x0i0i0i0i). */
+__device__ __forceinline__ uint32_t iq4_nl_levels4_bytes(uint32_t idx) {
+    return iq4_nl_levels4(__byte_perm(idx | (idx >> 4), 0u, 0x4420u));
+}
+
 template <int DT>
 __device__ __forceinline__ void decode_group(const cuda_weight &w, int64_t row, int g, float v[32]) {
     if (DT == TS_DTYPE_F32) {
@@ -67,6 +84,20 @@ __device__ __forceinline__ void decode_group(const cuda_weight &w, int64_t row, 
             v[2 * k] = d * (float)(byte & 0x0f) + m;
             v[2 * k + 1] = d * (float)(byte >> 4) + m;
         }
+    } else if (DT == TS_DTYPE_IQ4_NL) {
+        const uint4 u = __ldg((const uint4 *)(w.q + (size_t)row * w.q_row_bytes) + g);
+        float d = group_scale<DT>(w, (size_t)row * (w.cols / 32) + g);
+        uint32_t words[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        /* natural order: nibble i of a word is element i of its 8 */
+        for (int j = 0; j < 4; j++) {
+            uint32_t a = iq4_nl_levels4(words[j] & 0xffff), b = iq4_nl_levels4(words[j] >> 16);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                v[8 * j + i] = d * (float)(int8_t)(a >> (8 * i));
+                v[8 * j + 4 + i] = d * (float)(int8_t)(b >> (8 * i));
+            }
+        }
     } else if (DT == TS_DTYPE_Q4_K || DT == TS_DTYPE_Q5_K) {
         const int bsz = DT == TS_DTYPE_Q4_K ? 144 : 176;
         const uint8_t *b = w.q + (size_t)row * w.q_row_bytes + (size_t)(g / 8) * bsz;
@@ -113,6 +144,7 @@ __device__ __forceinline__ void decode_group(const cuda_weight &w, int64_t row, 
     case TS_DTYPE_Q4_K: CALL(TS_DTYPE_Q4_K); break;              \
     case TS_DTYPE_Q5_K: CALL(TS_DTYPE_Q5_K); break;              \
     case TS_DTYPE_Q6_K: CALL(TS_DTYPE_Q6_K); break;              \
+    case TS_DTYPE_IQ4_NL: CALL(TS_DTYPE_IQ4_NL); break;          \
     default: break;                                              \
     }
 
