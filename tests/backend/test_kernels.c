@@ -482,6 +482,21 @@ static void test_vector_helpers(void **state) {
     }
 }
 
+/* Runs kernel on t into out (rows of head_dim), then compares with the reference rows in ref. */
+static void check_attention(const char *table, const char *what, void (*kernel)(const ts_attn_tile *), ts_attn_tile *t,
+                            float *out, const float *ref, float tol) {
+    size_t hd = (size_t)t->head_dim;
+    for (int i = 0; i < t->nq; i++) t->out[i] = out + (size_t)i * hd;
+    kernel(t);
+    for (int i = 0; i < t->nq; i++)
+        for (size_t d = 0; d < hd; d++) {
+            float a = out[(size_t)i * hd + d], b = ref[(size_t)i * hd + d];
+            if (!(fabsf(a - b) <= tol))
+                fail_msg("%s %s attention hd=%zu nq=%d keys=%d query %d (last %d) dim %zu: %.9g vs %.9g", table, what, hd,
+                         t->nq, t->n_keys, i, t->q_last[i], d, a, b);
+        }
+}
+
 /* The tile attention kernels against the generic one (query by query, in double): awkward head
  * sizes, query counts and key counts that do not fill the 16-key tiles, queries at different
  * positions (causal), and large scores that need the running maximum. */
@@ -533,19 +548,9 @@ static void test_attention_tile(void **state) {
                 if (fabs(sd * t.scale) > smax) smax = fabs(sd * t.scale);
             }
         float tol = amp * (float)(2e-6 + 4e-7 * smax);
-        for (int ti = 0; ti < nt; ti++) {
-            const ts_cpu_kernels *k = tables[ti];
-            if (!k->attention_tile_f32 || k == g) continue;
-            for (int i = 0; i < nq; i++) t.out[i] = o1 + (size_t)i * (size_t)hd;
-            k->attention_tile_f32(&t);
-            for (int i = 0; i < nq; i++)
-                for (int d = 0; d < hd; d++) {
-                    float a = o1[(size_t)i * (size_t)hd + (size_t)d], b = o2[(size_t)i * (size_t)hd + (size_t)d];
-                    if (!(fabsf(a - b) <= tol))
-                        fail_msg("%s attention hd=%d nq=%d keys=%d query %d (last %d) dim %d: %.9g vs %.9g", k->name, hd, nq,
-                                 nk, i, t.q_last[i], d, a, b);
-                }
-        }
+        for (int ti = 0; ti < nt; ti++)
+            if (tables[ti]->attention_tile_f32 && tables[ti] != g)
+                check_attention(tables[ti]->name, "prefill", tables[ti]->attention_tile_f32, &t, o1, o2, tol);
         /* decode: every query of one token at the same position, the reference computed again */
         int common = nk - 1 - (int)(rnd() % (uint64_t)nk);
         for (int i = 0; i < nq; i++) {
@@ -553,19 +558,9 @@ static void test_attention_tile(void **state) {
             t.out[i] = o2 + (size_t)i * (size_t)hd;
         }
         g->attention_decode_f32(&t);
-        for (int ti = 0; ti < nt; ti++) {
-            const ts_cpu_kernels *k = tables[ti];
-            if (!k->attention_decode_f32 || k == g) continue;
-            for (int i = 0; i < nq; i++) t.out[i] = o1 + (size_t)i * (size_t)hd;
-            k->attention_decode_f32(&t);
-            for (int i = 0; i < nq; i++)
-                for (int d = 0; d < hd; d++) {
-                    float a = o1[(size_t)i * (size_t)hd + (size_t)d], b = o2[(size_t)i * (size_t)hd + (size_t)d];
-                    if (!(fabsf(a - b) <= tol))
-                        fail_msg("%s decode attention hd=%d nq=%d keys=%d (last %d) query %d dim %d: %.9g vs %.9g", k->name,
-                                 hd, nq, nk, common, i, d, a, b);
-                }
-        }
+        for (int ti = 0; ti < nt; ti++)
+            if (tables[ti]->attention_decode_f32 && tables[ti] != g)
+                check_attention(tables[ti]->name, "decode", tables[ti]->attention_decode_f32, &t, o1, o2, tol);
         free(q);
         free(kv);
         free(o1);
