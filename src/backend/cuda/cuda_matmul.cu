@@ -551,7 +551,7 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, MMA_MIN_BLOCKS)
                 for (int h = 0; h < 2; h++) {
                     wv[u][mt][h] = __ldg((const uint32_t *)(w.q + woff[mt][h] + (size_t)g * 16));
                     d[u][mt][h] = group_scale<DT>(w, soff[mt][h] + g);
-                    /* Q4_0's minimum is -8 d: computed where used rather than held */
+                    /* Q4_0's minimum is -8 d, IQ4_NL has none: computed where used rather than held */
                     m[u][mt][h] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + soff[mt][h] + g) : 0.0f;
                 }
         }
@@ -570,12 +570,15 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, MMA_MIN_BLOCKS)
                 for (int mt = 0; mt < MMA_MT; mt++) {
                     uint32_t a[4] = {wv[u][mt][0] & 0x0f0f0f0fu, wv[u][mt][1] & 0x0f0f0f0fu,
                                      (wv[u][mt][0] >> 4) & 0x0f0f0f0fu, (wv[u][mt][1] >> 4) & 0x0f0f0f0fu};
+                    if (DT == TS_DTYPE_IQ4_NL) /* codes -> signed grid levels (no offset term below) */
+#pragma unroll
+                        for (int i = 0; i < 4; i++) a[i] = iq4_nl_levels4_bytes(a[i]);
                     int c[4];
                     mma_s8_16x8x32(c, a, b0, b1);
                     /* c0, c1: row gid, tokens 2t, 2t + 1; c2, c3: row gid + 8 */
                     float dm0 = d[u][mt][0], dm1 = d[u][mt][1];
-                    float mm0 = DT == TS_DTYPE_Q4_1 ? m[u][mt][0] : -8.0f * dm0;
-                    float mm1 = DT == TS_DTYPE_Q4_1 ? m[u][mt][1] : -8.0f * dm1;
+                    float mm0 = DT == TS_DTYPE_Q4_1 ? m[u][mt][0] : DT == TS_DTYPE_Q4_0 ? -8.0f * dm0 : 0.0f;
+                    float mm1 = DT == TS_DTYPE_Q4_1 ? m[u][mt][1] : DT == TS_DTYPE_Q4_0 ? -8.0f * dm1 : 0.0f;
                     acc[mt][nt][0] = fmaf(s0.x, fmaf(dm0, (float)c[0], mm0 * s0.y), acc[mt][nt][0]);
                     acc[mt][nt][1] = fmaf(s1.x, fmaf(dm0, (float)c[1], mm0 * s1.y), acc[mt][nt][1]);
                     acc[mt][nt][2] = fmaf(s0.x, fmaf(dm1, (float)c[2], mm1 * s0.y), acc[mt][nt][2]);
@@ -654,7 +657,7 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
     for (int k = 0; k < count; k++)
         if ((size_t)ws[k]->rows * ws[k]->q_row_bytes >= ((size_t)1 << 32) || (size_t)ws[k]->rows * (size_t)(cols / 32) >= ((size_t)1 << 32))
             offsets_fit = 0;
-    if (DT != TS_DTYPE_Q8_0 && DT != TS_DTYPE_IQ4_NL && im->code_arch >= 800 && n >= im->mma_min_tokens && offsets_fit) {
+    if (DT != TS_DTYPE_Q8_0 && im->code_arch >= 800 && n >= im->mma_min_tokens && offsets_fit) {
         /* 4-bit weights: the tensor-core kernel takes up to 32 tokens in one pass over the weights */
         dp4a_targets mt = tg;
         unsigned mblocks = 0;

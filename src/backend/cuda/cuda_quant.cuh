@@ -23,8 +23,8 @@ __device__ __forceinline__ void k_scale_min(int j, const uint8_t *q, float *sc, 
  * int8 in one word: byte permutes over the 16 levels held as 4 words (-127 -104 -83 -65 | -49 -35 -22 -10 |
  * 1 13 25 38 | 53 69 89 113), low 3 bits of an index within a half, bit 3 the half. A table in constant
  * memory serialized the lanes (8B decode 32 tok/s). The GPU keeps IQ4_NL's indices as Q4_0's codes; the
- * int8 matrix-vector kernel looks up 4 levels per word (no offset to correct), the float paths decode
- * through the same lookup; there is no tensor-core batch kernel for it. */
+ * int8 matrix-vector and tensor-core batch kernels look up 4 levels per word (no offset to correct), the
+ * float paths decode through the same lookup. */
 __device__ __forceinline__ uint32_t iq4_nl_levels4(uint32_t sel) {
     const uint32_t lo = __byte_perm(0xbfad9881u, 0xf6eaddcfu, sel & 0x7777u);
     const uint32_t hi = __byte_perm(0x26190d01u, 0x71594535u, sel & 0x7777u);
