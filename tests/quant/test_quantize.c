@@ -236,7 +236,7 @@ static void test_tensor_conversion(void **state) {
     free(q4b);
 }
 
-/* int4 keeps every matrix at 4.5 bits (Q4_K where rows fill 256-wide blocks, else Q4_0); the
+/* int4 keeps every matrix at 4.5 bits (Q4_K where rows fill 256-wide blocks, else IQ4_NL); the
  * accounting reports the average including float32 vectors. Shapes of tiny-code (hidden 384). */
 static void test_scheme_accounting(void **state) {
     (void)state;
@@ -252,7 +252,7 @@ static void test_scheme_accounting(void **state) {
     ts_error err = {{0}};
     assert_int_equal(ts_quant_scheme_parse("int4", &s, &err), 0);
     assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_FFN_DOWN, 0, 8, TS_DTYPE_BF16, 1024), TS_DTYPE_Q4_K);
-    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_ATTN_Q, 0, 8, TS_DTYPE_BF16, 384), TS_DTYPE_Q4_0);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_ATTN_Q, 0, 8, TS_DTYPE_BF16, 384), TS_DTYPE_IQ4_NL);
     assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_EMBEDDING, -1, 8, TS_DTYPE_BF16, 1024), TS_DTYPE_Q4_K);
     assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_VECTOR, 0, 8, TS_DTYPE_BF16, 384), TS_DTYPE_F32);
     ts_quant_budget b;
@@ -268,7 +268,7 @@ static void test_scheme_accounting(void **state) {
     char buf[256];
     ts_quant_budget_str(&b, buf, sizeof buf);
     assert_non_null(strstr(buf, "4.50"));
-    assert_non_null(strstr(buf, "q4_0"));
+    assert_non_null(strstr(buf, "iq4_nl"));
     assert_non_null(strstr(buf, "q4_k"));
     assert_int_equal(ts_quant_scheme_parse("int8", &s, &err), 0);
     assert_true(fabs(ts_quant_scheme_bits_per_weight(&s, w, n - 1, 8, NULL) - 8.5) < 1e-9);

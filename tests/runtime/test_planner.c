@@ -9,7 +9,7 @@
  *     q4_k   144 bytes per 256 weights (2 f16 + 12 scale bytes + 128)    = 4.5 bits
  * and the quantization policy: int8 stores every matrix as q8_0; int4 stores the router as f16 and every
  * other matrix, the embedding and output head included, as q4_k (every Qwen3 row length is a multiple
- * of 256, so the q4_0 fallback of src/quant/scheme.c never applies here). Also: KV cache bytes, the refusal with
+ * of 256, so the iq4_nl fallback of src/quant/scheme.c never applies here). Also: KV cache bytes, the refusal with
  * its numbers, what would fit, and the GPU + CPU split. */
 #include <setjmp.h>
 #include <stdarg.h>

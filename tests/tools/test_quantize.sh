@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # tessera quantize and tessera synth end to end:
-# - the tiny-code model quantized to int8 keeps its perplexity within +0.1 % (issue 4's aim), int4 is
-#   reported and guarded against regressions (< +6 %), both with their bits per weight; iq4_nl (the same
-#   size) must beat int4 and stay within +3.5 %, and its GGUF file must read in gguf-py as IQ4_NL;
+# - the tiny-code model quantized to int8 keeps its perplexity within +0.1 % (issue 4's aim); int4 (Q4_K where
+#   rows fill 256, IQ4_NL elsewhere: +2.95 %) and iq4_nl everywhere (+2.84 %) both stay within +3.5 %, reported
+#   with their bits per weight, and the iq4_nl GGUF file must read in gguf-py as IQ4_NL;
 # - a GGUF written from safetensors (f32) computes exactly the same logits, and a GGUF can be requantized;
 # - synth writes a loadable GGUF (q4_k, with the tokenizer inside) and a loadable Hugging Face directory.
 # ctest-labels: no_sanitizer
@@ -30,8 +30,8 @@ d8, d4, dn = 100 * (p8 / base - 1), 100 * (p4 / base - 1), 100 * (pn / base - 1)
 print(f"perplexity: float {base:.4f}; int8 {p8:.4f} ({d8:+.3f} %) [{sys.argv[5]}]; int4 {p4:.4f} ({d4:+.2f} %) [{sys.argv[6]}]; "
       f"iq4_nl {pn:.4f} ({dn:+.2f} %) [{sys.argv[7]}]")
 assert d8 <= 0.1, "int8 loses more than 0.1 %"
-assert d4 <= 6.0, "int4 regressed past +6 %"
-assert dn <= 3.5 and pn < p4, "iq4_nl should beat int4 at the same size"
+assert d4 <= 3.5, "int4 regressed past +3.5 %"
+assert dn <= 3.5, "iq4_nl regressed past +3.5 %"
 PY
 python3 - "$tmp/iq4nl.gguf" <<'PY' || exit 1
 import sys
