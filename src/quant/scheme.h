@@ -45,7 +45,7 @@ const char *ts_quant_scheme_name(const ts_quant_scheme *s, char *buf, int cap);
 
 /* Storage type for one weight of `cols` inputs. Falls back to a finer type when cols does not fill
  * the preferred type's blocks. `source` is the type in the file (returned for TS_QUANT_NONE).
- * int4 keeps every matrix at 4.5 bits a weight (Q4_K where rows fill 256-wide blocks, else Q4_0):
+ * int4 keeps every matrix at 4.5 bits a weight (Q4_K where rows fill 256-wide blocks, else IQ4_NL):
  * tessera has no type below 4.5 bits to pay for more precise sensitive tensors, so its accuracy comes
  * from the error-minimising quantizer (quant/quantize.h) rather than from a mix. */
 ts_dtype ts_quant_scheme_dtype(const ts_quant_scheme *s, ts_weight_role role, int layer, int num_layers,
