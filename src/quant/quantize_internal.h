@@ -18,6 +18,18 @@ static inline int ts_nearest_int(float v) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
+/* The element of largest magnitude (the first of equal ones), 0 when all are 0; its magnitude in *amax. */
+static inline float ts_max_magnitude(const float *x, int64_t n, float *amax) {
+    float max = 0.0f, a = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        if (fabsf(x[i]) > a) {
+            a = fabsf(x[i]);
+            max = x[i];
+        }
+    *amax = a;
+    return max;
+}
+
 /* The index of the IQ4_NL grid level nearest v (v already divided by the block's scale). */
 static inline int ts_iq4_nl_nearest(float v) {
     int best = 0;

@@ -31,13 +31,8 @@ static void ref_q8_0(const float *x, ts_block_q8_0 *y, int64_t nb) {
 
 static void ref_q4_0(const float *x, ts_block_q4_0 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += TS_QK4_0) {
-        float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < TS_QK4_0; j++) {
-            if (amax < fabsf(x[j])) {
-                amax = fabsf(x[j]);
-                max = x[j];
-            }
-        }
+        float amax;
+        const float max = ts_max_magnitude(x, TS_QK4_0, &amax);
         const float d = max / -8;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = ts_f32_to_f16(d);
@@ -200,14 +195,8 @@ static void ref_q5_k(const float *x, ts_block_q5_k *y, int64_t nb) {
 /* Symmetric fit of 16 values to levels -nmax..nmax-1 weighted by x^2, trying 18 grids around the
  * max-magnitude one. Returns the scale; L receives levels offset by nmax. */
 static float fit_symmetric_x2(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
+    float amax;
+    const float max = ts_max_magnitude(x, n, &amax);
     if (amax < TS_GROUP_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
@@ -277,14 +266,8 @@ static void ref_q6_k(const float *x, ts_block_q6_k *y, int64_t nb) {
 
 static void ref_q8_k(const float *x, ts_block_q8_k *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += TS_QK_K) {
-        float max = 0, amax = 0;
-        for (int j = 0; j < TS_QK_K; j++) {
-            float ax = fabsf(x[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = x[j];
-            }
-        }
+        float amax;
+        const float max = ts_max_magnitude(x, TS_QK_K, &amax);
         if (amax == 0.0f) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
@@ -307,12 +290,8 @@ static void ref_q8_k(const float *x, ts_block_q8_k *y, int64_t nb) {
  * element to its nearest level. */
 static void ref_iq4_nl(const float *x, ts_block_iq4_nl *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += TS_QK4_NL) {
-        float amax = 0.0f, max = 0.0f;
-        for (int k = 0; k < TS_QK4_NL; k++)
-            if (fabsf(x[k]) > amax) {
-                amax = fabsf(x[k]);
-                max = x[k];
-            }
+        float amax;
+        const float max = ts_max_magnitude(x, TS_QK4_NL, &amax);
         uint16_t hd = ts_f32_to_f16(max / (float)ts_iq4_nl_values[0]);
         float d = ts_f16_to_f32(hd), id = d != 0.0f ? 1.0f / d : 0.0f;
         y[i].d = hd;

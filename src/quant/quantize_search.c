@@ -250,13 +250,8 @@ void ts_search_q4_1(const float *x, ts_block_q4_1 *y, int64_t nb, const float *i
  * is tried at the level with the larger range (-zero) and at a few stretches around it. */
 static float fit_symmetric(int n, int zero, const float *x, const float *w, const group_stats *g, uint8_t *L,
                            int n_stretch) {
-    float amax = 0, max = 0;
-    for (int i = 0; i < n; i++) {
-        if (fabsf(x[i]) > amax) {
-            amax = fabsf(x[i]);
-            max = x[i];
-        }
-    }
+    float amax;
+    const float max = ts_max_magnitude(x, n, &amax);
     if (amax < 1e-30f) {
         memset(L, zero, (size_t)n);
         return 0.0f;
@@ -376,12 +371,8 @@ void ts_search_iq4_nl(const float *x, ts_block_iq4_nl *y, int64_t nb, const floa
     group_stats gs;
     for (int64_t i = 0; i < nb; i++, x += TS_QK4_NL, imp = imp ? imp + TS_QK4_NL : NULL) {
         group_weights(x, imp, TS_QK4_NL, w, &gs);
-        float amax = 0.0f, max = 0.0f;
-        for (int k = 0; k < TS_QK4_NL; k++)
-            if (fabsf(x[k]) > amax) {
-                amax = fabsf(x[k]);
-                max = x[k];
-            }
+        float amax;
+        const float max = ts_max_magnitude(x, TS_QK4_NL, &amax);
         double best_err = INFINITY;
         uint16_t best_d = 0;
         memset(best_L, 8, sizeof best_L); /* level 8 is the one nearest zero (1) */
