@@ -91,13 +91,17 @@ ALWAYS_INLINE void copy64(uint8_t *dst, const uint8_t *src) {
     _mm256_store_si256((__m256i *)(dst + 32), _mm256_loadu_si256((const __m256i *)(src + 32)));
 }
 
-ALWAYS_INLINE void nibbles_to_block(const uint8_t *q, uint8_t *u) {
+/* Packed nibbles -> low nibbles to slices 0..3, high nibbles to slices 4..7; each index becomes
+ * levels[index] where a level table is given (a byte shuffle). */
+ALWAYS_INLINE void nibbles_to_block(const uint8_t *q, uint8_t *u, const __m128i *levels) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i table = levels ? _mm256_broadcastsi128_si256(*levels) : _mm256_setzero_si256();
     for (int s = 0; s < 8; s++) {
         __m256i v = _mm256_loadu_si256((const __m256i *)(q + 32 * s));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
         int slice = s / 2, part = s % 2;
-        _mm256_store_si256((__m256i *)(u + 64 * slice + 32 * part), _mm256_and_si256(v, m4));
-        _mm256_store_si256((__m256i *)(u + 64 * (4 + slice) + 32 * part), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+        _mm256_store_si256((__m256i *)(u + 64 * slice + 32 * part), levels ? _mm256_shuffle_epi8(table, lo) : lo);
+        _mm256_store_si256((__m256i *)(u + 64 * (4 + slice) + 32 * part), levels ? _mm256_shuffle_epi8(table, hi) : hi);
     }
 }
 
@@ -107,27 +111,19 @@ static void dec_q8_0(const uint8_t *p, uint8_t *u) {
 }
 
 static void dec_q4_0(const uint8_t *p, uint8_t *u) {
-    nibbles_to_block(p + 32, u);
+    nibbles_to_block(p + 32, u, NULL);
     for (int h = 0; h < 2; h++) put_scales8(u, 32, h, load_f16x8(p + 16 * h), _mm256_setzero_ps());
 }
 
-/* IQ4_NL: Q4_0's packing with grid indices; a byte shuffle looks up grid value + 128 (the type's offset). */
+/* IQ4_NL: Q4_0's packing with indices into the grid, looked up as grid value + 128 (the type's offset). */
 static void dec_iq4_nl(const uint8_t *p, uint8_t *u) {
-    int8_t lut[16];
-    for (int i = 0; i < 16; i++) lut[i] = (int8_t)(ts_iq4_nl_values[i] ^ (int8_t)0x80);
-    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)lut)), m4 = _mm256_set1_epi8(0x0f);
-    for (int s = 0; s < 8; s++) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 + 32 * s));
-        int slice = s / 2, part = s % 2;
-        _mm256_store_si256((__m256i *)(u + 64 * slice + 32 * part), _mm256_shuffle_epi8(table, _mm256_and_si256(v, m4)));
-        _mm256_store_si256((__m256i *)(u + 64 * (4 + slice) + 32 * part),
-                           _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)));
-    }
+    const __m128i levels = _mm_xor_si128(_mm_loadu_si128((const __m128i *)ts_iq4_nl_values), _mm_set1_epi8((char)0x80));
+    nibbles_to_block(p + 32, u, &levels);
     for (int h = 0; h < 2; h++) put_scales8(u, 32, h, load_f16x8(p + 16 * h), _mm256_setzero_ps());
 }
 
 static void dec_q4_1(const uint8_t *p, uint8_t *u) {
-    nibbles_to_block(p + 64, u);
+    nibbles_to_block(p + 64, u, NULL);
     for (int h = 0; h < 2; h++) put_scales8(u, 32, h, load_f16x8(p + 16 * h), load_f16x8(p + 32 + 16 * h));
 }
 

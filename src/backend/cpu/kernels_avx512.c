@@ -60,15 +60,24 @@ ALWAYS_INLINE void put_scales(uint8_t *u, int B, __m512 scale, __m512 mb) {
     _mm512_store_ps((float *)(u + B * 16 + 64), mb);
 }
 
-/* Four slices of packed nibbles -> low nibbles to slices 0..3, high nibbles to slices 4..7, minus
- * `sub` (the offset, in signed mode). */
-ALWAYS_INLINE void nibbles_to_block(const uint8_t *q, uint8_t *u, int sub) {
+/* Four slices of packed nibbles -> low nibbles to slices 0..3, high nibbles to slices 4..7. Each index
+ * becomes levels[index] where a level table is given (a byte shuffle), else index - sub (the offset,
+ * in signed mode). */
+ALWAYS_INLINE void nibbles_to_block(const uint8_t *q, uint8_t *u, int sub, const __m128i *levels) {
     const __m512i m4 = _mm512_set1_epi8(0x0f), vs = _mm512_set1_epi8((char)sub);
+    const __m512i table = levels ? _mm512_broadcast_i32x4(*levels) : _mm512_setzero_si512();
     for (int s = 0; s < 4; s++) {
         __m512i v = _mm512_loadu_si512(q + 64 * s);
-        _mm512_store_si512(u + 64 * s, _mm512_sub_epi8(_mm512_and_si512(v, m4), vs));
-        _mm512_store_si512(u + 64 * (4 + s), _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), vs));
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        _mm512_store_si512(u + 64 * s, levels ? _mm512_shuffle_epi8(table, lo) : _mm512_sub_epi8(lo, vs));
+        _mm512_store_si512(u + 64 * (4 + s), levels ? _mm512_shuffle_epi8(table, hi) : _mm512_sub_epi8(hi, vs));
     }
+}
+
+/* IQ4_NL's grid levels as bytes: signed, or plus 128 (the type's offset in the unified form). */
+ALWAYS_INLINE __m128i iq4_nl_levels(int signed_out) {
+    __m128i v = _mm_loadu_si128((const __m128i *)ts_iq4_nl_values);
+    return signed_out ? v : _mm_xor_si128(v, _mm_set1_epi8((char)0x80));
 }
 
 /* Stored values are q + 128; signed mode restores q. */
@@ -79,26 +88,19 @@ static void dec_q8_0(const uint8_t *p, uint8_t *u, int signed_out) {
 }
 
 static void dec_q4_0(const uint8_t *p, uint8_t *u, int signed_out) {
-    nibbles_to_block(p + 32, u, signed_out ? 8 : 0);
+    nibbles_to_block(p + 32, u, signed_out ? 8 : 0, NULL);
     put_scales(u, 32, load_f16x16(p), _mm512_setzero_ps());
 }
 
-/* IQ4_NL: Q4_0's packing with 4-bit indices into the grid; a byte shuffle looks the values up (plus 128
- * in unsigned mode, the type's offset). */
+/* IQ4_NL: Q4_0's packing with indices into the grid. */
 static void dec_iq4_nl(const uint8_t *p, uint8_t *u, int signed_out) {
-    int8_t lut[16];
-    for (int i = 0; i < 16; i++) lut[i] = (int8_t)(signed_out ? ts_iq4_nl_values[i] : ts_iq4_nl_values[i] ^ (int8_t)0x80);
-    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut)), m4 = _mm512_set1_epi8(0x0f);
-    for (int s = 0; s < 4; s++) {
-        __m512i v = _mm512_loadu_si512(p + 32 + 64 * s);
-        _mm512_store_si512(u + 64 * s, _mm512_shuffle_epi8(table, _mm512_and_si512(v, m4)));
-        _mm512_store_si512(u + 64 * (4 + s), _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)));
-    }
+    const __m128i levels = iq4_nl_levels(signed_out);
+    nibbles_to_block(p + 32, u, 0, &levels);
     put_scales(u, 32, load_f16x16(p), _mm512_setzero_ps());
 }
 
 static void dec_q4_1(const uint8_t *p, uint8_t *u) {
-    nibbles_to_block(p + 64, u, 0);
+    nibbles_to_block(p + 64, u, 0, NULL);
     put_scales(u, 32, load_f16x16(p), load_f16x16(p + 32));
 }
 
@@ -298,12 +300,7 @@ ALWAYS_INLINE void fused_q4q8_body(const int kind, const uint8_t *group, int64_t
     const int q4 = kind != 0;
     const size_t bb = q4 ? 288 : 544;
     const int off = kind == 1 ? 8 : 128;
-    __m512i grid = _mm512_setzero_si512();
-    if (kind == 2) {
-        int8_t lut[16];
-        for (int i = 0; i < 16; i++) lut[i] = (int8_t)(ts_iq4_nl_values[i] ^ (int8_t)0x80);
-        grid = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut));
-    }
+    const __m512i grid = kind == 2 ? _mm512_broadcast_i32x4(iq4_nl_levels(0)) : _mm512_setzero_si512();
     for (int64_t g = 0; g < n_native; g++) {
         const uint8_t *p = group + (size_t)g * bb;
         _mm_prefetch((const char *)(p + PREFETCH_BYTES), _MM_HINT_T0);
