@@ -231,33 +231,43 @@ typedef struct {
     attn_scratch *scratch; /* per thread */
 } attn_job;
 
+/* The parts of a kernel call every task shares: sizes, scratch, and the key and value rows of KV head
+ * kv_head at positions 0..n_keys-1 of sequence s (paged, so by pointer). */
+static void bind_keys(const attn_job *j, const ts_seq_view *s, int kv_head, int n_keys, attn_scratch *sc,
+                      ts_attn_tile *at) {
+    int hd = j->kv->layout.head_dim;
+    for (int p = 0; p < n_keys; p++) {
+        sc->keys[p] = kv_row(j->kv, j->kv->k, j->layer, s, p) + (size_t)kv_head * (size_t)hd;
+        sc->values[p] = kv_row(j->kv, j->kv->v, j->layer, s, p) + (size_t)kv_head * (size_t)hd;
+    }
+    at->n_keys = n_keys;
+    at->k = sc->keys;
+    at->v = sc->values;
+    at->head_dim = hd;
+    at->scale = j->scale;
+    at->scratch = sc->tile;
+}
+
+/* Query head h of token t as query i of the tile. */
+static void bind_query(const attn_job *j, int t, int h, int pos, int i, ts_attn_tile *at) {
+    size_t hd = (size_t)j->kv->layout.head_dim;
+    at->q[i] = j->q + (size_t)t * (size_t)j->q_stride + (size_t)h * hd;
+    at->out[i] = j->out + (size_t)t * (size_t)j->n_heads * hd + (size_t)h * hd;
+    at->q_last[i] = pos;
+}
+
 static void attention_tile_task(const attn_job *j, const attn_tile_task *tt, attn_scratch *sc) {
-    const ts_kv_layout *l = &j->kv->layout;
     const ts_seq_view *s = &j->step->seqs[tt->seq];
-    int hd = l->head_dim, group = j->n_heads / l->num_kv_heads;
+    int group = j->n_heads / j->kv->layout.num_kv_heads;
     ts_attn_tile at;
     at.nq = tt->count * group;
-    at.head_dim = hd;
-    at.scale = j->scale;
-    at.scratch = sc->tile;
     int last = 0;
     for (int c = 0; c < tt->count; c++) {
         int t = tt->first + c, pos = s->start_pos + (t - s->first_token);
-        for (int g = 0; g < group; g++) {
-            int i = c * group + g, h = tt->kv_head * group + g;
-            at.q[i] = j->q + (size_t)t * (size_t)j->q_stride + (size_t)h * (size_t)hd;
-            at.out[i] = j->out + (size_t)t * (size_t)(j->n_heads * hd) + (size_t)h * (size_t)hd;
-            at.q_last[i] = pos;
-        }
+        for (int g = 0; g < group; g++) bind_query(j, t, tt->kv_head * group + g, pos, c * group + g, &at);
         if (pos > last) last = pos;
     }
-    for (int p = 0; p <= last; p++) {
-        sc->keys[p] = kv_row(j->kv, j->kv->k, j->layer, s, p) + (size_t)tt->kv_head * (size_t)hd;
-        sc->values[p] = kv_row(j->kv, j->kv->v, j->layer, s, p) + (size_t)tt->kv_head * (size_t)hd;
-    }
-    at.n_keys = last + 1;
-    at.k = sc->keys;
-    at.v = sc->values;
+    bind_keys(j, s, tt->kv_head, last + 1, sc, &at);
     j->kern->attention_tile_f32(&at);
 }
 
@@ -287,27 +297,12 @@ static void attention_single(const attn_job *j, int t, int h, float *sc) {
 
 /* Query heads [h0, h0 + count) of token t (one KV head) through the table's decode kernel. */
 static void attention_decode_task(const attn_job *j, int t, int h0, int count, attn_scratch *sc) {
-    const ts_kv_layout *l = &j->kv->layout;
     const ts_seq_view *s = &j->step->seqs[j->token_seq[t]];
     int pos = s->start_pos + (t - s->first_token);
-    int hd = l->head_dim, kvh = h0 / (j->n_heads / l->num_kv_heads);
     ts_attn_tile at;
     at.nq = count;
-    at.head_dim = hd;
-    at.scale = j->scale;
-    at.scratch = sc->tile;
-    for (int i = 0; i < count; i++) {
-        at.q[i] = j->q + (size_t)t * (size_t)j->q_stride + (size_t)(h0 + i) * (size_t)hd;
-        at.out[i] = j->out + (size_t)t * (size_t)(j->n_heads * hd) + (size_t)(h0 + i) * (size_t)hd;
-        at.q_last[i] = pos;
-    }
-    for (int p = 0; p <= pos; p++) {
-        sc->keys[p] = kv_row(j->kv, j->kv->k, j->layer, s, p) + (size_t)kvh * (size_t)hd;
-        sc->values[p] = kv_row(j->kv, j->kv->v, j->layer, s, p) + (size_t)kvh * (size_t)hd;
-    }
-    at.n_keys = pos + 1;
-    at.k = sc->keys;
-    at.v = sc->values;
+    for (int i = 0; i < count; i++) bind_query(j, t, h0 + i, pos, i, &at);
+    bind_keys(j, s, h0 / (j->n_heads / j->kv->layout.num_kv_heads), pos + 1, sc, &at);
     j->kern->attention_decode_f32(&at);
 }
 
