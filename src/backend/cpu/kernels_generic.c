@@ -252,30 +252,32 @@ static void silu_mul_f32_ref(const float *gate, const float *up, float *out, int
     for (int64_t i = 0; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
-/* Each query on its own: scores, their maximum, exponentials and the weighted sum of values, in
- * double where it sums. */
+/* Each query on its own: scores (once, kept), their maximum, exponentials and the weighted sum of
+ * values, in double. */
 static void attention_tile_f32_ref(const ts_attn_tile *t) {
     const int hd = t->head_dim;
+    double *buf = malloc(((size_t)t->n_keys + (size_t)hd) * sizeof(double));
     for (int i = 0; i < t->nq; i++) {
-        int n = t->q_last[i] + 1;
-        double mx = -INFINITY, sum = 0.0;
-        for (int p = 0; p < n; p++) {
-            double s = (double)t->scale * dot_f32_row(t->q[i], t->k[p], hd);
-            if (s > mx) mx = s;
-        }
-        double *o = calloc((size_t)hd, sizeof(double));
-        if (!o) {
+        if (!buf) {
             memset(t->out[i], 0, (size_t)hd * sizeof(float));
             continue;
         }
+        double *score = buf, *o = buf + t->n_keys;
+        int n = t->q_last[i] + 1;
+        double mx = -INFINITY, sum = 0.0;
         for (int p = 0; p < n; p++) {
-            double e = exp((double)t->scale * dot_f32_row(t->q[i], t->k[p], hd) - mx);
+            score[p] = (double)t->scale * dot_f32_row(t->q[i], t->k[p], hd);
+            if (score[p] > mx) mx = score[p];
+        }
+        memset(o, 0, (size_t)hd * sizeof(double));
+        for (int p = 0; p < n; p++) {
+            double e = exp(score[p] - mx);
             sum += e;
             for (int d = 0; d < hd; d++) o[d] += e * t->v[p][d];
         }
         for (int d = 0; d < hd; d++) t->out[i][d] = (float)(o[d] / sum);
-        free(o);
     }
+    free(buf);
 }
 
 const ts_cpu_kernels ts_cpu_kernels_generic = {
