@@ -31,8 +31,6 @@ static void store_rows(const ts_mm_args *a, int64_t row0, int nrows, int t0, int
         /* 16 floats at most: an inline loop, not a call per token. */
         if (a->bias)
             for (int r = 0; r < nrows; r++) y[r] = s[r] + a->bias[row0 + r];
-        else if (nrows == TS_UNI_ROWS)
-            for (int r = 0; r < TS_UNI_ROWS; r++) y[r] = s[r];
         else
             for (int r = 0; r < nrows; r++) y[r] = s[r];
     }

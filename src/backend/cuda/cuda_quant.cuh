@@ -88,8 +88,8 @@ __device__ __forceinline__ void decode_group(const cuda_weight &w, int64_t row, 
         const uint4 u = __ldg((const uint4 *)(w.q + (size_t)row * w.q_row_bytes) + g);
         float d = group_scale<DT>(w, (size_t)row * (w.cols / 32) + g);
         uint32_t words[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
         /* natural order: nibble i of a word is element i of its 8 */
+#pragma unroll
         for (int j = 0; j < 4; j++) {
             uint32_t a = iq4_nl_levels4(words[j] & 0xffff), b = iq4_nl_levels4(words[j] >> 16);
 #pragma unroll
