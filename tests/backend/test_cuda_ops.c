@@ -18,6 +18,7 @@
 #include "support/testlib.h"
 
 static ts_backend *g_cpu, *g_gpu32, *g_gpu16, *g_gpu16d, *g_gpu16m; /* m: tensor-core 4-bit products at any width */
+static ts_backend *g_gpuh, *g_gpu16i; /* fp16; bf16 with the int8 tensor-core batch kernel instead of the bf16 one */
 static uint64_t g_rng = 12345;
 
 static float *dev_from(ts_backend *be, const float *h, size_t n) {
@@ -169,6 +170,22 @@ static void test_matmul_every_type(void **state) {
         for (int n = 1; n <= 32; n += 5) check_matmul(g_gpu16m, types[i], 1031, wide, n, n == 6, 1e-2);
         check_matmul(g_gpu16, types[i], 5, 4096, 1, 0, 1e-2);
     }
+}
+
+/* Batches of 4-bit weights on the tensor cores (cuda_batch16.cu and the int8 kernel it replaced): one
+ * chunk per K slice, a row count that leaves most of the last block empty, K split across blocks
+ * (few rows, long rows), every token count of a tile, bf16 and fp16. */
+static void test_batch_tensor_cores(void **state) {
+    (void)state;
+    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_IQ4_NL};
+    const int64_t shapes[][2] = {{37, 256}, {1031, 2048}, {200, 12288}};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        for (size_t s = 0; s < 3; s++)
+            for (int n = 9; n <= 32; n += 4 + (int)s) {
+                check_matmul(g_gpu16, types[i], shapes[s][0], shapes[s][1], n, n % 2, 1e-2);
+                if (g_gpuh) check_matmul(g_gpuh, types[i], shapes[s][0], shapes[s][1], n, n % 2, 1e-2);
+                if (g_gpu16i) check_matmul(g_gpu16i, types[i], shapes[s][0], shapes[s][1], n, n % 2, 1e-2);
+            }
 }
 
 /* Device greedy choice against ts_argmax: random rows, rows with ties (the lowest index wins), rows
@@ -493,6 +510,76 @@ static void check_attention(ts_backend *gpu, int hd, double tol) {
     gpu->ops->kv_destroy(gpu, kg);
 }
 
+/* Decode attention for batches (the GQA kernel takes 8 or more decode tokens): ten sequences prefilled
+ * to different lengths in one step, then pure decode steps; long prefills give several split-K splits
+ * per token, short ones a single split. Against the CPU backend. */
+static void check_attention_batch(ts_backend *gpu, int hd, int group, int prefill_base, double tol) {
+    enum { S = 10, NBLK = 64 };
+    const int n_kv = 2, n_heads = n_kv * group, bt = 4;
+    ts_kv_layout l = {1, n_kv, hd, bt, S * NBLK};
+    ts_error err = {{0}};
+    ts_kv_store *kc = g_cpu->ops->kv_create(g_cpu, &l, &err), *kg = gpu->ops->kv_create(gpu, &l, &err);
+    assert_non_null(kc);
+    assert_non_null(kg);
+    static int32_t blocks[S][NBLK];
+    for (int i = 0; i < S; i++)
+        for (int j = 0; j < NBLK; j++) blocks[i][j] = (NBLK - 1 - j) * S + i; /* interleaved, reversed */
+    int start[S] = {0};
+    for (int stepno = 0; stepno < 4; stepno++) {
+        ts_seq_view views[S];
+        int n = 0;
+        for (int i = 0; i < S; i++) {
+            int len = stepno == 0 ? prefill_base + (prefill_base / 8 + 1) * i : 1;
+            views[i] = (ts_seq_view){n, len, start[i], NBLK, blocks[i]};
+            n += len;
+        }
+        int32_t *tokens = malloc((size_t)n * sizeof(int32_t)), *positions = malloc((size_t)n * sizeof(int32_t));
+        for (int i = 0; i < S; i++)
+            for (int j = 0; j < views[i].n_tokens; j++) {
+                tokens[views[i].first_token + j] = j;
+                positions[views[i].first_token + j] = start[i] + j;
+            }
+        ts_step step = {n, tokens, positions, S, views, 0, NULL, NULL};
+        size_t qn = (size_t)n * n_heads * hd, kn = (size_t)n * n_kv * hd;
+        float *q = rand_floats(qn, 1.0f), *k = rand_floats(kn, 1.0f), *v = rand_floats(kn, 1.0f);
+        float *out = malloc(qn * sizeof(float));
+        float *dq = dev_from(gpu, q, qn), *dk = dev_from(gpu, k, kn), *dv = dev_from(gpu, v, kn), *dout = dev_from(gpu, q, qn);
+        g_cpu->ops->attention(g_cpu, kc, 0, &step, q, n_heads * hd, k, v, n_kv * hd, n_heads, 0.158f, out);
+        gpu->ops->begin_step(gpu, &step);
+        gpu->ops->attention(gpu, kg, 0, &step, dq, n_heads * hd, dk, dv, n_kv * hd, n_heads, 0.158f, dout);
+        char what[128];
+        snprintf(what, sizeof what, "batch attention (head_dim %d, %d heads per KV head, prefill %d) step %d", hd, group,
+                 prefill_base, stepno);
+        compare_vs_cpu(gpu, what, dout, out, qn, tol);
+        gpu->ops->sync(gpu);
+        for (int i = 0; i < S; i++) start[i] += views[i].n_tokens;
+        free(tokens);
+        free(positions);
+        free(q);
+        free(k);
+        free(v);
+        free(out);
+        gpu->ops->free(gpu, dq);
+        gpu->ops->free(gpu, dk);
+        gpu->ops->free(gpu, dv);
+        gpu->ops->free(gpu, dout);
+    }
+    g_cpu->ops->kv_destroy(g_cpu, kc);
+    gpu->ops->kv_destroy(gpu, kg);
+}
+
+static void test_attention_batch(void **state) {
+    (void)state;
+    const int hds[3] = {32, 64, 128}, groups[3] = {2, 4, 8};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            check_attention_batch(g_gpu32, hds[i], groups[j], 100, 1e-5);
+            check_attention_batch(g_gpu16, hds[i], groups[j], 100, 1e-2);
+        }
+    check_attention_batch(g_gpu16, 128, 4, 2, 1e-2); /* one split per token */
+    check_attention_batch(g_gpu32, 64, 2, 2, 1e-5);
+}
+
 static void test_attention(void **state) {
     (void)state;
     /* head_dim 40: float tiled prefill; 64 and 128: tensor-core prefill under bf16 (half cache) */
@@ -566,34 +653,34 @@ static void test_embedding(void **state) {
     }
 }
 
-/* Not a test: with TESSERA_CUDA_MICROBENCH=1, times large matrix-vector products per weight type and
+/* Not a test: with TESSERA_CUDA_MICROBENCH=1, times large products of 1, 16 and 32 tokens per weight type and
  * prints the weight bandwidth achieved (the number decode speed depends on). */
-static void microbench(ts_backend *be, const char *kernel) {
+static void microbench(ts_backend *be, const char *kernel, int n, int n_types) {
     const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_Q8_0};
-    const int64_t shapes[][2] = {{4096, 4096}, {12288, 4096}, {4096, 12288}, {151936, 4096}};
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+    const int64_t shapes[][2] = {{4096, 4096}, {24576, 4096}, {4096, 12288}, {151936, 4096}};
+    for (int i = 0; i < n_types; i++)
         for (size_t k = 0; k < 4; k++) {
             int64_t rows = shapes[k][0], cols = shapes[k][1];
             void *wb = rand_weight(types[i], rows, cols);
             ts_weight w = {.dtype = types[i], .rows = rows, .cols = cols, .host = wb, .row_bytes = ts_dtype_row_bytes(types[i], cols)};
             ts_error err = {{0}};
             if (be->ops->prepare_weight(be, &w, &err) != 0) continue;
-            float *x = rand_floats((size_t)cols, 1.0f), *dx = dev_from(be, x, (size_t)cols);
-            float *y0 = calloc((size_t)rows, sizeof(float));
-            float *dy = dev_from(be, y0, (size_t)rows);
+            float *x = rand_floats((size_t)n * cols, 1.0f), *dx = dev_from(be, x, (size_t)n * cols);
+            float *y0 = calloc((size_t)n * rows, sizeof(float));
+            float *dy = dev_from(be, y0, (size_t)n * rows);
             free(y0);
-            for (int r = 0; r < 3; r++) be->ops->matmul(be, &w, dx, 1, dy, NULL);
+            for (int r = 0; r < 3; r++) be->ops->matmul(be, &w, dx, n, dy, NULL);
             be->ops->sync(be);
             struct timespec a, b;
             clock_gettime(CLOCK_MONOTONIC, &a);
             const int reps = 50;
-            for (int r = 0; r < reps; r++) be->ops->matmul(be, &w, dx, 1, dy, NULL);
+            for (int r = 0; r < reps; r++) be->ops->matmul(be, &w, dx, n, dy, NULL);
             be->ops->sync(be);
             clock_gettime(CLOCK_MONOTONIC, &b);
             double sec = ((double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec)) / reps;
             double bytes = (double)w.row_bytes * (double)rows;
-            printf("gemv %-6s %-5s %6lld x %-6lld %8.1f us  %7.1f GB/s of weights\n", kernel, ts_dtype_get(types[i])->name,
-                   (long long)rows, (long long)cols, sec * 1e6, bytes / sec / 1e9);
+            printf("%-8s n=%-2d %-5s %6lld x %-6lld %8.1f us  %7.1f GB/s of weights\n", kernel, n,
+                   ts_dtype_get(types[i])->name, (long long)rows, (long long)cols, sec * 1e6, bytes / sec / 1e9);
             be->ops->release_weight(be, &w);
             be->ops->free(be, dx);
             be->ops->free(be, dy);
@@ -618,20 +705,29 @@ int main(void) {
     setenv("TESSERA_CUDA_MMA_MIN_TOKENS", "1", 1);
     g_gpu16m = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
     unsetenv("TESSERA_CUDA_MMA_MIN_TOKENS");
+    g_gpuh = ts_test_cuda_backend(TS_PRECISION_FP16, 0, g_cpu, why, sizeof why);
+    setenv("TESSERA_CUDA_BATCH16", "0", 1);
+    g_gpu16i = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
+    unsetenv("TESSERA_CUDA_BATCH16");
     printf("GPU: %s\n", g_gpu32->description);
     if (getenv("TESSERA_CUDA_MICROBENCH")) {
-        microbench(g_gpu16, "int8");
+        microbench(g_gpu16, "int8", 1, 3);
+        for (int n = 16; n <= 32; n += 16) {
+            microbench(g_gpu16, "batch16", n, 2);
+            if (g_gpu16i) microbench(g_gpu16i, "mma-int8", n, 2);
+        }
         setenv("TESSERA_CUDA_GEMV", "float", 1);
         ts_backend *f = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
         unsetenv("TESSERA_CUDA_GEMV");
         if (f) {
-            microbench(f, "float");
+            microbench(f, "float", 1, 3);
             f->ops->destroy(f);
         }
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul_every_type), cmocka_unit_test(test_norms_and_activations),
-        cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_matmul_every_type), cmocka_unit_test(test_batch_tensor_cores),
+        cmocka_unit_test(test_norms_and_activations),
+        cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_batch), cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_fused_ops),
         cmocka_unit_test(test_prequantized_activations),
     };
@@ -640,6 +736,8 @@ int main(void) {
     g_gpu16->ops->destroy(g_gpu16);
     g_gpu16d->ops->destroy(g_gpu16d);
     g_gpu16m->ops->destroy(g_gpu16m);
+    if (g_gpuh) g_gpuh->ops->destroy(g_gpuh);
+    if (g_gpu16i) g_gpu16i->ops->destroy(g_gpu16i);
     g_cpu->ops->destroy(g_cpu);
     return rc;
 }

@@ -238,6 +238,200 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
     store_head<HPL>(io, t, h, n_heads, hd, lane, acc, 1.0f / L);
 }
 
+/* DPL consecutive elements of a cache row as floats, in one load (8 bytes for 4 halves). */
+template <typename T, int DPL>
+__device__ __forceinline__ void load_row_part(const T *p, float (&f)[DPL]) {
+    if constexpr (sizeof(T) == 2 && DPL % 2 == 0) {
+        __half2 h[DPL / 2];
+        if constexpr (DPL == 2) *(uint32_t *)h = *(const uint32_t *)p;
+        else if constexpr (DPL == 4) *(uint2 *)h = *(const uint2 *)p;
+        else *(uint4 *)h = *(const uint4 *)p;
+#pragma unroll
+        for (int i = 0; i < DPL / 2; i++) {
+            float2 v = __half22float2(h[i]);
+            f[2 * i] = v.x;
+            f[2 * i + 1] = v.y;
+        }
+    } else if constexpr (sizeof(T) == 4 && DPL % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < DPL; i += 4) {
+            float4 v = *(const float4 *)(p + i);
+            f[i] = v.x;
+            f[i + 1] = v.y;
+            f[i + 2] = v.z;
+            f[i + 3] = v.w;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < DPL; i++) f[i] = ld(p + i);
+    }
+}
+
+/* Split-K decode attention for batches, one block per (token, KV head, split) serving all G query heads
+ * of the KV head: each key and value row is read once for the G heads (attn_partial reads it once per
+ * query head), in one vector load per lane (lane l holds elements DPL l .. DPL l + DPL - 1). Measured
+ * 74 us a layer for attn_partial at 32 tokens of 8B (docs/cuda-notes.md). Same contract as
+ * attn_partial: the step's own key/value rows come from io.k_new and are stored by split 0. */
+#define GQA_WARPS 8
+#define GQA_UNROLL 4
+#define GQA_MIN_TOKENS 8 /* batch-1 decode keeps attn_partial's (token, head) blocks: more parallelism */
+template <typename T, int DPL, int G>
+__global__ void __launch_bounds__(32 * GQA_WARPS)
+    attn_decode_gqa(const T *kc, const T *vc, T *kc_w, T *vc_w, const float *q, int q_stride, int n_heads, int n_kv,
+                    float scale, const int32_t *token_seq, const int32_t *seq_first, const int32_t *seq_start,
+                    const int32_t *seq_block_off, const int32_t *block_table, int block_tokens, int n_splits,
+                    const int32_t *token_list, attn_io io) {
+    pdl_wait();
+    constexpr int HD = 32 * DPL;
+    __shared__ float sm_m[GQA_WARPS][G], sm_l[GQA_WARPS][G];
+    __shared__ __align__(16) float sm_o[GQA_WARPS][G][HD];
+    const int t = token_list ? token_list[blockIdx.x] : blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int s = token_seq[t], pos = seq_start[s] + (t - seq_first[s]);
+    const size_t row_elems = (size_t)n_kv * HD;
+    const int32_t *blocks = block_table + seq_block_off[s];
+    const float *k_own = io.k_new ? io.k_new + (size_t)t * io.kv_stride + (size_t)kvh * HD : NULL;
+    const float *v_own = io.k_new ? io.v_new + (size_t)t * io.kv_stride + (size_t)kvh * HD : NULL;
+    if (k_own && split == 0) {
+        size_t dst = ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * HD;
+        for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+            if constexpr (sizeof(T) == 4) {
+                kc_w[dst + d] = k_own[d];
+                vc_w[dst + d] = v_own[d];
+            } else {
+                kc_w[dst + d] = __float2half(k_own[d]);
+                vc_w[dst + d] = __float2half(v_own[d]);
+            }
+        }
+    }
+    const int chunk = (pos + n_splits) / n_splits;
+    const int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
+    const int p1_cache = k_own ? min(p1, pos) : p1;
+    float qv[G][DPL], o[G][DPL], m[G], l[G];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        const float *qr = q + (size_t)t * q_stride + (size_t)(kvh * G + g) * HD + DPL * lane;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) {
+            qv[g][i] = qr[i] * scale;
+            o[g][i] = 0.0f;
+        }
+        m[g] = -INFINITY;
+        l[g] = 0.0f;
+    }
+    auto fold = [&](const float (&kf)[DPL], const float (&vf)[DPL]) {
+        float dot[G];
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            dot[g] = 0.0f;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) dot[g] = fmaf(qv[g][i], kf[i], dot[g]);
+        }
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1)
+#pragma unroll
+            for (int g = 0; g < G; g++) dot[g] += __shfl_xor_sync(0xffffffffu, dot[g], off);
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            float m_new = fmaxf(m[g], dot[g]);
+            float c = __expf(m[g] - m_new), e = __expf(dot[g] - m_new);
+            l[g] = l[g] * c + e;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) o[g][i] = fmaf(o[g][i], c, e * vf[i]);
+            m[g] = m_new;
+        }
+    };
+    for (int pb = p0 + warp * GQA_UNROLL; pb < p1_cache; pb += GQA_WARPS * GQA_UNROLL) {
+        float kf[GQA_UNROLL][DPL], vf[GQA_UNROLL][DPL];
+#pragma unroll
+        for (int u = 0; u < GQA_UNROLL; u++) {
+            int p = min(pb + u, p1_cache - 1);
+            size_t base = ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems +
+                          (size_t)kvh * HD + DPL * lane;
+            load_row_part<T, DPL>(kc + base, kf[u]);
+            load_row_part<T, DPL>(vc + base, vf[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < GQA_UNROLL; u++)
+            if (pb + u < p1_cache) fold(kf[u], vf[u]);
+    }
+    if (k_own && p1 == pos + 1 && p0 <= pos && warp == GQA_WARPS - 1) {
+        float kf[DPL], vf[DPL];
+#pragma unroll
+        for (int i = 0; i < DPL; i++) {
+            kf[i] = k_own[DPL * lane + i];
+            vf[i] = v_own[DPL * lane + i];
+        }
+        fold(kf, vf);
+    }
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        if (lane == 0) {
+            sm_m[warp][g] = m[g];
+            sm_l[warp][g] = l[g];
+        }
+#pragma unroll
+        for (int i = 0; i < DPL; i++) sm_o[warp][g][DPL * lane + i] = o[g][i];
+    }
+    __syncthreads();
+    /* warp g merges query head g over the block's warps, lanes across head_dim (d = lane + 32 i) */
+    const int g = warp;
+    float acc[DPL], L = 0.0f, M = -INFINITY;
+    if (g < G) {
+        for (int w = 0; w < GQA_WARPS; w++) M = fmaxf(M, sm_m[w][g]);
+#pragma unroll
+        for (int i = 0; i < DPL; i++) acc[i] = 0.0f;
+        for (int w = 0; w < GQA_WARPS; w++) {
+            float f = sm_m[w][g] == -INFINITY ? 0.0f : __expf(sm_m[w][g] - M);
+            L += sm_l[w][g] * f;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) acc[i] += sm_o[w][g][lane + 32 * i] * f;
+        }
+    }
+    const int h = kvh * G + g;
+    if (n_splits == 1) {
+        if (g < G) store_head<DPL>(io, t, h, n_heads, HD, lane, acc, 1.0f / L);
+        return;
+    }
+    if (g < G) {
+        size_t idx = ((size_t)blockIdx.x * n_heads + h) * n_splits + split;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) io.part_o[idx * HD + lane + 32 * i] = acc[i];
+        if (lane == 0) {
+            io.part_ml[2 * idx] = M;
+            io.part_ml[2 * idx + 1] = L;
+        }
+    }
+    /* publish the partials, then count this split; the block completing the count merges every split */
+    __threadfence();
+    __syncthreads();
+    __shared__ unsigned prior;
+    const size_t counter = (size_t)blockIdx.x * n_kv + kvh;
+    if (threadIdx.x == 0) prior = atomicAdd(io.done + counter, 1u);
+    __syncthreads();
+    if (prior != (unsigned)n_splits - 1) return;
+    if (threadIdx.x == 0) io.done[counter] = 0;
+    __threadfence();
+    if (g >= G) return;
+    const size_t pair = (size_t)blockIdx.x * n_heads + h;
+    const float *pml = io.part_ml + 2 * pair * n_splits;
+    M = -INFINITY;
+    for (int sp = lane; sp < n_splits; sp += 32) M = fmaxf(M, __ldcg(pml + 2 * sp));
+    for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+    L = 0.0f;
+#pragma unroll
+    for (int i = 0; i < DPL; i++) acc[i] = 0.0f;
+    for (int sp = 0; sp < n_splits; sp++) {
+        float ms = __ldcg(pml + 2 * sp), ls = __ldcg(pml + 2 * sp + 1);
+        float c = ms == -INFINITY ? 0.0f : __expf(ms - M);
+        L += ls * c;
+        const float *po = io.part_o + (pair * n_splits + sp) * HD;
+#pragma unroll
+        for (int i = 0; i < DPL; i++) acc[i] += __ldcg(po + lane + 32 * i) * c;
+    }
+    store_head<DPL>(io, t, h, n_heads, HD, lane, acc, 1.0f / L);
+}
+
 #define TILE_ROWS 64 /* query rows (tokens x query heads of one KV head) per tiled block */
 #define TILE_KEYS 32
 
@@ -569,6 +763,20 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
         io.xq = qa.xq;
         io.xs = qa.xs;
         io.nibbles = qa.nibbles;
+    }
+    /* batches: the GQA kernel (head_dim 32/64/128, 2, 4 or 8 query heads per KV head) */
+    if (count >= GQA_MIN_TOKENS && !im->gqa_off && (hd == 32 || hd == 64 || hd == 128) &&
+        (group == 2 || group == 4 || group == 8)) {
+        dim3 g2(count, n_kv, splits);
+#define GQA(DPL, G)                                                                                                  cuda_launch(im, attn_decode_gqa<T, DPL, G>, g2, dim3(32 * GQA_WARPS), 0, kbase, vbase, kbase, vbase, q,                      q_stride, n_heads, n_kv, scale, st->token_seq, st->seq_first, st->seq_start, st->seq_block_off,                 st->block_table, block_tokens, splits, list, io)
+#define GQA_HD(DPL) \
+    if (group == 2) GQA(DPL, 2); else if (group == 4) GQA(DPL, 4); else GQA(DPL, 8);
+        if (hd == 32) { GQA_HD(1) }
+        else if (hd == 64) { GQA_HD(2) }
+        else { GQA_HD(4) }
+#undef GQA_HD
+#undef GQA
+        return;
     }
     dim3 grid(count, n_heads, splits);
 #define ATT(HPL)                                                                                                   \

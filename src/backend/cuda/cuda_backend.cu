@@ -327,6 +327,9 @@ static void cu_destroy(ts_backend *be) {
     if (im->argmax_scratch) cudaFree(im->argmax_scratch);
     if (im->attn_scratch) cudaFree(im->attn_scratch);
     if (im->attn_done) cudaFree(im->attn_done);
+    if (im->batch16_act) cudaFree(im->batch16_act);
+    if (im->batch16_part) cudaFree(im->batch16_part);
+    if (im->batch16_done) cudaFree(im->batch16_done);
     if (im->inv_freq) cudaFree(im->inv_freq);
     if (im->step.tokens) cudaFree(im->step.tokens);
     for (int i = 0; i < im->n_graphs; i++)
@@ -551,6 +554,10 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     const char *mma_env = getenv("TESSERA_CUDA_MMA_MIN_TOKENS");
     im->mma_min_tokens = mma_env && *mma_env ? atoi(mma_env) : 9;
     if (im->mma_min_tokens < 1) im->mma_min_tokens = 1;
+    const char *b16_env = getenv("TESSERA_CUDA_BATCH16");
+    im->batch16_off = b16_env && strcmp(b16_env, "0") == 0;
+    const char *gqa_env = getenv("TESSERA_CUDA_GQA");
+    im->gqa_off = gqa_env && strcmp(gqa_env, "0") == 0;
     const char *gemv_env = getenv("TESSERA_CUDA_GEMV");
     im->float_gemv = gemv_env && strcmp(gemv_env, "float") == 0;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");

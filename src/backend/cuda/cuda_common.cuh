@@ -108,6 +108,12 @@ struct cuda_impl {
     size_t attn_scratch_bytes;
     void *attn_done;    /* per (token, head) count of finished splits; the last one merges them */
     size_t attn_done_bytes;
+    /* the bf16/fp16 tensor-core batch kernel (cuda_batch16.cu): fragment-ordered activations, partial
+     * sums of K parts, per row block count of finished parts */
+    void *batch16_act, *batch16_part, *batch16_done;
+    size_t batch16_act_bytes, batch16_part_bytes, batch16_done_bytes;
+    int batch16_off; /* TESSERA_CUDA_BATCH16=0 */
+    int gqa_off;     /* TESSERA_CUDA_GQA=0: batches' decode attention per query head (attn_partial) */
     float *inv_freq;          /* device copy of the model's RoPE frequencies */
     const float *inv_freq_host;
     int inv_freq_n;

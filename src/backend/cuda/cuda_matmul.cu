@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cuda/cuda_batch16.cuh"
 #include "backend/cuda/cuda_quant.cuh"
 #include "quant/float16.h"
 #include "quant/k_scales.h"
@@ -698,6 +699,12 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
 
 static void dispatch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
                                float *const *ys, const float *const *biases) {
+    int batch16 = 1;
+    for (int k = 0; k < count; k++) batch16 = batch16 && cuda_batch16_eligible(im, ws[k], n);
+    if (batch16) {
+        cuda_batch16_matmul(im, count, ws, x, n, ys, biases);
+        return;
+    }
     if (ws[0]->dtype == TS_DTYPE_Q4_0) launch_gemv_dp4a<TS_DTYPE_Q4_0>(im, count, ws, x, n, ys, biases);
     else if (ws[0]->dtype == TS_DTYPE_Q4_1) launch_gemv_dp4a<TS_DTYPE_Q4_1>(im, count, ws, x, n, ys, biases);
     else if (ws[0]->dtype == TS_DTYPE_IQ4_NL) launch_gemv_dp4a<TS_DTYPE_IQ4_NL>(im, count, ws, x, n, ys, biases);

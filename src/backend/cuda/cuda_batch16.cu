@@ -1,0 +1,359 @@
+/* Batched decode (9-32 tokens) of 4-bit weights on the tensor cores in bf16 (fp16 under fp16
+ * precision): mma.sync m16n8k16 with the weights unpacked to 16-bit values in registers and the group
+ * scale (and minimum) applied to the weights before the product, so the accumulators run over the
+ * whole K without a per-group epilogue. The earlier int8 kernel (cuda_matmul.cu) spent most of its
+ * time on per-group float corrections and narrow scattered loads; here every load is a full sector.
+ *
+ * Layout of the work: a block owns BW_ROWS rows and a contiguous range of K; its warps are BW_RS row
+ * sets of BW_MT 16-row tiles times BW_KS slices of that range (a warp takes every BW_KS-th chunk of 64
+ * columns), and add their partial tiles in shared memory in a fixed order. Matrices with few rows are
+ * also split along K across blocks (kparts) so that every SM has work; the last block of a row range
+ * to finish adds the parts in order, so results do not depend on timing.
+ *
+ * K order inside a chunk: lane t of a row reads the 8 bytes at 8t, i.e. elements 16t..16t+15 (byte b
+ * holds elements 2b and 2b+1 in its low and high nibble). Masking a 32-bit word with 0x000F000F
+ * after a shift of 4p gives the pair of elements (p, p + 4) of that word as two 16-bit lanes, which
+ * is what one register of an A fragment holds. The mma's K index is only a summation index, so the
+ * activations are stored in the matching order (bw_act_kernel) and no weight is moved. */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "backend/cuda/cuda_batch16.cuh"
+
+#define BW_MT 2  /* 16-row tiles per warp: each activation fragment serves 32 rows */
+#define BW_RS 4  /* row sets per block: four warps read each activation chunk close together (L1) */
+#define BW_KS 2  /* K slices per block */
+#define BW_MIN_BLOCKS 2
+#define BW_ROWS (16 * BW_MT * BW_RS)
+#define BW_MAX_KPARTS 8
+
+struct bw_targets {
+    cuda_weight w[BW_MAX_TARGETS];
+    float *y[BW_MAX_TARGETS];
+    const float *bias[BW_MAX_TARGETS];
+    float *part[BW_MAX_TARGETS];      /* [kparts][n_tok][rows] partial sums when kparts > 1 */
+    unsigned *done[BW_MAX_TARGETS];   /* per row block: parts finished (reset by the last) */
+    unsigned first_block[BW_MAX_TARGETS + 1];
+    int kparts;
+};
+
+/* The two 16-bit formats: bf16 (precision bf16) and fp16. MAGIC | c is the 16-bit value BIAS + c
+ * for a 4-bit code c, exactly. */
+template <int F16>
+struct bw_fmt;
+template <>
+struct bw_fmt<0> {
+    typedef __nv_bfloat162 v2;
+    static constexpr uint32_t MAGIC = 0x43004300u; /* 128.0 */
+    static constexpr float BIAS = 128.0f;
+    static __device__ __forceinline__ v2 splat(float f) { return __float2bfloat162_rn(f); }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        v2 v = __floats2bfloat162_rn(lo, hi);
+        return *(uint32_t *)&v;
+    }
+};
+template <>
+struct bw_fmt<1> {
+    typedef __half2 v2;
+    static constexpr uint32_t MAGIC = 0x64006400u; /* 1024.0 */
+    static constexpr float BIAS = 1024.0f;
+    static __device__ __forceinline__ v2 splat(float f) { return __float2half2_rn(f); }
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
+        v2 v = __floats2half2_rn(lo, hi);
+        return *(uint32_t *)&v;
+    }
+};
+
+template <int F16>
+__device__ __forceinline__ void mma_16x8x16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if (F16)
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                     "{%0,%1,%2,%3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+/* Element offset, within lane t's 16 elements, of the first of register j's pair (the second is +4). */
+__host__ __device__ __forceinline__ int bw_pair_base(int j) { return (j & 3) + 8 * (j >> 2); }
+
+/* x [n][cols] float -> 16-bit B fragments: for chunk c (64 columns), token tile nt and lane (g, t),
+ * two uint4 of registers 0-3 and 4-7; register j holds elements 64c + 16t + bw_pair_base(j) (+4) of
+ * token 8nt + g, zero past the last token. */
+template <int F16>
+__global__ void bw_act_kernel(const float *__restrict__ x, int n, int64_t cols, int nt_count, uint32_t *__restrict__ out,
+                              int64_t words) {
+    pdl_wait();
+    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= words) return;
+    int e = (int)(i & 3), lane = (int)((i >> 2) & 31);
+    int64_t rest = i >> 7;
+    int j = 4 * (int)(rest & 1) + e;
+    rest >>= 1;
+    int nt = (int)(rest % nt_count);
+    int64_t c = rest / nt_count;
+    int tok = 8 * nt + lane / 4;
+    uint32_t v = 0;
+    if (tok < n) {
+        const float *xr = x + (size_t)tok * cols + c * 64 + 16 * (lane % 4) + bw_pair_base(j);
+        v = bw_fmt<F16>::pack(xr[0], xr[4]);
+    }
+    out[i] = v;
+}
+
+template <int DT, int F16, int NT>
+__global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
+    gemm_bw_kernel(bw_targets tg, const uint4 *__restrict__ xa, int n_tok) {
+    typedef typename bw_fmt<F16>::v2 v2;
+    pdl_wait();
+    extern __shared__ float red[]; /* [BW_KS][BW_ROWS][NT * 8 + 1] */
+    constexpr int RS = NT * 8 + 1;
+    __shared__ int last_part;
+    int k = blockIdx.x >= tg.first_block[1] ? (blockIdx.x >= tg.first_block[2] ? 2 : 1) : 0;
+    const cuda_weight &w = k == 0 ? tg.w[0] : k == 1 ? tg.w[1] : tg.w[2];
+    const unsigned local = blockIdx.x - tg.first_block[k];
+    const int kparts = tg.kparts, kpart = (int)(local % (unsigned)kparts);
+    const int64_t rblock = local / (unsigned)kparts;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
+    const int rs = warp % BW_RS, ks = warp / BW_RS;
+    const int groups = (int)(w.cols / 32), chunks = groups / 2;
+    const int cbeg = (int)((int64_t)chunks * kpart / kparts), cend = (int)((int64_t)chunks * (kpart + 1) / kparts);
+    const int64_t row0 = rblock * BW_ROWS + 16 * BW_MT * rs;
+    /* 32-bit offsets (the launcher keeps larger matrices away): 64-bit ones cost registers */
+    uint32_t woff[BW_MT][2], soff[BW_MT][2];
+#pragma unroll
+    for (int mt = 0; mt < BW_MT; mt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int64_t row = min(row0 + 16 * mt + gid + 8 * h, w.rows - 1);
+            woff[mt][h] = (uint32_t)((size_t)row * w.q_row_bytes + 8 * tig);
+            soff[mt][h] = (uint32_t)((size_t)row * groups + (tig >> 1)); /* lanes 0-1: even group, 2-3: odd */
+        }
+    float acc[BW_MT][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < BW_MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) acc[mt][nt][j] = 0.0f;
+    const v2 bias2 = bw_fmt<F16>::splat(bw_fmt<F16>::BIAS + (DT == TS_DTYPE_Q4_0 ? 8.0f : 0.0f));
+    /* the weights and scales of the next chunk are loaded while this one is multiplied: a warp
+     * otherwise waits a full DRAM latency per chunk (measured 1.25 TB/s at 32 tokens without it) */
+    uint2 wq[BW_MT][2], wq_next[BW_MT][2];
+    float d[BW_MT][2], m[BW_MT][2], d_next[BW_MT][2], m_next[BW_MT][2];
+    auto load_weights = [&](int c, uint2 (&q)[BW_MT][2], float (&dd)[BW_MT][2], float (&mm)[BW_MT][2]) {
+#pragma unroll
+        for (int mt = 0; mt < BW_MT; mt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                q[mt][h] = __ldg((const uint2 *)(w.q + woff[mt][h] + (size_t)c * 32));
+                dd[mt][h] = group_scale<DT>(w, soff[mt][h] + 2 * c);
+                mm[mt][h] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + soff[mt][h] + 2 * c) : 0.0f;
+            }
+    };
+    /* activations: registers 0-3 of the next chunk are loaded once steps 0-1 have used this chunk's,
+     * 4-7 after steps 2-3, so they arrive during the multiplications without more registers */
+    uint4 xb[NT][2];
+    auto load_acts = [&](int c, int j) {
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) xb[nt][j] = __ldg(xa + ((size_t)(c * NT + nt) * 2 + j) * 32 + lane);
+    };
+    if (cbeg + ks < cend) {
+        load_weights(cbeg + ks, wq, d, m);
+        load_acts(cbeg + ks, 0);
+        load_acts(cbeg + ks, 1);
+    }
+    for (int c = cbeg + ks; c < cend; c += BW_KS) {
+        const int c_next = c + BW_KS < cend ? c + BW_KS : c;
+        load_weights(c_next, wq_next, d_next, m_next);
+        v2 d2[BW_MT][2], m2[BW_MT][2];
+#pragma unroll
+        for (int mt = 0; mt < BW_MT; mt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                d2[mt][h] = bw_fmt<F16>::splat(d[mt][h]);
+                m2[mt][h] = bw_fmt<F16>::splat(m[mt][h]);
+            }
+#pragma unroll
+        for (int s = 0; s < 4; s++) {
+            uint32_t b[NT][2];
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                const uint4 &u = xb[nt][s / 2];
+                b[nt][0] = (s & 1) ? u.z : u.x;
+                b[nt][1] = (s & 1) ? u.w : u.y;
+            }
+#pragma unroll
+            for (int mt = 0; mt < BW_MT; mt++) {
+                uint32_t a[4];
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    /* a0, a1: pair 2s of rows gid, gid + 8; a2, a3: pair 2s + 1 */
+                    const int h = r & 1, p = 2 * s + (r >> 1);
+                    const uint32_t word = p < 4 ? wq[mt][h].x : wq[mt][h].y;
+                    uint32_t raw = ((word >> (4 * (p & 3))) & 0x000f000fu) | bw_fmt<F16>::MAGIC;
+                    v2 v = __hsub2(*(v2 *)&raw, bias2); /* the code (minus 8 for Q4_0), exactly */
+                    v = DT == TS_DTYPE_Q4_1 ? __hfma2(v, d2[mt][h], m2[mt][h]) : __hmul2(v, d2[mt][h]);
+                    a[r] = *(uint32_t *)&v;
+                }
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) mma_16x8x16<F16>(acc[mt][nt], a, b[nt][0], b[nt][1]);
+            }
+            if (s & 1) load_acts(c_next, s / 2);
+        }
+#pragma unroll
+        for (int mt = 0; mt < BW_MT; mt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                wq[mt][h] = wq_next[mt][h];
+                d[mt][h] = d_next[mt][h];
+                m[mt][h] = m_next[mt][h];
+            }
+    }
+    /* c0, c1: row gid, tokens 2t, 2t + 1; c2, c3: row gid + 8 */
+#pragma unroll
+    for (int mt = 0; mt < BW_MT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int r = 16 * BW_MT * rs + 16 * mt + gid + 8 * (j / 2), t = nt * 8 + 2 * tig + (j % 2);
+                red[(ks * BW_ROWS + r) * RS + t] = acc[mt][nt][j];
+            }
+    __syncthreads();
+    float *__restrict__ y = k == 0 ? tg.y[0] : k == 1 ? tg.y[1] : tg.y[2];
+    const float *__restrict__ bias = k == 0 ? tg.bias[0] : k == 1 ? tg.bias[1] : tg.bias[2];
+    const int64_t base = rblock * BW_ROWS;
+    float *part = kparts > 1 ? (k == 0 ? tg.part[0] : k == 1 ? tg.part[1] : tg.part[2]) : NULL;
+    for (int i = threadIdx.x; i < BW_ROWS * NT * 8; i += blockDim.x) {
+        int r = i % BW_ROWS, t = i / BW_ROWS; /* neighbouring threads: neighbouring rows of y */
+        if (base + r >= w.rows || t >= n_tok) continue;
+        float sum = 0.0f;
+#pragma unroll
+        for (int s = 0; s < BW_KS; s++) sum += red[(s * BW_ROWS + r) * RS + t];
+        if (part) part[((size_t)kpart * n_tok + t) * w.rows + base + r] = sum;
+        else y[(size_t)t * w.rows + base + r] = sum + (bias ? bias[base + r] : 0.0f);
+    }
+    if (!part) return;
+    /* the last part of this row block to finish adds all parts in order */
+    __threadfence();
+    __syncthreads();
+    unsigned *done = k == 0 ? tg.done[0] : k == 1 ? tg.done[1] : tg.done[2];
+    if (threadIdx.x == 0) {
+        unsigned before = atomicAdd(done + rblock, 1u);
+        last_part = before == (unsigned)kparts - 1;
+        if (last_part) done[rblock] = 0; /* ready for the next launch */
+    }
+    __syncthreads();
+    if (!last_part) return;
+    __threadfence();
+    for (int i = threadIdx.x; i < BW_ROWS * NT * 8; i += blockDim.x) {
+        int r = i % BW_ROWS, t = i / BW_ROWS;
+        if (base + r >= w.rows || t >= n_tok) continue;
+        float sum = 0.0f;
+        for (int p = 0; p < kparts; p++) sum += __ldcg(part + ((size_t)p * n_tok + t) * w.rows + base + r);
+        y[(size_t)t * w.rows + base + r] = sum + (bias ? bias[base + r] : 0.0f);
+    }
+}
+
+int cuda_batch16_eligible(const cuda_impl *im, const cuda_weight *w, int n) {
+    if (im->batch16_off || im->code_arch < 800 || n < im->mma_min_tokens || n > BW_MAX_TOKENS) return 0;
+    if (im->opt.precision != TS_PRECISION_BF16 && im->opt.precision != TS_PRECISION_FP16) return 0;
+    if (w->dtype != TS_DTYPE_Q4_0 && w->dtype != TS_DTYPE_Q4_1) return 0;
+    if (w->cols % 64 || w->cols / 64 < BW_KS) return 0;
+    /* 32-bit offsets in the kernel */
+    return (size_t)w->rows * w->q_row_bytes < ((size_t)1 << 32) && (size_t)w->rows * (size_t)(w->cols / 32) < ((size_t)1 << 31);
+}
+
+/* K parts per row block: the fewest that fill the SMs' block slots about as well as any. */
+static int choose_kparts(int sms, unsigned row_blocks, int chunks) {
+    int best = 1;
+    double best_fill = 0.0;
+    for (int s = 1; s <= BW_MAX_KPARTS && chunks / s >= BW_KS; s++) {
+        unsigned blocks = row_blocks * (unsigned)s, waves = (blocks + (unsigned)sms - 1) / (unsigned)sms;
+        double fill = (double)blocks / ((double)waves * sms);
+        if (fill > best_fill + 0.05) {
+            best_fill = fill;
+            best = s;
+        }
+    }
+    return best;
+}
+
+template <int DT, int F16>
+static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
+                         float *const *ys, const float *const *biases) {
+    const int64_t cols = ws[0]->cols;
+    const int nt_count = (n + 7) / 8, chunks = (int)(cols / 64);
+    const int64_t words = (int64_t)chunks * nt_count * 256;
+    uint32_t *xa = (uint32_t *)cuda_scratch(im, &im->batch16_act, &im->batch16_act_bytes, (size_t)words * 4);
+    if (!xa) return;
+    cuda_launch(im, bw_act_kernel<F16>, dim3((unsigned)((words + 255) / 256)), dim3(256), 0, x, n, cols, nt_count, xa, words);
+    bw_targets tg;
+    memset(&tg, 0, sizeof tg);
+    unsigned row_blocks = 0;
+    for (int k = 0; k < count; k++) row_blocks += (unsigned)((ws[k]->rows + BW_ROWS - 1) / BW_ROWS);
+    tg.kparts = choose_kparts(im->prop.multiProcessorCount * BW_MIN_BLOCKS, row_blocks, chunks);
+    if (tg.kparts > 1) {
+        size_t part_floats = 0;
+        for (int k = 0; k < count; k++) part_floats += (size_t)tg.kparts * n * (size_t)ws[k]->rows;
+        void *old_done = im->batch16_done;
+        float *part = (float *)cuda_scratch(im, &im->batch16_part, &im->batch16_part_bytes, part_floats * sizeof(float));
+        unsigned *done = (unsigned *)cuda_scratch(im, &im->batch16_done, &im->batch16_done_bytes, row_blocks * sizeof(unsigned));
+        if (!part || !done) return;
+        if (im->batch16_done != old_done) {
+            cudaMemsetAsync(im->batch16_done, 0, im->batch16_done_bytes, im->stream);
+            cuda_queued_copy(im);
+        }
+        for (int k = 0; k < count; k++) {
+            tg.part[k] = part;
+            tg.done[k] = done;
+            part += (size_t)tg.kparts * n * (size_t)ws[k]->rows;
+            done += (ws[k]->rows + BW_ROWS - 1) / BW_ROWS;
+        }
+    }
+    unsigned blocks = 0;
+    for (int k = 0; k < BW_MAX_TARGETS; k++) {
+        tg.first_block[k] = blocks;
+        if (k >= count) continue;
+        tg.w[k] = *ws[k];
+        tg.y[k] = ys[k];
+        tg.bias[k] = biases ? biases[k] : NULL;
+        blocks += (unsigned)((ws[k]->rows + BW_ROWS - 1) / BW_ROWS) * (unsigned)tg.kparts;
+    }
+    tg.first_block[BW_MAX_TARGETS] = blocks;
+    switch (nt_count) {
+#define BW_CASE(NT)                                                                                              \
+    case NT: {                                                                                                   \
+        const size_t smem = (size_t)BW_KS * BW_ROWS * (NT * 8 + 1) * sizeof(float);                             \
+        static int attr_set;                                                                                     \
+        if (!attr_set) {                                                                                         \
+            cudaFuncSetAttribute(gemm_bw_kernel<DT, F16, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem); \
+            attr_set = 1;                                                                                        \
+        }                                                                                                        \
+        cuda_launch(im, gemm_bw_kernel<DT, F16, NT>, dim3(blocks), dim3(32 * BW_RS * BW_KS), smem, tg,           \
+                    (const uint4 *)xa, n);                                                                       \
+        break;                                                                                                   \
+    }
+        BW_CASE(1) BW_CASE(2) BW_CASE(3) BW_CASE(4)
+#undef BW_CASE
+    }
+}
+
+void cuda_batch16_matmul(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
+                         float *const *ys, const float *const *biases) {
+    int f16 = im->opt.precision == TS_PRECISION_FP16;
+    if (ws[0]->dtype == TS_DTYPE_Q4_0) {
+        if (f16) launch_typed<TS_DTYPE_Q4_0, 1>(im, count, ws, x, n, ys, biases);
+        else launch_typed<TS_DTYPE_Q4_0, 0>(im, count, ws, x, n, ys, biases);
+    } else {
+        if (f16) launch_typed<TS_DTYPE_Q4_1, 1>(im, count, ws, x, n, ys, biases);
+        else launch_typed<TS_DTYPE_Q4_1, 0>(im, count, ws, x, n, ys, biases);
+    }
+}

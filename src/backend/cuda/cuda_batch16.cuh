@@ -1,0 +1,18 @@
+/* The tensor-core kernel for batches of 4-bit products in bf16/fp16 (cuda_batch16.cu). */
+#ifndef TS_BACKEND_CUDA_BATCH16_CUH
+#define TS_BACKEND_CUDA_BATCH16_CUH
+
+#include "backend/cuda/cuda_common.cuh"
+
+#define BW_MAX_TARGETS 3 /* weights reading the same activations in one launch (q, k, v) */
+#define BW_MAX_TOKENS 32
+
+/* Whether a product of n tokens with w goes to cuda_batch16_matmul (Q4_0 and Q4_1 / Q4_K weights,
+ * widths in chunks of 64, under bf16 or fp16, sm_80 and later; TESSERA_CUDA_BATCH16=0 turns it off). */
+int cuda_batch16_eligible(const cuda_impl *im, const cuda_weight *w, int n);
+
+/* ys[k] = x . ws[k]^T (+ biases[k]) for up to BW_MAX_TARGETS eligible weights of one layout and width. */
+void cuda_batch16_matmul(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
+                         float *const *ys, const float *const *biases);
+
+#endif
