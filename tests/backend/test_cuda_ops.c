@@ -545,11 +545,17 @@ static void check_attention_batch(ts_backend *gpu, int hd, int group, int prefil
         float *out = malloc(qn * sizeof(float));
         float *dq = dev_from(gpu, q, qn), *dk = dev_from(gpu, k, kn), *dv = dev_from(gpu, v, kn), *dout = dev_from(gpu, q, qn);
         g_cpu->ops->attention(g_cpu, kc, 0, &step, q, n_heads * hd, k, v, n_kv * hd, n_heads, 0.158f, out);
+        probe pr; /* decode steps: the output's copy for the next product (int8, or the batch kernel's order) */
+        if (n <= 32) probe_init(gpu, &pr, TS_DTYPE_Q4_0, (int64_t)n_heads * hd, n);
         gpu->ops->begin_step(gpu, &step);
         gpu->ops->attention(gpu, kg, 0, &step, dq, n_heads * hd, dk, dv, n_kv * hd, n_heads, 0.158f, dout);
         char what[128];
         snprintf(what, sizeof what, "batch attention (head_dim %d, %d heads per KV head, prefill %d) step %d", hd, group,
                  prefill_base, stepno);
+        if (n <= 32) {
+            probe_check(gpu, &pr, dout, n, what);
+            probe_free(gpu, &pr);
+        }
         compare_vs_cpu(gpu, what, dout, out, qn, tol);
         gpu->ops->sync(gpu);
         for (int i = 0; i < S; i++) start[i] += views[i].n_tokens;

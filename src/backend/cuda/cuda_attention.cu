@@ -53,6 +53,8 @@ struct attn_io {
     int8_t *xq;              /* optional int8 form of out for the next product (cuda_qact) */
     float2 *xs;
     int nibbles;
+    void *dense;             /* optional 16-bit copy of out (cuda_qact.dense) of rows x cols */
+    int dense_kind, rows;
 };
 
 /* Folds one position's score and value row into a lane's running softmax state. */
@@ -81,6 +83,7 @@ __device__ __forceinline__ void store_head(const attn_io &io, int t, int h, int 
         if (d < hd) io.out[base + d] = acc[i] * inv;
         /* head_dim is a multiple of 32 whenever xq is set: lane i of pass i holds one whole group */
         if (io.xq && 32 * i < hd) qact_store_group(acc[i] * inv, (int64_t)((base + 32 * i) / 32), lane, io.nibbles, io.xq, io.xs);
+        if (io.dense && d < hd) qact_store_dense(io.dense, io.dense_kind, t, (int64_t)h * hd + d, (int64_t)n_heads * hd, io.rows, acc[i] * inv);
     }
 }
 
@@ -763,6 +766,9 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
         io.xq = qa.xq;
         io.xs = qa.xs;
         io.nibbles = qa.nibbles;
+        io.dense = qa.dense;
+        io.dense_kind = qa.dense_kind;
+        io.rows = count;
     }
     /* batches: the GQA kernel (head_dim 32/64/128, 2, 4 or 8 query heads per KV head) */
     if (count >= GQA_MIN_TOKENS && !im->gqa_off && (hd == 32 || hd == 64 || hd == 128) &&

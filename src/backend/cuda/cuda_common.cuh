@@ -66,8 +66,9 @@ struct cuda_qact {
     int8_t *xq;       /* [rows][cols] */
     float2 *xs;       /* [rows][cols / 32]: group scale, sum of the group's int8 values */
     void *buffer;     /* the scratch buffer they live in (stale once it is replaced) */
-    /* Wider products (cuBLAS) read bf16/fp16 activations instead: the producer then writes that copy. */
-    void *dense;      /* [rows][cols] elements of dense_kind (1: bf16, 2: fp16); NULL: int8 form above */
+    /* Wider products (cuBLAS) read bf16/fp16 activations instead, and the tensor-core batch kernel reads
+     * them in its fragment order: the producer then writes that copy (see qact_store_dense). */
+    void *dense;      /* elements of dense_kind (1: bf16, 2: fp16, 3/4: the same in fragment order); NULL: int8 form */
     int dense_kind;
 };
 
@@ -96,6 +97,7 @@ struct cuda_impl {
     size_t xq_scratch_bytes;
     cuda_qact qact;
     int qact_nibbles; /* element order the last integer product used: what producers write */
+    int qact_frag;    /* the last product of a batch was the 16-bit tensor-core kernel: producers write its order */
     int code_arch;    /* __CUDA_ARCH__ of the device code running (running_code_arch) */
     int pdl;          /* launch with programmatic dependencies (see cuda_launch) */
     int mma_min_tokens; /* products of at least this many tokens use the tensor-core 4-bit kernel */
@@ -235,9 +237,21 @@ cuda_qact cuda_qact_begin(cuda_impl *im, const float *src, int rows, int64_t col
  * i of group g of a row-major array: scale amax / 127 and the sum of the int8 values go to xs[g]. For
  * 4-bit layouts (nibbles) each run of 8 is stored even elements first (0 2 4 6 1 3 5 7), the order in
  * which a word's low and high nibbles hold the weights. */
-/* The bf16/fp16 copy of one activation for cuBLAS (cuda_qact.dense). */
-__device__ __forceinline__ void qact_store_dense(void *dense, int kind, size_t i, float v) {
-    if (kind == 1) ((__nv_bfloat16 *)dense)[i] = __float2bfloat16(v);
+/* The 16-bit copy of activation (row, col) of a rows x cols array (cuda_qact.dense): row-major for cuBLAS
+ * (kind 1 bf16, 2 fp16) or in the B-fragment order of the tensor-core batch kernel (3 bf16, 4 fp16; see
+ * cuda_batch16.cu): chunk of 64 columns, tile of 8 rows, register half, lane, register, low/high half,
+ * where lane t of a row holds columns 16t.. of the chunk and register j the pair (p, p + 4), p = (j & 3)
+ * + 8 (j >> 2). */
+__device__ __forceinline__ void qact_store_dense(void *dense, int kind, int64_t row, int64_t col, int64_t cols, int rows,
+                                                 float v) {
+    size_t i = (size_t)row * (size_t)cols + (size_t)col;
+    if (kind >= 3) {
+        int nt_count = (rows + 7) / 8, w64 = (int)(col % 64), tig = w64 / 16, r = w64 % 16;
+        int j = (r & 3) + 4 * (r >> 3), lane = (int)(row % 8) * 4 + tig;
+        size_t word = ((((size_t)(col / 64) * nt_count + (size_t)(row / 8)) * 2 + (size_t)(j >> 2)) * 32 + (size_t)lane) * 4 + (size_t)(j & 3);
+        i = 2 * word + ((r & 7) >= 4);
+    }
+    if (kind == 1 || kind == 3) ((__nv_bfloat16 *)dense)[i] = __float2bfloat16(v);
     else ((__half *)dense)[i] = __float2half(v);
 }
 

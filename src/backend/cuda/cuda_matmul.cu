@@ -379,6 +379,18 @@ cuda_qact cuda_qact_begin(cuda_impl *im, const float *src, int rows, int64_t col
         return q;
     }
     if (im->float_gemv || cols % 32) return q;
+    if (im->qact_frag && cols % 64 == 0) {
+        void *buf = cuda_scratch(im, &im->batch16_act, &im->batch16_act_bytes, (size_t)(rows + 7) / 8 * 8 * (size_t)cols * 2);
+        if (!buf) return q;
+        q.src = src;
+        q.rows = rows;
+        q.cols = cols;
+        q.dense = buf;
+        q.dense_kind = im->opt.precision == TS_PRECISION_BF16 ? 3 : 4;
+        q.buffer = buf;
+        im->qact = q;
+        return q;
+    }
     size_t xs_off, need = qact_bytes(rows, cols, &xs_off);
     uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->xq_scratch, &im->xq_scratch_bytes, need);
     if (!buf) return q;
@@ -624,6 +636,7 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
     const int64_t cols = ws[0]->cols;
     const int nibbles = DT != TS_DTYPE_Q8_0;
     im->qact_nibbles = nibbles;
+    im->qact_frag = 0;
     const cuda_qact *pre = &im->qact;
     int8_t *xq;
     float2 *xs;

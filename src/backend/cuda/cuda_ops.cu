@@ -56,13 +56,13 @@ __global__ void rmsnorm_kernel(float *x, const float *y, const float *w, int dim
         float v = wv[k] * (held[k] * inv);
         o[i] = v;
         if (xq) qact_store_group(v, ((int64_t)blockIdx.x * dim + i) / 32, threadIdx.x % 32, nibbles, xq, xs);
-        if (dense) qact_store_dense(dense, dense_kind, (size_t)blockIdx.x * dim + i, v);
+        if (dense) qact_store_dense(dense, dense_kind, blockIdx.x, i, dim, gridDim.x, v);
     }
     for (int i = threadIdx.x + NORM_HELD * blockDim.x; i < dim; i += blockDim.x) {
         float v = w[i] * (xr[i] * inv);
         o[i] = v;
         if (xq) qact_store_group(v, ((int64_t)blockIdx.x * dim + i) / 32, threadIdx.x % 32, nibbles, xq, xs);
-        if (dense) qact_store_dense(dense, dense_kind, (size_t)blockIdx.x * dim + i, v);
+        if (dense) qact_store_dense(dense, dense_kind, blockIdx.x, i, dim, gridDim.x, v);
     }
 }
 
@@ -195,7 +195,7 @@ __global__ void silu_mul_kernel(const float *gate, const float *up, int rows, in
     float v = g / (1.0f + expf(-g)) * up[r * in_stride + c];
     out[i] = v;
     if (xq) qact_store_group(v, (int64_t)(i / 32), threadIdx.x % 32, nibbles, xq, xs);
-    if (dense) qact_store_dense(dense, dense_kind, i, v);
+    if (dense) qact_store_dense(dense, dense_kind, (int64_t)r, (int64_t)c, inner, rows, v);
 }
 
 void cuda_silu_mul(ts_backend *be, const float *gate, const float *up, int rows, int inner, int in_stride, float *out) {
