@@ -20,10 +20,16 @@
 
 #include "backend/cuda/cuda_batch16.cuh"
 
+/* Shape of the work, measured on an H100 at 32 tokens of 8B (docs/cuda-notes.md, v7): 32-row blocks of
+ * 8 K-sliced warps, two blocks per SM (5.3-5.4k tok/s) beat 128-row blocks of 4 row sets x 2 slices
+ * (4.4k), 64-row blocks (4.7k), 4 or 16 slices (4.7k, 5.0k) and 16-row warps (4.8k). Small blocks
+ * spread each matrix evenly over the SMs with fewer K parts. Overridable to measure others. */
+#ifndef BW_MT
 #define BW_MT 2  /* 16-row tiles per warp: each activation fragment serves 32 rows */
-#define BW_RS 4  /* row sets per block: four warps read each activation chunk close together (L1) */
-#define BW_KS 2  /* K slices per block */
+#define BW_RS 1  /* row sets per block (warps reading the same activation chunk) */
+#define BW_KS 8  /* K slices per block */
 #define BW_MIN_BLOCKS 2
+#endif
 #define BW_ROWS (16 * BW_MT * BW_RS)
 #define BW_MAX_KPARTS 8
 
