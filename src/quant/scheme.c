@@ -67,8 +67,8 @@ ts_dtype ts_quant_scheme_dtype(const ts_quant_scheme *s, ts_weight_role role, in
         if (role == TS_ROLE_ROUTER || role == TS_ROLE_POSITION) return source == TS_DTYPE_F32 ? TS_DTYPE_F32 : TS_DTYPE_F16;
         /* Everything else at 4.5 bits: Q4_K (scale and minimum per 32, searched) where the row fills its
          * 256-wide super-blocks, else IQ4_NL (same size as Q4_0, non-uniform levels: tiny-code +2.95 %
-         * instead of +4.6 % with Q4_0 there; it runs at Q4_0's speed on the CPU and on the GPU's batch
-         * kernels, ~10 % slower in GPU decode). Measured on tiny-code, raising the tied embedding to Q8_0
+         * instead of +4.6 % with Q4_0 there; it runs at Q4_0's speed on the CPU, ~10 % slower in GPU
+         * decode, and GPU batches of it take the int8 tensor-core kernel, not the faster 16-bit one). Measured on tiny-code, raising the tied embedding to Q8_0
          * or mixing in Q6_K costs far more bits than the perplexity it buys (see tests/quant/README.md). */
         if (fits(TS_DTYPE_Q4_K, cols)) return TS_DTYPE_Q4_K;
         return fallback(TS_DTYPE_IQ4_NL, cols);
