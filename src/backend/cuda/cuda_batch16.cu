@@ -320,11 +320,11 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
     if (tg.kparts > 1) {
         size_t part_floats = 0;
         for (int k = 0; k < count; k++) part_floats += (size_t)tg.kparts * n * (size_t)ws[k]->rows;
-        void *old_done = im->batch16_done;
+        const size_t old_done_bytes = im->batch16_done_bytes;
         float *part = (float *)cuda_scratch(im, &im->batch16_part, &im->batch16_part_bytes, part_floats * sizeof(float));
         unsigned *done = (unsigned *)cuda_scratch(im, &im->batch16_done, &im->batch16_done_bytes, row_blocks * sizeof(unsigned));
         if (!part || !done) return;
-        if (im->batch16_done != old_done) {
+        if (im->batch16_done_bytes != old_done_bytes) { /* grown: zero the counters (see cuda_attention.cu) */
             cudaMemsetAsync(im->batch16_done, 0, im->batch16_done_bytes, im->stream);
             cuda_queued_copy(im);
         }
