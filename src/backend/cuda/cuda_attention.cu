@@ -87,6 +87,64 @@ __device__ __forceinline__ void store_head(const attn_io &io, int t, int h, int 
     }
 }
 
+/* The step's own key and value rows (hd elements at k_own, v_own) into the cache at dst, by the block's
+ * threads; every block of the step reads them from k_own/v_own, not from the cache. */
+template <typename T>
+__device__ __forceinline__ void store_own_kv(T *kc_w, T *vc_w, size_t dst, const float *k_own, const float *v_own, int hd) {
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        if constexpr (sizeof(T) == 4) {
+            kc_w[dst + d] = k_own[d];
+            vc_w[dst + d] = v_own[d];
+        } else {
+            kc_w[dst + d] = __float2half(k_own[d]);
+            vc_w[dst + d] = __float2half(v_own[d]);
+        }
+    }
+}
+
+/* One split's unnormalised output (lanes across head_dim) and its (max, sum) into slot idx of the scratch. */
+template <int HPL>
+__device__ __forceinline__ void store_split(const attn_io &io, size_t idx, int hd, int lane, const float (&acc)[HPL],
+                                            float M, float L) {
+#pragma unroll
+    for (int i = 0; i < HPL; i++) {
+        int d = lane + 32 * i;
+        if (d < hd) io.part_o[idx * hd + d] = acc[i];
+    }
+    if (lane == 0) {
+        io.part_ml[2 * idx] = M;
+        io.part_ml[2 * idx + 1] = L;
+    }
+}
+
+/* The last split of a (token, head) pair merges all n_splits partials into acc (lanes across head_dim)
+ * and returns their softmax sum. Lanes find the largest split maximum together; the sums then run over
+ * splits several at a time (their loads are independent, so unrolling keeps them in flight together). */
+template <int HPL>
+__device__ __forceinline__ float merge_splits(const attn_io &io, size_t pair, int n_splits, int hd, int lane,
+                                              float (&acc)[HPL]) {
+    const float *pml = io.part_ml + 2 * pair * n_splits;
+    float M = -INFINITY;
+    for (int sp = lane; sp < n_splits; sp += 32) M = fmaxf(M, __ldcg(pml + 2 * sp));
+    for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
+    float L = 0.0f;
+#pragma unroll
+    for (int i = 0; i < HPL; i++) acc[i] = 0.0f;
+#pragma unroll 8
+    for (int sp = 0; sp < n_splits; sp++) {
+        float ms = __ldcg(pml + 2 * sp), ls = __ldcg(pml + 2 * sp + 1);
+        float c = ms == -INFINITY ? 0.0f : expf(ms - M);
+        L += ls * c;
+        const float *po = io.part_o + (pair * n_splits + sp) * hd;
+#pragma unroll
+        for (int i = 0; i < HPL; i++) {
+            int d = lane + 32 * i;
+            if (d < hd) acc[i] += __ldcg(po + d) * c;
+        }
+    }
+    return L;
+}
+
 /* Flash-decoding: block (token, head, split) runs an online softmax over its share of the token's
  * positions, one warp per position stride, lanes across head_dim. With one split the block writes the
  * output; otherwise partial (max, sum, unnormalised output) go to scratch and the split that finishes
@@ -110,19 +168,10 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
     const int32_t *blocks = block_table + seq_block_off[s];
     const float *k_own = io.k_new ? io.k_new + (size_t)t * io.kv_stride + (size_t)kvh * hd : NULL;
     const float *v_own = io.k_new ? io.v_new + (size_t)t * io.kv_stride + (size_t)kvh * hd : NULL;
-    if (k_own && split == 0 && h % group == 0) {
-        /* this step's key and value rows into the cache; every block reads them from k_own/v_own */
-        size_t dst = ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * hd;
-        for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-            if constexpr (sizeof(T) == 4) {
-                kc_w[dst + d] = k_own[d];
-                vc_w[dst + d] = v_own[d];
-            } else {
-                kc_w[dst + d] = __float2half(k_own[d]);
-                vc_w[dst + d] = __float2half(v_own[d]);
-            }
-        }
-    }
+    if (k_own && split == 0 && h % group == 0)
+        store_own_kv(kc_w, vc_w,
+                     ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * hd,
+                     k_own, v_own, hd);
     int chunk = (pos + n_splits) / n_splits; /* ceil((pos + 1) / n_splits) */
     int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
     int p1_cache = k_own ? min(p1, pos) : p1; /* the own position comes from k_own */
@@ -198,16 +247,8 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
         store_head<HPL>(io, t, h, n_heads, hd, lane, acc, 1.0f / L);
         return;
     }
-    size_t pair = (size_t)blockIdx.x * n_heads + h, idx = pair * n_splits + split;
-#pragma unroll
-    for (int i = 0; i < HPL; i++) {
-        int d = lane + 32 * i;
-        if (d < hd) io.part_o[idx * hd + d] = acc[i];
-    }
-    if (lane == 0) {
-        io.part_ml[2 * idx] = M;
-        io.part_ml[2 * idx + 1] = L;
-    }
+    size_t pair = (size_t)blockIdx.x * n_heads + h;
+    store_split<HPL>(io, pair * n_splits + split, hd, lane, acc, M, L);
     /* publish the partial, then count it; the block that completes the count merges every split */
     __threadfence();
     __syncwarp();
@@ -217,27 +258,7 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
     if (prior != (unsigned)n_splits - 1) return;
     if (lane == 0) io.done[pair] = 0; /* ready for the next step (and graph replays) */
     __threadfence();
-    const float *pml = io.part_ml + 2 * pair * n_splits;
-    /* lanes find the largest split maximum together; the sums then run over splits several at a time
-     * (their loads are independent, so unrolling keeps them in flight together) */
-    M = -INFINITY;
-    for (int sp = lane; sp < n_splits; sp += 32) M = fmaxf(M, __ldcg(pml + 2 * sp));
-    for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
-    L = 0.0f;
-#pragma unroll
-    for (int i = 0; i < HPL; i++) acc[i] = 0.0f;
-#pragma unroll 8
-    for (int sp = 0; sp < n_splits; sp++) {
-        float ms = __ldcg(pml + 2 * sp), ls = __ldcg(pml + 2 * sp + 1);
-        float c = ms == -INFINITY ? 0.0f : expf(ms - M);
-        L += ls * c;
-        const float *po = io.part_o + (pair * n_splits + sp) * hd;
-#pragma unroll
-        for (int i = 0; i < HPL; i++) {
-            int d = lane + 32 * i;
-            if (d < hd) acc[i] += __ldcg(po + d) * c;
-        }
-    }
+    L = merge_splits<HPL>(io, pair, n_splits, hd, lane, acc);
     store_head<HPL>(io, t, h, n_heads, hd, lane, acc, 1.0f / L);
 }
 
@@ -295,18 +316,10 @@ __global__ void __launch_bounds__(32 * GQA_WARPS)
     const int32_t *blocks = block_table + seq_block_off[s];
     const float *k_own = io.k_new ? io.k_new + (size_t)t * io.kv_stride + (size_t)kvh * HD : NULL;
     const float *v_own = io.k_new ? io.v_new + (size_t)t * io.kv_stride + (size_t)kvh * HD : NULL;
-    if (k_own && split == 0) {
-        size_t dst = ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * HD;
-        for (int d = threadIdx.x; d < HD; d += blockDim.x) {
-            if constexpr (sizeof(T) == 4) {
-                kc_w[dst + d] = k_own[d];
-                vc_w[dst + d] = v_own[d];
-            } else {
-                kc_w[dst + d] = __float2half(k_own[d]);
-                vc_w[dst + d] = __float2half(v_own[d]);
-            }
-        }
-    }
+    if (k_own && split == 0)
+        store_own_kv(kc_w, vc_w,
+                     ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * HD,
+                     k_own, v_own, HD);
     const int chunk = (pos + n_splits) / n_splits;
     const int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
     const int p1_cache = k_own ? min(p1, pos) : p1;
@@ -396,15 +409,8 @@ __global__ void __launch_bounds__(32 * GQA_WARPS)
         if (g < G) store_head<DPL>(io, t, h, n_heads, HD, lane, acc, 1.0f / L);
         return;
     }
-    if (g < G) {
-        size_t idx = ((size_t)blockIdx.x * n_heads + h) * n_splits + split;
-#pragma unroll
-        for (int i = 0; i < DPL; i++) io.part_o[idx * HD + lane + 32 * i] = acc[i];
-        if (lane == 0) {
-            io.part_ml[2 * idx] = M;
-            io.part_ml[2 * idx + 1] = L;
-        }
-    }
+    const size_t pair = (size_t)blockIdx.x * n_heads + h;
+    if (g < G) store_split<DPL>(io, pair * n_splits + split, HD, lane, acc, M, L);
     /* publish the partials, then count this split; the block completing the count merges every split */
     __threadfence();
     __syncthreads();
@@ -416,22 +422,7 @@ __global__ void __launch_bounds__(32 * GQA_WARPS)
     if (threadIdx.x == 0) io.done[counter] = 0;
     __threadfence();
     if (g >= G) return;
-    const size_t pair = (size_t)blockIdx.x * n_heads + h;
-    const float *pml = io.part_ml + 2 * pair * n_splits;
-    M = -INFINITY;
-    for (int sp = lane; sp < n_splits; sp += 32) M = fmaxf(M, __ldcg(pml + 2 * sp));
-    for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
-    L = 0.0f;
-#pragma unroll
-    for (int i = 0; i < DPL; i++) acc[i] = 0.0f;
-    for (int sp = 0; sp < n_splits; sp++) {
-        float ms = __ldcg(pml + 2 * sp), ls = __ldcg(pml + 2 * sp + 1);
-        float c = ms == -INFINITY ? 0.0f : __expf(ms - M);
-        L += ls * c;
-        const float *po = io.part_o + (pair * n_splits + sp) * HD;
-#pragma unroll
-        for (int i = 0; i < DPL; i++) acc[i] += __ldcg(po + lane + 32 * i) * c;
-    }
+    L = merge_splits<DPL>(io, pair, n_splits, HD, lane, acc);
     store_head<DPL>(io, t, h, n_heads, HD, lane, acc, 1.0f / L);
 }
 
@@ -776,7 +767,10 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     if (count >= GQA_MIN_TOKENS && !im->gqa_off && (hd == 32 || hd == 64 || hd == 128) &&
         (group == 2 || group == 4 || group == 8)) {
         dim3 g2(count, n_kv, splits);
-#define GQA(DPL, G)                                                                                                  cuda_launch(im, attn_decode_gqa<T, DPL, G>, g2, dim3(32 * GQA_WARPS), 0, kbase, vbase, kbase, vbase, q,                      q_stride, n_heads, n_kv, scale, st->token_seq, st->seq_first, st->seq_start, st->seq_block_off,                 st->block_table, block_tokens, splits, list, io)
+#define GQA(DPL, G)                                                                                          \
+    cuda_launch(im, attn_decode_gqa<T, DPL, G>, g2, dim3(32 * GQA_WARPS), 0, kbase, vbase, kbase, vbase, q,      \
+                q_stride, n_heads, n_kv, scale, st->token_seq, st->seq_first, st->seq_start, st->seq_block_off, \
+                st->block_table, block_tokens, splits, list, io)
 #define GQA_HD(DPL) \
     if (group == 2) GQA(DPL, 2); else if (group == 4) GQA(DPL, 4); else GQA(DPL, 8);
         if (hd == 32) { GQA_HD(1) }
