@@ -14,7 +14,7 @@
  * holds elements 2b and 2b+1 in its low and high nibble). Masking a 32-bit word with 0x000F000F
  * after a shift of 4p gives the pair of elements (p, p + 4) of that word as two 16-bit lanes, which
  * is what one register of an A fragment holds. The mma's K index is only a summation index, so the
- * activations are stored in the matching order (bw_act_kernel) and no weight is moved. */
+ * activations are stored in the matching order (qact_store_dense) and no weight is moved. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -53,10 +53,6 @@ struct bw_fmt<0> {
     static constexpr uint32_t MAGIC = 0x43004300u; /* 128.0 */
     static constexpr float BIAS = 128.0f;
     static __device__ __forceinline__ v2 splat(float f) { return __float2bfloat162_rn(f); }
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-        v2 v = __floats2bfloat162_rn(lo, hi);
-        return *(uint32_t *)&v;
-    }
 };
 template <>
 struct bw_fmt<1> {
@@ -64,10 +60,6 @@ struct bw_fmt<1> {
     static constexpr uint32_t MAGIC = 0x64006400u; /* 1024.0 */
     static constexpr float BIAS = 1024.0f;
     static __device__ __forceinline__ v2 splat(float f) { return __float2half2_rn(f); }
-    static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-        v2 v = __floats2half2_rn(lo, hi);
-        return *(uint32_t *)&v;
-    }
 };
 
 template <int F16>
@@ -86,31 +78,15 @@ __device__ __forceinline__ void mma_16x8x16(float (&c)[4], const uint32_t (&a)[4
 #endif
 }
 
-/* Element offset, within lane t's 16 elements, of the first of register j's pair (the second is +4). */
-__host__ __device__ __forceinline__ int bw_pair_base(int j) { return (j & 3) + 8 * (j >> 2); }
-
-/* x [n][cols] float -> 16-bit B fragments: for chunk c (64 columns), token tile nt and lane (g, t),
- * two uint4 of registers 0-3 and 4-7; register j holds elements 64c + 16t + bw_pair_base(j) (+4) of
- * token 8nt + g, zero past the last token. */
+/* x [n][cols] float -> 16-bit B fragments, one element per thread, in the order qact_store_dense defines
+ * (the order producers of activations write too); tokens past n up to the tile are zero. */
 template <int F16>
-__global__ void bw_act_kernel(const float *__restrict__ x, int n, int64_t cols, int nt_count, uint32_t *__restrict__ out,
-                              int64_t words) {
+__global__ void bw_act_kernel(const float *__restrict__ x, int n, int64_t cols, int64_t elements, void *__restrict__ out) {
     pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= words) return;
-    int e = (int)(i & 3), lane = (int)((i >> 2) & 31);
-    int64_t rest = i >> 7;
-    int j = 4 * (int)(rest & 1) + e;
-    rest >>= 1;
-    int nt = (int)(rest % nt_count);
-    int64_t c = rest / nt_count;
-    int tok = 8 * nt + lane / 4;
-    uint32_t v = 0;
-    if (tok < n) {
-        const float *xr = x + (size_t)tok * cols + c * 64 + 16 * (lane % 4) + bw_pair_base(j);
-        v = bw_fmt<F16>::pack(xr[0], xr[4]);
-    }
-    out[i] = v;
+    if (i >= elements) return;
+    int64_t row = i / cols, col = i % cols;
+    qact_store_dense(out, 3 + F16, row, col, cols, n, row < n ? x[i] : 0.0f);
 }
 
 template <int DT, int F16, int NT>
@@ -268,11 +244,15 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     }
 }
 
-int cuda_batch16_eligible(const cuda_impl *im, const cuda_weight *w, int n) {
+int cuda_batch16_takes(const cuda_impl *im, int n, int64_t cols) {
     if (im->batch16_off || im->code_arch < 800 || n < im->mma_min_tokens || n > BW_MAX_TOKENS) return 0;
     if (im->opt.precision != TS_PRECISION_BF16 && im->opt.precision != TS_PRECISION_FP16) return 0;
+    return cols % 64 == 0 && cols / 64 >= BW_KS;
+}
+
+int cuda_batch16_eligible(const cuda_impl *im, const cuda_weight *w, int n) {
+    if (!cuda_batch16_takes(im, n, w->cols)) return 0;
     if (w->dtype != TS_DTYPE_Q4_0 && w->dtype != TS_DTYPE_Q4_1) return 0;
-    if (w->cols % 64 || w->cols / 64 < BW_KS) return 0;
     /* 32-bit offsets in the kernel */
     return (size_t)w->rows * w->q_row_bytes < ((size_t)1 << 32) && (size_t)w->rows * (size_t)(w->cols / 32) < ((size_t)1 << 31);
 }
@@ -297,7 +277,7 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
                          float *const *ys, const float *const *biases) {
     const int64_t cols = ws[0]->cols;
     const int nt_count = (n + 7) / 8, chunks = (int)(cols / 64);
-    const int64_t words = (int64_t)chunks * nt_count * 256;
+    const int64_t elements = (int64_t)nt_count * 8 * cols; /* whole tiles of 8 tokens */
     im->qact_frag = 1; /* producers of the next activations write them in fragment order */
     const cuda_qact *pre = &im->qact;
     uint32_t *xa;
@@ -306,11 +286,11 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
         xa = (uint32_t *)pre->dense; /* written by the producer of x (rows past n: stale, and only their
                                         own output columns, which are not stored, see them) */
     } else {
-        xa = (uint32_t *)cuda_scratch(im, &im->batch16_act, &im->batch16_act_bytes, (size_t)words * 4);
+        xa = (uint32_t *)cuda_scratch(im, &im->batch16_act, &im->batch16_act_bytes, (size_t)elements * 2);
         if (!xa) return;
-        cuda_launch(im, bw_act_kernel<F16>, dim3((unsigned)((words + 255) / 256)), dim3(256), 0, x, n, cols, nt_count,
-                    xa, words);
-        im->qact = {x, n, cols, 0, NULL, NULL, xa, xa, 3 + F16}; /* later products of the same x reuse it */
+        cuda_launch(im, bw_act_kernel<F16>, dim3((unsigned)((elements + 255) / 256)), dim3(256), 0, x, n, cols, elements,
+                    (void *)xa);
+        im->qact = cuda_qact_dense(x, n, cols, xa, 3 + F16); /* later products of the same x reuse it */
     }
     bw_targets tg;
     memset(&tg, 0, sizeof tg);

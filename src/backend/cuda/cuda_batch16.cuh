@@ -7,6 +7,10 @@
 #define BW_MAX_TARGETS 3 /* weights reading the same activations in one launch (q, k, v) */
 #define BW_MAX_TOKENS 32
 
+/* Whether the kernel takes products of n tokens with rows of cols weights (before the weight's layout is
+ * known): producers of activations then write its fragment order. */
+int cuda_batch16_takes(const cuda_impl *im, int n, int64_t cols);
+
 /* Whether a product of n tokens with w goes to cuda_batch16_matmul (Q4_0 and Q4_1 / Q4_K weights,
  * widths in chunks of 64, under bf16 or fp16, sm_80 and later; TESSERA_CUDA_BATCH16=0 turns it off). */
 int cuda_batch16_eligible(const cuda_impl *im, const cuda_weight *w, int n);

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "backend/cuda_module.h"
 
@@ -71,6 +72,19 @@ struct cuda_qact {
     void *dense;      /* elements of dense_kind (1: bf16, 2: fp16, 3/4: the same in fragment order); NULL: int8 form */
     int dense_kind;
 };
+
+/* A registration of 16-bit activations of src (rows x cols, kind as in qact_store_dense) held in buf. */
+static inline cuda_qact cuda_qact_dense(const float *src, int rows, int64_t cols, void *buf, int kind) {
+    cuda_qact q;
+    memset(&q, 0, sizeof q);
+    q.src = src;
+    q.rows = rows;
+    q.cols = cols;
+    q.dense = buf;
+    q.dense_kind = kind;
+    q.buffer = buf;
+    return q;
+}
 
 /* A captured decode step, replayed whenever a step of the same shape comes again. */
 struct cuda_graph_entry {

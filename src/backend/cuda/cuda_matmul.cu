@@ -366,30 +366,17 @@ cuda_qact cuda_qact_begin(cuda_impl *im, const float *src, int rows, int64_t col
     memset(&q, 0, sizeof q);
     im->qact.src = NULL;
     if (im->opt.precision == TS_PRECISION_FP32 || rows < 1) return q;
+    const int bf16 = im->opt.precision == TS_PRECISION_BF16;
     if (rows > DP4A_MAX_TOKENS) {
         void *buf = cuda_scratch(im, &im->act_scratch, &im->act_scratch_bytes, (size_t)rows * (size_t)cols * 2);
         if (!buf) return q;
-        q.src = src;
-        q.rows = rows;
-        q.cols = cols;
-        q.dense = buf;
-        q.dense_kind = im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
-        q.buffer = buf;
-        im->qact = q;
-        return q;
+        return im->qact = cuda_qact_dense(src, rows, cols, buf, bf16 ? 1 : 2);
     }
     if (im->float_gemv || cols % 32) return q;
     if (im->qact_frag && cols % 64 == 0) {
         void *buf = cuda_scratch(im, &im->batch16_act, &im->batch16_act_bytes, (size_t)(rows + 7) / 8 * 8 * (size_t)cols * 2);
         if (!buf) return q;
-        q.src = src;
-        q.rows = rows;
-        q.cols = cols;
-        q.dense = buf;
-        q.dense_kind = im->opt.precision == TS_PRECISION_BF16 ? 3 : 4;
-        q.buffer = buf;
-        im->qact = q;
-        return q;
+        return im->qact = cuda_qact_dense(src, rows, cols, buf, bf16 ? 3 : 4);
     }
     size_t xs_off, need = qact_bytes(rows, cols, &xs_off);
     uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->xq_scratch, &im->xq_scratch_bytes, need);
@@ -852,7 +839,7 @@ static void gemm_path(cuda_impl *im, cuda_weight w, const float *x, int n, float
         if (kind == 1) cuda_launch(im, convert_kernel<__nv_bfloat16>, dim3(blocks), dim3(256), 0, x, (__nv_bfloat16 *)xs, cnt);
         else cuda_launch(im, convert_kernel<__half>, dim3(blocks), dim3(256), 0, x, (__half *)xs, cnt);
         xin = xs;
-        if (!force_fp32) im->qact = {x, n, w.cols, 0, NULL, NULL, xs, xs, kind};
+        if (!force_fp32) im->qact = cuda_qact_dense(x, n, w.cols, xs, kind);
     }
     int64_t panel = (int64_t)(GEMM_PANEL_BYTES / ((size_t)w.cols * elem));
     if (panel < 64) panel = 64;
