@@ -373,7 +373,8 @@ cuda_qact cuda_qact_begin(cuda_impl *im, const float *src, int rows, int64_t col
         return im->qact = cuda_qact_dense(src, rows, cols, buf, bf16 ? 1 : 2);
     }
     if (im->float_gemv || cols % 32) return q;
-    if (im->qact_frag && cols % 64 == 0) {
+    /* the fragment order only where the batch kernel can read it; the int8 form otherwise */
+    if (im->qact_frag && cuda_batch16_takes(im, rows, cols)) {
         void *buf = cuda_scratch(im, &im->batch16_act, &im->batch16_act_bytes, (size_t)(rows + 7) / 8 * 8 * (size_t)cols * 2);
         if (!buf) return q;
         return im->qact = cuda_qact_dense(src, rows, cols, buf, bf16 ? 3 : 4);
