@@ -452,6 +452,34 @@ static void probe_free(ts_backend *gpu, probe *p) {
     free(p->bytes);
 }
 
+/* One attention step's random queries, keys and values on the host and on the GPU, and the CPU's output. */
+typedef struct attn_inputs {
+    float *q, *k, *v, *out;     /* host */
+    float *dq, *dk, *dv, *dout; /* device; dout starts as a copy of q */
+} attn_inputs;
+
+static void attn_inputs_init(ts_backend *gpu, attn_inputs *a, size_t qn, size_t kn) {
+    a->q = rand_floats(qn, 1.0f);
+    a->k = rand_floats(kn, 1.0f);
+    a->v = rand_floats(kn, 1.0f);
+    a->out = malloc(qn * sizeof(float));
+    a->dq = dev_from(gpu, a->q, qn);
+    a->dk = dev_from(gpu, a->k, kn);
+    a->dv = dev_from(gpu, a->v, kn);
+    a->dout = dev_from(gpu, a->q, qn);
+}
+
+static void attn_inputs_free(ts_backend *gpu, attn_inputs *a) {
+    free(a->q);
+    free(a->k);
+    free(a->v);
+    free(a->out);
+    gpu->ops->free(gpu, a->dq);
+    gpu->ops->free(gpu, a->dk);
+    gpu->ops->free(gpu, a->dv);
+    gpu->ops->free(gpu, a->dout);
+}
+
 /* Attention over two sequences with shuffled block tables, against the CPU backend: a prefill long
  * enough for several split-K splits per decode token, pure decode steps (the kernel stores the step's
  * keys and values itself) and a step that mixes a decode token with a prefill chunk. */
@@ -479,32 +507,24 @@ static void check_attention(ts_backend *gpu, int hd, double tol) {
         }
         ts_step step = {n, tokens, positions, 2, views, 0, NULL, NULL};
         size_t qn = (size_t)n * n_heads * hd, kn = (size_t)n * n_kv * hd;
-        float *q = rand_floats(qn, 1.0f), *k = rand_floats(kn, 1.0f), *v = rand_floats(kn, 1.0f);
-        float *out = malloc(qn * sizeof(float));
-        float *dq = dev_from(gpu, q, qn), *dk = dev_from(gpu, k, kn), *dv = dev_from(gpu, v, kn), *dout = dev_from(gpu, q, qn);
+        attn_inputs a;
+        attn_inputs_init(gpu, &a, qn, kn);
         for (int layer = 0; layer < layers; layer++) {
             probe pr;
             probe_init(gpu, &pr, layer ? TS_DTYPE_Q8_0 : TS_DTYPE_Q4_0, (int64_t)n_heads * hd, n);
-            g_cpu->ops->attention(g_cpu, kc, layer, &step, q, n_heads * hd, k, v, n_kv * hd, n_heads, 0.158f, out);
+            g_cpu->ops->attention(g_cpu, kc, layer, &step, a.q, n_heads * hd, a.k, a.v, n_kv * hd, n_heads, 0.158f, a.out);
             gpu->ops->begin_step(gpu, &step);
-            gpu->ops->attention(gpu, kg, layer, &step, dq, n_heads * hd, dk, dv, n_kv * hd, n_heads, 0.158f, dout);
+            gpu->ops->attention(gpu, kg, layer, &step, a.dq, n_heads * hd, a.dk, a.dv, n_kv * hd, n_heads, 0.158f, a.dout);
             char what[96];
             snprintf(what, sizeof what, "attention (head_dim %d) step %d layer %d", hd, stepno, layer);
-            if (n <= 32) probe_check(gpu, &pr, dout, n, what);
-            compare_vs_cpu(gpu, what, dout, out, qn, tol);
+            if (n <= 32) probe_check(gpu, &pr, a.dout, n, what);
+            compare_vs_cpu(gpu, what, a.dout, a.out, qn, tol);
             gpu->ops->sync(gpu);
             probe_free(gpu, &pr);
         }
         start_a += na;
         start_b += nb;
-        free(q);
-        free(k);
-        free(v);
-        free(out);
-        gpu->ops->free(gpu, dq);
-        gpu->ops->free(gpu, dk);
-        gpu->ops->free(gpu, dv);
-        gpu->ops->free(gpu, dout);
+        attn_inputs_free(gpu, &a);
     }
     g_cpu->ops->kv_destroy(g_cpu, kc);
     gpu->ops->kv_destroy(gpu, kg);
@@ -541,34 +561,26 @@ static void check_attention_batch(ts_backend *gpu, int hd, int group, int prefil
             }
         ts_step step = {n, tokens, positions, S, views, 0, NULL, NULL};
         size_t qn = (size_t)n * n_heads * hd, kn = (size_t)n * n_kv * hd;
-        float *q = rand_floats(qn, 1.0f), *k = rand_floats(kn, 1.0f), *v = rand_floats(kn, 1.0f);
-        float *out = malloc(qn * sizeof(float));
-        float *dq = dev_from(gpu, q, qn), *dk = dev_from(gpu, k, kn), *dv = dev_from(gpu, v, kn), *dout = dev_from(gpu, q, qn);
-        g_cpu->ops->attention(g_cpu, kc, 0, &step, q, n_heads * hd, k, v, n_kv * hd, n_heads, 0.158f, out);
+        attn_inputs a;
+        attn_inputs_init(gpu, &a, qn, kn);
+        g_cpu->ops->attention(g_cpu, kc, 0, &step, a.q, n_heads * hd, a.k, a.v, n_kv * hd, n_heads, 0.158f, a.out);
         probe pr; /* decode steps: the output's copy for the next product (int8, or the batch kernel's order) */
         if (n <= 32) probe_init(gpu, &pr, TS_DTYPE_Q4_0, (int64_t)n_heads * hd, n);
         gpu->ops->begin_step(gpu, &step);
-        gpu->ops->attention(gpu, kg, 0, &step, dq, n_heads * hd, dk, dv, n_kv * hd, n_heads, 0.158f, dout);
+        gpu->ops->attention(gpu, kg, 0, &step, a.dq, n_heads * hd, a.dk, a.dv, n_kv * hd, n_heads, 0.158f, a.dout);
         char what[128];
         snprintf(what, sizeof what, "batch attention (head_dim %d, %d heads per KV head, prefill %d) step %d", hd, group,
                  prefill_base, stepno);
         if (n <= 32) {
-            probe_check(gpu, &pr, dout, n, what);
+            probe_check(gpu, &pr, a.dout, n, what);
             probe_free(gpu, &pr);
         }
-        compare_vs_cpu(gpu, what, dout, out, qn, tol);
+        compare_vs_cpu(gpu, what, a.dout, a.out, qn, tol);
         gpu->ops->sync(gpu);
         for (int i = 0; i < S; i++) start[i] += views[i].n_tokens;
         free(tokens);
         free(positions);
-        free(q);
-        free(k);
-        free(v);
-        free(out);
-        gpu->ops->free(gpu, dq);
-        gpu->ops->free(gpu, dk);
-        gpu->ops->free(gpu, dv);
-        gpu->ops->free(gpu, dout);
+        attn_inputs_free(gpu, &a);
     }
     g_cpu->ops->kv_destroy(g_cpu, kc);
     gpu->ops->kv_destroy(gpu, kg);
