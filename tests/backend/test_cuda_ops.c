@@ -181,7 +181,7 @@ static void test_batch_tensor_cores(void **state) {
     const int64_t shapes[][2] = {{37, 512}, {1031, 2048}, {200, 12288}};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         for (size_t s = 0; s < 3; s++)
-            for (int n = 9; n <= 32; n += 4 + (int)s) {
+            for (int n = 6; n <= 32; n += 4 + (int)s) {
                 check_matmul(g_gpu16, types[i], shapes[s][0], shapes[s][1], n, n % 2, 1e-2);
                 if (g_gpuh) check_matmul(g_gpuh, types[i], shapes[s][0], shapes[s][1], n, n % 2, 1e-2);
                 if (g_gpu16i) check_matmul(g_gpu16i, types[i], shapes[s][0], shapes[s][1], n, n % 2, 1e-2);

@@ -556,6 +556,9 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     if (im->mma_min_tokens < 1) im->mma_min_tokens = 1;
     const char *b16_env = getenv("TESSERA_CUDA_BATCH16");
     im->batch16_off = b16_env && strcmp(b16_env, "0") == 0;
+    const char *b16_min_env = getenv("TESSERA_CUDA_BATCH16_MIN_TOKENS");
+    im->batch16_min_tokens = b16_min_env && *b16_min_env ? atoi(b16_min_env) : 6;
+    if (im->batch16_min_tokens < 1) im->batch16_min_tokens = 1;
     const char *gqa_env = getenv("TESSERA_CUDA_GQA");
     im->gqa_off = gqa_env && strcmp(gqa_env, "0") == 0;
     const char *gemv_env = getenv("TESSERA_CUDA_GEMV");

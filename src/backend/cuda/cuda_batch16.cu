@@ -1,4 +1,4 @@
-/* Batched decode (9-32 tokens) of 4-bit weights on the tensor cores in bf16 (fp16 under fp16
+/* Batched decode (6-32 tokens) of 4-bit weights on the tensor cores in bf16 (fp16 under fp16
  * precision): mma.sync m16n8k16 with the weights unpacked to 16-bit values in registers and the group
  * scale (and minimum) applied to the weights before the product, so the accumulators run over the
  * whole K without a per-group epilogue. The earlier int8 kernel (cuda_matmul.cu) spent most of its
@@ -245,7 +245,7 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
 }
 
 int cuda_batch16_takes(const cuda_impl *im, int n, int64_t cols) {
-    if (im->batch16_off || im->code_arch < 800 || n < im->mma_min_tokens || n > BW_MAX_TOKENS) return 0;
+    if (im->batch16_off || im->code_arch < 800 || n < im->batch16_min_tokens || n > BW_MAX_TOKENS) return 0;
     if (im->opt.precision != TS_PRECISION_BF16 && im->opt.precision != TS_PRECISION_FP16) return 0;
     return cols % 64 == 0 && cols / 64 >= BW_KS;
 }
