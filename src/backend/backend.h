@@ -74,6 +74,14 @@ typedef struct ts_rope {
     float attention_factor; /* multiplies cos and sin (1 for the supported kinds) */
 } ts_rope;
 
+/* Heads that one qk_norm_rope call rotates: x [n, heads, head_dim], token rows `stride` floats apart,
+ * each head RMS-normalized with norm_weight [head_dim] first (NULL: no norm). */
+typedef struct ts_rope_heads {
+    float *x;
+    int heads, stride;
+    const float *norm_weight;
+} ts_rope_heads;
+
 /* One mixture-of-experts block: a router [num_experts, hidden] and per-expert gate/up/down. */
 typedef struct ts_moe {
     const ts_weight *router;
@@ -165,10 +173,10 @@ typedef struct ts_backend_ops {
     /* x += y, then out = rmsnorm(x) * weight, for `rows` rows of `dim`. */
     void (*add_rmsnorm)(ts_backend *be, float *x, const float *y, const float *weight, int rows, int dim, float eps,
                         float *out);
-    /* Per-head RMSNorm of x [n, heads, head_dim] (row stride `stride`) with norm_weight [head_dim] (NULL:
-     * no norm), then the rotary embedding, as rmsnorm followed by rope. */
-    void (*norm_rope)(ts_backend *be, float *x, int n, int heads, int stride, const float *norm_weight, float eps,
-                      const int32_t *positions, const ts_rope *rope);
+    /* The queries' and the keys' per-head RMSNorm and rotary embedding in one pass, in place: for each of
+     * q and k, rmsnorm (where norm_weight is set) followed by rope. */
+    void (*qk_norm_rope)(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
+                         const int32_t *positions, const ts_rope *rope);
 } ts_backend_ops;
 
 struct ts_backend {

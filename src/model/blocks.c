@@ -19,8 +19,8 @@ void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_st
     ts_fused_matmul_many(be, 3, qkv, s->xn, n, outs, biases);
     /* Qwen3 normalizes each head of q and k (q_norm, k_norm) before rotating it */
     float eps = (float)c->norm_eps;
-    ts_fused_norm_rope(be, s->q, n, c->num_heads, q_dim, L->q_norm, eps, step->positions, &m->rope);
-    ts_fused_norm_rope(be, s->k, n, c->num_kv_heads, kv_dim, L->k_norm, eps, step->positions, &m->rope);
+    const ts_rope_heads q = {s->q, c->num_heads, q_dim, L->q_norm}, k = {s->k, c->num_kv_heads, kv_dim, L->k_norm};
+    ts_fused_qk_norm_rope(be, &q, &k, n, eps, step->positions, &m->rope);
     be->ops->attention(be, kv, layer, step, s->q, q_dim, s->k, s->v, kv_dim, c->num_heads, 1.0f / sqrtf((float)hd),
                        s->attn);
     /* [n, heads * hd] -> [n, hidden] */

@@ -19,13 +19,17 @@ void ts_fused_add_rmsnorm(ts_backend *be, float *x, const float *y, const float 
     be->ops->rmsnorm(be, x, weight, rows, dim, eps, out);
 }
 
-void ts_fused_norm_rope(ts_backend *be, float *x, int n, int heads, int stride, const float *norm_weight, float eps,
-                        const int32_t *positions, const ts_rope *rope) {
-    if (be->ops->norm_rope) {
-        be->ops->norm_rope(be, x, n, heads, stride, norm_weight, eps, positions, rope);
+void ts_fused_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
+                           const int32_t *positions, const ts_rope *rope) {
+    if (be->ops->qk_norm_rope) {
+        be->ops->qk_norm_rope(be, q, k, n, eps, positions, rope);
         return;
     }
-    /* the per-head norm treats x as n * heads contiguous rows of head_dim: q and k are packed so */
-    if (norm_weight) be->ops->rmsnorm(be, x, norm_weight, n * heads, rope->head_dim, eps, x);
-    be->ops->rope(be, x, n, heads, stride, positions, rope);
+    const ts_rope_heads *both[2] = {q, k};
+    for (int i = 0; i < 2; i++) {
+        const ts_rope_heads *h = both[i];
+        /* the per-head norm treats x as n * heads contiguous rows of head_dim: q and k are packed so */
+        if (h->norm_weight) be->ops->rmsnorm(be, h->x, h->norm_weight, n * h->heads, rope->head_dim, eps, h->x);
+        be->ops->rope(be, h->x, n, h->heads, h->stride, positions, rope);
+    }
 }

@@ -11,8 +11,8 @@ void ts_fused_matmul_many(ts_backend *be, int count, const ts_weight *const *ws,
 /* x += y; out = rmsnorm(x) * weight. */
 void ts_fused_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *weight, int rows, int dim, float eps,
                           float *out);
-/* Per-head RMSNorm (skipped when norm_weight is NULL), then RoPE, in place. */
-void ts_fused_norm_rope(ts_backend *be, float *x, int n, int heads, int stride, const float *norm_weight, float eps,
-                        const int32_t *positions, const ts_rope *rope);
+/* Per-head RMSNorm (skipped where norm_weight is NULL), then RoPE, of q and of k, in place. */
+void ts_fused_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
+                           const int32_t *positions, const ts_rope *rope);
 
 #endif

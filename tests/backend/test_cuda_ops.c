@@ -365,45 +365,71 @@ static void test_fused_ops(void **state) {
     check_matmul_many(g_gpu16, same[0], rows, 3, 1056, 12, 1e-2); /* a batch: passes of 8 and 4 */
     check_matmul_many(g_gpu16, same[0], rows, 3, 1056, 40, 1e-2); /* a wider batch: cuBLAS */
 
-    /* residual add + RMSNorm: both the updated residual and the normalized output */
-    const int r = 5, dim = 1000;
-    float *x = rand_floats((size_t)r * dim, 2.0f), *y = rand_floats((size_t)r * dim, 1.0f), *w = rand_floats(dim, 1.0f);
-    float *out = malloc((size_t)r * dim * sizeof(float));
-    float *dx = dev_from(g_gpu32, x, (size_t)r * dim), *dy = dev_from(g_gpu32, y, (size_t)r * dim);
-    float *dw = dev_from(g_gpu32, w, dim), *dout = dev_from(g_gpu32, x, (size_t)r * dim);
-    g_cpu->ops->add(g_cpu, x, y, (size_t)r * dim);
-    g_cpu->ops->rmsnorm(g_cpu, x, w, r, dim, 1e-6f, out);
-    g_gpu32->ops->add_rmsnorm(g_gpu32, dx, dy, dw, r, dim, 1e-6f, dout);
-    compare_vs_cpu(g_gpu32, "add_rmsnorm residual", dx, x, (size_t)r * dim, 1e-6);
-    compare_vs_cpu(g_gpu32, "add_rmsnorm output", dout, out, (size_t)r * dim, 1e-5);
-    g_gpu32->ops->free(g_gpu32, dx);
-    g_gpu32->ops->free(g_gpu32, dy);
-    g_gpu32->ops->free(g_gpu32, dw);
-    g_gpu32->ops->free(g_gpu32, dout);
-    free(x);
-    free(y);
-    free(w);
-    free(out);
+    /* residual add + RMSNorm and RMSNorm: both the updated residual and the normalized output, twice, rows
+     * narrower than a block, of one and of several elements a thread */
+    const int norm_shapes[4][2] = {{5, 1000}, {1, 4096}, {8, 1024}, {12, 1024}};
+    for (int sh = 0; sh < 4; sh++) {
+        const int r = norm_shapes[sh][0], dim = norm_shapes[sh][1];
+        float *x = rand_floats((size_t)r * dim, 2.0f), *y = rand_floats((size_t)r * dim, 1.0f), *w = rand_floats(dim, 1.0f);
+        float *out = malloc((size_t)r * dim * sizeof(float));
+        float *dx = dev_from(g_gpu32, x, (size_t)r * dim), *dy = dev_from(g_gpu32, y, (size_t)r * dim);
+        float *dw = dev_from(g_gpu32, w, dim), *dout = dev_from(g_gpu32, x, (size_t)r * dim);
+        for (int rep = 0; rep < 2; rep++) {
+            g_cpu->ops->add(g_cpu, x, y, (size_t)r * dim);
+            g_cpu->ops->rmsnorm(g_cpu, x, w, r, dim, 1e-6f, out);
+            g_gpu32->ops->add_rmsnorm(g_gpu32, dx, dy, dw, r, dim, 1e-6f, dout);
+            compare_vs_cpu(g_gpu32, "add_rmsnorm residual", dx, x, (size_t)r * dim, 1e-6);
+            compare_vs_cpu(g_gpu32, "add_rmsnorm output", dout, out, (size_t)r * dim, 1e-5);
+            g_cpu->ops->rmsnorm(g_cpu, x, w, r, dim, 1e-6f, out);
+            g_gpu32->ops->rmsnorm(g_gpu32, dx, dw, r, dim, 1e-6f, dout);
+            compare_vs_cpu(g_gpu32, "rmsnorm output", dout, out, (size_t)r * dim, 1e-5);
+        }
+        g_gpu32->ops->free(g_gpu32, dx);
+        g_gpu32->ops->free(g_gpu32, dy);
+        g_gpu32->ops->free(g_gpu32, dw);
+        g_gpu32->ops->free(g_gpu32, dout);
+        free(x);
+        free(y);
+        free(w);
+        free(out);
+    }
 
-    /* per-head norm + RoPE: 5 heads (a partial block of warps), head_dim 128 (two pairs per lane) and 48 */
-    const int n = 3, heads = 5;
+    /* per-head norm + RoPE of q and k in one launch: 5 query heads (a partial block of warps) and 2 key
+     * heads, rows of their own widths, head_dim 128 (two pairs per lane) and 48; rope alone */
+    const int n = 3, heads = 5, kv_heads = 2;
     int32_t pos[3] = {0, 77, 4000};
     for (int with_norm = 0; with_norm < 2; with_norm++)
         for (int hd = 48; hd <= 128; hd += 80) {
             float inv[64];
             for (int i = 0; i < hd / 2; i++) inv[i] = 1.0f / powf(1e6f, (float)(2 * i) / (float)hd);
             ts_rope rope = {hd, inv, 1.0f};
-            size_t cnt = (size_t)n * heads * hd;
-            float *q = rand_floats(cnt, 3.0f), *nw = rand_floats((size_t)hd, 1.0f);
-            float *dq = dev_from(g_gpu32, q, cnt), *dnw = dev_from(g_gpu32, nw, (size_t)hd);
-            if (with_norm) g_cpu->ops->rmsnorm(g_cpu, q, nw, n * heads, hd, 1e-6f, q);
+            size_t cnt = (size_t)n * heads * hd, kcnt = (size_t)n * kv_heads * hd;
+            float *q = rand_floats(cnt, 3.0f), *k = rand_floats(kcnt, 3.0f), *nw = rand_floats((size_t)hd, 1.0f),
+                  *knw = rand_floats((size_t)hd, 1.0f);
+            float *dq = dev_from(g_gpu32, q, cnt), *dk = dev_from(g_gpu32, k, kcnt), *dnw = dev_from(g_gpu32, nw, (size_t)hd),
+                  *dknw = dev_from(g_gpu32, knw, (size_t)hd);
+            if (with_norm) {
+                g_cpu->ops->rmsnorm(g_cpu, q, nw, n * heads, hd, 1e-6f, q);
+                g_cpu->ops->rmsnorm(g_cpu, k, knw, n * kv_heads, hd, 1e-6f, k);
+            }
             g_cpu->ops->rope(g_cpu, q, n, heads, heads * hd, pos, &rope);
-            g_gpu32->ops->norm_rope(g_gpu32, dq, n, heads, heads * hd, with_norm ? dnw : NULL, 1e-6f, pos, &rope);
-            compare_vs_cpu(g_gpu32, with_norm ? "norm_rope" : "norm_rope without a norm", dq, q, cnt, 1e-5);
+            g_cpu->ops->rope(g_cpu, k, n, kv_heads, kv_heads * hd, pos, &rope);
+            const ts_rope_heads qh = {dq, heads, heads * hd, with_norm ? dnw : NULL},
+                                kh = {dk, kv_heads, kv_heads * hd, with_norm ? dknw : NULL};
+            g_gpu32->ops->qk_norm_rope(g_gpu32, &qh, &kh, n, 1e-6f, pos, &rope);
+            compare_vs_cpu(g_gpu32, with_norm ? "qk_norm_rope q" : "qk_norm_rope q without a norm", dq, q, cnt, 1e-5);
+            compare_vs_cpu(g_gpu32, with_norm ? "qk_norm_rope k" : "qk_norm_rope k without a norm", dk, k, kcnt, 1e-5);
+            g_cpu->ops->rope(g_cpu, q, n, heads, heads * hd, pos, &rope);
+            g_gpu32->ops->rope(g_gpu32, dq, n, heads, heads * hd, pos, &rope);
+            compare_vs_cpu(g_gpu32, "rope", dq, q, cnt, 1e-5);
             g_gpu32->ops->free(g_gpu32, dq);
+            g_gpu32->ops->free(g_gpu32, dk);
             g_gpu32->ops->free(g_gpu32, dnw);
+            g_gpu32->ops->free(g_gpu32, dknw);
             free(q);
+            free(k);
             free(nw);
+            free(knw);
         }
 }
 
@@ -615,8 +641,9 @@ static void test_prequantized_activations(void **state) {
     (void)state;
     const int dim = 1024;
     const ts_dtype types[4] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_0, TS_DTYPE_Q8_0, TS_DTYPE_Q8_0};
-    const int row_counts[3] = {3, 20, 40}; /* one pass; a batch (tensor cores); cuBLAS on a bf16 copy */
-    for (int ri = 0; ri < 3; ri++) {
+    /* one pass; a batch (16-bit tensor cores); a batch; cuBLAS on a bf16 copy */
+    const int row_counts[4] = {3, 7, 20, 40};
+    for (int ri = 0; ri < 4; ri++) {
         const int r = row_counts[ri];
         float *x = rand_floats((size_t)r * dim, 2.0f), *y = rand_floats((size_t)r * dim, 1.0f), *w = rand_floats(dim, 1.0f);
         float *dx = dev_from(g_gpu16, x, (size_t)r * dim), *dy = dev_from(g_gpu16, y, (size_t)r * dim);

@@ -742,16 +742,8 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     }
     if (splits > 1) {
         io.part_o = (float *)cuda_scratch(im, &im->attn_scratch, &im->attn_scratch_bytes, parts * (hd + 2) * sizeof(float));
-        const size_t old_done_bytes = im->attn_done_bytes;
-        io.done = (unsigned *)cuda_scratch(im, &im->attn_done, &im->attn_done_bytes, pairs * sizeof(unsigned));
+        io.done = cuda_counters(im, &im->attn_done, &im->attn_done_bytes, (size_t)pairs);
         if (!io.part_o || !io.done) return;
-        /* counters start at zero and every merge leaves them there. A grown buffer is told by its size,
-         * not its address: the allocator may hand back the freed address, with garbage in the new tail
-         * (a merge then never completes and the output is never written) */
-        if (im->attn_done_bytes != old_done_bytes) {
-            cudaMemsetAsync(im->attn_done, 0, im->attn_done_bytes, im->stream);
-            cuda_queued_copy(im);
-        }
         io.part_ml = io.part_o + parts * hd;
     }
     if (count == st->n_tokens && count <= DP4A_MAX_TOKENS && hd % 32 == 0) {

@@ -38,6 +38,16 @@ void *cuda_scratch(cuda_impl *im, void **buf, size_t *cap, size_t need) {
     return *buf;
 }
 
+unsigned *cuda_counters(cuda_impl *im, void **buf, size_t *cap, size_t count) {
+    const size_t old_cap = *cap;
+    unsigned *c = (unsigned *)cuda_scratch(im, buf, cap, count * sizeof(unsigned));
+    if (c && *cap != old_cap) {
+        cudaMemsetAsync(c, 0, *cap, im->stream);
+        cuda_queued_copy(im);
+    }
+    return c;
+}
+
 static void *cu_alloc(ts_backend *be, size_t bytes, ts_error *err) {
     cuda_impl *im = cuda_of(be);
     void *p = NULL;
@@ -420,7 +430,7 @@ static const ts_backend_ops g_cuda_ops = {
     cu_kv_create,      cu_kv_destroy,   cu_begin_step,     cuda_embed,     cuda_embed_add,      cuda_matmul,
     cuda_rmsnorm,      cuda_layernorm,  cuda_rope,         cuda_attention, cuda_silu_mul,       cuda_gelu,
     cuda_add,          cuda_gather_rows, cuda_moe,         cu_sync,        cu_stats,            cu_destroy,
-    cu_roofline,       cuda_argmax_rows, cuda_matmul_many, cuda_add_rmsnorm, cuda_norm_rope,
+    cu_roofline,       cuda_argmax_rows, cuda_matmul_many, cuda_add_rmsnorm, cuda_qk_norm_rope,
 };
 
 /* ---- optional per-operation timing (TESSERA_CUDA_PROFILE=1): every operation is synchronised and
@@ -466,8 +476,8 @@ static void pf_matmul_many(ts_backend *be, int c, const ts_weight *const *w, con
 static void pf_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, int r, int d, float e, float *o) {
     PROF(P_RMSNORM, cuda_add_rmsnorm(be, x, y, w, r, d, e, o));
 }
-static void pf_norm_rope(ts_backend *be, float *x, int n, int h, int st, const float *w, float e, const int32_t *p,
-                         const ts_rope *r) { PROF(P_ROPE, cuda_norm_rope(be, x, n, h, st, w, e, p, r)); }
+static void pf_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float e,
+                            const int32_t *p, const ts_rope *r) { PROF(P_ROPE, cuda_qk_norm_rope(be, q, k, n, e, p, r)); }
 static void pf_destroy(ts_backend *be) {
     for (int i = 0; i < P_N; i++)
         if (g_prof_n[i])
@@ -481,7 +491,7 @@ static const ts_backend_ops g_cuda_prof_ops = {
     cu_kv_create, cu_kv_destroy, pf_step,   pf_embed,     pf_embed_add,        pf_matmul,
     pf_rmsnorm,   pf_layernorm, pf_rope,    pf_attention, pf_silu,             pf_gelu,
     pf_add,       pf_gather,    pf_moe,     cu_sync,      cu_stats,            pf_destroy,
-    cu_roofline,  pf_argmax,    pf_matmul_many, pf_add_rmsnorm, pf_norm_rope,
+    cu_roofline,  pf_argmax,    pf_matmul_many, pf_add_rmsnorm, pf_qk_norm_rope,
 };
 
 __global__ void code_arch_kernel(int *out) {

@@ -93,7 +93,6 @@ template <int DT, int F16, int NT>
 __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     gemm_bw_kernel(bw_targets tg, const uint4 *__restrict__ xa, int n_tok) {
     typedef typename bw_fmt<F16>::v2 v2;
-    pdl_wait();
     extern __shared__ float red[]; /* [BW_KS][BW_ROWS][NT * 8 + 1] */
     constexpr int RS = NT * 8 + 1;
     __shared__ int last_part;
@@ -146,8 +145,11 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) xb[nt][j] = __ldg(xa + ((size_t)(c * NT + nt) * 2 + j) * 32 + lane);
     };
+    /* the weights do not depend on earlier kernels: their first loads are in flight before the wait for
+     * the previous kernel to finish (programmatic dependent launch), the activations' after it */
+    if (cbeg + ks < cend) load_weights(cbeg + ks, wq, d, m);
+    pdl_wait();
     if (cbeg + ks < cend) {
-        load_weights(cbeg + ks, wq, d, m);
         load_acts(cbeg + ks, 0);
         load_acts(cbeg + ks, 1);
     }
@@ -300,14 +302,9 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
     if (tg.kparts > 1) {
         size_t part_floats = 0;
         for (int k = 0; k < count; k++) part_floats += (size_t)tg.kparts * n * (size_t)ws[k]->rows;
-        const size_t old_done_bytes = im->batch16_done_bytes;
         float *part = (float *)cuda_scratch(im, &im->batch16_part, &im->batch16_part_bytes, part_floats * sizeof(float));
-        unsigned *done = (unsigned *)cuda_scratch(im, &im->batch16_done, &im->batch16_done_bytes, row_blocks * sizeof(unsigned));
+        unsigned *done = cuda_counters(im, &im->batch16_done, &im->batch16_done_bytes, row_blocks);
         if (!part || !done) return;
-        if (im->batch16_done_bytes != old_done_bytes) { /* grown: zero the counters (see cuda_attention.cu) */
-            cudaMemsetAsync(im->batch16_done, 0, im->batch16_done_bytes, im->stream);
-            cuda_queued_copy(im);
-        }
         for (int k = 0; k < count; k++) {
             tg.part[k] = part;
             tg.done[k] = done;

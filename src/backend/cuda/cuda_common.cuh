@@ -168,6 +168,11 @@ int cuda_check(cuda_impl *im, cudaError_t err, const char *what);
 
 /* Grows a scratch buffer; returns NULL (logged) on failure. */
 void *cuda_scratch(cuda_impl *im, void **buf, size_t *cap, size_t need);
+/* Grows a buffer of `count` zeroed counters for kernels whose last block to finish a unit of work (told
+ * by an atomic count) completes it and resets its counter. A grown buffer is told by its size, not its
+ * address: the allocator may hand back the freed address with garbage in the new tail, and a count that
+ * never completes leaves an output unwritten. */
+unsigned *cuda_counters(cuda_impl *im, void **buf, size_t *cap, size_t count);
 
 /* Operations implemented in the other .cu files. */
 void cuda_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias);
@@ -191,8 +196,8 @@ void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, con
                       const float *const *biases);
 void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, int rows, int dim, float eps,
                       float *out);
-void cuda_norm_rope(ts_backend *be, float *x, int n, int heads, int stride, const float *norm_weight, float eps,
-                    const int32_t *positions, const ts_rope *rope);
+void cuda_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
+                       const int32_t *positions, const ts_rope *rope);
 void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host);
 /* True when the operation must not enqueue work: the current step replays a captured graph. Any
  * operation may overwrite the activations a producer quantized, so it also forgets them; producers

@@ -406,7 +406,6 @@ struct dp4a_targets {
 /* R rows per warp share each activation load. */
 template <int DT, int N, int R>
 __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq, const float2 *__restrict__ xs) {
-    pdl_wait();
     constexpr int WB = DT == TS_DTYPE_Q8_0 ? 32 : 16; /* quant bytes per group */
     int k = blockIdx.x >= tg.first_block[1] ? (blockIdx.x >= tg.first_block[2] ? 2 : 1) : 0;
     const cuda_weight &w = k == 0 ? tg.w[0] : k == 1 ? tg.w[1] : tg.w[2];
@@ -414,7 +413,10 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
     const float *__restrict__ bias = k == 0 ? tg.bias[0] : k == 1 ? tg.bias[1] : tg.bias[2];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int64_t row0 = ((int64_t)(blockIdx.x - tg.first_block[k]) * GEMV_WARPS + warp) * R;
-    if (row0 >= w.rows) return;
+    if (row0 >= w.rows) {
+        pdl_wait();
+        return;
+    }
     const int groups = (int)(w.cols / 32);
     float acc[R][N];
 #pragma unroll
@@ -424,9 +426,9 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
     /* U groups per lane per pass, all loads issued before any arithmetic: a warp needs several hundred
      * bytes in flight to cover memory latency on the narrower matrices, whose grids fill one wave */
     constexpr int U = DT == TS_DTYPE_Q8_0 ? 2 : 4;
-    for (int g0 = lane; g0 < groups; g0 += 32 * U) {
-        int4 wq[U][R][WB / 16];
-        float d[U][R], m[U][R];
+    int4 wq[U][R][WB / 16];
+    float d[U][R], m[U][R];
+    auto load_pass = [&](int g0) {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int g = min(g0 + 32 * u, groups - 1); /* lanes past the end reload the last group, unused */
@@ -441,6 +443,14 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
                 m[u][r] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * d[u][r] : 0.0f;
             }
         }
+    };
+    /* The weights do not depend on the kernels before this one: under programmatic dependent launch the
+     * first pass's loads (whole rows of 4096 4-bit weights) are in flight while the previous kernel
+     * finishes, instead of starting after it. Only the activations wait. */
+    load_pass(lane < groups ? lane : 0);
+    pdl_wait();
+    for (int g0 = lane; g0 < groups; g0 += 32 * U) {
+        if (g0 != lane) load_pass(g0);
 #pragma unroll
         for (int u = 0; u < U; u++) {
             int g = g0 + 32 * u;

@@ -131,16 +131,20 @@ static const float *device_inv_freq(cuda_impl *im, const ts_rope *rope) {
     return im->inv_freq;
 }
 
-/* Rotary embedding of x [n, heads, head_dim], preceded by Qwen3's per-head RMSNorm when w is given; one
+/* Rotary embedding of the heads of q and then k (one launch for both: each launch of a decode step costs
+ * more than this work), each head preceded by Qwen3's per-head RMSNorm where its weight is given; one
  * warp per (token, head): the head's sum of squares is reduced across the warp before any lane writes.
  * cos/sin in float32 of the float32 angle. */
 #define NORM_ROPE_WARPS 4
-__global__ void norm_rope_kernel(float *x, int heads, int stride, const float *w, float eps, const int32_t *positions,
+__global__ void norm_rope_kernel(ts_rope_heads q, ts_rope_heads k, float eps, const int32_t *positions,
                                  const float *inv_freq, int head_dim, float factor) {
     pdl_wait();
     int t = blockIdx.x, h = blockIdx.y * NORM_ROPE_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (h >= heads) return;
-    float *v = x + (size_t)t * stride + (size_t)h * head_dim;
+    if (h >= q.heads + k.heads) return;
+    const int is_q = h < q.heads;
+    if (!is_q) h -= q.heads;
+    float *v = (is_q ? q.x : k.x) + (size_t)t * (is_q ? q.stride : k.stride) + (size_t)h * head_dim;
+    const float *w = is_q ? q.norm_weight : k.norm_weight;
     int half = head_dim / 2;
     float inv = 1.0f;
     if (w) {
@@ -150,37 +154,46 @@ __global__ void norm_rope_kernel(float *x, int heads, int stride, const float *w
         inv = rsqrtf(ss / (float)head_dim + eps);
     }
     float pos = (float)positions[t];
-    for (int k = lane; k < half; k += 32) {
-        float a = v[k], b = v[k + half];
+    for (int i = lane; i < half; i += 32) {
+        float a = v[i], b = v[i + half];
         if (w) {
-            a = w[k] * (a * inv);
-            b = w[k + half] * (b * inv);
+            a = w[i] * (a * inv);
+            b = w[i + half] * (b * inv);
         }
         float s, c;
-        sincosf(pos * inv_freq[k], &s, &c);
+        sincosf(pos * inv_freq[i], &s, &c);
         c *= factor;
         s *= factor;
-        v[k] = a * c - b * s;
-        v[k + half] = b * c + a * s;
+        v[i] = a * c - b * s;
+        v[i + half] = b * c + a * s;
     }
 }
 
-void cuda_norm_rope(ts_backend *be, float *x, int n, int heads, int stride, const float *norm_weight, float eps,
-                    const int32_t *positions, const ts_rope *rope) {
+static void launch_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
+                             const int32_t *positions, const ts_rope *rope) {
     cuda_impl *im = cuda_of(be);
-    CUDA_SKIP_IF_REPLAYING(im);
     if (n <= 0) return;
     const float *inv_freq = device_inv_freq(im, rope);
     const int32_t *dpos = cuda_step_array(be, positions, n);
     if (!dpos || !inv_freq) return;
-    dim3 grid((unsigned)n, (unsigned)((heads + NORM_ROPE_WARPS - 1) / NORM_ROPE_WARPS));
-    cuda_launch(im, norm_rope_kernel, grid, dim3(32 * NORM_ROPE_WARPS), 0, x, heads, stride, norm_weight, eps, dpos,
-                inv_freq, rope->head_dim, rope->attention_factor);
+    ts_rope_heads none = {NULL, 0, 0, NULL};
+    const ts_rope_heads kk = k ? *k : none;
+    dim3 grid((unsigned)n, (unsigned)((q->heads + kk.heads + NORM_ROPE_WARPS - 1) / NORM_ROPE_WARPS));
+    cuda_launch(im, norm_rope_kernel, grid, dim3(32 * NORM_ROPE_WARPS), 0, *q, kk, eps, dpos, inv_freq, rope->head_dim,
+                rope->attention_factor);
     CUDA_CHECK_LAUNCH(im, "norm_rope");
 }
 
+void cuda_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
+                       const int32_t *positions, const ts_rope *rope) {
+    CUDA_SKIP_IF_REPLAYING(cuda_of(be));
+    launch_norm_rope(be, q, k, n, eps, positions, rope);
+}
+
 void cuda_rope(ts_backend *be, float *x, int n, int heads, int stride, const int32_t *positions, const ts_rope *rope) {
-    cuda_norm_rope(be, x, n, heads, stride, NULL, 0.0f, positions, rope);
+    CUDA_SKIP_IF_REPLAYING(cuda_of(be));
+    const ts_rope_heads h = {x, heads, stride, NULL};
+    launch_norm_rope(be, &h, NULL, n, 0.0f, positions, rope);
 }
 
 /* With xq, out is also quantized for the next product: inner is then a multiple of 32, so every warp
