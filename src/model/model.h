@@ -124,6 +124,13 @@ int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *l
 int ts_model_forward_greedy(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, int32_t *tokens,
                             ts_error *err);
 
+/* Whether ts_model_forward_draw can run: the backend holding the logits draws tokens itself. */
+int ts_model_can_draw(const ts_model *m);
+/* A forward step whose tokens are drawn where the logits are: tokens[i] receives draws[i]'s choice from
+ * logit row i (only token ids cross to the host on a GPU). */
+int ts_model_forward_draw(ts_model *m, ts_kv_store *kv, const ts_step *step, const ts_draw *draws, int32_t *tokens,
+                          ts_error *err);
+
 /* Checks the model's files on disk: 0 unchanged, 1 modified in place (the model must stop: its mapped
  * weights may change or fault), 2 replaced or removed (the loaded version stays valid). */
 int ts_model_files_changed(const ts_model *m, char *why, size_t cap);

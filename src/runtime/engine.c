@@ -48,7 +48,8 @@ struct ts_engine {
     ts_engine_seq **step_seqs;
     int *step_first_token;
     float *logits;
-    int32_t *picked; /* token ids the model chose in all-greedy steps */
+    int32_t *picked; /* token ids the model chose in all-greedy steps and steps drawn on the device */
+    ts_draw *draws;  /* per logit row: the draw the device makes */
     ts_token_logprobs *lp;
     ts_engine_stats stats;
     double files_checked_at;
@@ -212,8 +213,18 @@ static int run_step(ts_engine *e) {
     for (int v = 0; v < n_views && all_greedy; v++)
         if (e->step_first_token[v] >= 0)
             all_greedy = !e->step_seqs[v]->req.logprobs && ts_sampler_is_greedy(e->step_seqs[v]->sampler);
-    int rc = all_greedy ? ts_model_forward_greedy(e->model, e->cache.store, &step, e->logits, e->picked, &err)
-                        : ts_model_forward(e->model, e->cache.store, &step, e->logits, NULL, NULL, &err);
+    /* Otherwise, when none needs penalties or log-probabilities and the device can draw, the tokens are
+     * drawn where the logits are, with the numbers each sequence's own stream gives (the host would
+     * copy every row of logits and sort its candidates) */
+    int on_device = n_logits > 0 && !all_greedy && ts_model_can_draw(e->model);
+    for (int v = 0; v < n_views && on_device; v++)
+        if (e->step_first_token[v] >= 0)
+            on_device = !e->step_seqs[v]->req.logprobs && !ts_sampler_has_penalties(e->step_seqs[v]->sampler);
+    for (int v = 0; v < n_views && on_device; v++)
+        if (e->step_first_token[v] >= 0) ts_sampler_device_draw(e->step_seqs[v]->sampler, &e->draws[e->step_first_token[v]]);
+    int rc = all_greedy  ? ts_model_forward_greedy(e->model, e->cache.store, &step, e->logits, e->picked, &err)
+             : on_device ? ts_model_forward_draw(e->model, e->cache.store, &step, e->draws, e->picked, &err)
+                         : ts_model_forward(e->model, e->cache.store, &step, e->logits, NULL, NULL, &err);
     double t1 = ts_now_seconds();
     pthread_mutex_lock(&e->lock);
     e->stats.busy_seconds += t1 - t0;
@@ -237,7 +248,7 @@ static int run_step(ts_engine *e) {
         if (e->step_first_token[v] < 0) continue; /* prefill continues next step */
         float *lg = e->logits + (size_t)e->step_first_token[v] * (size_t)vocab;
         ts_token_logprobs *lp = s->req.logprobs ? &e->lp[v] : NULL;
-        int32_t tok = all_greedy ? e->picked[e->step_first_token[v]] : ts_sampler_sample(s->sampler, lg, vocab, lp);
+        int32_t tok = all_greedy || on_device ? e->picked[e->step_first_token[v]] : ts_sampler_sample(s->sampler, lg, vocab, lp);
         ts_sampler_accept(s->sampler, tok);
         s->n_generated++;
         ts_finish_reason why = TS_FINISH_NONE;
@@ -366,10 +377,12 @@ int ts_engine_create(ts_model *m, const ts_engine_config *cfg, ts_engine **out, 
     e->logits = malloc((size_t)R * (size_t)m->cfg.vocab_size * sizeof(float));
     e->lp = calloc((size_t)R, sizeof(ts_token_logprobs));
     e->picked = calloc((size_t)R, sizeof(int32_t));
+    e->draws = calloc((size_t)R, sizeof(ts_draw));
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->wake, NULL);
     if (!e->running || !e->step_tokens || !e->step_positions || !e->logit_rows || !e->views || !e->step_seqs ||
-        !e->step_first_token || !e->logits || !e->lp || !e->picked || pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        !e->step_first_token || !e->logits || !e->lp || !e->picked || !e->draws ||
+        pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         ts_fail(err, "engine: out of memory or cannot start its thread");
         e->stop = 1;
         ts_kv_cache_destroy(&e->cache);
@@ -383,6 +396,7 @@ int ts_engine_create(ts_model *m, const ts_engine_config *cfg, ts_engine **out, 
         free(e->logits);
         free(e->lp);
         free(e->picked);
+        free(e->draws);
         free(e);
         return -1;
     }
@@ -411,6 +425,7 @@ void ts_engine_destroy(ts_engine *e) {
     free(e->logits);
     free(e->lp);
     free(e->picked);
+    free(e->draws);
     free(e);
 }
 

@@ -170,20 +170,75 @@ static int cmp_desc(const void *a, const void *b, void *vals) {
     return *(const int32_t *)a - *(const int32_t *)b;
 }
 
-int32_t ts_sampler_sample(ts_sampler *s, float *logits, int vocab, ts_token_logprobs *lp) {
+int ts_draw_candidates(const ts_draw *d, const float *logits, int vocab, int32_t *cand, float *z) {
+    float inv_t = 1.0f / d->temperature;
+    float mx = logits[ts_argmax(logits, vocab)];
+    int n = 0;
+    for (int i = 0; i < vocab; i++) {
+        z[i] = (logits[i] - mx) * inv_t;
+        if (z[i] >= -CANDIDATE_WINDOW) cand[n++] = i;
+    }
+    qsort_r(cand, (size_t)n, sizeof(int32_t), cmp_desc, z);
+    if (d->top_k > 0 && d->top_k < n) n = d->top_k;
+    if (d->top_p < 1.0f) {
+        /* probabilities of the survivors, normalised over the candidate set */
+        double total = 0.0;
+        for (int i = 0; i < n; i++) total += exp((double)z[cand[i]]);
+        double acc = 0.0;
+        int keep = n;
+        for (int i = 0; i < n; i++) {
+            acc += exp((double)z[cand[i]]) / total;
+            if (acc >= d->top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+        n = keep;
+    }
+    if (d->min_p > 0.0f) {
+        /* the best candidate has z = 0, so its relative probability is 1 */
+        int keep = 1;
+        while (keep < n && exp((double)z[cand[keep]]) >= d->min_p) keep++;
+        n = keep;
+    }
+    return n;
+}
+
+static void draw_params(const ts_sampling_params *p, ts_draw *d) {
+    d->temperature = p->temperature;
+    d->top_k = p->top_k;
+    d->top_p = p->top_p;
+    d->min_p = p->min_p;
+    d->u = 0.0;
+}
+
+static int draw_is_greedy(const ts_draw *d) { return d->temperature <= 0.0f || d->top_k == 1; }
+
+int ts_sampler_has_penalties(const ts_sampler *s) {
     const ts_sampling_params *p = &s->p;
+    return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+}
+
+int ts_sampler_device_draw(ts_sampler *s, ts_draw *d) {
+    if (ts_sampler_has_penalties(s)) return 0;
+    draw_params(&s->p, d);
+    if (!draw_is_greedy(d)) d->u = next_unit(s);
+    return 1;
+}
+
+int32_t ts_sampler_sample(ts_sampler *s, float *logits, int vocab, ts_token_logprobs *lp) {
     float *raw = NULL;
     if (lp) {
         raw = malloc((size_t)vocab * sizeof(float));
         if (raw) memcpy(raw, logits, (size_t)vocab * sizeof(float));
     }
     apply_penalties(s, logits, vocab);
+    ts_draw d;
+    draw_params(&s->p, &d);
     int32_t chosen;
-    if (p->temperature <= 0.0f || p->top_k == 1) {
+    if (draw_is_greedy(&d)) {
         chosen = ts_argmax(logits, vocab);
     } else {
-        float inv_t = 1.0f / p->temperature;
-        float mx = logits[ts_argmax(logits, vocab)];
         if (s->cand_cap < vocab) {
             free(s->cand);
             free(s->cand_val);
@@ -195,36 +250,8 @@ int32_t ts_sampler_sample(ts_sampler *s, float *logits, int vocab, ts_token_logp
             chosen = ts_argmax(logits, vocab);
             goto done;
         }
-        int n = 0;
-        for (int i = 0; i < vocab; i++) {
-            float z = (logits[i] - mx) * inv_t;
-            s->cand_val[i] = z;
-            if (z >= -CANDIDATE_WINDOW) s->cand[n++] = i;
-        }
-        qsort_r(s->cand, (size_t)n, sizeof(int32_t), cmp_desc, s->cand_val);
-        if (p->top_k > 0 && p->top_k < n) n = p->top_k;
-        /* probabilities of the survivors, normalised over the candidate set */
+        int n = ts_draw_candidates(&d, logits, vocab, s->cand, s->cand_val);
         double total = 0.0;
-        for (int i = 0; i < n; i++) total += exp((double)s->cand_val[s->cand[i]]);
-        if (p->top_p < 1.0f) {
-            double acc = 0.0;
-            int keep = n;
-            for (int i = 0; i < n; i++) {
-                acc += exp((double)s->cand_val[s->cand[i]]) / total;
-                if (acc >= p->top_p) {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            n = keep;
-        }
-        if (p->min_p > 0.0f) {
-            /* the best candidate has z = 0, so its relative probability is 1 */
-            int keep = 1;
-            while (keep < n && exp((double)s->cand_val[s->cand[keep]]) >= p->min_p) keep++;
-            n = keep;
-        }
-        total = 0.0;
         for (int i = 0; i < n; i++) total += exp((double)s->cand_val[s->cand[i]]);
         double r = next_unit(s) * total, acc = 0.0;
         chosen = s->cand[n - 1];
@@ -237,7 +264,7 @@ int32_t ts_sampler_sample(ts_sampler *s, float *logits, int vocab, ts_token_logp
         }
     }
 done:
-    if (lp) fill_logprobs(raw ? raw : logits, vocab, chosen, p->top_logprobs, lp);
+    if (lp) fill_logprobs(raw ? raw : logits, vocab, chosen, s->p.top_logprobs, lp);
     free(raw);
     return chosen;
 }

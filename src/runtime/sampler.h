@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "base/argmax.h"
+#include "base/draw.h"
 
 typedef struct ts_sampling_params {
     float temperature;        /* 0: greedy */
@@ -41,6 +42,18 @@ void ts_sampler_free(ts_sampler *s);
 int32_t ts_sampler_sample(ts_sampler *s, float *logits, int vocab, ts_token_logprobs *lp);
 /* True when the sampler always picks the largest logit (greedy, no penalties): the device may choose. */
 int ts_sampler_is_greedy(const ts_sampler *s);
+
+/* Whether the sampler's choices depend on the tokens so far (repetition, presence, frequency penalties). */
+int ts_sampler_has_penalties(const ts_sampler *s);
+/* When the sampler's next choice needs no penalties, fills d for it, drawing u from the sequence's
+ * stream exactly as ts_sampler_sample would, and returns 1; 0 otherwise (nothing drawn). */
+int ts_sampler_device_draw(ts_sampler *s, ts_draw *d);
+
+/* The tokens a non-greedy draw chooses among: the scaled logits z = (logit - max) / temperature within
+ * the candidate window, largest first (lowest index on ties), cut by top-k, then top-p, then min-p.
+ * Returns how many (>= 1): their ids in cand[0..n), z[token] for each (both hold vocab entries). Token
+ * cand[i] has weight exp(z); the draw takes the first whose running weight exceeds u times their sum. */
+int ts_draw_candidates(const ts_draw *d, const float *logits, int vocab, int32_t *cand, float *z);
 /* Records a generated token (for the penalties). */
 void ts_sampler_accept(ts_sampler *s, int32_t token);
 

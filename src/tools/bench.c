@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "runtime/kv_cache.h"
+#include "runtime/sampler.h"
 #include "runtime/sequence.h"
 
 static double peak_rss_bytes(void) {
@@ -62,8 +63,10 @@ static int one_run(ts_model *m, ts_kv_cache *cache, const ts_bench_options *o, u
     int32_t *rows = malloc((size_t)(B > P ? B : P) * sizeof(int32_t));
     ts_seq_view *views = calloc((size_t)B, sizeof *views);
     float *logits = malloc((size_t)B * vocab * sizeof(float));
+    ts_sampler **samplers = calloc((size_t)B, sizeof *samplers);
+    ts_draw *draws = calloc((size_t)B, sizeof *draws);
     int rc = -1;
-    if (!seqs || !prompt || !tokens || !positions || !rows || !views || !logits) {
+    if (!seqs || !prompt || !tokens || !positions || !rows || !views || !logits || !samplers || !draws) {
         ts_fail(err, "out of memory");
         goto done;
     }
@@ -91,7 +94,21 @@ static int one_run(ts_model *m, ts_kv_cache *cache, const ts_bench_options *o, u
         }
     }
     double t1 = ts_now_seconds();
-    /* decode: one token per sequence per step, greedy */
+    /* decode: one token per sequence per step */
+    ts_sampling_params sp;
+    ts_sampling_params_init(&sp);
+    sp.temperature = o->temperature;
+    sp.top_k = o->top_k;
+    sp.top_p = o->top_p;
+    sp.has_seed = 1;
+    for (int b = 0; b < B; b++) {
+        sp.seed = seed + (unsigned)b;
+        if (!(samplers[b] = ts_sampler_create(&sp, NULL, 0))) {
+            ts_fail(err, "out of memory");
+            goto done;
+        }
+    }
+    const int sampled = o->temperature > 0.0f, on_device = sampled && !o->host_sampling && ts_model_can_draw(m);
     for (int g = 0; g < G; g++) {
         for (int b = 0; b < B; b++) {
             positions[b] = P + g;
@@ -99,7 +116,16 @@ static int one_run(ts_model *m, ts_kv_cache *cache, const ts_bench_options *o, u
             views[b] = (ts_seq_view){b, 1, P + g, seqs[b].num_blocks, seqs[b].blocks};
         }
         ts_step st = {B, tokens, positions, B, views, B, rows, cache->host_store};
-        if (ts_model_forward_greedy(m, cache->store, &st, logits, tokens, err) != 0) goto done;
+        if (on_device) {
+            for (int b = 0; b < B; b++) ts_sampler_device_draw(samplers[b], &draws[b]);
+            if (ts_model_forward_draw(m, cache->store, &st, draws, tokens, err) != 0) goto done;
+        } else if (sampled) {
+            if (ts_model_forward(m, cache->store, &st, logits, NULL, NULL, err) != 0) goto done;
+            for (int b = 0; b < B; b++) tokens[b] = ts_sampler_sample(samplers[b], logits + (size_t)b * vocab, vocab, NULL);
+        } else if (ts_model_forward_greedy(m, cache->store, &st, logits, tokens, err) != 0) {
+            goto done;
+        }
+        for (int b = 0; b < B; b++) ts_sampler_accept(samplers[b], tokens[b]);
     }
     double t2 = ts_now_seconds();
     r->prefill_seconds = t1 - t0;
@@ -122,6 +148,9 @@ done:
     free(rows);
     free(views);
     free(logits);
+    for (int b = 0; samplers && b < B; b++) ts_sampler_free(samplers[b]);
+    free(samplers);
+    free(draws);
     return rc;
 }
 

@@ -14,6 +14,12 @@ typedef struct ts_bench_options {
     int batch;        /* sequences decoded together */
     int roofline;     /* measure the device's bandwidth and matrix rate first */
     unsigned seed;
+    /* decoding: greedy when temperature <= 0, else drawn (top_k, top_p as the sampler's) where the logits
+     * are when the device can, on the host when it cannot or host_sampling is set */
+    float temperature;
+    int top_k;
+    float top_p;
+    int host_sampling;
 } ts_bench_options;
 
 typedef struct ts_bench_run {

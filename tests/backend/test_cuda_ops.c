@@ -188,6 +188,73 @@ static void test_batch_tensor_cores(void **state) {
             }
 }
 
+/* Draws on the device against the host's definition (ts_draw_candidates): for each setting, 96 draws
+ * of one row with u spread evenly over [0, 1) must each pick the token the host's running weights pick,
+ * unless u * total lies within 1e-5 (relative) of a boundary between two tokens (the device sums expf
+ * in float, the host exp in double). Rows: random logits over a 152k vocabulary, a small vocabulary,
+ * logits rounded to few values (ties at every cut), and one with -inf entries. */
+static void check_draws(const float *row, int vocab, ts_draw d, const char *what) {
+    enum { DRAWS = 96 };
+    ts_draw draws[DRAWS];
+    float *x = malloc((size_t)DRAWS * vocab * sizeof(float)), *z = malloc((size_t)vocab * sizeof(float));
+    int32_t *cand = malloc((size_t)vocab * sizeof(int32_t)), got[DRAWS];
+    for (int k = 0; k < DRAWS; k++) {
+        memcpy(x + (size_t)k * vocab, row, (size_t)vocab * sizeof(float));
+        draws[k] = d;
+        draws[k].u = ((double)k + 0.37) / DRAWS;
+    }
+    float *dx = dev_from(g_gpu16, x, (size_t)DRAWS * vocab);
+    g_gpu16->ops->sample_rows(g_gpu16, dx, DRAWS, vocab, draws, got);
+    int greedy = d.temperature <= 0.0f || d.top_k == 1;
+    int n = greedy ? 1 : ts_draw_candidates(&d, row, vocab, cand, z);
+    if (greedy) cand[0] = ts_argmax(row, vocab);
+    double total = 0.0;
+    for (int i = 0; i < n; i++) total += greedy ? 1.0 : exp((double)z[cand[i]]);
+    for (int k = 0; k < DRAWS; k++) {
+        double r = draws[k].u * total, acc = 0.0, near = INFINITY;
+        int32_t want = cand[n - 1];
+        for (int i = 0; i < n; i++) {
+            acc += greedy ? 1.0 : exp((double)z[cand[i]]);
+            near = fmin(near, fabs(acc - r));
+            if (r < acc) {
+                want = cand[i];
+                break;
+            }
+        }
+        if (got[k] != want && !(near <= 1e-5 * total))
+            fail_msg("%s: draw u=%.4f picked token %d, the host's draw picks %d (%d candidates)", what, draws[k].u,
+                     got[k], want, n);
+    }
+    g_gpu16->ops->free(g_gpu16, dx);
+    free(x);
+    free(z);
+    free(cand);
+}
+
+static void test_draw_rows(void **state) {
+    (void)state;
+    const ts_draw settings[] = {
+        {1.0f, 0, 1.0f, 0.0f, 0.0},     {0.7f, 20, 1.0f, 0.0f, 0.0},  {0.6f, 20, 0.95f, 0.0f, 0.0},
+        {1.0f, 0, 0.9f, 0.0f, 0.0},     {1.3f, 0, 1.0f, 0.05f, 0.0},  {0.8f, 200, 0.8f, 0.01f, 0.0},
+        {0.0f, 0, 1.0f, 0.0f, 0.0},     {1.0f, 1, 1.0f, 0.0f, 0.0},   {2.0f, 5000, 0.99f, 0.0f, 0.0},
+    };
+    const int vocabs[3] = {151937, 1000, 4099};
+    for (int v = 0; v < 4; v++) {
+        int vocab = vocabs[v < 3 ? v : 2];
+        float *row = rand_floats((size_t)vocab, 4.0f);
+        if (v == 2)
+            for (int i = 0; i < vocab; i++) row[i] = roundf(row[i]); /* 9 distinct values: ties everywhere */
+        if (v == 3)
+            for (int i = 0; i < vocab; i += 3) row[i] = -INFINITY; /* masked tokens */
+        for (size_t s = 0; s < sizeof settings / sizeof settings[0]; s++) {
+            char what[96];
+            snprintf(what, sizeof what, "row %d (vocab %d), setting %zu", v, vocab, s);
+            check_draws(row, vocab, settings[s], what);
+        }
+        free(row);
+    }
+}
+
 /* Device greedy choice against ts_argmax: random rows, rows with ties (the lowest index wins), rows
  * whose maximum sits first or last, and a vocabulary that is not a multiple of the block size. */
 static void test_argmax_rows(void **state) {
@@ -774,7 +841,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_every_type), cmocka_unit_test(test_batch_tensor_cores),
         cmocka_unit_test(test_norms_and_activations),
         cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_batch), cmocka_unit_test(test_embedding),
-        cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_fused_ops),
+        cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_draw_rows), cmocka_unit_test(test_fused_ops),
         cmocka_unit_test(test_prequantized_activations),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

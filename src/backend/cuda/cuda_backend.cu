@@ -335,6 +335,7 @@ static void cu_destroy(ts_backend *be) {
     if (im->act_scratch) cudaFree(im->act_scratch);
     if (im->xq_scratch) cudaFree(im->xq_scratch);
     if (im->argmax_scratch) cudaFree(im->argmax_scratch);
+    if (im->draw_scratch) cudaFree(im->draw_scratch);
     if (im->attn_scratch) cudaFree(im->attn_scratch);
     if (im->attn_done) cudaFree(im->attn_done);
     if (im->batch16_act) cudaFree(im->batch16_act);
@@ -431,6 +432,7 @@ static const ts_backend_ops g_cuda_ops = {
     cuda_rmsnorm,      cuda_layernorm,  cuda_rope,         cuda_attention, cuda_silu_mul,       cuda_gelu,
     cuda_add,          cuda_gather_rows, cuda_moe,         cu_sync,        cu_stats,            cu_destroy,
     cu_roofline,       cuda_argmax_rows, cuda_matmul_many, cuda_add_rmsnorm, cuda_qk_norm_rope,
+    cuda_sample_rows,
 };
 
 /* ---- optional per-operation timing (TESSERA_CUDA_PROFILE=1): every operation is synchronised and
@@ -491,7 +493,7 @@ static const ts_backend_ops g_cuda_prof_ops = {
     cu_kv_create, cu_kv_destroy, pf_step,   pf_embed,     pf_embed_add,        pf_matmul,
     pf_rmsnorm,   pf_layernorm, pf_rope,    pf_attention, pf_silu,             pf_gelu,
     pf_add,       pf_gather,    pf_moe,     cu_sync,      cu_stats,            pf_destroy,
-    cu_roofline,  pf_argmax,    pf_matmul_many, pf_add_rmsnorm, pf_qk_norm_rope,
+    cu_roofline,  pf_argmax,    pf_matmul_many, pf_add_rmsnorm, pf_qk_norm_rope, cuda_sample_rows,
 };
 
 __global__ void code_arch_kernel(int *out) {

@@ -119,6 +119,8 @@ struct cuda_impl {
     int pdl_fence;    /* a copy or memset was queued since the last launch: the next kernel waits for it fully */
     void *argmax_scratch;
     size_t argmax_scratch_bytes;
+    void *draw_scratch; /* the step's draws and chosen tokens (cuda_sample_rows) */
+    size_t draw_scratch_bytes;
     int float_gemv;   /* TESSERA_CUDA_GEMV=float: decode products in float arithmetic even under bf16/fp16 */
     void *attn_scratch; /* split-K partial results */
     size_t attn_scratch_bytes;
@@ -196,6 +198,7 @@ void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, con
                       const float *const *biases);
 void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, int rows, int dim, float eps,
                       float *out);
+void cuda_sample_rows(ts_backend *be, float *x, int rows, int dim, const ts_draw *draws, int32_t *out_host);
 void cuda_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
                        const int32_t *positions, const ts_rope *rope);
 void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host);

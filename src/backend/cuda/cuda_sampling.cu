@@ -1,5 +1,6 @@
-/* Greedy decoding on the device: the index of each logit row's largest value. A batch of 32 rows of a
- * 152k vocabulary is 19 MB of logits; the token ids are 128 bytes. */
+/* Choosing tokens on the device: greedy decoding (the index of each logit row's largest value) and draws
+ * with temperature, top-k, top-p and min-p. A batch of 32 rows of a 152k vocabulary is 19 MB of logits;
+ * the token ids are 128 bytes. */
 #include "backend/cuda/cuda_common.cuh"
 
 #define ARGMAX_THREADS 512
@@ -57,24 +58,493 @@ __global__ void argmax_rows_kernel(const float *__restrict__ x, int dim, int sli
     }
 }
 
+/* keys[r] = argmax_key of row r's best pair, on the device; NULL on failure (logged). */
+static unsigned long long *launch_argmax(cuda_impl *im, const float *x, int rows, int dim) {
+    size_t bytes = (size_t)rows * sizeof(unsigned long long);
+    unsigned long long *d = (unsigned long long *)cuda_scratch(im, &im->argmax_scratch, &im->argmax_scratch_bytes, bytes);
+    if (!d) return NULL;
+    int slice = ARGMAX_THREADS * ARGMAX_PER_THREAD;
+    unsigned slices = (unsigned)((dim + slice - 1) / slice);
+    cuda_check(im, cudaMemsetAsync(d, 0, bytes, im->stream), "argmax reset");
+    cuda_queued_copy(im);
+    cuda_launch(im, argmax_rows_kernel, dim3((unsigned)rows, slices), dim3(ARGMAX_THREADS), 0, x, dim, slice, d);
+    return CUDA_CHECK_LAUNCH(im, "argmax") ? NULL : d;
+}
+
 void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host) {
     cuda_impl *im = cuda_of(be);
     /* After the step's recorded graph (if any): the same graph then serves steps that want logits. */
     cuda_graph_finish(im);
     if (rows <= 0) return;
     size_t bytes = (size_t)rows * sizeof(unsigned long long);
-    unsigned long long *d = (unsigned long long *)cuda_scratch(im, &im->argmax_scratch, &im->argmax_scratch_bytes, bytes);
+    unsigned long long *d = launch_argmax(im, x, rows, dim);
     if (!d) return;
-    int slice = ARGMAX_THREADS * ARGMAX_PER_THREAD;
-    unsigned slices = (unsigned)((dim + slice - 1) / slice);
-    cuda_check(im, cudaMemsetAsync(d, 0, bytes, im->stream), "argmax reset");
-    cuda_queued_copy(im);
-    cuda_launch(im, argmax_rows_kernel, dim3((unsigned)rows, slices), dim3(ARGMAX_THREADS), 0, x, dim, slice, d);
-    if (CUDA_CHECK_LAUNCH(im, "argmax")) return;
     unsigned long long keys[64], *kh = rows <= 64 ? keys : (unsigned long long *)malloc(bytes);
     if (!kh) return;
     cuda_check(im, cudaMemcpyAsync(kh, d, bytes, cudaMemcpyDeviceToHost, im->stream), "copy to host");
     cuda_check(im, cudaStreamSynchronize(im->stream), "stream synchronise");
     for (int r = 0; r < rows; r++) out_host[r] = kh[r] ? (int32_t)~(uint32_t)kh[r] : 0;
     if (kh != keys) free(kh);
+}
+
+/* ---- Drawing tokens (temperature, top-k, top-p, min-p) where the logits are ----
+ * One block per row makes the choice ts_draw_candidates defines (runtime/sampler.c): candidates are
+ * the scaled logits z within DRAW_WINDOW of the best, ordered largest first, lowest index on ties; each
+ * cut and the draw itself is a prefix of that order found by a radix select over an order key (4 bits
+ * a pass, 8 passes) instead of a sort: "the element where the running count (or weight) from the top
+ * reaches a target". Weights are expf(z) summed in float per warp and double across the block, where the
+ * host sums exp(z) in double: the same token except when u falls within rounding of a boundary. */
+#define DRAW_THREADS 1024
+#define DRAW_WARPS (DRAW_THREADS / 32)
+#define DRAW_WINDOW 30.0f /* CANDIDATE_WINDOW of runtime/sampler.c */
+
+/* Larger key = earlier in the order; 0 = not a candidate. z <= 0 for every candidate. */
+__device__ __forceinline__ uint32_t draw_key(float z) {
+    return z >= -DRAW_WINDOW ? 0xffffffffu - __float_as_uint(fabsf(z)) : 0u;
+}
+__device__ __forceinline__ float draw_key_z(uint32_t key) { return -__uint_as_float(0xffffffffu - key); }
+
+/* Weights in fixed point (2^-44 units) so that sums are exact integer sums in any order: the same row
+ * and u then give the same token (a seed gives the same tokens). The smallest candidate weight,
+ * exp(-30), is 1.6 units; 152k weights of at most 2^44 stay below 2^62. */
+#define DRAW_FIX 17592186044416.0f
+__device__ __forceinline__ unsigned long long draw_fix(float z) { return __float2ull_rn(expf(z) * DRAW_FIX); }
+#define DRAW_BINS 256   /* radix digits of 8 bits */
+#define DRAW_ZBINS 512  /* z bins of the first level */
+#define DRAW_COPIES 2 /* histogram copies, one per half of the warps: fewer lanes on one shared address */
+#define DRAW_LIST 4096
+
+struct draw_shared {
+    unsigned cnt[DRAW_COPIES][DRAW_ZBINS]; /* DRAW_ZBINS >= DRAW_BINS: the radix passes use the same */
+    unsigned long long mass[DRAW_COPIES][DRAW_ZBINS];
+    unsigned long long list[DRAW_LIST]; /* one z bin's elements: (~key << 32 | index), sorted ascending */
+    unsigned long long red_u[DRAW_WARPS];
+    int red_i[DRAW_WARPS];
+    float red_f[DRAW_WARPS];
+    uint32_t prefix, key;
+    int above_cnt, eq_cnt, bin, list_n;
+    int list_eq; /* position in list of the first element equal to the selected key; -1: not listed */
+    float zscale;
+    unsigned long long above_mass;
+};
+
+/* Bins of z of equal width over the row's candidates (scale = bins / the widest -z), largest z in bin 0:
+ * a first level that spreads a row of logits over many bins (the float bits' high digits put nearly all
+ * of them in one). */
+__device__ __forceinline__ int draw_zbin(float z, float scale) { return min(DRAW_ZBINS - 1, (int)(-z * scale)); }
+
+__device__ unsigned long long draw_block_sum(unsigned long long v, draw_shared *sh) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) sh->red_u[threadIdx.x / 32] = v;
+    __syncthreads();
+    unsigned long long t = 0;
+    for (int w = 0; w < DRAW_WARPS; w++) t += sh->red_u[w];
+    return t;
+}
+
+__device__ int draw_block_count(int v, draw_shared *sh) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) sh->red_i[threadIdx.x / 32] = v;
+    __syncthreads();
+    int t = 0;
+    for (int w = 0; w < DRAW_WARPS; w++) t += sh->red_i[w];
+    return t;
+}
+
+__device__ int draw_block_min(int v, draw_shared *sh) {
+    for (int o = 16; o > 0; o >>= 1) v = min(v, __shfl_xor_sync(0xffffffffu, v, o));
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) sh->red_i[threadIdx.x / 32] = v;
+    __syncthreads();
+    int t = sh->red_i[0];
+    for (int w = 1; w < DRAW_WARPS; w++) t = min(t, sh->red_i[w]);
+    return t;
+}
+
+/* The sum of v over the threads before this one (block of DRAW_THREADS). */
+__device__ unsigned long long draw_block_exclusive_scan(unsigned long long v, draw_shared *sh) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    unsigned long long incl = v;
+    for (int o = 1; o < 32; o <<= 1) {
+        unsigned long long n = __shfl_up_sync(0xffffffffu, incl, o);
+        if (lane >= o) incl += n;
+    }
+    __syncthreads();
+    if (lane == 31) sh->red_u[warp] = incl;
+    __syncthreads();
+    if (warp == 0) {
+        unsigned long long t = lane < DRAW_WARPS ? sh->red_u[lane] : 0;
+        for (int o = 1; o < 32; o <<= 1) {
+            unsigned long long n = __shfl_up_sync(0xffffffffu, t, o);
+            if (lane >= o) t += n;
+        }
+        if (lane < DRAW_WARPS) sh->red_u[lane] = t; /* inclusive totals of warps 0..lane */
+    }
+    __syncthreads();
+    return incl - v + (warp ? sh->red_u[warp - 1] : 0ull);
+}
+
+/* The key K where the running count (by_mass 0) or weight (by_mass 1, fixed point) of the candidates,
+ * from the largest key down, first reaches target (strict: first exceeds it; never past the last
+ * candidate); leaves in sh the count and weight of the keys above K and the count of those equal to
+ * it. Four radix passes of 8 bits over the whole row: draw_select's way when a z bin is too full. */
+__device__ uint32_t draw_select_radix(const float *z, int dim, int by_mass, unsigned long long target, int strict,
+                                      draw_shared *sh) {
+    const int copy = (threadIdx.x / 32) % DRAW_COPIES;
+    if (threadIdx.x == 0) {
+        sh->prefix = 0;
+        sh->above_cnt = 0;
+        sh->above_mass = 0;
+    }
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int i = threadIdx.x; i < DRAW_COPIES * DRAW_ZBINS; i += blockDim.x) {
+            (&sh->cnt[0][0])[i] = 0;
+            (&sh->mass[0][0])[i] = 0;
+        }
+        __syncthreads();
+        const uint32_t prefix = sh->prefix;
+        const uint32_t high_mask = shift == 24 ? 0u : ~0u << (shift + 8);
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+            float zi = z[i];
+            uint32_t key = draw_key(zi);
+            if (key == 0 || (key & high_mask) != (prefix & high_mask)) continue;
+            int digit = (int)((key >> shift) & 255u);
+            if (by_mass) atomicAdd(&sh->mass[copy][digit], draw_fix(zi));
+            else atomicAdd(&sh->cnt[copy][digit], 1u);
+        }
+        __syncthreads();
+        /* per bin totals into copy 0, then one thread walks the bins from the top */
+        for (int b = threadIdx.x; b < DRAW_BINS; b += blockDim.x) {
+            unsigned c = 0;
+            unsigned long long m = 0;
+            for (int k = 0; k < DRAW_COPIES; k++) {
+                c += sh->cnt[k][b];
+                m += sh->mass[k][b];
+            }
+            sh->cnt[0][b] = c;
+            sh->mass[0][b] = m;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            int last = DRAW_BINS - 1;
+            for (int d = 0; d < DRAW_BINS; d++)
+                if (by_mass ? sh->mass[0][d] != 0 : sh->cnt[0][d] != 0) {
+                    last = d;
+                    break;
+                }
+            int digit = last; /* a target past every candidate: the last one */
+            for (int d = DRAW_BINS - 1; d > last; d--) {
+                unsigned long long here = by_mass ? sh->mass[0][d] : sh->cnt[0][d];
+                if (!here) continue;
+                unsigned long long cum = (by_mass ? sh->above_mass : (unsigned long long)sh->above_cnt) + here;
+                if (strict ? cum > target : cum >= target) {
+                    digit = d;
+                    break;
+                }
+                if (by_mass) sh->above_mass += here;
+                else sh->above_cnt += (int)here;
+            }
+            sh->prefix = prefix | ((uint32_t)digit << shift);
+        }
+        __syncthreads();
+    }
+    /* the other measure of the keys above K and the count equal to K, in one more pass */
+    const uint32_t k = sh->prefix;
+    int above = 0, eq = 0;
+    unsigned long long above_m = 0;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float zi = z[i];
+        uint32_t key = draw_key(zi);
+        if (key > k) {
+            above++;
+            above_m += draw_fix(zi);
+        }
+        eq += key == k;
+    }
+    above = draw_block_count(above, sh);
+    eq = draw_block_count(eq, sh);
+    above_m = draw_block_sum(above_m, sh);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        sh->above_cnt = above;
+        sh->above_mass = above_m;
+        sh->eq_cnt = eq;
+    }
+    __syncthreads();
+    return k;
+}
+
+/* As draw_select_radix, in two levels: a histogram of z bins (one pass) finds the bin where the target
+ * is reached; its elements (usually a few thousand of a 152k row) are gathered, sorted by key and
+ * walked. sh->list_eq then locates the selected key's elements in index order. */
+__device__ uint32_t draw_select(const float *z, int dim, int by_mass, unsigned long long target, int strict,
+                                draw_shared *sh) {
+    const int copy = (threadIdx.x / 32) % DRAW_COPIES;
+    const float scale = sh->zscale;
+    for (int i = threadIdx.x; i < DRAW_COPIES * DRAW_ZBINS; i += blockDim.x) {
+        (&sh->cnt[0][0])[i] = 0;
+        (&sh->mass[0][0])[i] = 0;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float zi = z[i];
+        if (!(zi >= -DRAW_WINDOW)) continue;
+        int b = draw_zbin(zi, scale);
+        atomicAdd(&sh->cnt[copy][b], 1u);
+        atomicAdd(&sh->mass[copy][b], draw_fix(zi));
+    }
+    __syncthreads();
+    for (int b = threadIdx.x; b < DRAW_ZBINS; b += blockDim.x) {
+        for (int k = 1; k < DRAW_COPIES; k++) {
+            sh->cnt[0][b] += sh->cnt[k][b];
+            sh->mass[0][b] += sh->mass[k][b];
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int last = 0;
+        for (int b = DRAW_ZBINS - 1; b >= 0; b--)
+            if (sh->cnt[0][b]) {
+                last = b;
+                break;
+            }
+        int bin = last; /* a target past every candidate: the last bin */
+        sh->above_cnt = 0;
+        sh->above_mass = 0;
+        for (int b = 0; b < last; b++) {
+            if (!sh->cnt[0][b]) continue;
+            unsigned long long cum = by_mass ? sh->above_mass + sh->mass[0][b] : (unsigned long long)(sh->above_cnt + (int)sh->cnt[0][b]);
+            if (strict ? cum > target : cum >= target) {
+                bin = b;
+                break;
+            }
+            sh->above_cnt += (int)sh->cnt[0][b];
+            sh->above_mass += sh->mass[0][b];
+        }
+        sh->bin = bin;
+        sh->list_n = 0;
+    }
+    __syncthreads();
+    const int bin = sh->bin, m = (int)sh->cnt[0][bin];
+    if (m > DRAW_LIST) {
+        uint32_t k = draw_select_radix(z, dim, by_mass, target, strict, sh);
+        if (threadIdx.x == 0) sh->list_eq = -1;
+        __syncthreads();
+        return k;
+    }
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float zi = z[i];
+        if (zi >= -DRAW_WINDOW && draw_zbin(zi, scale) == bin)
+            sh->list[atomicAdd(&sh->list_n, 1)] = ((unsigned long long)~draw_key(zi) << 32) | (unsigned)i;
+    }
+    int size = 1;
+    while (size < m) size <<= 1;
+    __syncthreads();
+    for (int i = m + threadIdx.x; i < size; i += blockDim.x) sh->list[i] = ~0ull;
+    __syncthreads();
+    /* bitonic sort of size entries: the order is key descending, then index ascending */
+    for (int k = 2; k <= size; k <<= 1)
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            for (int i = threadIdx.x; i < size; i += blockDim.x) {
+                int partner = i ^ j;
+                if (partner > i) {
+                    unsigned long long a = sh->list[i], b = sh->list[partner];
+                    if (((i & k) == 0) == (a > b)) {
+                        sh->list[i] = b;
+                        sh->list[partner] = a;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    /* the sorted list's running measure, four entries a thread: where it reaches the target */
+    const int per = (m + (int)blockDim.x - 1) / (int)blockDim.x, beg = (int)threadIdx.x * per, end = min(beg + per, m);
+    unsigned long long local = 0;
+    for (int i = beg; i < end; i++) local += by_mass ? draw_fix(draw_key_z(~(uint32_t)(sh->list[i] >> 32))) : 1ull;
+    const unsigned long long before = draw_block_exclusive_scan(local, sh);
+    unsigned long long cum = (by_mass ? sh->above_mass : (unsigned long long)sh->above_cnt) + before;
+    int found = m - 1; /* never past the last candidate */
+    for (int i = beg; i < end; i++) {
+        cum += by_mass ? draw_fix(draw_key_z(~(uint32_t)(sh->list[i] >> 32))) : 1ull;
+        if (strict ? cum > target : cum >= target) {
+            found = i;
+            break;
+        }
+    }
+    const int p = draw_block_min(found, sh);
+    const uint32_t key = ~(uint32_t)(sh->list[p] >> 32);
+    /* the selected key's run in the list, and what lies before it */
+    int first = m, eq = 0, above_c = 0;
+    unsigned long long above_m = 0;
+    for (int i = threadIdx.x; i < m; i += blockDim.x) {
+        uint32_t ki = ~(uint32_t)(sh->list[i] >> 32);
+        if (ki == key) {
+            first = min(first, i);
+            eq++;
+        } else if (ki > key) {
+            above_c++;
+            above_m += draw_fix(draw_key_z(ki));
+        }
+    }
+    first = draw_block_min(first, sh);
+    eq = draw_block_count(eq, sh);
+    above_c = draw_block_count(above_c, sh);
+    above_m = draw_block_sum(above_m, sh);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        sh->above_cnt += above_c;
+        sh->above_mass += above_m;
+        sh->key = key;
+        sh->eq_cnt = eq;
+        sh->list_eq = first;
+    }
+    __syncthreads();
+    return sh->key;
+}
+
+/* The smallest index among elements whose key is key. */
+__device__ int draw_first_index(const float *z, int dim, uint32_t key, draw_shared *sh) {
+    int first = dim;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        if (draw_key(z[i]) == key) {
+            first = i;
+            break;
+        }
+    for (int o = 16; o > 0; o >>= 1) first = min(first, __shfl_xor_sync(0xffffffffu, first, o));
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) sh->red_i[threadIdx.x / 32] = first;
+    __syncthreads();
+    for (int w = 0; w < DRAW_WARPS; w++) first = min(first, sh->red_i[w]);
+    return first;
+}
+
+/* The j-th smallest index (0-based) among elements whose key is key: a bisection on the index. */
+__device__ int draw_nth_index(const float *z, int dim, uint32_t key, int j, draw_shared *sh) {
+    int lo = 0, hi = dim; /* the answer is in [lo, hi) */
+    while (hi - lo > 1) {
+        int mid = lo + (hi - lo) / 2, c = 0;
+        for (int i = threadIdx.x; i < mid; i += blockDim.x) c += draw_key(z[i]) == key;
+        if (draw_block_count(c, sh) > j) hi = mid;
+        else lo = mid;
+    }
+    return lo;
+}
+
+__global__ void __launch_bounds__(DRAW_THREADS)
+    draw_rows_kernel(float *__restrict__ x, int dim, const ts_draw *__restrict__ draws,
+                     const unsigned long long *__restrict__ best, int32_t *__restrict__ out) {
+    pdl_wait();
+    __shared__ draw_shared sh;
+    const int row = blockIdx.x;
+    const ts_draw d = draws[row];
+    const unsigned long long bk = best[row];
+    const int best_index = (int)~(uint32_t)bk;
+    if (d.temperature <= 0.0f || d.top_k == 1 || bk == 0) {
+        if (threadIdx.x == 0) out[row] = bk ? best_index : 0;
+        return;
+    }
+    uint32_t hi = (uint32_t)(bk >> 32);
+    const float mx = __uint_as_float(hi & 0x80000000u ? hi & 0x7fffffffu : ~hi);
+    const float inv_t = 1.0f / d.temperature;
+    float *z = x + (size_t)row * dim;
+    int n0 = 0;
+    unsigned long long total0 = 0;
+    float widest = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float zi = (z[i] - mx) * inv_t; /* as the host computes it */
+        z[i] = zi;
+        if (zi >= -DRAW_WINDOW) {
+            n0++;
+            total0 += draw_fix(zi);
+            widest = fmaxf(widest, -zi);
+        }
+    }
+    n0 = draw_block_count(n0, &sh);
+    total0 = draw_block_sum(total0, &sh);
+    for (int o = 16; o > 0; o >>= 1) widest = fmaxf(widest, __shfl_xor_sync(0xffffffffu, widest, o));
+    if (threadIdx.x % 32 == 0) sh.red_f[threadIdx.x / 32] = widest;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 0; w < DRAW_WARPS; w++) widest = fmaxf(widest, sh.red_f[w]);
+        sh.zscale = (float)DRAW_ZBINS / fmaxf(widest, 1e-30f);
+    }
+    __syncthreads();
+    if (n0 == 0) { /* an infinite or NaN best logit: no finite z */
+        if (threadIdx.x == 0) out[row] = best_index;
+        return;
+    }
+    /* The survivors: the first n in the order, which are the keys above kb and the first tb (by index)
+     * of those equal to it (kb 0: every candidate), of weight total. */
+    int n = n0, tb = 0;
+    uint32_t kb = 0;
+    unsigned long long total = total0;
+    if (d.top_k > 0 && d.top_k < n) {
+        n = d.top_k;
+        kb = draw_select(z, dim, 0, (unsigned long long)n, 0, &sh);
+        tb = n - sh.above_cnt;
+        total = sh.above_mass + (unsigned long long)tb * draw_fix(draw_key_z(kb));
+    }
+    if (d.top_p < 1.0f) {
+        /* the shortest prefix holding top_p of their weight */
+        const double target = (double)d.top_p * (double)total;
+        uint32_t k = draw_select(z, dim, 1, (unsigned long long)ceil(target), 0, &sh);
+        const unsigned long long w = draw_fix(draw_key_z(k));
+        int t = (int)ceil((target - (double)sh.above_mass) / (double)w);
+        t = max(1, min(t, sh.eq_cnt));
+        if (sh.above_cnt + t < n) {
+            n = sh.above_cnt + t;
+            kb = k;
+            tb = t;
+            total = sh.above_mass + (unsigned long long)t * w;
+        }
+    }
+    if (d.min_p > 0.0f) {
+        /* candidates with exp(z) >= min_p, the first always */
+        const double lmin = log((double)d.min_p);
+        int c = 0;
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) c += z[i] >= -DRAW_WINDOW && (double)z[i] >= lmin;
+        c = draw_block_count(c, &sh);
+        if (max(1, c) < n) {
+            n = max(1, c);
+            kb = draw_select(z, dim, 0, (unsigned long long)n, 0, &sh);
+            tb = n - sh.above_cnt;
+            total = sh.above_mass + (unsigned long long)tb * draw_fix(draw_key_z(kb));
+        }
+    }
+    /* the draw: the first survivor whose running weight exceeds r */
+    const unsigned long long r = (unsigned long long)(d.u * (double)total);
+    uint32_t k = draw_select(z, dim, 1, r, 1, &sh);
+    int avail = sh.eq_cnt;
+    if (kb && k <= kb) {
+        if (k < kb) k = draw_select(z, dim, 0, (unsigned long long)n, 0, &sh); /* past the survivors */
+        avail = tb;
+    }
+    int j = r > sh.above_mass ? (int)min((r - sh.above_mass) / draw_fix(draw_key_z(k)), (unsigned long long)avail) : 0;
+    j = max(0, min(j, avail - 1));
+    int chosen = sh.list_eq >= 0 ? (int)(uint32_t)sh.list[sh.list_eq + j]
+                 : j == 0       ? draw_first_index(z, dim, k, &sh)
+                                : draw_nth_index(z, dim, k, j, &sh);
+    if (threadIdx.x == 0) out[row] = chosen;
+}
+
+void cuda_sample_rows(ts_backend *be, float *x, int rows, int dim, const ts_draw *draws, int32_t *out_host) {
+    cuda_impl *im = cuda_of(be);
+    cuda_graph_finish(im);
+    if (rows <= 0) return;
+    const size_t draw_bytes = (size_t)rows * sizeof(ts_draw), out_bytes = (size_t)rows * sizeof(int32_t);
+    uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->draw_scratch, &im->draw_scratch_bytes, draw_bytes + out_bytes);
+    if (!buf) return;
+    ts_draw *dd = (ts_draw *)buf; /* 8-aligned: the allocation is, and out follows it */
+    int32_t *dout = (int32_t *)(buf + draw_bytes);
+    cuda_check(im, cudaMemcpyAsync(dd, draws, draw_bytes, cudaMemcpyHostToDevice, im->stream), "copy draws");
+    cuda_queued_copy(im);
+    unsigned long long *best = launch_argmax(im, x, rows, dim);
+    if (!best) return;
+    cuda_launch(im, draw_rows_kernel, dim3((unsigned)rows), dim3(DRAW_THREADS), 0, x, dim, (const ts_draw *)dd,
+                (const unsigned long long *)best, dout);
+    if (CUDA_CHECK_LAUNCH(im, "draw")) return;
+    cuda_check(im, cudaMemcpyAsync(out_host, dout, out_bytes, cudaMemcpyDeviceToHost, im->stream), "copy to host");
+    cuda_check(im, cudaStreamSynchronize(im->stream), "stream synchronise");
 }
