@@ -192,7 +192,8 @@ static void test_batch_tensor_cores(void **state) {
  * of one row with u spread evenly over [0, 1) must each pick the token the host's running weights pick,
  * unless u * total lies within 1e-5 (relative) of a boundary between two tokens (the device sums expf
  * in float, the host exp in double). Rows: random logits over a 152k vocabulary, a small vocabulary,
- * logits rounded to few values (ties at every cut), and one with -inf entries. */
+ * logits rounded to few values (ties at every cut), one with -inf entries, and a 152k row of few values,
+ * whose z bins hold more than the kernel gathers (its radix passes and index bisection). */
 static void check_draws(const float *row, int vocab, ts_draw d, const char *what) {
     enum { DRAWS = 96 };
     ts_draw draws[DRAWS];
@@ -238,11 +239,11 @@ static void test_draw_rows(void **state) {
         {1.0f, 0, 0.9f, 0.0f, 0.0},     {1.3f, 0, 1.0f, 0.05f, 0.0},  {0.8f, 200, 0.8f, 0.01f, 0.0},
         {0.0f, 0, 1.0f, 0.0f, 0.0},     {1.0f, 1, 1.0f, 0.0f, 0.0},   {2.0f, 5000, 0.99f, 0.0f, 0.0},
     };
-    const int vocabs[3] = {151937, 1000, 4099};
-    for (int v = 0; v < 4; v++) {
-        int vocab = vocabs[v < 3 ? v : 2];
+    const int vocabs[5] = {151937, 1000, 4099, 4099, 151937};
+    for (int v = 0; v < 5; v++) {
+        int vocab = vocabs[v];
         float *row = rand_floats((size_t)vocab, 4.0f);
-        if (v == 2)
+        if (v == 2 || v == 4)
             for (int i = 0; i < vocab; i++) row[i] = roundf(row[i]); /* 9 distinct values: ties everywhere */
         if (v == 3)
             for (int i = 0; i < vocab; i += 3) row[i] = -INFINITY; /* masked tokens */
