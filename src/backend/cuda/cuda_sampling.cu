@@ -276,6 +276,100 @@ __device__ uint32_t draw_select_radix(const float *z, int dim, int by_mass, unsi
     return k;
 }
 
+/* Gathers the candidates of z bins lo..hi (m of them, at most DRAW_LIST) into sh->list and sorts them
+ * into the host's order: key descending, then index ascending. */
+__device__ void draw_gather(const float *z, int dim, int lo, int hi, int m, draw_shared *sh) {
+    const float scale = sh->zscale;
+    if (threadIdx.x == 0) sh->list_n = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float zi = z[i];
+        if (!(zi >= -DRAW_WINDOW)) continue;
+        int b = draw_zbin(zi, scale);
+        if (b >= lo && b <= hi) sh->list[atomicAdd(&sh->list_n, 1)] = ((unsigned long long)~draw_key(zi) << 32) | (unsigned)i;
+    }
+    int size = 1;
+    while (size < m) size <<= 1;
+    __syncthreads();
+    for (int i = m + threadIdx.x; i < size; i += blockDim.x) sh->list[i] = ~0ull;
+    __syncthreads();
+    for (int k = 2; k <= size; k <<= 1) /* bitonic sort */
+        for (int j = k >> 1; j > 0; j >>= 1) {
+            for (int i = threadIdx.x; i < size; i += blockDim.x) {
+                int partner = i ^ j;
+                if (partner > i) {
+                    unsigned long long a = sh->list[i], b = sh->list[partner];
+                    if (((i & k) == 0) == (a > b)) {
+                        sh->list[i] = b;
+                        sh->list[partner] = a;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+}
+
+__device__ __forceinline__ float draw_list_z(const draw_shared *sh, int i) { return draw_key_z(~(uint32_t)(sh->list[i] >> 32)); }
+
+/* The first i < n whose running weight (by_mass) or count over list[0..i] reaches target (strict:
+ * exceeds it), starting from base; n - 1 when none does. */
+__device__ int draw_list_find(int n, int by_mass, unsigned long long base, unsigned long long target, int strict,
+                              draw_shared *sh) {
+    const int per = (n + (int)blockDim.x - 1) / (int)blockDim.x, beg = (int)threadIdx.x * per, end = min(beg + per, n);
+    unsigned long long local = 0;
+    for (int i = beg; i < end; i++) local += by_mass ? draw_fix(draw_list_z(sh, i)) : 1ull;
+    unsigned long long cum = base + draw_block_exclusive_scan(local, sh);
+    int found = n - 1;
+    for (int i = beg; i < end; i++) {
+        cum += by_mass ? draw_fix(draw_list_z(sh, i)) : 1ull;
+        if (strict ? cum > target : cum >= target) {
+            found = i;
+            break;
+        }
+    }
+    return draw_block_min(found, sh);
+}
+
+/* The weight of list[0..n). */
+__device__ unsigned long long draw_list_weight(int n, draw_shared *sh) {
+    unsigned long long w = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) w += draw_fix(draw_list_z(sh, i));
+    return draw_block_sum(w, sh);
+}
+
+/* Top-k with k <= DRAW_LIST: the z bins down to the one holding the k-th candidate usually hold a few
+ * hundred elements. Gathered and sorted they are the host's order itself, so every later cut and the
+ * draw are walks over that list, with no further pass over the row. Returns how many were gathered (at
+ * least k), or 0 when those bins hold more than the list takes. */
+__device__ int draw_gather_top(const float *z, int dim, int k, draw_shared *sh) {
+    const int copy = (threadIdx.x / 32) % DRAW_COPIES;
+    const float scale = sh->zscale;
+    for (int i = threadIdx.x; i < DRAW_COPIES * DRAW_ZBINS; i += blockDim.x) (&sh->cnt[0][0])[i] = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float zi = z[i];
+        if (zi >= -DRAW_WINDOW) atomicAdd(&sh->cnt[copy][draw_zbin(zi, scale)], 1u);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int cum = 0, hi = DRAW_ZBINS - 1;
+        for (int b = 0; b < DRAW_ZBINS; b++) {
+            for (int c = 0; c < DRAW_COPIES; c++) cum += (int)sh->cnt[c][b];
+            if (cum >= k) {
+                hi = b;
+                break;
+            }
+        }
+        sh->bin = hi;
+        sh->eq_cnt = cum;
+    }
+    __syncthreads();
+    const int m = sh->eq_cnt, hi = sh->bin;
+    if (m > DRAW_LIST) return 0;
+    draw_gather(z, dim, 0, hi, m, sh);
+    return m;
+}
+
 /* As draw_select_radix, in two levels: a histogram of z bins (one pass) finds the bin where the target
  * is reached; its elements (usually a few thousand of a 152k row) are gathered, sorted by key and
  * walked. sh->list_eq then locates the selected key's elements in index order. */
@@ -334,46 +428,9 @@ __device__ uint32_t draw_select(const float *z, int dim, int by_mass, unsigned l
         __syncthreads();
         return k;
     }
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
-        float zi = z[i];
-        if (zi >= -DRAW_WINDOW && draw_zbin(zi, scale) == bin)
-            sh->list[atomicAdd(&sh->list_n, 1)] = ((unsigned long long)~draw_key(zi) << 32) | (unsigned)i;
-    }
-    int size = 1;
-    while (size < m) size <<= 1;
-    __syncthreads();
-    for (int i = m + threadIdx.x; i < size; i += blockDim.x) sh->list[i] = ~0ull;
-    __syncthreads();
-    /* bitonic sort of size entries: the order is key descending, then index ascending */
-    for (int k = 2; k <= size; k <<= 1)
-        for (int j = k >> 1; j > 0; j >>= 1) {
-            for (int i = threadIdx.x; i < size; i += blockDim.x) {
-                int partner = i ^ j;
-                if (partner > i) {
-                    unsigned long long a = sh->list[i], b = sh->list[partner];
-                    if (((i & k) == 0) == (a > b)) {
-                        sh->list[i] = b;
-                        sh->list[partner] = a;
-                    }
-                }
-            }
-            __syncthreads();
-        }
-    /* the sorted list's running measure, four entries a thread: where it reaches the target */
-    const int per = (m + (int)blockDim.x - 1) / (int)blockDim.x, beg = (int)threadIdx.x * per, end = min(beg + per, m);
-    unsigned long long local = 0;
-    for (int i = beg; i < end; i++) local += by_mass ? draw_fix(draw_key_z(~(uint32_t)(sh->list[i] >> 32))) : 1ull;
-    const unsigned long long before = draw_block_exclusive_scan(local, sh);
-    unsigned long long cum = (by_mass ? sh->above_mass : (unsigned long long)sh->above_cnt) + before;
-    int found = m - 1; /* never past the last candidate */
-    for (int i = beg; i < end; i++) {
-        cum += by_mass ? draw_fix(draw_key_z(~(uint32_t)(sh->list[i] >> 32))) : 1ull;
-        if (strict ? cum > target : cum >= target) {
-            found = i;
-            break;
-        }
-    }
-    const int p = draw_block_min(found, sh);
+    draw_gather(z, dim, bin, bin, m, sh);
+    /* the sorted list's running measure: where it reaches the target */
+    const int p = draw_list_find(m, by_mass, by_mass ? sh->above_mass : (unsigned long long)sh->above_cnt, target, strict, sh);
     const uint32_t key = ~(uint32_t)(sh->list[p] >> 32);
     /* the selected key's run in the list, and what lies before it */
     int first = m, eq = 0, above_c = 0;
@@ -473,6 +530,24 @@ __global__ void __launch_bounds__(DRAW_THREADS)
     __syncthreads();
     if (n0 == 0) { /* an infinite or NaN best logit: no finite z */
         if (threadIdx.x == 0) out[row] = best_index;
+        return;
+    }
+    if (d.top_k > 1 && d.top_k < n0 && d.top_k <= DRAW_LIST && draw_gather_top(z, dim, d.top_k, &sh) > 0) {
+        /* the order's first top_k are list[0..top_k): cut and draw there */
+        int n = d.top_k;
+        if (d.top_p < 1.0f) {
+            const double target = (double)d.top_p * (double)draw_list_weight(n, &sh);
+            n = draw_list_find(n, 1, 0, (unsigned long long)ceil(target), 0, &sh) + 1;
+        }
+        if (d.min_p > 0.0f) {
+            const double lmin = log((double)d.min_p);
+            int c = 0;
+            for (int i = threadIdx.x; i < n; i += blockDim.x) c += (double)draw_list_z(&sh, i) >= lmin;
+            n = max(1, min(n, draw_block_count(c, &sh)));
+        }
+        const unsigned long long r = (unsigned long long)(d.u * (double)draw_list_weight(n, &sh));
+        const int i = draw_list_find(n, 1, 0, r, 1, &sh);
+        if (threadIdx.x == 0) out[row] = (int)(uint32_t)sh.list[i];
         return;
     }
     /* The survivors: the first n in the order, which are the keys above kb and the first tb (by index)
