@@ -179,10 +179,12 @@ typedef struct ts_backend_ops {
      * q and k, rmsnorm (where norm_weight is set) followed by rope. */
     void (*qk_norm_rope)(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
                          const int32_t *positions, const ts_rope *rope);
-    /* out_host[r] = the token draws[r] picks from logits x[r][0..dim) (see ts_draw_candidates; greedy rows:
-     * the largest, lowest index on ties), without moving the logits off the device; x may be
-     * overwritten; ends the step like to_host. May be NULL: the host then samples. */
-    void (*sample_rows)(ts_backend *be, float *x, int rows, int dim, const ts_draw *draws, int32_t *out_host);
+    /* out_host[r] = the token draws[r] picks from logits x[r][0..dim) after its penalties (entries
+     * pen_first.. of penalties; see ts_draw_candidates; greedy rows: the largest, lowest index on ties),
+     * without moving the logits off the device; x may be overwritten; ends the step like to_host. May be
+     * NULL: the host then samples. */
+    void (*sample_rows)(ts_backend *be, float *x, int rows, int dim, const ts_draw *draws, const ts_penalty *penalties,
+                        int n_penalties, int32_t *out_host);
 } ts_backend_ops;
 
 struct ts_backend {

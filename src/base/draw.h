@@ -1,6 +1,6 @@
-/* One token draw without penalties: what a device needs to choose a token where the logits are
- * (ts_backend_ops.sample_rows). The sampler (runtime/sampler.h) defines the choice: ts_draw_candidates
- * gives the tokens and weights it is made among. */
+/* One token draw: what a device needs to choose a token where the logits are (ts_backend_ops.sample_rows).
+ * The sampler (runtime/sampler.h) defines the choice: its penalties first, then ts_draw_candidates gives
+ * the tokens and weights the draw is made among. */
 #ifndef TS_BASE_DRAW_H
 #define TS_BASE_DRAW_H
 
@@ -10,6 +10,15 @@ typedef struct ts_draw {
     float top_p;       /* >= 1: off */
     float min_p;       /* <= 0: off */
     double u;          /* uniform in [0, 1) from the sequence's random stream */
+    float repetition_penalty; /* 1: off */
+    int pen_first, pen_count; /* this row's entries of the step's ts_penalty array */
 } ts_draw;
+
+/* A token whose logit a sequence's penalties change: divided by the repetition penalty (multiplied where
+ * negative), then lowered by sub (presence + frequency x its count in the output; 0 when not in it). */
+typedef struct ts_penalty {
+    int32_t token;
+    float sub;
+} ts_penalty;
 
 #endif

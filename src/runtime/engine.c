@@ -50,6 +50,8 @@ struct ts_engine {
     float *logits;
     int32_t *picked; /* token ids the model chose in all-greedy steps and steps drawn on the device */
     ts_draw *draws;  /* per logit row: the draw the device makes */
+    ts_penalty *penalties; /* the step's penalty entries, draws[i].pen_first.. */
+    int penalties_cap;
     ts_token_logprobs *lp;
     ts_engine_stats stats;
     double files_checked_at;
@@ -213,17 +215,37 @@ static int run_step(ts_engine *e) {
     for (int v = 0; v < n_views && all_greedy; v++)
         if (e->step_first_token[v] >= 0)
             all_greedy = !e->step_seqs[v]->req.logprobs && ts_sampler_is_greedy(e->step_seqs[v]->sampler);
-    /* Otherwise, when none needs penalties or log-probabilities and the device can draw, the tokens are
-     * drawn where the logits are, with the numbers each sequence's own stream gives (the host would
-     * copy every row of logits and sort its candidates) */
+    /* Otherwise, when none wants log-probabilities and the device can draw, the tokens are drawn where the
+     * logits are, with the numbers each sequence's own stream gives and its penalties (the host would copy
+     * every row of logits and sort its candidates) */
     int on_device = n_logits > 0 && !all_greedy && ts_model_can_draw(e->model);
+    int n_pen = 0;
     for (int v = 0; v < n_views && on_device; v++)
-        if (e->step_first_token[v] >= 0)
-            on_device = !e->step_seqs[v]->req.logprobs && !ts_sampler_has_penalties(e->step_seqs[v]->sampler);
+        if (e->step_first_token[v] >= 0) {
+            on_device = !e->step_seqs[v]->req.logprobs;
+            n_pen += ts_sampler_penalty_count(e->step_seqs[v]->sampler);
+        }
+    if (on_device && n_pen > e->penalties_cap) {
+        ts_penalty *grown = realloc(e->penalties, (size_t)n_pen * sizeof *grown);
+        if (grown) {
+            e->penalties = grown;
+            e->penalties_cap = n_pen;
+        } else {
+            on_device = 0; /* the host samples this step */
+        }
+    }
+    n_pen = 0;
     for (int v = 0; v < n_views && on_device; v++)
-        if (e->step_first_token[v] >= 0) ts_sampler_device_draw(e->step_seqs[v]->sampler, &e->draws[e->step_first_token[v]]);
+        if (e->step_first_token[v] >= 0) {
+            ts_sampler *smp = e->step_seqs[v]->sampler;
+            ts_draw *d = &e->draws[e->step_first_token[v]];
+            ts_sampler_device_draw(smp, d);
+            d->pen_first = n_pen;
+            d->pen_count = ts_sampler_penalties(smp, e->penalties + n_pen);
+            n_pen += d->pen_count;
+        }
     int rc = all_greedy  ? ts_model_forward_greedy(e->model, e->cache.store, &step, e->logits, e->picked, &err)
-             : on_device ? ts_model_forward_draw(e->model, e->cache.store, &step, e->draws, e->picked, &err)
+             : on_device ? ts_model_forward_draw(e->model, e->cache.store, &step, e->draws, e->penalties, n_pen, e->picked, &err)
                          : ts_model_forward(e->model, e->cache.store, &step, e->logits, NULL, NULL, &err);
     double t1 = ts_now_seconds();
     pthread_mutex_lock(&e->lock);
@@ -426,6 +448,7 @@ void ts_engine_destroy(ts_engine *e) {
     free(e->lp);
     free(e->picked);
     free(e->draws);
+    free(e->penalties);
     free(e);
 }
 

@@ -150,16 +150,35 @@ static void fill_logprobs(const float *logits, int vocab, int32_t chosen, int n_
     for (int i = 0; i < lp->n_top; i++) lp->top_logprobs[i] -= lse;
 }
 
+static int has_penalties(const ts_sampling_params *p) {
+    return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
+}
+
+/* What a table entry subtracts after the repetition penalty (a device applies the same two steps). */
+static float penalty_sub(const ts_sampling_params *p, const token_count *c) {
+    return c->output_count > 0 ? p->presence_penalty + p->frequency_penalty * (float)c->output_count : 0.0f;
+}
+
 static void apply_penalties(ts_sampler *s, float *logits, int vocab) {
     const ts_sampling_params *p = &s->p;
-    if (p->repetition_penalty == 1.0f && p->presence_penalty == 0.0f && p->frequency_penalty == 0.0f) return;
+    if (!has_penalties(p)) return;
     for (int i = 0; i < s->cap; i++) {
         const token_count *c = &s->counts[i];
         if (c->token < 0 || c->token >= vocab) continue;
         float *l = &logits[c->token];
         if (p->repetition_penalty != 1.0f) *l = *l > 0 ? *l / p->repetition_penalty : *l * p->repetition_penalty;
-        if (c->output_count > 0) *l -= p->presence_penalty + p->frequency_penalty * (float)c->output_count;
+        if (c->output_count > 0) *l -= penalty_sub(p, c);
     }
+}
+
+int ts_sampler_penalty_count(const ts_sampler *s) { return has_penalties(&s->p) ? s->used : 0; }
+
+int ts_sampler_penalties(const ts_sampler *s, ts_penalty *out) {
+    if (!has_penalties(&s->p)) return 0;
+    int n = 0;
+    for (int i = 0; i < s->cap; i++)
+        if (s->counts[i].token >= 0) out[n++] = (ts_penalty){s->counts[i].token, penalty_sub(&s->p, &s->counts[i])};
+    return n;
 }
 
 static int cmp_desc(const void *a, const void *b, void *vals) {
@@ -210,20 +229,15 @@ static void draw_params(const ts_sampling_params *p, ts_draw *d) {
     d->top_p = p->top_p;
     d->min_p = p->min_p;
     d->u = 0.0;
+    d->repetition_penalty = p->repetition_penalty;
+    d->pen_first = d->pen_count = 0;
 }
 
 static int draw_is_greedy(const ts_draw *d) { return d->temperature <= 0.0f || d->top_k == 1; }
 
-int ts_sampler_has_penalties(const ts_sampler *s) {
-    const ts_sampling_params *p = &s->p;
-    return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
-}
-
-int ts_sampler_device_draw(ts_sampler *s, ts_draw *d) {
-    if (ts_sampler_has_penalties(s)) return 0;
+void ts_sampler_device_draw(ts_sampler *s, ts_draw *d) {
     draw_params(&s->p, d);
     if (!draw_is_greedy(d)) d->u = next_unit(s);
-    return 1;
 }
 
 int32_t ts_sampler_sample(ts_sampler *s, float *logits, int vocab, ts_token_logprobs *lp) {

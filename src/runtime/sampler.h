@@ -43,11 +43,13 @@ int32_t ts_sampler_sample(ts_sampler *s, float *logits, int vocab, ts_token_logp
 /* True when the sampler always picks the largest logit (greedy, no penalties): the device may choose. */
 int ts_sampler_is_greedy(const ts_sampler *s);
 
-/* Whether the sampler's choices depend on the tokens so far (repetition, presence, frequency penalties). */
-int ts_sampler_has_penalties(const ts_sampler *s);
-/* When the sampler's next choice needs no penalties, fills d for it, drawing u from the sequence's
- * stream exactly as ts_sampler_sample would, and returns 1; 0 otherwise (nothing drawn). */
-int ts_sampler_device_draw(ts_sampler *s, ts_draw *d);
+/* Fills d for the sampler's next choice, drawing u from the sequence's stream exactly as
+ * ts_sampler_sample would; its penalties are the ts_sampler_penalties entries (pen_first is the caller's). */
+void ts_sampler_device_draw(ts_sampler *s, ts_draw *d);
+/* The tokens the penalties change: at most ts_sampler_penalty_count(s) entries written to out; returns how
+ * many (0 without penalties). */
+int ts_sampler_penalty_count(const ts_sampler *s);
+int ts_sampler_penalties(const ts_sampler *s, ts_penalty *out);
 
 /* The tokens a non-greedy draw chooses among: the scaled logits z = (logit - max) / temperature within
  * the candidate window, largest first (lowest index on ties), cut by top-k, then top-p, then min-p.

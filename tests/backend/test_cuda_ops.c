@@ -194,18 +194,28 @@ static void test_batch_tensor_cores(void **state) {
  * in float, the host exp in double). Rows: random logits over a 152k vocabulary, a small vocabulary,
  * logits rounded to few values (ties at every cut), one with -inf entries, and a 152k row of few values,
  * whose z bins hold more than the kernel gathers (its radix passes and index bisection). */
-static void check_draws(const float *row, int vocab, ts_draw d, const char *what) {
+static void check_draws(const float *raw, int vocab, ts_draw d, const ts_penalty *pen, int n_pen, const char *what) {
     enum { DRAWS = 96 };
     ts_draw draws[DRAWS];
     float *x = malloc((size_t)DRAWS * vocab * sizeof(float)), *z = malloc((size_t)vocab * sizeof(float));
+    float *row = malloc((size_t)vocab * sizeof(float));
     int32_t *cand = malloc((size_t)vocab * sizeof(int32_t)), got[DRAWS];
     for (int k = 0; k < DRAWS; k++) {
-        memcpy(x + (size_t)k * vocab, row, (size_t)vocab * sizeof(float));
+        memcpy(x + (size_t)k * vocab, raw, (size_t)vocab * sizeof(float));
         draws[k] = d;
         draws[k].u = ((double)k + 0.37) / DRAWS;
+        draws[k].pen_first = 0;
+        draws[k].pen_count = n_pen;
+    }
+    /* the host's penalties (runtime/sampler.c apply_penalties) on the reference row */
+    memcpy(row, raw, (size_t)vocab * sizeof(float));
+    for (int i = 0; i < n_pen; i++) {
+        float *l = &row[pen[i].token];
+        if (d.repetition_penalty != 1.0f) *l = *l > 0 ? *l / d.repetition_penalty : *l * d.repetition_penalty;
+        if (pen[i].sub != 0.0f) *l -= pen[i].sub;
     }
     float *dx = dev_from(g_gpu16, x, (size_t)DRAWS * vocab);
-    g_gpu16->ops->sample_rows(g_gpu16, dx, DRAWS, vocab, draws, got);
+    g_gpu16->ops->sample_rows(g_gpu16, dx, DRAWS, vocab, draws, pen, n_pen, got);
     int greedy = d.temperature <= 0.0f || d.top_k == 1;
     int n = greedy ? 1 : ts_draw_candidates(&d, row, vocab, cand, z);
     if (greedy) cand[0] = ts_argmax(row, vocab);
@@ -229,16 +239,21 @@ static void check_draws(const float *row, int vocab, ts_draw d, const char *what
     g_gpu16->ops->free(g_gpu16, dx);
     free(x);
     free(z);
+    free(row);
     free(cand);
 }
 
 static void test_draw_rows(void **state) {
     (void)state;
     const ts_draw settings[] = {
-        {1.0f, 0, 1.0f, 0.0f, 0.0},     {0.7f, 20, 1.0f, 0.0f, 0.0},  {0.6f, 20, 0.95f, 0.0f, 0.0},
-        {1.0f, 0, 0.9f, 0.0f, 0.0},     {1.3f, 0, 1.0f, 0.05f, 0.0},  {0.8f, 200, 0.8f, 0.01f, 0.0},
-        {0.0f, 0, 1.0f, 0.0f, 0.0},     {1.0f, 1, 1.0f, 0.0f, 0.0},   {2.0f, 5000, 0.99f, 0.0f, 0.0},
+        {1.0f, 0, 1.0f, 0.0f, 0.0, 1.0f, 0, 0},   {0.7f, 20, 1.0f, 0.0f, 0.0, 1.0f, 0, 0},
+        {0.6f, 20, 0.95f, 0.0f, 0.0, 1.0f, 0, 0}, {1.0f, 0, 0.9f, 0.0f, 0.0, 1.0f, 0, 0},
+        {1.3f, 0, 1.0f, 0.05f, 0.0, 1.0f, 0, 0},  {0.8f, 200, 0.8f, 0.01f, 0.0, 1.0f, 0, 0},
+        {0.0f, 0, 1.0f, 0.0f, 0.0, 1.0f, 0, 0},   {1.0f, 1, 1.0f, 0.0f, 0.0, 1.0f, 0, 0},
+        {2.0f, 5000, 0.99f, 0.0f, 0.0, 1.0f, 0, 0},
     };
+    /* penalties: 300 distinct tokens, some only in the prompt (sub 0), under a repetition penalty */
+    ts_penalty pen[300];
     const int vocabs[5] = {151937, 1000, 4099, 4099, 151937};
     for (int v = 0; v < 5; v++) {
         int vocab = vocabs[v];
@@ -250,8 +265,18 @@ static void test_draw_rows(void **state) {
         for (size_t s = 0; s < sizeof settings / sizeof settings[0]; s++) {
             char what[96];
             snprintf(what, sizeof what, "row %d (vocab %d), setting %zu", v, vocab, s);
-            check_draws(row, vocab, settings[s], what);
+            check_draws(row, vocab, settings[s], NULL, 0, what);
         }
+        if (v < 2)
+            for (int s = 0; s < 3; s++) {
+                ts_draw d = settings[s == 0 ? 6 : s == 1 ? 2 : 0];
+                d.repetition_penalty = 1.3f;
+                for (int i = 0; i < 300; i++)
+                    pen[i] = (ts_penalty){(int32_t)(((int64_t)i * 487) % vocab), i % 4 ? 0.4f + 0.25f * (float)(i % 4) : 0.0f};
+                char what[96];
+                snprintf(what, sizeof what, "row %d (vocab %d), penalties with setting %d", v, vocab, s);
+                check_draws(row, vocab, d, pen, 300, what);
+            }
         free(row);
     }
 }

@@ -198,7 +198,8 @@ void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, con
                       const float *const *biases);
 void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, int rows, int dim, float eps,
                       float *out);
-void cuda_sample_rows(ts_backend *be, float *x, int rows, int dim, const ts_draw *draws, int32_t *out_host);
+void cuda_sample_rows(ts_backend *be, float *x, int rows, int dim, const ts_draw *draws, const ts_penalty *penalties,
+                      int n_penalties, int32_t *out_host);
 void cuda_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
                        const int32_t *positions, const ts_rope *rope);
 void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host);

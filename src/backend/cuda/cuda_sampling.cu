@@ -604,17 +604,42 @@ __global__ void __launch_bounds__(DRAW_THREADS)
     if (threadIdx.x == 0) out[row] = chosen;
 }
 
-void cuda_sample_rows(ts_backend *be, float *x, int rows, int dim, const ts_draw *draws, int32_t *out_host) {
+/* The sampler's penalties, as apply_penalties in runtime/sampler.c computes them (the same float steps). */
+__global__ void penalty_rows_kernel(float *__restrict__ x, int dim, const ts_draw *__restrict__ draws,
+                                    const ts_penalty *__restrict__ pen) {
+    pdl_wait();
+    const ts_draw d = draws[blockIdx.x];
+    float *row = x + (size_t)blockIdx.x * dim;
+    for (int e = d.pen_first + threadIdx.x; e < d.pen_first + d.pen_count; e += blockDim.x) {
+        const ts_penalty p = pen[e];
+        if (p.token < 0 || p.token >= dim) continue;
+        float l = row[p.token];
+        if (d.repetition_penalty != 1.0f) l = l > 0 ? l / d.repetition_penalty : l * d.repetition_penalty;
+        if (p.sub != 0.0f) l -= p.sub;
+        row[p.token] = l;
+    }
+}
+
+void cuda_sample_rows(ts_backend *be, float *x, int rows, int dim, const ts_draw *draws, const ts_penalty *penalties,
+                      int n_penalties, int32_t *out_host) {
     cuda_impl *im = cuda_of(be);
     cuda_graph_finish(im);
     if (rows <= 0) return;
     const size_t draw_bytes = (size_t)rows * sizeof(ts_draw), out_bytes = (size_t)rows * sizeof(int32_t);
-    uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->draw_scratch, &im->draw_scratch_bytes, draw_bytes + out_bytes);
+    const size_t pen_bytes = (size_t)(n_penalties > 0 ? n_penalties : 0) * sizeof(ts_penalty);
+    uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->draw_scratch, &im->draw_scratch_bytes, draw_bytes + out_bytes + pen_bytes);
     if (!buf) return;
-    ts_draw *dd = (ts_draw *)buf; /* 8-aligned: the allocation is, and out follows it */
+    ts_draw *dd = (ts_draw *)buf; /* 8-aligned: the allocation is; out and the penalties (4-aligned) follow */
     int32_t *dout = (int32_t *)(buf + draw_bytes);
+    ts_penalty *dpen = (ts_penalty *)(buf + draw_bytes + out_bytes);
     cuda_check(im, cudaMemcpyAsync(dd, draws, draw_bytes, cudaMemcpyHostToDevice, im->stream), "copy draws");
+    if (pen_bytes) cuda_check(im, cudaMemcpyAsync(dpen, penalties, pen_bytes, cudaMemcpyHostToDevice, im->stream), "copy penalties");
     cuda_queued_copy(im);
+    if (pen_bytes) {
+        cuda_launch(im, penalty_rows_kernel, dim3((unsigned)rows), dim3(256), 0, x, dim, (const ts_draw *)dd,
+                    (const ts_penalty *)dpen);
+        if (CUDA_CHECK_LAUNCH(im, "penalties")) return;
+    }
     unsigned long long *best = launch_argmax(im, x, rows, dim);
     if (!best) return;
     cuda_launch(im, draw_rows_kernel, dim3((unsigned)rows), dim3(DRAW_THREADS), 0, x, dim, (const ts_draw *)dd,
