@@ -34,12 +34,12 @@
 #define BW_MAX_KPARTS 8
 
 struct bw_targets {
-    cuda_weight w[BW_MAX_TARGETS];
-    float *y[BW_MAX_TARGETS];
-    const float *bias[BW_MAX_TARGETS];
-    float *part[BW_MAX_TARGETS];      /* [kparts][n_tok][rows] partial sums when kparts > 1 */
-    unsigned *done[BW_MAX_TARGETS];   /* per row block: parts finished (reset by the last) */
-    unsigned first_block[BW_MAX_TARGETS + 1];
+    cuda_weight w[MAX_PRODUCT_TARGETS];
+    float *y[MAX_PRODUCT_TARGETS];
+    const float *bias[MAX_PRODUCT_TARGETS];
+    float *part[MAX_PRODUCT_TARGETS];      /* [kparts][n_tok][rows] partial sums when kparts > 1 */
+    unsigned *done[MAX_PRODUCT_TARGETS];   /* per row block: parts finished (reset by the last) */
+    unsigned first_block[MAX_PRODUCT_TARGETS + 1];
     int kparts;
 };
 
@@ -313,7 +313,7 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
         }
     }
     unsigned blocks = 0;
-    for (int k = 0; k < BW_MAX_TARGETS; k++) {
+    for (int k = 0; k < MAX_PRODUCT_TARGETS; k++) {
         tg.first_block[k] = blocks;
         if (k >= count) continue;
         tg.w[k] = *ws[k];
@@ -321,7 +321,7 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
         tg.bias[k] = biases ? biases[k] : NULL;
         blocks += (unsigned)((ws[k]->rows + BW_ROWS - 1) / BW_ROWS) * (unsigned)tg.kparts;
     }
-    tg.first_block[BW_MAX_TARGETS] = blocks;
+    tg.first_block[MAX_PRODUCT_TARGETS] = blocks;
     switch (nt_count) {
 #define BW_CASE(NT)                                                                                              \
     case NT: {                                                                                                   \

@@ -4,7 +4,6 @@
 
 #include "backend/cuda/cuda_common.cuh"
 
-#define BW_MAX_TARGETS 3 /* weights reading the same activations in one launch (q, k, v) */
 #define BW_MAX_TOKENS 32
 
 /* Whether the kernel takes products of n tokens with rows of cols weights (before the weight's layout is
@@ -15,7 +14,7 @@ int cuda_batch16_takes(const cuda_impl *im, int n, int64_t cols);
  * widths in chunks of 64, under bf16 or fp16, sm_80 and later; TESSERA_CUDA_BATCH16=0 turns it off). */
 int cuda_batch16_eligible(const cuda_impl *im, const cuda_weight *w, int n);
 
-/* ys[k] = x . ws[k]^T (+ biases[k]) for up to BW_MAX_TARGETS eligible weights of one layout and width. */
+/* ys[k] = x . ws[k]^T (+ biases[k]) for up to MAX_PRODUCT_TARGETS eligible weights of one layout and width. */
 void cuda_batch16_matmul(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
                          float *const *ys, const float *const *biases);
 

@@ -253,6 +253,9 @@ static inline void cuda_launch(cuda_impl *im, void (*kernel)(Params...), dim3 gr
 #define GEMV_MAX_TOKENS 8
 #define DP4A_MAX_TOKENS 32
 
+/* Weights reading the same activations in one launch (q, k, v; gate, up): matmul_many's limit. */
+#define MAX_PRODUCT_TARGETS 3
+
 /* Where a kernel producing rows x cols float activations at src should also write their int8 form (up
  * to DP4A_MAX_TOKENS rows, widths in groups of 32) or their bf16/fp16 copy (more rows), or all NULL
  * under float32. A non-NULL result is registered: the next products reading src with this shape use it. */

@@ -395,12 +395,11 @@ cuda_qact cuda_qact_begin(cuda_impl *im, const float *src, int rows, int64_t col
 
 /* Up to three weights that read the same activations (q, k, v; gate, up) in one launch: blocks
  * [first_block[k], first_block[k + 1]) work on weight k. */
-#define DP4A_MAX_TARGETS 3
 struct dp4a_targets {
-    cuda_weight w[DP4A_MAX_TARGETS];
-    float *y[DP4A_MAX_TARGETS];
-    const float *bias[DP4A_MAX_TARGETS];
-    unsigned first_block[DP4A_MAX_TARGETS + 1];
+    cuda_weight w[MAX_PRODUCT_TARGETS];
+    float *y[MAX_PRODUCT_TARGETS];
+    const float *bias[MAX_PRODUCT_TARGETS];
+    unsigned first_block[MAX_PRODUCT_TARGETS + 1];
 };
 
 /* R rows per warp share each activation load. */
@@ -657,14 +656,14 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
     dp4a_targets tg;
     memset(&tg, 0, sizeof tg);
     unsigned blocks = 0;
-    for (int k = 0; k < DP4A_MAX_TARGETS; k++) {
+    for (int k = 0; k < MAX_PRODUCT_TARGETS; k++) {
         tg.first_block[k] = blocks;
         if (k >= count) continue;
         tg.w[k] = *ws[k];
         tg.bias[k] = biases ? biases[k] : NULL;
         blocks += (unsigned)((ws[k]->rows + GEMV_WARPS * DP4A_ROWS - 1) / (GEMV_WARPS * DP4A_ROWS));
     }
-    tg.first_block[DP4A_MAX_TARGETS] = blocks;
+    tg.first_block[MAX_PRODUCT_TARGETS] = blocks;
     int offsets_fit = 1; /* the tensor-core kernel addresses a matrix with 32-bit offsets */
     for (int k = 0; k < count; k++)
         if ((size_t)ws[k]->rows * ws[k]->q_row_bytes >= ((size_t)1 << 32) || (size_t)ws[k]->rows * (size_t)(cols / 32) >= ((size_t)1 << 32))
@@ -673,12 +672,12 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         /* 4-bit weights: the tensor-core kernel takes up to 32 tokens in one pass over the weights */
         dp4a_targets mt = tg;
         unsigned mblocks = 0;
-        for (int k = 0; k < DP4A_MAX_TARGETS; k++) {
+        for (int k = 0; k < MAX_PRODUCT_TARGETS; k++) {
             mt.first_block[k] = mblocks;
             mt.y[k] = k < count ? ys[k] : NULL;
             if (k < count) mblocks += (unsigned)((ws[k]->rows + MMA_ROWS - 1) / MMA_ROWS);
         }
-        mt.first_block[DP4A_MAX_TARGETS] = mblocks;
+        mt.first_block[MAX_PRODUCT_TARGETS] = mblocks;
         switch ((n + 7) / 8) {
 #define MMA_CASE(NT)                                                                                           \
     case NT:                                                                                                   \
@@ -954,8 +953,8 @@ void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, con
                       const float *const *biases) {
     cuda_impl *im = cuda_of(be);
     CUDA_PRODUCT_BEGIN(im);
-    const cuda_weight *cws[DP4A_MAX_TARGETS];
-    int together = count >= 1 && count <= DP4A_MAX_TARGETS && n >= 1 && n <= DP4A_MAX_TOKENS;
+    const cuda_weight *cws[MAX_PRODUCT_TARGETS];
+    int together = count >= 1 && count <= MAX_PRODUCT_TARGETS && n >= 1 && n <= DP4A_MAX_TOKENS;
     for (int k = 0; together && k < count; k++) {
         cws[k] = (const cuda_weight *)ws[k]->prepared;
         together = cws[k] && cws[k]->gpu_supported && uses_dp4a(im, cws[k], n, 0) && cws[k]->dtype == cws[0]->dtype &&
