@@ -255,8 +255,8 @@ static int check_step(const ts_model *m, const ts_step *step, ts_error *err) {
 }
 
 static int forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, int32_t *tokens,
-                   const ts_draw *draws, const ts_penalty *penalties, int n_penalties, ts_layer_probe probe,
-                   void *probe_ctx, ts_error *err) {
+                   const ts_draw *draws, const ts_penalty *penalties, int n_penalties, const uint8_t *host_rows,
+                   ts_layer_probe probe, void *probe_ctx, ts_error *err) {
     if (check_step(m, step, err) != 0) return -1;
     if (draws && !m->be->ops->sample_rows)
         return ts_fail(err, "the %s backend cannot draw tokens where the logits are; sample on the host", m->be->name);
@@ -281,6 +281,10 @@ static int forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *log
         m->impl->final_norm(m, m->s->xn, rows, m->s->logit_rows);
         be->ops->matmul(be, &m->output, m->s->logit_rows, rows, m->s->logit_out, NULL);
         if (tokens && draws) {
+            for (int i = 0; host_rows && i < rows; i++)
+                if (host_rows[r0 + i])
+                    be->ops->to_host(be, logits_host + (size_t)(r0 + i) * vocab, m->s->logit_out + (size_t)i * vocab,
+                                     vocab * sizeof(float));
             be->ops->sample_rows(be, m->s->logit_out, rows, (int)vocab, draws + r0, penalties, n_penalties, tokens + r0);
             continue;
         }
@@ -303,17 +307,18 @@ static int forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *log
 
 int ts_model_forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, ts_layer_probe probe,
                      void *probe_ctx, ts_error *err) {
-    return forward(m, kv, step, logits_host, NULL, NULL, NULL, 0, probe, probe_ctx, err);
+    return forward(m, kv, step, logits_host, NULL, NULL, NULL, 0, NULL, probe, probe_ctx, err);
 }
 
 int ts_model_forward_greedy(ts_model *m, ts_kv_store *kv, const ts_step *step, float *logits_host, int32_t *tokens,
                             ts_error *err) {
-    return forward(m, kv, step, logits_host, tokens, NULL, NULL, 0, NULL, NULL, err);
+    return forward(m, kv, step, logits_host, tokens, NULL, NULL, 0, NULL, NULL, NULL, err);
 }
 
 int ts_model_can_draw(const ts_model *m) { return m->be->ops->sample_rows != NULL; }
 
 int ts_model_forward_draw(ts_model *m, ts_kv_store *kv, const ts_step *step, const ts_draw *draws,
-                          const ts_penalty *penalties, int n_penalties, int32_t *tokens, ts_error *err) {
-    return forward(m, kv, step, NULL, tokens, draws, penalties, n_penalties, NULL, NULL, err);
+                          const ts_penalty *penalties, int n_penalties, const uint8_t *host_rows, float *logits_host,
+                          int32_t *tokens, ts_error *err) {
+    return forward(m, kv, step, logits_host, tokens, draws, penalties, n_penalties, host_rows, NULL, NULL, err);
 }

@@ -127,9 +127,12 @@ int ts_model_forward_greedy(ts_model *m, ts_kv_store *kv, const ts_step *step, f
 /* Whether ts_model_forward_draw can run: the backend holding the logits draws tokens itself. */
 int ts_model_can_draw(const ts_model *m);
 /* A forward step whose tokens are drawn where the logits are: tokens[i] receives draws[i]'s choice from
- * logit row i after its penalties (entries of penalties; only token ids cross to the host on a GPU). */
+ * logit row i after its penalties (entries of penalties; only token ids cross to the host on a GPU).
+ * Rows flagged in host_rows (may be NULL) also have their logits copied to row i of logits_host first,
+ * for the host to choose from. */
 int ts_model_forward_draw(ts_model *m, ts_kv_store *kv, const ts_step *step, const ts_draw *draws,
-                          const ts_penalty *penalties, int n_penalties, int32_t *tokens, ts_error *err);
+                          const ts_penalty *penalties, int n_penalties, const uint8_t *host_rows, float *logits_host,
+                          int32_t *tokens, ts_error *err);
 
 /* Checks the model's files on disk: 0 unchanged, 1 modified in place (the model must stop: its mapped
  * weights may change or fault), 2 replaced or removed (the loaded version stays valid). */

@@ -51,6 +51,7 @@ struct ts_engine {
     int32_t *picked; /* token ids the model chose in all-greedy steps and steps drawn on the device */
     ts_draw *draws;  /* per logit row: the draw the device makes */
     ts_penalty *penalties; /* the step's penalty entries, draws[i].pen_first.. */
+    uint8_t *host_rows;    /* per logit row of a drawn step: chosen on the host (log-probabilities wanted) */
     int penalties_cap;
     ts_token_logprobs *lp;
     ts_engine_stats stats;
@@ -215,16 +216,19 @@ static int run_step(ts_engine *e) {
     for (int v = 0; v < n_views && all_greedy; v++)
         if (e->step_first_token[v] >= 0)
             all_greedy = !e->step_seqs[v]->req.logprobs && ts_sampler_is_greedy(e->step_seqs[v]->sampler);
-    /* Otherwise, when none wants log-probabilities and the device can draw, the tokens are drawn where the
-     * logits are, with the numbers each sequence's own stream gives and its penalties (the host would copy
-     * every row of logits and sort its candidates) */
+    /* Otherwise, when the device can draw, the tokens are drawn where the logits are, with the numbers each
+     * sequence's own stream gives and its penalties (the host would copy every row of logits and sort its
+     * candidates); only the rows of sequences that want log-probabilities come to the host */
     int on_device = n_logits > 0 && !all_greedy && ts_model_can_draw(e->model);
-    int n_pen = 0;
+    int n_pen = 0, n_device = 0;
     for (int v = 0; v < n_views && on_device; v++)
         if (e->step_first_token[v] >= 0) {
-            on_device = !e->step_seqs[v]->req.logprobs;
-            n_pen += ts_sampler_penalty_count(e->step_seqs[v]->sampler);
+            const int host = e->step_seqs[v]->req.logprobs != 0;
+            e->host_rows[e->step_first_token[v]] = (uint8_t)host;
+            n_device += !host;
+            if (!host) n_pen += ts_sampler_penalty_count(e->step_seqs[v]->sampler);
         }
+    if (n_device == 0) on_device = 0;
     if (on_device && n_pen > e->penalties_cap) {
         ts_penalty *grown = realloc(e->penalties, (size_t)n_pen * sizeof *grown);
         if (grown) {
@@ -239,13 +243,18 @@ static int run_step(ts_engine *e) {
         if (e->step_first_token[v] >= 0) {
             ts_sampler *smp = e->step_seqs[v]->sampler;
             ts_draw *d = &e->draws[e->step_first_token[v]];
+            if (e->host_rows[e->step_first_token[v]]) { /* the device's pick is not used: the cheapest draw */
+                *d = (ts_draw){.temperature = 0.0f, .repetition_penalty = 1.0f};
+                continue;
+            }
             ts_sampler_device_draw(smp, d);
             d->pen_first = n_pen;
             d->pen_count = ts_sampler_penalties(smp, e->penalties + n_pen);
             n_pen += d->pen_count;
         }
     int rc = all_greedy  ? ts_model_forward_greedy(e->model, e->cache.store, &step, e->logits, e->picked, &err)
-             : on_device ? ts_model_forward_draw(e->model, e->cache.store, &step, e->draws, e->penalties, n_pen, e->picked, &err)
+             : on_device ? ts_model_forward_draw(e->model, e->cache.store, &step, e->draws, e->penalties, n_pen, e->host_rows,
+                                                 e->logits, e->picked, &err)
                          : ts_model_forward(e->model, e->cache.store, &step, e->logits, NULL, NULL, &err);
     double t1 = ts_now_seconds();
     pthread_mutex_lock(&e->lock);
@@ -270,7 +279,9 @@ static int run_step(ts_engine *e) {
         if (e->step_first_token[v] < 0) continue; /* prefill continues next step */
         float *lg = e->logits + (size_t)e->step_first_token[v] * (size_t)vocab;
         ts_token_logprobs *lp = s->req.logprobs ? &e->lp[v] : NULL;
-        int32_t tok = all_greedy || on_device ? e->picked[e->step_first_token[v]] : ts_sampler_sample(s->sampler, lg, vocab, lp);
+        int32_t tok = all_greedy || (on_device && !e->host_rows[e->step_first_token[v]])
+                          ? e->picked[e->step_first_token[v]]
+                          : ts_sampler_sample(s->sampler, lg, vocab, lp);
         ts_sampler_accept(s->sampler, tok);
         s->n_generated++;
         ts_finish_reason why = TS_FINISH_NONE;
@@ -400,10 +411,11 @@ int ts_engine_create(ts_model *m, const ts_engine_config *cfg, ts_engine **out, 
     e->lp = calloc((size_t)R, sizeof(ts_token_logprobs));
     e->picked = calloc((size_t)R, sizeof(int32_t));
     e->draws = calloc((size_t)R, sizeof(ts_draw));
+    e->host_rows = calloc((size_t)R, 1);
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->wake, NULL);
     if (!e->running || !e->step_tokens || !e->step_positions || !e->logit_rows || !e->views || !e->step_seqs ||
-        !e->step_first_token || !e->logits || !e->lp || !e->picked || !e->draws ||
+        !e->step_first_token || !e->logits || !e->lp || !e->picked || !e->draws || !e->host_rows ||
         pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         ts_fail(err, "engine: out of memory or cannot start its thread");
         e->stop = 1;
@@ -419,6 +431,7 @@ int ts_engine_create(ts_model *m, const ts_engine_config *cfg, ts_engine **out, 
         free(e->lp);
         free(e->picked);
         free(e->draws);
+        free(e->host_rows);
         free(e);
         return -1;
     }
@@ -449,6 +462,7 @@ void ts_engine_destroy(ts_engine *e) {
     free(e->picked);
     free(e->draws);
     free(e->penalties);
+    free(e->host_rows);
     free(e);
 }
 

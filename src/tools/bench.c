@@ -118,7 +118,7 @@ static int one_run(ts_model *m, ts_kv_cache *cache, const ts_bench_options *o, u
         ts_step st = {B, tokens, positions, B, views, B, rows, cache->host_store};
         if (on_device) {
             for (int b = 0; b < B; b++) ts_sampler_device_draw(samplers[b], &draws[b]);
-            if (ts_model_forward_draw(m, cache->store, &st, draws, NULL, 0, tokens, err) != 0) goto done;
+            if (ts_model_forward_draw(m, cache->store, &st, draws, NULL, 0, NULL, NULL, tokens, err) != 0) goto done;
         } else if (sampled) {
             if (ts_model_forward(m, cache->store, &st, logits, NULL, NULL, err) != 0) goto done;
             for (int b = 0; b < B; b++) tokens[b] = ts_sampler_sample(samplers[b], logits + (size_t)b * vocab, vocab, NULL);

@@ -75,6 +75,25 @@ def main():
         for t in threads:
             t.join(300)
         c.check(results.get("seeded", ("",))[0] == a, "the same seed in a busy batch gives the same text")
+        # a request that wants log-probabilities next to the seeded one (on a GPU only its row of logits goes to
+        # the host; the other is drawn on the device): each gives what it gives alone
+        lp_body = {"model": "tiny-code", "prompt": prompt, "max_tokens": 40, "temperature": 0.9, "logprobs": 2,
+                   "seed": 7}
+        solo = srv.post("/v1/completions", lp_body)[1]["choices"][0]
+        pair = {}
+        threads = [threading.Thread(target=lambda: pair.__setitem__("seeded", complete(srv, seed=1234, **sampled))),
+                   threading.Thread(target=lambda: pair.__setitem__("lp", srv.post("/v1/completions", lp_body)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        status, d = pair.get("lp", (None, None))[:2]
+        lp = d["choices"][0].get("logprobs") if status == 200 else None
+        c.check(pair.get("seeded", ("",))[0] == a and lp is not None and d["choices"][0]["text"] == solo["text"]
+                and len(lp["token_logprobs"]) == len(solo["logprobs"]["token_logprobs"]) > 0
+                and all(abs(x - y) <= 1e-4 for x, y in zip(lp["token_logprobs"], solo["logprobs"]["token_logprobs"]))
+                and all(x <= 0 for x in lp["token_logprobs"]) and all(len(t) == 2 for t in lp["top_logprobs"]),
+                "log-probabilities next to a seeded request: both as alone")
         status, _, raw, _ = srv.post("/v1/completions", {"model": "tiny-code", "prompt": prompt, "max_tokens": 8,
                                                          "repetition_penalty": 1.3, "presence_penalty": 0.5,
                                                          "frequency_penalty": 0.5, "min_p": 0.05})
