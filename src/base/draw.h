@@ -4,6 +4,12 @@
 #ifndef TS_BASE_DRAW_H
 #define TS_BASE_DRAW_H
 
+#include <stdint.h>
+
+/* Candidates are the tokens whose scaled logit is within this of the best: below, a token's probability
+ * is under e^-30 of the best's and cannot change a top-p or min-p cut. */
+#define TS_DRAW_WINDOW 30.0f
+
 typedef struct ts_draw {
     float temperature; /* <= 0: the largest logit (lowest index on ties); top_k 1 too */
     int top_k;         /* <= 0: off */
@@ -20,5 +26,18 @@ typedef struct ts_penalty {
     int32_t token;
     float sub;
 } ts_penalty;
+
+#ifdef __CUDACC__
+#define TS_DRAW_FN __host__ __device__ static inline
+#else
+#define TS_DRAW_FN static inline
+#endif
+
+/* A logit after its penalties (repetition_penalty 1: none; sub as ts_penalty's): the one step the host's
+ * sampler and a device both apply. */
+TS_DRAW_FN float ts_penalized(float logit, float repetition_penalty, float sub) {
+    if (repetition_penalty != 1.0f) logit = logit > 0 ? logit / repetition_penalty : logit * repetition_penalty;
+    return sub != 0.0f ? logit - sub : logit;
+}
 
 #endif

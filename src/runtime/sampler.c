@@ -5,9 +5,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Tokens whose scaled logit is this far below the best have probability below e^-30 relative to it;
- * they cannot change top-p or min-p choices, so they are dropped before sorting. */
-#define CANDIDATE_WINDOW 30.0f
 
 typedef struct {
     int32_t token;
@@ -154,7 +151,7 @@ static int has_penalties(const ts_sampling_params *p) {
     return p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
 }
 
-/* What a table entry subtracts after the repetition penalty (a device applies the same two steps). */
+/* What a table entry subtracts after the repetition penalty (0 for a token not in the output). */
 static float penalty_sub(const ts_sampling_params *p, const token_count *c) {
     return c->output_count > 0 ? p->presence_penalty + p->frequency_penalty * (float)c->output_count : 0.0f;
 }
@@ -165,9 +162,7 @@ static void apply_penalties(ts_sampler *s, float *logits, int vocab) {
     for (int i = 0; i < s->cap; i++) {
         const token_count *c = &s->counts[i];
         if (c->token < 0 || c->token >= vocab) continue;
-        float *l = &logits[c->token];
-        if (p->repetition_penalty != 1.0f) *l = *l > 0 ? *l / p->repetition_penalty : *l * p->repetition_penalty;
-        if (c->output_count > 0) *l -= penalty_sub(p, c);
+        logits[c->token] = ts_penalized(logits[c->token], p->repetition_penalty, penalty_sub(p, c));
     }
 }
 
@@ -195,7 +190,7 @@ int ts_draw_candidates(const ts_draw *d, const float *logits, int vocab, int32_t
     int n = 0;
     for (int i = 0; i < vocab; i++) {
         z[i] = (logits[i] - mx) * inv_t;
-        if (z[i] >= -CANDIDATE_WINDOW) cand[n++] = i;
+        if (z[i] >= -TS_DRAW_WINDOW) cand[n++] = i;
     }
     qsort_r(cand, (size_t)n, sizeof(int32_t), cmp_desc, z);
     if (d->top_k > 0 && d->top_k < n) n = d->top_k;

@@ -209,11 +209,7 @@ static void check_draws(const float *raw, int vocab, ts_draw d, const ts_penalty
     }
     /* the host's penalties (runtime/sampler.c apply_penalties) on the reference row */
     memcpy(row, raw, (size_t)vocab * sizeof(float));
-    for (int i = 0; i < n_pen; i++) {
-        float *l = &row[pen[i].token];
-        if (d.repetition_penalty != 1.0f) *l = *l > 0 ? *l / d.repetition_penalty : *l * d.repetition_penalty;
-        if (pen[i].sub != 0.0f) *l -= pen[i].sub;
-    }
+    for (int i = 0; i < n_pen; i++) row[pen[i].token] = ts_penalized(row[pen[i].token], d.repetition_penalty, pen[i].sub);
     float *dx = dev_from(g_gpu16, x, (size_t)DRAWS * vocab);
     g_gpu16->ops->sample_rows(g_gpu16, dx, DRAWS, vocab, draws, pen, n_pen, got);
     int greedy = d.temperature <= 0.0f || d.top_k == 1;

@@ -446,7 +446,7 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
     /* The weights do not depend on the kernels before this one: under programmatic dependent launch the
      * first pass's loads (whole rows of 4096 4-bit weights) are in flight while the previous kernel
      * finishes, instead of starting after it. Only the activations wait. */
-    load_pass(lane < groups ? lane : 0);
+    load_pass(lane); /* clamped to the last group where the row is shorter */
     pdl_wait();
     for (int g0 = lane; g0 < groups; g0 += 32 * U) {
         if (g0 != lane) load_pass(g0);

@@ -87,20 +87,19 @@ void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t
     if (kh != keys) free(kh);
 }
 
-/* ---- Drawing tokens (temperature, top-k, top-p, min-p) where the logits are ----
+/* ---- Drawing tokens (penalties, temperature, top-k, top-p, min-p) where the logits are ----
  * One block per row makes the choice ts_draw_candidates defines (runtime/sampler.c): candidates are
- * the scaled logits z within DRAW_WINDOW of the best, ordered largest first, lowest index on ties; each
- * cut and the draw itself is a prefix of that order found by a radix select over an order key (4 bits
- * a pass, 8 passes) instead of a sort: "the element where the running count (or weight) from the top
- * reaches a target". Weights are expf(z) summed in float per warp and double across the block, where the
- * host sums exp(z) in double: the same token except when u falls within rounding of a boundary. */
+ * the scaled logits z within TS_DRAW_WINDOW of the best, ordered largest first, lowest index on ties;
+ * each cut and the draw itself is a prefix of that order, found without sorting the row: "the element
+ * where the running count (or weight) from the top reaches a target" (draw_select). Weights are expf(z)
+ * in fixed point, where the host sums exp(z) in double: the same token except when u falls within
+ * rounding of a boundary. */
 #define DRAW_THREADS 1024
 #define DRAW_WARPS (DRAW_THREADS / 32)
-#define DRAW_WINDOW 30.0f /* CANDIDATE_WINDOW of runtime/sampler.c */
 
 /* Larger key = earlier in the order; 0 = not a candidate. z <= 0 for every candidate. */
 __device__ __forceinline__ uint32_t draw_key(float z) {
-    return z >= -DRAW_WINDOW ? 0xffffffffu - __float_as_uint(fabsf(z)) : 0u;
+    return z >= -TS_DRAW_WINDOW ? 0xffffffffu - __float_as_uint(fabsf(z)) : 0u;
 }
 __device__ __forceinline__ float draw_key_z(uint32_t key) { return -__uint_as_float(0xffffffffu - key); }
 
@@ -117,12 +116,12 @@ __device__ __forceinline__ unsigned long long draw_fix(float z) { return __float
 struct draw_shared {
     unsigned cnt[DRAW_COPIES][DRAW_ZBINS]; /* DRAW_ZBINS >= DRAW_BINS: the radix passes use the same */
     unsigned long long mass[DRAW_COPIES][DRAW_ZBINS];
-    unsigned long long list[DRAW_LIST]; /* one z bin's elements: (~key << 32 | index), sorted ascending */
+    unsigned long long list[DRAW_LIST]; /* gathered elements: (~key << 32 | index), sorted ascending */
     unsigned long long red_u[DRAW_WARPS];
     int red_i[DRAW_WARPS];
     float red_f[DRAW_WARPS];
     uint32_t prefix, key;
-    int above_cnt, eq_cnt, bin, list_n;
+    int above_cnt, eq_cnt, bin, list_n, gathered;
     int list_eq; /* position in list of the first element equal to the selected key; -1: not listed */
     float zscale;
     unsigned long long above_mass;
@@ -132,6 +131,25 @@ struct draw_shared {
  * a first level that spreads a row of logits over many bins (the float bits' high digits put nearly all
  * of them in one). */
 __device__ __forceinline__ int draw_zbin(float z, float scale) { return min(DRAW_ZBINS - 1, (int)(-z * scale)); }
+
+/* The histogram copies start at zero; after the adds, copy 0 holds the totals of bins 0..bins-1. */
+__device__ void draw_hist_clear(draw_shared *sh) {
+    for (int i = threadIdx.x; i < DRAW_COPIES * DRAW_ZBINS; i += blockDim.x) {
+        (&sh->cnt[0][0])[i] = 0;
+        (&sh->mass[0][0])[i] = 0;
+    }
+    __syncthreads();
+}
+
+__device__ void draw_hist_merge(draw_shared *sh, int bins) {
+    __syncthreads();
+    for (int b = threadIdx.x; b < bins; b += blockDim.x)
+        for (int k = 1; k < DRAW_COPIES; k++) {
+            sh->cnt[0][b] += sh->cnt[k][b];
+            sh->mass[0][b] += sh->mass[k][b];
+        }
+    __syncthreads();
+}
 
 __device__ unsigned long long draw_block_sum(unsigned long long v, draw_shared *sh) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -199,11 +217,7 @@ __device__ uint32_t draw_select_radix(const float *z, int dim, int by_mass, unsi
         sh->above_mass = 0;
     }
     for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int i = threadIdx.x; i < DRAW_COPIES * DRAW_ZBINS; i += blockDim.x) {
-            (&sh->cnt[0][0])[i] = 0;
-            (&sh->mass[0][0])[i] = 0;
-        }
-        __syncthreads();
+        draw_hist_clear(sh);
         const uint32_t prefix = sh->prefix;
         const uint32_t high_mask = shift == 24 ? 0u : ~0u << (shift + 8);
         for (int i = threadIdx.x; i < dim; i += blockDim.x) {
@@ -214,19 +228,8 @@ __device__ uint32_t draw_select_radix(const float *z, int dim, int by_mass, unsi
             if (by_mass) atomicAdd(&sh->mass[copy][digit], draw_fix(zi));
             else atomicAdd(&sh->cnt[copy][digit], 1u);
         }
-        __syncthreads();
         /* per bin totals into copy 0, then one thread walks the bins from the top */
-        for (int b = threadIdx.x; b < DRAW_BINS; b += blockDim.x) {
-            unsigned c = 0;
-            unsigned long long m = 0;
-            for (int k = 0; k < DRAW_COPIES; k++) {
-                c += sh->cnt[k][b];
-                m += sh->mass[k][b];
-            }
-            sh->cnt[0][b] = c;
-            sh->mass[0][b] = m;
-        }
-        __syncthreads();
+        draw_hist_merge(sh, DRAW_BINS);
         if (threadIdx.x == 0) {
             int last = DRAW_BINS - 1;
             for (int d = 0; d < DRAW_BINS; d++)
@@ -284,7 +287,7 @@ __device__ void draw_gather(const float *z, int dim, int lo, int hi, int m, draw
     __syncthreads();
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         float zi = z[i];
-        if (!(zi >= -DRAW_WINDOW)) continue;
+        if (!(zi >= -TS_DRAW_WINDOW)) continue;
         int b = draw_zbin(zi, scale);
         if (b >= lo && b <= hi) sh->list[atomicAdd(&sh->list_n, 1)] = ((unsigned long long)~draw_key(zi) << 32) | (unsigned)i;
     }
@@ -344,27 +347,26 @@ __device__ unsigned long long draw_list_weight(int n, draw_shared *sh) {
 __device__ int draw_gather_top(const float *z, int dim, int k, draw_shared *sh) {
     const int copy = (threadIdx.x / 32) % DRAW_COPIES;
     const float scale = sh->zscale;
-    for (int i = threadIdx.x; i < DRAW_COPIES * DRAW_ZBINS; i += blockDim.x) (&sh->cnt[0][0])[i] = 0;
-    __syncthreads();
+    draw_hist_clear(sh);
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         float zi = z[i];
-        if (zi >= -DRAW_WINDOW) atomicAdd(&sh->cnt[copy][draw_zbin(zi, scale)], 1u);
+        if (zi >= -TS_DRAW_WINDOW) atomicAdd(&sh->cnt[copy][draw_zbin(zi, scale)], 1u);
     }
-    __syncthreads();
+    draw_hist_merge(sh, DRAW_ZBINS);
     if (threadIdx.x == 0) {
         int cum = 0, hi = DRAW_ZBINS - 1;
         for (int b = 0; b < DRAW_ZBINS; b++) {
-            for (int c = 0; c < DRAW_COPIES; c++) cum += (int)sh->cnt[c][b];
+            cum += (int)sh->cnt[0][b];
             if (cum >= k) {
                 hi = b;
                 break;
             }
         }
         sh->bin = hi;
-        sh->eq_cnt = cum;
+        sh->gathered = cum;
     }
     __syncthreads();
-    const int m = sh->eq_cnt, hi = sh->bin;
+    const int m = sh->gathered, hi = sh->bin;
     if (m > DRAW_LIST) return 0;
     draw_gather(z, dim, 0, hi, m, sh);
     return m;
@@ -377,26 +379,15 @@ __device__ uint32_t draw_select(const float *z, int dim, int by_mass, unsigned l
                                 draw_shared *sh) {
     const int copy = (threadIdx.x / 32) % DRAW_COPIES;
     const float scale = sh->zscale;
-    for (int i = threadIdx.x; i < DRAW_COPIES * DRAW_ZBINS; i += blockDim.x) {
-        (&sh->cnt[0][0])[i] = 0;
-        (&sh->mass[0][0])[i] = 0;
-    }
-    __syncthreads();
+    draw_hist_clear(sh);
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         float zi = z[i];
-        if (!(zi >= -DRAW_WINDOW)) continue;
+        if (!(zi >= -TS_DRAW_WINDOW)) continue;
         int b = draw_zbin(zi, scale);
         atomicAdd(&sh->cnt[copy][b], 1u);
         atomicAdd(&sh->mass[copy][b], draw_fix(zi));
     }
-    __syncthreads();
-    for (int b = threadIdx.x; b < DRAW_ZBINS; b += blockDim.x) {
-        for (int k = 1; k < DRAW_COPIES; k++) {
-            sh->cnt[0][b] += sh->cnt[k][b];
-            sh->mass[0][b] += sh->mass[k][b];
-        }
-    }
-    __syncthreads();
+    draw_hist_merge(sh, DRAW_ZBINS);
     if (threadIdx.x == 0) {
         int last = 0;
         for (int b = DRAW_ZBINS - 1; b >= 0; b--)
@@ -512,7 +503,7 @@ __global__ void __launch_bounds__(DRAW_THREADS)
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         float zi = (z[i] - mx) * inv_t; /* as the host computes it */
         z[i] = zi;
-        if (zi >= -DRAW_WINDOW) {
+        if (zi >= -TS_DRAW_WINDOW) {
             n0++;
             total0 += draw_fix(zi);
             widest = fmaxf(widest, -zi);
@@ -579,7 +570,7 @@ __global__ void __launch_bounds__(DRAW_THREADS)
         /* candidates with exp(z) >= min_p, the first always */
         const double lmin = log((double)d.min_p);
         int c = 0;
-        for (int i = threadIdx.x; i < dim; i += blockDim.x) c += z[i] >= -DRAW_WINDOW && (double)z[i] >= lmin;
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) c += z[i] >= -TS_DRAW_WINDOW && (double)z[i] >= lmin;
         c = draw_block_count(c, &sh);
         if (max(1, c) < n) {
             n = max(1, c);
@@ -604,7 +595,7 @@ __global__ void __launch_bounds__(DRAW_THREADS)
     if (threadIdx.x == 0) out[row] = chosen;
 }
 
-/* The sampler's penalties, as apply_penalties in runtime/sampler.c computes them (the same float steps). */
+/* The sampler's penalties: ts_penalized, the step runtime/sampler.c applies, on each entry of a row. */
 __global__ void penalty_rows_kernel(float *__restrict__ x, int dim, const ts_draw *__restrict__ draws,
                                     const ts_penalty *__restrict__ pen) {
     pdl_wait();
@@ -613,10 +604,7 @@ __global__ void penalty_rows_kernel(float *__restrict__ x, int dim, const ts_dra
     for (int e = d.pen_first + threadIdx.x; e < d.pen_first + d.pen_count; e += blockDim.x) {
         const ts_penalty p = pen[e];
         if (p.token < 0 || p.token >= dim) continue;
-        float l = row[p.token];
-        if (d.repetition_penalty != 1.0f) l = l > 0 ? l / d.repetition_penalty : l * d.repetition_penalty;
-        if (p.sub != 0.0f) l -= p.sub;
-        row[p.token] = l;
+        row[p.token] = ts_penalized(row[p.token], d.repetition_penalty, p.sub);
     }
 }
 
