@@ -185,6 +185,11 @@ typedef struct ts_backend_ops {
      * NULL: the host then samples. */
     void (*sample_rows)(ts_backend *be, float *x, int rows, int dim, const ts_draw *draws, const ts_penalty *penalties,
                         int n_penalties, int32_t *out_host);
+    /* A block's output projection, the residual add after it and the norm before the next block:
+     * x += in . w^T (+ bias), then out = rmsnorm(x) * norm_weight, for n rows of w->rows. proj
+     * [n, w->rows] is scratch the backend may use for in . w^T. */
+    void (*matmul_add_rmsnorm)(ts_backend *be, const ts_weight *w, const float *in, int n, const float *bias, float *x,
+                               const float *norm_weight, float eps, float *out, float *proj);
 } ts_backend_ops;
 
 struct ts_backend {

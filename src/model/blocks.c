@@ -6,7 +6,18 @@
 #include "model/fused.h"
 #include "model/weights.h"
 
-void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_store *kv, const ts_step *step) {
+/* The block's output projection: into proj, or added to the residual with the next norm (see blocks.h). */
+static void block_output(ts_model *m, const ts_weight *w, const float *in, int n, const float *bias,
+                         const float *next_norm) {
+    ts_scratch *s = m->s;
+    if (next_norm)
+        ts_fused_matmul_add_rmsnorm(m->be, w, in, n, bias, s->x, next_norm, (float)m->cfg.norm_eps, s->xn, s->proj);
+    else
+        m->be->ops->matmul(m->be, w, in, n, s->proj, bias);
+}
+
+void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_store *kv, const ts_step *step,
+                             const float *next_norm) {
     ts_backend *be = m->be;
     ts_scratch *s = m->s;
     const ts_model_config *c = &m->cfg;
@@ -24,10 +35,10 @@ void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_st
     be->ops->attention(be, kv, layer, step, s->q, q_dim, s->k, s->v, kv_dim, c->num_heads, 1.0f / sqrtf((float)hd),
                        s->attn);
     /* [n, heads * hd] -> [n, hidden] */
-    be->ops->matmul(be, &L->wo, s->attn, n, s->proj, L->bo);
+    block_output(m, &L->wo, s->attn, n, L->bo, next_norm);
 }
 
-void ts_block_swiglu(ts_model *m, const ts_layer *L, int n) {
+void ts_block_swiglu(ts_model *m, const ts_layer *L, int n, const float *next_norm) {
     ts_backend *be = m->be;
     ts_scratch *s = m->s;
     int inner = (int)L->w_gate.rows;
@@ -35,7 +46,7 @@ void ts_block_swiglu(ts_model *m, const ts_layer *L, int n) {
     float *const outs[2] = {s->ffn_a, s->ffn_b};
     ts_fused_matmul_many(be, 2, gate_up, s->xn, n, outs, NULL);
     be->ops->silu_mul(be, s->ffn_a, s->ffn_b, n, inner, inner, s->ffn_a);
-    be->ops->matmul(be, &L->w_down, s->ffn_a, n, s->proj, NULL);
+    block_output(m, &L->w_down, s->ffn_a, n, NULL, next_norm);
 }
 
 int ts_bind_rope_attention(ts_model *m, ts_layer *L, int layer, const char *prefix, ts_error *err) {

@@ -19,6 +19,16 @@ void ts_fused_add_rmsnorm(ts_backend *be, float *x, const float *y, const float 
     be->ops->rmsnorm(be, x, weight, rows, dim, eps, out);
 }
 
+void ts_fused_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in, int n, const float *bias,
+                                 float *x, const float *norm_weight, float eps, float *out, float *proj) {
+    if (be->ops->matmul_add_rmsnorm) {
+        be->ops->matmul_add_rmsnorm(be, w, in, n, bias, x, norm_weight, eps, out, proj);
+        return;
+    }
+    be->ops->matmul(be, w, in, n, proj, bias);
+    ts_fused_add_rmsnorm(be, x, proj, norm_weight, n, (int)w->rows, eps, out);
+}
+
 void ts_fused_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
                            const int32_t *positions, const ts_rope *rope) {
     if (be->ops->qk_norm_rope) {

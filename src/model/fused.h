@@ -11,6 +11,9 @@ void ts_fused_matmul_many(ts_backend *be, int count, const ts_weight *const *ws,
 /* x += y; out = rmsnorm(x) * weight. */
 void ts_fused_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *weight, int rows, int dim, float eps,
                           float *out);
+/* x += in . w^T (+ bias); out = rmsnorm(x) * norm_weight; proj is scratch for [n, w->rows]. */
+void ts_fused_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in, int n, const float *bias,
+                                 float *x, const float *norm_weight, float eps, float *out, float *proj);
 /* Per-head RMSNorm (skipped where norm_weight is NULL), then RoPE, of q and of k, in place. */
 void ts_fused_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
                            const int32_t *positions, const ts_rope *rope);

@@ -80,20 +80,20 @@ void ts_llama_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer
         const ts_layer *L = &m->layers[l];
         if (l == m->split && l > 0) cross_to_device(m, step);
         ts_backend *be = m->be;
-        /* each residual add is fused with the norm that follows it, unless that norm runs on the
-         * other side of the split */
+        /* each residual add is fused with the product before it and the norm after it, unless that
+         * norm runs on the other side of the split */
         if (l == 0 || l == m->split) be->ops->rmsnorm(be, m->s->x, L->attn_norm, n, d, eps, m->s->xn);
         int host_layer = l < m->split;
-        ts_block_rope_attention(m, L, host_layer ? l : l - m->split, host_layer ? step->host_kv : kv, step);
-        ts_fused_add_rmsnorm(be, m->s->x, m->s->proj, L->ffn_norm, n, d, eps, m->s->xn);
-        if (L->is_moe)
+        ts_block_rope_attention(m, L, host_layer ? l : l - m->split, host_layer ? step->host_kv : kv, step, L->ffn_norm);
+        /* the next layer's norm, unless that layer runs on the other side of the split */
+        const float *next_norm = l + 1 < c->num_layers && l + 1 != m->split ? m->layers[l + 1].attn_norm : NULL;
+        if (L->is_moe) {
             be->ops->moe(be, &L->moe, m->s->xn, n, m->s->proj);
-        else
-            ts_block_swiglu(m, L, n);
-        if (l + 1 < c->num_layers && l + 1 != m->split)
-            ts_fused_add_rmsnorm(be, m->s->x, m->s->proj, m->layers[l + 1].attn_norm, n, d, eps, m->s->xn);
-        else
-            be->ops->add(be, m->s->x, m->s->proj, (size_t)n * d);
+            if (next_norm) ts_fused_add_rmsnorm(be, m->s->x, m->s->proj, next_norm, n, d, eps, m->s->xn);
+        } else {
+            ts_block_swiglu(m, L, n, next_norm);
+        }
+        if (!next_norm) be->ops->add(be, m->s->x, m->s->proj, (size_t)n * d);
         if (probe && l + 1 < c->num_layers) probe(pctx, l + 1, m->s->x, n, d);
     }
 }

@@ -701,6 +701,117 @@ static void check_attention_batch(ts_backend *gpu, int hd, int group, int prefil
     gpu->ops->kv_destroy(gpu, kg);
 }
 
+/* x += in . w^T + bias and out = rmsnorm(x) * nw (the fused output projection), then `reader` reads out:
+ * a product of two weights of type reader_type, or (reader_type F32) the host, or a second product
+ * that reads out after the first. Residual, norm output and the reader's results against double. */
+enum { READ_BY_PRODUCT, READ_BY_HOST, READ_TWICE };
+static void check_fused_projection(ts_backend *gpu, ts_dtype t, int64_t rows, int64_t cols, int n, ts_dtype reader_type,
+                                   int reader, double tol) {
+    ts_error err = {{0}};
+    void *wb = rand_weight(t, rows, cols);
+    ts_weight w = {.dtype = t, .rows = rows, .cols = cols, .host = wb, .row_bytes = ts_dtype_row_bytes(t, cols)};
+    if (gpu->ops->prepare_weight(gpu, &w, &err) != 0) fail_msg("%s", err.message);
+    const int64_t rrows[2] = {96, 40};
+    void *rb[2];
+    ts_weight rw[2];
+    const ts_weight *rwp[2];
+    for (int k = 0; k < 2; k++) {
+        rb[k] = rand_weight(reader_type, rrows[k], rows);
+        rw[k] = (ts_weight){.dtype = reader_type, .rows = rrows[k], .cols = rows, .host = rb[k],
+                            .row_bytes = ts_dtype_row_bytes(reader_type, rows)};
+        if (gpu->ops->prepare_weight(gpu, &rw[k], &err) != 0) fail_msg("%s", err.message);
+        rwp[k] = &rw[k];
+    }
+    float *in = rand_floats((size_t)n * cols, 1.0f), *x = rand_floats((size_t)n * rows, 2.0f);
+    float *bias = rand_floats((size_t)rows, 0.5f), *nw = rand_floats((size_t)rows, 1.0f);
+    float *din = dev_from(gpu, in, (size_t)n * cols), *dx = dev_from(gpu, x, (size_t)n * rows);
+    float *dbias = dev_from(gpu, bias, (size_t)rows), *dnw = dev_from(gpu, nw, (size_t)rows);
+    float *dout = dev_from(gpu, x, (size_t)n * rows), *dproj = dev_from(gpu, x, (size_t)n * rows);
+    float *dy0 = dev_from(gpu, in, (size_t)n * rrows[0]), *dy1 = dev_from(gpu, in, (size_t)n * rrows[1]);
+    float *const dys[2] = {dy0, dy1};
+
+    gpu->ops->matmul_add_rmsnorm(gpu, &w, din, n, dbias, dx, dnw, 1e-6f, dout, dproj);
+    if (reader == READ_BY_PRODUCT || reader == READ_TWICE) gpu->ops->matmul_many(gpu, 2, rwp, dout, n, dys, NULL);
+    if (reader == READ_TWICE) gpu->ops->matmul(gpu, &rw[1], dout, n, dy1, NULL);
+
+    /* reference: the residual in double, the norm of it, the reader's products of that */
+    double *proj = ref_matmul(t, wb, rows, cols, in, n, bias);
+    double *xr = malloc((size_t)n * rows * sizeof(double)), *outr = malloc((size_t)n * rows * sizeof(double));
+    float *outf = malloc((size_t)n * rows * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        double ss = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            size_t j = (size_t)i * rows + r;
+            xr[j] = x[j] + proj[j];
+            ss += xr[j] * xr[j];
+        }
+        double inv = 1.0 / sqrt(ss / (double)rows + 1e-6);
+        for (int64_t r = 0; r < rows; r++) {
+            size_t j = (size_t)i * rows + r;
+            outr[j] = nw[r] * xr[j] * inv;
+            outf[j] = (float)outr[j];
+        }
+    }
+    char what[160];
+    snprintf(what, sizeof what, "fused projection (%s %lld x %lld, %d tokens, read by %s%s)", ts_dtype_get(t)->name,
+             (long long)rows, (long long)cols, n, reader == READ_BY_HOST ? "the host" : ts_dtype_get(reader_type)->name,
+             reader == READ_TWICE ? " twice" : "");
+    float *got = host_from(gpu, dout, (size_t)n * rows);
+    double e = rel_err_d(got, outr, (size_t)n * rows);
+    if (!(e <= tol)) fail_msg("%s: norm output relative error %.3g > %g (%s)", what, e, tol, gpu->description);
+    free(got);
+    got = host_from(gpu, dx, (size_t)n * rows);
+    e = rel_err_d(got, xr, (size_t)n * rows);
+    if (!(e <= tol)) fail_msg("%s: residual relative error %.3g > %g (%s)", what, e, tol, gpu->description);
+    free(got);
+    for (int k = 0; reader != READ_BY_HOST && k < 2; k++) {
+        double *yr = ref_matmul(reader_type, rb[k], rrows[k], rows, outf, n, NULL);
+        got = host_from(gpu, dys[k], (size_t)n * rrows[k]);
+        e = rel_err_d(got, yr, (size_t)n * rrows[k]);
+        if (!(e <= tol)) fail_msg("%s: reader's product %d relative error %.3g > %g (%s)", what, k, e, tol, gpu->description);
+        free(got);
+        free(yr);
+    }
+    gpu->ops->release_weight(gpu, &w);
+    for (int k = 0; k < 2; k++) {
+        gpu->ops->release_weight(gpu, &rw[k]);
+        free(rb[k]);
+    }
+    float *dev[8] = {din, dx, dbias, dnw, dout, dproj, dy0, dy1};
+    for (int i = 0; i < 8; i++) gpu->ops->free(gpu, dev[i]);
+    free(wb);
+    free(in);
+    free(x);
+    free(bias);
+    free(nw);
+    free(proj);
+    free(xr);
+    free(outr);
+    free(outf);
+}
+
+static void test_fused_projection(void **state) {
+    (void)state;
+    /* the producer kernel for every integer layout at 1-8 tokens; rows not in groups of 32 and batches
+     * beyond one pass take the unfused operations; readers in another element order (Q8_0 after 4-bit),
+     * of another kernel (bf16), the host, and a second product after the first */
+    const ts_dtype types[4] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_IQ4_NL, TS_DTYPE_Q8_0};
+    const int tokens[4] = {1, 3, 8, 12};
+    for (int ti = 0; ti < 4; ti++)
+        for (int ni = 0; ni < 4; ni++) {
+            ts_dtype reader = types[ti] == TS_DTYPE_Q8_0 ? TS_DTYPE_Q8_0 : TS_DTYPE_Q4_0;
+            int64_t cols = types[ti] == TS_DTYPE_Q4_K ? 1024 : 1056;
+            check_fused_projection(g_gpu16, types[ti], 1056, cols, tokens[ni], reader, READ_BY_PRODUCT, 1e-2);
+            check_fused_projection(g_gpuh, types[ti], 1056, cols, tokens[ni], reader, READ_BY_PRODUCT, 1e-2);
+        }
+    check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 1000, 1056, 2, TS_DTYPE_BF16, READ_BY_PRODUCT, 1e-2);
+    check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 4096, 1056, 1, TS_DTYPE_Q8_0, READ_BY_PRODUCT, 1e-2);
+    check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 1056, 1056, 1, TS_DTYPE_BF16, READ_BY_PRODUCT, 1e-2);
+    check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 1056, 1056, 4, TS_DTYPE_Q4_0, READ_BY_HOST, 1e-2);
+    check_fused_projection(g_gpu16, TS_DTYPE_IQ4_NL, 1056, 1056, 3, TS_DTYPE_IQ4_NL, READ_TWICE, 1e-2);
+    check_fused_projection(g_gpu32, TS_DTYPE_Q4_0, 1056, 1056, 2, TS_DTYPE_Q4_0, READ_BY_PRODUCT, 1e-5);
+}
+
 static void test_attention_batch(void **state) {
     (void)state;
     const int hds[3] = {32, 64, 128}, groups[3] = {2, 4, 8};
@@ -863,7 +974,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_every_type), cmocka_unit_test(test_batch_tensor_cores),
         cmocka_unit_test(test_norms_and_activations),
         cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_attention_batch), cmocka_unit_test(test_embedding),
-        cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_draw_rows), cmocka_unit_test(test_fused_ops),
+        cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_draw_rows), cmocka_unit_test(test_fused_ops), cmocka_unit_test(test_fused_projection),
         cmocka_unit_test(test_prequantized_activations),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

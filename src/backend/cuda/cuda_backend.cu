@@ -67,6 +67,7 @@ static void *cu_alloc(ts_backend *be, size_t bytes, ts_error *err) {
 }
 
 static void cu_free(ts_backend *be, void *p) {
+    cuda_settle_due(cuda_of(be));
     cuda_of(be)->mem_generation++;
     if (p) cudaFree(p);
 }
@@ -83,6 +84,7 @@ static void cu_to_host(ts_backend *be, void *dst, const void *src, size_t bytes)
 
 static void cu_from_host(ts_backend *be, void *dst, const void *src, size_t bytes) {
     cuda_impl *im = cuda_of(be);
+    cuda_settle_due(im);
     im->qact.src = NULL; /* dst may hold activations a producer quantized */
     cuda_check(im, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, im->stream), "copy to device");
     /* the host buffer may be freed right after: wait for the copy */
@@ -189,6 +191,7 @@ void cuda_graph_abort(cuda_impl *im, const char *why) {
 
 /* Ends a capture (instantiating it) or launches the replay, before the step's results are read. */
 static void graph_end(cuda_impl *im) {
+    cuda_settle_due(im); /* the host may read the norm's output */
     if (im->capturing) {
         cudaGraph_t g = NULL;
         im->capturing = 0;
@@ -215,6 +218,7 @@ static void graph_end(cuda_impl *im) {
  * tables in one copy from a host staging area. */
 static void cu_begin_step(ts_backend *be, const ts_step *step) {
     cuda_impl *im = cuda_of(be);
+    cuda_settle_due(im);
     im->qact.src = NULL;
     im->pdl_now = im->pdl && step->n_tokens <= DP4A_MAX_TOKENS;
     cuda_step *st = &im->step;
@@ -432,7 +436,7 @@ static const ts_backend_ops g_cuda_ops = {
     cuda_rmsnorm,      cuda_layernorm,  cuda_rope,         cuda_attention, cuda_silu_mul,       cuda_gelu,
     cuda_add,          cuda_gather_rows, cuda_moe,         cu_sync,        cu_stats,            cu_destroy,
     cu_roofline,       cuda_argmax_rows, cuda_matmul_many, cuda_add_rmsnorm, cuda_qk_norm_rope,
-    cuda_sample_rows,
+    cuda_sample_rows,  cuda_matmul_add_rmsnorm,
 };
 
 /* ---- optional per-operation timing (TESSERA_CUDA_PROFILE=1): every operation is synchronised and
@@ -494,6 +498,7 @@ static const ts_backend_ops g_cuda_prof_ops = {
     pf_rmsnorm,   pf_layernorm, pf_rope,    pf_attention, pf_silu,             pf_gelu,
     pf_add,       pf_gather,    pf_moe,     cu_sync,      cu_stats,            pf_destroy,
     cu_roofline,  pf_argmax,    pf_matmul_many, pf_add_rmsnorm, pf_qk_norm_rope, cuda_sample_rows,
+    NULL, /* the fused output projection: profiled as its matmul and add_rmsnorm */
 };
 
 __global__ void code_arch_kernel(int *out) {
@@ -575,6 +580,8 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     im->gqa_off = gqa_env && strcmp(gqa_env, "0") == 0;
     const char *gemv_env = getenv("TESSERA_CUDA_GEMV");
     im->float_gemv = gemv_env && strcmp(gemv_env, "float") == 0;
+    const char *fuse_env = getenv("TESSERA_CUDA_FUSE_NORM");
+    im->fuse_norm_off = fuse_env && strcmp(fuse_env, "0") == 0;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");
     be->ops = prof && *prof && *prof != '0' ? &g_cuda_prof_ops : &g_cuda_ops;
     if (be->ops == &g_cuda_prof_ops) im->opt.use_graphs = 0; /* its synchronisations cannot be captured */

@@ -86,6 +86,25 @@ static inline cuda_qact cuda_qact_dense(const float *src, int rows, int64_t cols
     return q;
 }
 
+/* An output projection fused with the residual add and the next RMSNorm (cuda_matmul_add_rmsnorm)
+ * cannot write the norm's output itself: 1/rms needs the whole residual row, which is spread over all
+ * of its blocks. Each block instead adds its 32 rows to the residual, writes their sum of squares and
+ * the int8 groups of weight * residual, which is the norm's output up to the factor 1/rms shared by the
+ * whole row (int8 groups scale with it). The product that reads the output next applies 1/rms to its
+ * results and writes the float output as a side job; any other operation first runs the norm
+ * (cuda_settle_norm). So a due norm lives from the projection to the next operation, no longer. */
+struct cuda_norm_due {
+    float *out;           /* NULL: nothing is due */
+    float *x;             /* the residual, already updated */
+    const float *weight;  /* the norm's */
+    float eps;
+    int rows, dim;
+    int nibbles;          /* element order of xq (as the int8 form of cuda_qact) */
+    int8_t *xq;           /* [rows][dim] groups of weight * x */
+    float2 *xs;
+    const float *partials; /* [rows][dim / 32] */
+};
+
 /* A captured decode step, replayed whenever a step of the same shape comes again. */
 struct cuda_graph_entry {
     int n_tokens, n_seqs, n_logits, splits;
@@ -152,6 +171,12 @@ struct cuda_impl {
     void *deferred_free[8]; /* buffers replaced during a capture, freed once it ends */
     int n_deferred;
     char last_error[512];
+    cuda_norm_due norm_due; /* a norm output that a fused output projection left to its reader */
+    void *norm_xq;          /* that output's int8 form: apart from xq_scratch, which the projection reads */
+    size_t norm_xq_bytes;
+    float *norm_partials;   /* its sums of squares, one per 32 rows of the residual and token */
+    size_t norm_partials_bytes;
+    int fuse_norm_off;      /* TESSERA_CUDA_FUSE_NORM=0: output projections, residual adds and norms apart */
 };
 
 struct ts_kv_store {
@@ -203,6 +228,13 @@ void cuda_sample_rows(ts_backend *be, float *x, int rows, int dim, const ts_draw
 void cuda_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
                        const int32_t *positions, const ts_rope *rope);
 void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host);
+void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in, int n, const float *bias, float *x,
+                             const float *norm_weight, float eps, float *out, float *proj);
+/* Runs the norm that a fused output projection left due (see cuda_norm_due). */
+void cuda_settle_norm(cuda_impl *im);
+static inline void cuda_settle_due(cuda_impl *im) {
+    if (im->norm_due.out && !im->replaying) cuda_settle_norm(im);
+}
 /* True when the operation must not enqueue work: the current step replays a captured graph. Any
  * operation may overwrite the activations a producer quantized, so it also forgets them; producers
  * register theirs afterwards (cuda_qact_begin) and products use CUDA_PRODUCT_BEGIN, which keeps them. */
@@ -210,10 +242,11 @@ void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t
     do {                             \
         if ((im)->replaying) return; \
     } while (0)
-#define CUDA_SKIP_IF_REPLAYING(im)   \
-    do {                             \
-        if ((im)->replaying) return; \
-        (im)->qact.src = NULL;       \
+#define CUDA_SKIP_IF_REPLAYING(im)                  \
+    do {                                            \
+        if ((im)->replaying) return;                \
+        if ((im)->norm_due.out) cuda_settle_norm(im); \
+        (im)->qact.src = NULL;                      \
     } while (0)
 
 /* Programmatic dependent launch (sm_90 and later): a kernel started with cuda_launch may be scheduled

@@ -177,6 +177,7 @@ void cuda_release_weight(ts_backend *be, ts_weight *w) {
     cuda_impl *im = cuda_of(be);
     cuda_weight *cw = (cuda_weight *)w->prepared;
     if (!cw) return;
+    cuda_settle_due(im);
     im->mem_generation++;
     device_free(cw->q, cw->host_mapped);
     device_free(cw->scale, cw->host_mapped);
@@ -402,18 +403,62 @@ struct dp4a_targets {
     unsigned first_block[MAX_PRODUCT_TARGETS + 1];
 };
 
-/* R rows per warp share each activation load. */
-template <int DT, int N, int R>
-__global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq, const float2 *__restrict__ xs) {
+/* How a launch of the integer kernel takes part in a fused output projection + residual add + RMSNorm
+ * (cuda_norm_due): as its producer (res_x set) or as the product that reads the norm's output (in_partials
+ * set). Tokens are those of the launch's pass. */
+struct norm_link {
+    float *res_x;             /* producer: the residual [N][rows], updated in place */
+    const float *res_weight;  /* the next norm's weight [rows] */
+    float *res_partials;      /* [N][rows / 32] sums of squares of the updated residual */
+    int8_t *res_xq;           /* [N][rows] int8 groups of weight * residual */
+    float2 *res_xs;
+    int res_nibbles;
+    const float *in_partials; /* reader: [N][cols / 32], as written by the producer */
+    const float *in_x, *in_weight; /* the residual and the norm's weight, to write the float output */
+    float *in_out;            /* [N][cols] */
+    float eps;
+};
+
+/* 1/rms of token t of a due norm, the same in every warp (the partials are added in one fixed order). */
+__device__ __forceinline__ float due_inv_rms(const norm_link &nl, int t, int64_t dim, int lane) {
+    int parts = (int)(dim / 32);
+    float s = 0.0f;
+    for (int p = lane; p < parts; p += 32) s += __ldg(nl.in_partials + (size_t)t * parts + p);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    return rsqrtf(s / (float)dim + nl.eps);
+}
+
+/* The float output of a due norm, out = weight * (x / rms), which other operations read: each block of
+ * the reading product writes its share (rms as in due_inv_rms; elements of a warp share a token). */
+template <int N>
+__device__ __forceinline__ void finish_due_norm(const norm_link &nl, int64_t dim, int lane) {
+    size_t total = (size_t)N * (size_t)dim, warps = (size_t)gridDim.x * (blockDim.x / 32);
+    size_t warp = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    for (size_t base = warp * 32; base < total; base += warps * 32) {
+        int t = (int)(base / (size_t)dim); /* dim is a multiple of 32: a run of 32 is one token's */
+        float inv = due_inv_rms(nl, t, dim, lane);
+        size_t i = base + lane;
+        nl.in_out[i] = __ldg(nl.in_weight + i % (size_t)dim) * (nl.in_x[i] * inv);
+    }
+}
+
+/* R rows per warp share each activation load; W warps a block. PRODUCE: the producer of a fused output
+ * projection (W * R == 32: a block holds whole groups of the residual). */
+template <int DT, int N, int R, int W, bool PRODUCE>
+__global__ void __launch_bounds__(32 * W) gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq, const float2 *__restrict__ xs,
+                                 norm_link nl) {
     constexpr int WB = DT == TS_DTYPE_Q8_0 ? 32 : 16; /* quant bytes per group */
+    static_assert(!PRODUCE || W * R == 32, "a producer block holds one group of 32 rows");
     int k = blockIdx.x >= tg.first_block[1] ? (blockIdx.x >= tg.first_block[2] ? 2 : 1) : 0;
     const cuda_weight &w = k == 0 ? tg.w[0] : k == 1 ? tg.w[1] : tg.w[2];
     float *__restrict__ y = k == 0 ? tg.y[0] : k == 1 ? tg.y[1] : tg.y[2];
     const float *__restrict__ bias = k == 0 ? tg.bias[0] : k == 1 ? tg.bias[1] : tg.bias[2];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int64_t row0 = ((int64_t)(blockIdx.x - tg.first_block[k]) * GEMV_WARPS + warp) * R;
-    if (row0 >= w.rows) {
+    int64_t row0 = ((int64_t)(blockIdx.x - tg.first_block[k]) * W + warp) * R;
+    if (!PRODUCE && row0 >= w.rows) {
         pdl_wait();
+        if (nl.in_partials) finish_due_norm<N>(nl, w.cols, lane);
         return;
     }
     const int groups = (int)(w.cols / 32);
@@ -485,6 +530,43 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
                 }
             }
         }
+    }
+    if (PRODUCE) {
+        /* the block's 32 rows: residual add, sum of squares, int8 groups of weight * residual */
+        __shared__ float sums[32][N];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < N; t++) {
+                float v = acc[r][t];
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+                if (lane == 0) sums[warp * R + r][t] = v;
+            }
+        __syncthreads();
+        const int64_t groups_out = w.rows / 32, row = (int64_t)blockIdx.x * 32 + lane;
+        for (int t = warp; t < N; t += W) {
+            size_t i = (size_t)t * w.rows + row;
+            float v = nl.res_x[i] + (sums[lane][t] + (bias ? bias[row] : 0.0f));
+            nl.res_x[i] = v;
+            float ss = v * v;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            if (lane == 0) nl.res_partials[(size_t)t * groups_out + blockIdx.x] = ss;
+            qact_store_group(__ldg(nl.res_weight + row) * v, (int64_t)t * groups_out + blockIdx.x, lane, nl.res_nibbles,
+                             nl.res_xq, nl.res_xs);
+        }
+        return;
+    }
+    if (nl.in_partials) {
+        /* the activations were weight * residual: every row of the product scales by the token's 1/rms */
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            float inv = due_inv_rms(nl, t, w.cols, lane);
+#pragma unroll
+            for (int r = 0; r < R; r++) acc[r][t] *= inv;
+        }
+        finish_due_norm<N>(nl, w.cols, lane);
     }
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -626,7 +708,49 @@ static int uses_dp4a(const cuda_impl *im, const cuda_weight *w, int n, int force
 
 #define DP4A_ROWS 2
 
-/* Quantizes x once, then one launch over the rows of all `count` weights (same layout and width). */
+/* The tensor-core kernel addresses a matrix with 32-bit offsets. */
+static int offsets_fit_32(const cuda_weight *w) {
+    return (size_t)w->rows * w->q_row_bytes < ((size_t)1 << 32) && (size_t)w->rows * (size_t)(w->cols / 32) < ((size_t)1 << 32);
+}
+
+/* Whether a product of n tokens with these weights (integer-kernel layouts, one width) runs in passes of
+ * the int8 matrix-vector kernel rather than on the tensor cores: the kernel that fused output
+ * projections produce for and whose reads finish a due norm. */
+static int dp4a_passes_take(const cuda_impl *im, int count, const cuda_weight *const *ws, int n) {
+    int batch16 = 1, fit = 1;
+    for (int k = 0; k < count; k++) {
+        batch16 = batch16 && cuda_batch16_eligible(im, ws[k], n);
+        fit = fit && offsets_fit_32(ws[k]);
+    }
+    if (batch16) return 0;
+    return !(ws[0]->dtype != TS_DTYPE_Q8_0 && im->code_arch >= 800 && n >= im->mma_min_tokens && fit);
+}
+
+/* x's int8 form for the integer kernels: the one its producer wrote, or quantized here. */
+static int dp4a_input(cuda_impl *im, const float *x, int n, int64_t cols, int nibbles, int8_t **xq, float2 **xs) {
+    const cuda_qact *pre = &im->qact;
+    if (pre->src == x && !pre->dense && pre->rows == n && pre->cols == cols && pre->nibbles == nibbles &&
+        pre->buffer == im->xq_scratch) {
+        *xq = pre->xq; /* the producer of x already wrote its int8 form */
+        *xs = pre->xs;
+        return 0;
+    }
+    int64_t total_groups = (int64_t)n * (cols / 32);
+    size_t xs_off, need = qact_bytes(n, cols, &xs_off);
+    uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->xq_scratch, &im->xq_scratch_bytes, need);
+    if (!buf) return -1;
+    *xq = (int8_t *)buf;
+    *xs = (float2 *)(buf + xs_off);
+    cuda_launch(im, quantize_act_kernel, dim3((unsigned)((total_groups * 32 + 255) / 256)), dim3(256), 0, x,
+                total_groups, nibbles, *xq, *xs);
+    /* later products of the same x (unfused q, k, v) reuse it */
+    im->qact = {x, n, cols, nibbles, *xq, *xs, buf, NULL, 0};
+    return 0;
+}
+
+/* Quantizes x once, then one launch over the rows of all `count` weights (same layout and width). Where x
+ * is a due norm's output (cuda_norm_due; the caller checked that this product can read it), its int8
+ * form is the producer's and the launch finishes the norm. */
 template <int DT>
 static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
                              float *const *ys, const float *const *biases) {
@@ -634,24 +758,22 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
     const int nibbles = DT != TS_DTYPE_Q8_0;
     im->qact_nibbles = nibbles;
     im->qact_frag = 0;
-    const cuda_qact *pre = &im->qact;
     int8_t *xq;
     float2 *xs;
-    if (pre->src == x && !pre->dense && pre->rows == n && pre->cols == cols && pre->nibbles == nibbles &&
-        pre->buffer == im->xq_scratch) {
-        xq = pre->xq; /* the producer of x already wrote its int8 form */
-        xs = pre->xs;
-    } else {
-        int64_t total_groups = (int64_t)n * (cols / 32);
-        size_t xs_off, need = qact_bytes(n, cols, &xs_off);
-        uint8_t *buf = (uint8_t *)cuda_scratch(im, &im->xq_scratch, &im->xq_scratch_bytes, need);
-        if (!buf) return;
-        xq = (int8_t *)buf;
-        xs = (float2 *)(buf + xs_off);
-        cuda_launch(im, quantize_act_kernel, dim3((unsigned)((total_groups * 32 + 255) / 256)), dim3(256), 0, x,
-                    total_groups, nibbles, xq, xs);
-        /* later products of the same x (unfused q, k, v) reuse it */
-        im->qact = {x, n, cols, nibbles, xq, xs, buf, NULL, 0};
+    norm_link nl;
+    memset(&nl, 0, sizeof nl);
+    const cuda_norm_due due = im->norm_due;
+    if (due.out && due.out == x) {
+        im->norm_due.out = NULL;
+        xq = due.xq;
+        xs = due.xs;
+        nl.in_partials = due.partials;
+        nl.in_x = due.x;
+        nl.in_weight = due.weight;
+        nl.in_out = due.out;
+        nl.eps = due.eps;
+    } else if (dp4a_input(im, x, n, cols, nibbles, &xq, &xs) != 0) {
+        return;
     }
     dp4a_targets tg;
     memset(&tg, 0, sizeof tg);
@@ -664,11 +786,7 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         blocks += (unsigned)((ws[k]->rows + GEMV_WARPS * DP4A_ROWS - 1) / (GEMV_WARPS * DP4A_ROWS));
     }
     tg.first_block[MAX_PRODUCT_TARGETS] = blocks;
-    int offsets_fit = 1; /* the tensor-core kernel addresses a matrix with 32-bit offsets */
-    for (int k = 0; k < count; k++)
-        if ((size_t)ws[k]->rows * ws[k]->q_row_bytes >= ((size_t)1 << 32) || (size_t)ws[k]->rows * (size_t)(cols / 32) >= ((size_t)1 << 32))
-            offsets_fit = 0;
-    if (DT != TS_DTYPE_Q8_0 && im->code_arch >= 800 && n >= im->mma_min_tokens && offsets_fit) {
+    if (!dp4a_passes_take(im, count, ws, n)) {
         /* 4-bit weights: the tensor-core kernel takes up to 32 tokens in one pass over the weights */
         dp4a_targets mt = tg;
         unsigned mblocks = 0;
@@ -694,10 +812,17 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         for (int k = 0; k < count; k++) tg.y[k] = ys[k] + (size_t)t0 * (size_t)ws[k]->rows;
         const int8_t *pxq = xq + (size_t)t0 * (size_t)cols;
         const float2 *pxs = xs + (size_t)t0 * (size_t)(cols / 32);
+        norm_link pnl = nl;
+        if (nl.in_partials) {
+            pnl.in_partials += (size_t)t0 * (size_t)(cols / 32);
+            pnl.in_x += (size_t)t0 * (size_t)cols;
+            pnl.in_out += (size_t)t0 * (size_t)cols;
+        }
         switch (take) {
-#define DP4A_CASE(N)                                                                                                \
-    case N:                                                                                                         \
-        cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg, pxq, pxs); \
+#define DP4A_CASE(N)                                                                                                 \
+    case N:                                                                                                          \
+        cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS, GEMV_WARPS, false>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, \
+                    tg, pxq, pxs, pnl);                                                                              \
         break;
             DP4A_CASE(1) DP4A_CASE(2) DP4A_CASE(3) DP4A_CASE(4) DP4A_CASE(5) DP4A_CASE(6) DP4A_CASE(7) DP4A_CASE(8)
             DP4A_CASE(16)
@@ -705,6 +830,63 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         }
         t0 += take;
     }
+}
+
+/* The producer of a fused output projection: x += in . w^T (+ bias), with the next norm due (see
+ * cuda_norm_due). w has whole groups of 32 rows and n <= FUSED_NORM_MAX_TOKENS (one pass). */
+#define FUSED_NORM_MAX_TOKENS 8
+template <int DT>
+static void launch_fused_projection(cuda_impl *im, const cuda_weight *w, const float *in, int n, const float *bias,
+                                    float *x, const float *norm_weight, float eps, float *out) {
+    const int nibbles = DT != TS_DTYPE_Q8_0;
+    im->qact_nibbles = nibbles;
+    im->qact_frag = 0;
+    int8_t *xq;
+    float2 *xs;
+    if (dp4a_input(im, in, n, w->cols, nibbles, &xq, &xs) != 0) return;
+    /* the output's int8 form goes apart from xq_scratch, which this launch reads */
+    size_t xs_off, need = qact_bytes(n, w->rows, &xs_off);
+    uint8_t *obuf = (uint8_t *)cuda_scratch(im, &im->norm_xq, &im->norm_xq_bytes, need);
+    float *partials = (float *)cuda_scratch(im, (void **)&im->norm_partials, &im->norm_partials_bytes,
+                                            (size_t)n * (size_t)(w->rows / 32) * sizeof(float));
+    if (!obuf || !partials) return;
+    dp4a_targets tg;
+    memset(&tg, 0, sizeof tg);
+    tg.w[0] = *w;
+    tg.bias[0] = bias;
+    const unsigned blocks = (unsigned)(w->rows / 32);
+    for (int k = 1; k <= MAX_PRODUCT_TARGETS; k++) tg.first_block[k] = blocks;
+    norm_link nl;
+    memset(&nl, 0, sizeof nl);
+    nl.res_x = x;
+    nl.res_weight = norm_weight;
+    nl.res_partials = partials;
+    nl.res_xq = (int8_t *)obuf;
+    nl.res_xs = (float2 *)(obuf + xs_off);
+    nl.res_nibbles = nibbles;
+    switch (n) {
+#define PRODUCER_CASE(N)                                                                                             \
+    case N:                                                                                                          \
+        cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS, 32 / DP4A_ROWS, true>, dim3(blocks), dim3(32 * 32 / DP4A_ROWS), \
+                    0, tg, (const int8_t *)xq, (const float2 *)xs, nl);                                              \
+        break;
+        PRODUCER_CASE(1) PRODUCER_CASE(2) PRODUCER_CASE(3) PRODUCER_CASE(4) PRODUCER_CASE(5) PRODUCER_CASE(6)
+        PRODUCER_CASE(7) PRODUCER_CASE(8)
+#undef PRODUCER_CASE
+    }
+    cuda_norm_due due;
+    due.out = out;
+    due.x = x;
+    due.weight = norm_weight;
+    due.eps = eps;
+    due.rows = n;
+    due.dim = (int)w->rows;
+    due.nibbles = nibbles;
+    due.xq = nl.res_xq;
+    due.xs = nl.res_xs;
+    due.partials = partials;
+    im->norm_due = due;
+    im->qact.src = NULL;
 }
 
 static void dispatch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
@@ -719,6 +901,40 @@ static void dispatch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *cons
     else if (ws[0]->dtype == TS_DTYPE_Q4_1) launch_gemv_dp4a<TS_DTYPE_Q4_1>(im, count, ws, x, n, ys, biases);
     else if (ws[0]->dtype == TS_DTYPE_IQ4_NL) launch_gemv_dp4a<TS_DTYPE_IQ4_NL>(im, count, ws, x, n, ys, biases);
     else launch_gemv_dp4a<TS_DTYPE_Q8_0>(im, count, ws, x, n, ys, biases);
+}
+
+/* A due norm whose output x is about to be read: the product of these weights finishes it if it runs
+ * in passes of the integer kernel over the producer's element order; anything else runs the norm first. */
+static void settle_unless_read_by(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n) {
+    const cuda_norm_due *d = &im->norm_due;
+    if (!d->out) return;
+    int ok = d->out == x && d->rows == n && count >= 1;
+    for (int k = 0; ok && k < count; k++)
+        ok = ws[k] && ws[k]->gpu_supported && uses_dp4a(im, ws[k], n, 0) && ws[k]->dtype == ws[0]->dtype &&
+             ws[k]->cols == d->dim;
+    ok = ok && (ws[0]->dtype != TS_DTYPE_Q8_0) == d->nibbles && dp4a_passes_take(im, count, ws, n);
+    if (!ok) cuda_settle_norm(im);
+}
+
+void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in, int n, const float *bias, float *x,
+                             const float *norm_weight, float eps, float *out, float *proj) {
+    cuda_impl *im = cuda_of(be);
+    CUDA_PRODUCT_BEGIN(im);
+    if (n <= 0) return;
+    cuda_settle_due(im);
+    const cuda_weight *cw = (const cuda_weight *)w->prepared;
+    int fused = !im->fuse_norm_off && cw && cw->gpu_supported && uses_dp4a(im, cw, n, 0) &&
+                n <= FUSED_NORM_MAX_TOKENS && cw->rows % 32 == 0 && dp4a_passes_take(im, 1, &cw, n);
+    if (!fused) {
+        cuda_matmul(be, w, in, n, proj, bias);
+        cuda_add_rmsnorm(be, x, proj, norm_weight, n, (int)w->rows, eps, out);
+        return;
+    }
+    if (cw->dtype == TS_DTYPE_Q4_0) launch_fused_projection<TS_DTYPE_Q4_0>(im, cw, in, n, bias, x, norm_weight, eps, out);
+    else if (cw->dtype == TS_DTYPE_Q4_1) launch_fused_projection<TS_DTYPE_Q4_1>(im, cw, in, n, bias, x, norm_weight, eps, out);
+    else if (cw->dtype == TS_DTYPE_IQ4_NL) launch_fused_projection<TS_DTYPE_IQ4_NL>(im, cw, in, n, bias, x, norm_weight, eps, out);
+    else launch_fused_projection<TS_DTYPE_Q8_0>(im, cw, in, n, bias, x, norm_weight, eps, out);
+    CUDA_CHECK_LAUNCH(im, "matmul_add_rmsnorm");
 }
 
 /* Rows [r0, r0 + nr) of the weight into a dense row-major panel of OUT elements. */
@@ -925,6 +1141,10 @@ static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int 
     CUDA_PRODUCT_BEGIN(im);
     const cuda_weight *cw = (const cuda_weight *)w->prepared;
     if (n <= 0) return;
+    if (im->norm_due.out) {
+        if (cw && cw->gpu_supported && uses_dp4a(im, cw, n, force_fp32)) settle_unless_read_by(im, 1, &cw, x, n);
+        else cuda_settle_norm(im);
+    }
     if (!cw || !cw->gpu_supported) {
         im->qact.src = NULL;
         cpu_fallback_matmul(be, w, x, n, y, bias);
@@ -964,6 +1184,7 @@ void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, con
         for (int k = 0; k < count; k++) cuda_matmul(be, ws[k], x, n, ys[k], biases ? biases[k] : NULL);
         return;
     }
+    settle_unless_read_by(im, count, cws, x, n);
     dispatch_gemv_dp4a(im, count, cws, x, n, ys, biases);
     for (int k = 0; k < count; k++)
         if (im->qact.src == ys[k]) im->qact.src = NULL;

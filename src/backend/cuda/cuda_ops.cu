@@ -107,6 +107,15 @@ void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, 
     CUDA_CHECK_LAUNCH(im, "add_rmsnorm");
 }
 
+void cuda_settle_norm(cuda_impl *im) {
+    cuda_norm_due d = im->norm_due;
+    im->norm_due.out = NULL;
+    cuda_qact q = cuda_qact_begin(im, d.out, d.rows, d.dim);
+    cuda_launch(im, rmsnorm_kernel, dim3(d.rows), dim3(norm_threads(d.dim)), 0, d.x, (const float *)NULL, d.weight, d.dim,
+                d.eps, d.out, q.xq, q.xs, q.nibbles, q.dense, q.dense_kind);
+    CUDA_CHECK_LAUNCH(im, "rmsnorm");
+}
+
 void cuda_layernorm(ts_backend *be, const float *x, const float *w, const float *b, int rows, int dim, float eps,
                     float *out) {
     cuda_impl *im = cuda_of(be);
