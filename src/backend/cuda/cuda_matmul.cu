@@ -443,26 +443,14 @@ __device__ __forceinline__ void finish_due_norm(const norm_link &nl, int64_t dim
     }
 }
 
-/* R rows per warp share each activation load; W warps a block. PRODUCE: the producer of a fused output
- * projection (W * R == 32: a block holds whole groups of the residual). */
-template <int DT, int N, int R, int W, bool PRODUCE>
-__global__ void __launch_bounds__(32 * W) gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq, const float2 *__restrict__ xs,
-                                 norm_link nl) {
+/* acc[r][t] = the lane's part of the product of row row0 + r of w with token t: R rows a warp share each
+ * activation load. */
+template <int DT, int N, int R>
+__device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t row0, int lane,
+                                                const int8_t *__restrict__ xq, const float2 *__restrict__ xs,
+                                                float (&acc)[R][N]) {
     constexpr int WB = DT == TS_DTYPE_Q8_0 ? 32 : 16; /* quant bytes per group */
-    static_assert(!PRODUCE || W * R == 32, "a producer block holds one group of 32 rows");
-    int k = blockIdx.x >= tg.first_block[1] ? (blockIdx.x >= tg.first_block[2] ? 2 : 1) : 0;
-    const cuda_weight &w = k == 0 ? tg.w[0] : k == 1 ? tg.w[1] : tg.w[2];
-    float *__restrict__ y = k == 0 ? tg.y[0] : k == 1 ? tg.y[1] : tg.y[2];
-    const float *__restrict__ bias = k == 0 ? tg.bias[0] : k == 1 ? tg.bias[1] : tg.bias[2];
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    int64_t row0 = ((int64_t)(blockIdx.x - tg.first_block[k]) * W + warp) * R;
-    if (!PRODUCE && row0 >= w.rows) {
-        pdl_wait();
-        if (nl.in_partials) finish_due_norm<N>(nl, w.cols, lane);
-        return;
-    }
     const int groups = (int)(w.cols / 32);
-    float acc[R][N];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
@@ -531,35 +519,28 @@ __global__ void __launch_bounds__(32 * W) gemv_dp4a_kernel(dp4a_targets tg, cons
             }
         }
     }
-    if (PRODUCE) {
-        /* the block's 32 rows: residual add, sum of squares, int8 groups of weight * residual */
-        __shared__ float sums[32][N];
-#pragma unroll
-        for (int r = 0; r < R; r++)
-#pragma unroll
-            for (int t = 0; t < N; t++) {
-                float v = acc[r][t];
-#pragma unroll
-                for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-                if (lane == 0) sums[warp * R + r][t] = v;
-            }
-        __syncthreads();
-        const int64_t groups_out = w.rows / 32, row = (int64_t)blockIdx.x * 32 + lane;
-        for (int t = warp; t < N; t += W) {
-            size_t i = (size_t)t * w.rows + row;
-            float v = nl.res_x[i] + (sums[lane][t] + (bias ? bias[row] : 0.0f));
-            nl.res_x[i] = v;
-            float ss = v * v;
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-            if (lane == 0) nl.res_partials[(size_t)t * groups_out + blockIdx.x] = ss;
-            qact_store_group(__ldg(nl.res_weight + row) * v, (int64_t)t * groups_out + blockIdx.x, lane, nl.res_nibbles,
-                             nl.res_xq, nl.res_xs);
-        }
+}
+
+/* R rows per warp; GEMV_WARPS warps a block. DUE: x is a due norm's output (nl's in_ fields): the rows
+ * scale by each token's 1/rms and the launch writes the norm's float output. */
+template <int DT, int N, int R, bool DUE>
+__global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq, const float2 *__restrict__ xs,
+                                 norm_link nl) {
+    int k = blockIdx.x >= tg.first_block[1] ? (blockIdx.x >= tg.first_block[2] ? 2 : 1) : 0;
+    const cuda_weight &w = k == 0 ? tg.w[0] : k == 1 ? tg.w[1] : tg.w[2];
+    float *__restrict__ y = k == 0 ? tg.y[0] : k == 1 ? tg.y[1] : tg.y[2];
+    const float *__restrict__ bias = k == 0 ? tg.bias[0] : k == 1 ? tg.bias[1] : tg.bias[2];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int64_t row0 = ((int64_t)(blockIdx.x - tg.first_block[k]) * GEMV_WARPS + warp) * R;
+    if (row0 >= w.rows) {
+        pdl_wait();
+        if (DUE) finish_due_norm<N>(nl, w.cols, lane);
         return;
     }
-    if (nl.in_partials) {
-        /* the activations were weight * residual: every row of the product scales by the token's 1/rms */
+    float acc[R][N];
+    dp4a_accumulate<DT, N, R>(w, row0, lane, xq, xs, acc);
+    if (DUE) {
+        /* the activations were weight * residual: every row scales by the token's 1/rms */
 #pragma unroll
         for (int t = 0; t < N; t++) {
             float inv = due_inv_rms(nl, t, w.cols, lane);
@@ -571,6 +552,42 @@ __global__ void __launch_bounds__(32 * W) gemv_dp4a_kernel(dp4a_targets tg, cons
 #pragma unroll
     for (int r = 0; r < R; r++)
         if (row0 + r < w.rows) store_row_sums<N>(acc[r], lane, y, w.rows, row0 + r, bias);
+}
+
+/* The producer of a fused output projection (see norm_link): a block of 16 warps holds 32 rows (R = 2),
+ * one int8 group of the residual, and adds them to it. */
+template <int DT, int N>
+__global__ void __launch_bounds__(512) gemv_dp4a_residual_norm_kernel(cuda_weight w, const float *__restrict__ bias,
+                                                                      const int8_t *__restrict__ xq,
+                                                                      const float2 *__restrict__ xs, norm_link nl) {
+    constexpr int R = 2;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float acc[R][N];
+    dp4a_accumulate<DT, N, R>(w, ((int64_t)blockIdx.x * 16 + warp) * R, lane, xq, xs, acc);
+    __shared__ float sums[32][N]; /* [row within the block][token] */
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int t = 0; t < N; t++) {
+            float v = acc[r][t];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0) sums[warp * R + r][t] = v;
+        }
+    __syncthreads();
+    /* warp t: token t's residual add, its sum of squares, int8 groups of weight * residual */
+    const int64_t groups_out = w.rows / 32, row = (int64_t)blockIdx.x * 32 + lane;
+    for (int t = warp; t < N; t += 16) {
+        size_t i = (size_t)t * w.rows + row;
+        float v = nl.res_x[i] + (sums[lane][t] + (bias ? bias[row] : 0.0f));
+        nl.res_x[i] = v;
+        float ss = v * v;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (lane == 0) nl.res_partials[(size_t)t * groups_out + blockIdx.x] = ss;
+        qact_store_group(__ldg(nl.res_weight + row) * v, (int64_t)t * groups_out + blockIdx.x, lane, nl.res_nibbles,
+                         nl.res_xq, nl.res_xs);
+    }
 }
 
 /* Batched decode of 4-bit weights on the tensor cores: mma.sync m16n8k32 multiplies a 16-row tile of
@@ -812,21 +829,22 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         for (int k = 0; k < count; k++) tg.y[k] = ys[k] + (size_t)t0 * (size_t)ws[k]->rows;
         const int8_t *pxq = xq + (size_t)t0 * (size_t)cols;
         const float2 *pxs = xs + (size_t)t0 * (size_t)(cols / 32);
-        norm_link pnl = nl;
-        if (nl.in_partials) {
-            pnl.in_partials += (size_t)t0 * (size_t)(cols / 32);
-            pnl.in_x += (size_t)t0 * (size_t)cols;
-            pnl.in_out += (size_t)t0 * (size_t)cols;
-        }
-        switch (take) {
-#define DP4A_CASE(N)                                                                                                 \
-    case N:                                                                                                          \
-        cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS, GEMV_WARPS, false>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, \
-                    tg, pxq, pxs, pnl);                                                                              \
+        switch (take) { /* a due norm has at most FUSED_NORM_MAX_TOKENS tokens: one pass of 8 or fewer */
+#define DP4A_CASE(N)                                                                                                \
+    case N:                                                                                                         \
+        if (nl.in_partials)                                                                                         \
+            cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS, true>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg,   \
+                        pxq, pxs, nl);                                                                              \
+        else                                                                                                        \
+            cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS, false>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg,  \
+                        pxq, pxs, nl);                                                                              \
         break;
             DP4A_CASE(1) DP4A_CASE(2) DP4A_CASE(3) DP4A_CASE(4) DP4A_CASE(5) DP4A_CASE(6) DP4A_CASE(7) DP4A_CASE(8)
-            DP4A_CASE(16)
 #undef DP4A_CASE
+        case 16:
+            cuda_launch(im, gemv_dp4a_kernel<DT, 16, DP4A_ROWS, false>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg, pxq,
+                        pxs, nl);
+            break;
         }
         t0 += take;
     }
@@ -850,12 +868,7 @@ static void launch_fused_projection(cuda_impl *im, const cuda_weight *w, const f
     float *partials = (float *)cuda_scratch(im, (void **)&im->norm_partials, &im->norm_partials_bytes,
                                             (size_t)n * (size_t)(w->rows / 32) * sizeof(float));
     if (!obuf || !partials) return;
-    dp4a_targets tg;
-    memset(&tg, 0, sizeof tg);
-    tg.w[0] = *w;
-    tg.bias[0] = bias;
     const unsigned blocks = (unsigned)(w->rows / 32);
-    for (int k = 1; k <= MAX_PRODUCT_TARGETS; k++) tg.first_block[k] = blocks;
     norm_link nl;
     memset(&nl, 0, sizeof nl);
     nl.res_x = x;
@@ -865,10 +878,10 @@ static void launch_fused_projection(cuda_impl *im, const cuda_weight *w, const f
     nl.res_xs = (float2 *)(obuf + xs_off);
     nl.res_nibbles = nibbles;
     switch (n) {
-#define PRODUCER_CASE(N)                                                                                             \
-    case N:                                                                                                          \
-        cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS, 32 / DP4A_ROWS, true>, dim3(blocks), dim3(32 * 32 / DP4A_ROWS), \
-                    0, tg, (const int8_t *)xq, (const float2 *)xs, nl);                                              \
+#define PRODUCER_CASE(N)                                                                                            \
+    case N:                                                                                                         \
+        cuda_launch(im, gemv_dp4a_residual_norm_kernel<DT, N>, dim3(blocks), dim3(512), 0, *w, bias,                \
+                    (const int8_t *)xq, (const float2 *)xs, nl);                                                    \
         break;
         PRODUCER_CASE(1) PRODUCER_CASE(2) PRODUCER_CASE(3) PRODUCER_CASE(4) PRODUCER_CASE(5) PRODUCER_CASE(6)
         PRODUCER_CASE(7) PRODUCER_CASE(8)
