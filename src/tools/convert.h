@@ -20,7 +20,7 @@ typedef struct ts_convert_calibration {
     const ts_hessian_set *hessians;
     ts_gptq_options gptq;
     /* A tied embedding is also the output head, but GPTQ against the head's Hessian moves error into
-     * the rows that the lookups read unweighted: on tiny-code that lost 0.1 to 0.3 points of perplexity
+     * the rows that the lookups read unweighted: on tiny-code that lost about 0.1 point of perplexity
      * against leaving it to the ordinary quantizer (0, the default). */
     int calibrate_tied_embedding;
     int calibrated; /* out: how many matrices GPTQ quantized */
