@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/files.h"
 #include "format/gguf_model.h"
@@ -54,9 +55,29 @@ static float *transposed_f32(const ts_tensor_desc *d) {
     return out;
 }
 
+/* GPTQ works on float rows: a stored bf16/f16/quantized source is widened first. */
+static int calibrated(ts_dtype want, const void *src, ts_dtype src_type, int64_t rows, int64_t cols, const ts_hessian *h,
+                      const ts_gptq_options *opt, void *out, int threads, ts_error *err) {
+    float *f = NULL;
+    if (src_type != TS_DTYPE_F32) {
+        f = malloc((size_t)rows * (size_t)cols * sizeof *f);
+        if (!f) return ts_fail(err, "out of memory widening a [%lld, %lld] matrix", (long long)rows, (long long)cols);
+        size_t rb = ts_dtype_row_bytes(src_type, cols);
+        for (int64_t r = 0; r < rows; r++)
+            ts_dequantize_row(src_type, (const uint8_t *)src + (size_t)r * rb, f + (size_t)r * (size_t)cols, cols);
+    }
+    if (threads <= 0) { /* "all cores", as quantize-on-load takes it */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cores > 0 ? (int)cores : 1;
+    }
+    int rc = ts_gptq_quantize(want, f ? f : src, rows, cols, h->h, opt, out, threads, err);
+    free(f);
+    return rc;
+}
+
 int ts_convert_to_gguf(const char *out_path, const ts_model_config *cfg, const ts_tensor_table *table,
                        const ts_vocab_spec *vocab, const ts_quant_scheme *scheme, int threads, const char *name,
-                       ts_quant_budget *budget, ts_error *err) {
+                       ts_convert_calibration *cal, ts_quant_budget *budget, ts_error *err) {
     ts_gguf_model_tensor *ts = calloc((size_t)table->count + 1, sizeof *ts);
     void **bufs = calloc((size_t)table->count + 1, sizeof *bufs);
     int n = 0, rc = -1;
@@ -121,8 +142,23 @@ int ts_convert_to_gguf(const char *out_path, const ts_model_config *cfg, const t
             ts_fail(err, "out of memory converting \"%s\" (%zu bytes)", d->name, bytes);
             goto done;
         }
-        int q = want == src_type ? (memcpy(out, src, bytes), 0)
+        const ts_hessian *h = cal && want != src_type && ts_gptq_supported(want) ? ts_hessian_find(cal->hessians, d->name) : NULL;
+        if (h && role == TS_ROLE_EMBEDDING && !cal->calibrate_tied_embedding) h = NULL;
+        if (h && h->cols != cols) {
+            free(tr);
+            free(out);
+            ts_fail(err, "tensor \"%s\": calibration recorded %lld inputs, the tensor has %lld columns", d->name,
+                    (long long)h->cols, (long long)cols);
+            goto done;
+        }
+        int q;
+        if (h) {
+            q = calibrated(want, src, src_type, rows, cols, h, &cal->gptq, out, threads, err);
+            if (q == 0) cal->calibrated++;
+        } else {
+            q = want == src_type ? (memcpy(out, src, bytes), 0)
                                  : ts_quantize_tensor(want, src, src_type, rows, cols, out, NULL, threads, err);
+        }
         free(tr);
         bufs[n] = out;
         if (q != 0) {

@@ -73,7 +73,9 @@ def forward(ids, Wt, stats=None):
     mask = np.triu(np.full((T, T), -np.inf, dtype=np.float32), 1)
 
     def note(key, a):
-        if stats is not None:
+        if callable(stats):
+            stats(key, a)
+        elif stats is not None:
             stats[key] = stats.get(key, 0) + (a * a).sum(0)
 
     for l in range(L):
@@ -99,6 +101,7 @@ def forward(ids, Wt, stats=None):
         note(p + "down_in", a)
         x = x + a @ Wt[p + "mlp.down_proj.weight"].T
     x = rms(x, Wt["model.norm.weight"])
+    note("head_in", x)
     return x @ Wt.get("lm_head.weight", Wt["model.embed_tokens.weight"]).T
 
 
