@@ -689,16 +689,18 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     cuda_step *st = &im->step;
     int group = n_heads / n_kv;
     /* prefill sequences: tiles of MMA_TILE_TOKENS tokens for the tensor-core kernel (half cache, head_dim
-     * 32, 64 or 128), else the float tiled kernel's TILE_ROWS / group tokens; begin_step cuts tiles
-     * before it knows the model, so a step cut for another shape uses split-K and fixes the next one */
+     * 32, 64 or 128), else the float tiled kernel's TILE_ROWS / group tokens. begin_step cuts tiles
+     * before it knows the model: a step cut for another shape is cut again here, so that a process's
+     * first prefill runs the kernels every later one runs (it took split-K before, and its logits
+     * differed from the same request's later: the same seed drew another text) */
     int mma = sizeof(T) == 2 && im->code_arch >= 800 && (hd == 32 || hd == 64 || hd == 128);
     int want = mma ? MMA_TILE_TOKENS : group <= TILE_ROWS ? TILE_ROWS / group : 0;
-    int tiled = st->n_tiles > 0 && want > 0 && st->tile_tokens == want &&
-                (mma || tiled_smem_bytes(hd) <= (size_t)im->prop.sharedMemPerBlockOptin);
     if (want > 0 && st->tile_tokens != want) {
         st->tile_group = group;
         st->tile_tokens = want;
+        if (st->n_tiles > 0) cuda_recut_tiles(im);
     }
+    int tiled = st->n_tiles > 0 && want > 0 && (mma || tiled_smem_bytes(hd) <= (size_t)im->prop.sharedMemPerBlockOptin);
     /* one token per sequence: the split-K kernel writes the cache rows itself */
     int pure_decode = st->n_tokens == st->n_seqs && !(st->n_tiles > 0 && tiled);
     if (!pure_decode)

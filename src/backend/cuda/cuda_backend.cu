@@ -216,6 +216,36 @@ static void graph_end(cuda_impl *im) {
 
 /* Uploads the step's tokens, positions, per-token sequence index, per-sequence geometry and block
  * tables in one copy from a host staging area. */
+/* Prefill sequences (more than one token in the step) cut into tiles of per_tile query tokens: tile i is
+ * sequence tile_seq[i] from its token tile_token[i]. Returns the number of tiles (at most n_tokens). */
+static int cut_tiles(const ts_step *step, int per_tile, int32_t *tile_seq, int32_t *tile_token) {
+    int n_tiles = 0;
+    for (int i = 0; i < step->n_seqs; i++) {
+        const ts_seq_view *v = &step->seqs[i];
+        if (v->n_tokens == 1) continue;
+        for (int t = 0; t < v->n_tokens; t += per_tile) {
+            tile_seq[n_tiles] = i;
+            tile_token[n_tiles++] = v->first_token + t;
+        }
+    }
+    return n_tiles;
+}
+
+void cuda_recut_tiles(cuda_impl *im) {
+    cuda_step *st = &im->step;
+    if (!st->host || st->tile_tokens < 1) return;
+    int n = st->n_tokens;
+    int32_t *h = (int32_t *)calloc((size_t)2 * (size_t)(n > 0 ? n : 1), sizeof(int32_t));
+    if (!h) return;
+    st->n_tiles = cut_tiles(st->host, st->tile_tokens, h, h + n);
+    /* tile_token follows tile_seq in the step's device buffer, n entries each, as h holds them */
+    cuda_check(im, cudaMemcpyAsync(st->tile_seq, h, (size_t)2 * (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                   im->stream), "tile upload");
+    cuda_check(im, cudaStreamSynchronize(im->stream), "tile upload");
+    cuda_queued_copy(im);
+    free(h);
+}
+
 static void cu_begin_step(ts_backend *be, const ts_step *step) {
     cuda_impl *im = cuda_of(be);
     cuda_settle_due(im);
@@ -261,18 +291,10 @@ static void cu_begin_step(ts_backend *be, const ts_step *step) {
     for (int i = 0; i < step->n_logits; i++) h_rows[i] = step->logit_rows[i];
     /* attention work lists; tiles hold TILE_ROWS query rows (tokens x query heads per KV head) */
     int32_t *h_dec = h_blocks + off, *h_tile_seq = h_dec + n, *h_ttok = h_tile_seq + n;
-    int n_dec = 0, n_tiles = 0, per_tile = im->step.tile_tokens > 0 ? im->step.tile_tokens : 16;
-    for (int i = 0; i < s; i++) {
-        const ts_seq_view *v = &step->seqs[i];
-        if (v->n_tokens == 1) {
-            h_dec[n_dec++] = v->first_token;
-            continue;
-        }
-        for (int t = 0; t < v->n_tokens; t += per_tile) {
-            h_tile_seq[n_tiles] = i;
-            h_ttok[n_tiles++] = v->first_token + t;
-        }
-    }
+    int n_dec = 0;
+    for (int i = 0; i < s; i++)
+        if (step->seqs[i].n_tokens == 1) h_dec[n_dec++] = step->seqs[i].first_token;
+    int n_tiles = cut_tiles(step, im->step.tile_tokens > 0 ? im->step.tile_tokens : 16, h_tile_seq, h_ttok);
     cuda_check(im, cudaMemcpyAsync(st->tokens, staging, total * 4, cudaMemcpyHostToDevice, im->stream), "step upload");
     cuda_check(im, cudaStreamSynchronize(im->stream), "step upload");
     int32_t *d = st->tokens;

@@ -230,6 +230,8 @@ void cuda_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_hea
 void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host);
 void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in, int n, const float *bias, float *x,
                              const float *norm_weight, float eps, float *out, float *proj);
+/* Cuts the current step's prefill tiles again for step.tile_tokens and uploads them. */
+void cuda_recut_tiles(cuda_impl *im);
 /* Runs the norm that a fused output projection left due (see cuda_norm_due). */
 void cuda_settle_norm(cuda_impl *im);
 static inline void cuda_settle_due(cuda_impl *im) {
