@@ -190,6 +190,11 @@ typedef struct ts_backend_ops {
      * [n, w->rows] is scratch the backend may use for in . w^T. */
     void (*matmul_add_rmsnorm)(ts_backend *be, const ts_weight *w, const float *in, int n, const float *bias, float *x,
                                const float *norm_weight, float eps, float *out, float *proj);
+    /* qk_norm_rope of q and k, then attention of the step (q and k may be left as they came: only out is
+     * the result). v [n, k->heads * head_dim] with k's stride. */
+    void (*rope_attention)(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const ts_rope_heads *q,
+                           const ts_rope_heads *k, const float *v, int n_heads, float scale, float eps,
+                           const int32_t *positions, const ts_rope *rope, float *out);
 } ts_backend_ops;
 
 struct ts_backend {

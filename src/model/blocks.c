@@ -31,9 +31,8 @@ void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_st
     /* Qwen3 normalizes each head of q and k (q_norm, k_norm) before rotating it */
     float eps = (float)c->norm_eps;
     const ts_rope_heads q = {s->q, c->num_heads, q_dim, L->q_norm}, k = {s->k, c->num_kv_heads, kv_dim, L->k_norm};
-    ts_fused_qk_norm_rope(be, &q, &k, n, eps, step->positions, &m->rope);
-    be->ops->attention(be, kv, layer, step, s->q, q_dim, s->k, s->v, kv_dim, c->num_heads, 1.0f / sqrtf((float)hd),
-                       s->attn);
+    ts_fused_rope_attention(be, kv, layer, step, &q, &k, s->v, c->num_heads, 1.0f / sqrtf((float)hd), eps, &m->rope,
+                            s->attn);
     /* [n, heads * hd] -> [n, hidden] */
     block_output(m, &L->wo, s->attn, n, L->bo, next_norm);
 }

@@ -43,3 +43,14 @@ void ts_fused_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope
         be->ops->rope(be, h->x, n, h->heads, h->stride, positions, rope);
     }
 }
+
+void ts_fused_rope_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const ts_rope_heads *q,
+                             const ts_rope_heads *k, const float *v, int n_heads, float scale, float eps,
+                             const ts_rope *rope, float *out) {
+    if (be->ops->rope_attention) {
+        be->ops->rope_attention(be, kv, layer, step, q, k, v, n_heads, scale, eps, step->positions, rope, out);
+        return;
+    }
+    ts_fused_qk_norm_rope(be, q, k, step->n_tokens, eps, step->positions, rope);
+    be->ops->attention(be, kv, layer, step, q->x, q->stride, k->x, v, k->stride, n_heads, scale, out);
+}

@@ -18,4 +18,9 @@ void ts_fused_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float
 void ts_fused_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
                            const int32_t *positions, const ts_rope *rope);
 
+/* qk_norm_rope of q and k, then the step's attention into out (q and k may be left unrotated). */
+void ts_fused_rope_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const ts_rope_heads *q,
+                             const ts_rope_heads *k, const float *v, int n_heads, float scale, float eps,
+                             const ts_rope *rope, float *out);
+
 #endif

@@ -825,6 +825,80 @@ static void test_attention_batch(void **state) {
     check_attention_batch(g_gpu32, 64, 2, 2, 1e-5);
 }
 
+/* q/k norm + RoPE + attention as one operation (rope_attention): a prefill (the separate operations) then
+ * pure decode steps of two sequences, which the decode kernel rotates itself, storing the rotated keys
+ * that later steps read; with and without the per-head norms; against the CPU's qk norm, RoPE and
+ * attention, step after step. */
+static void check_rope_attention(ts_backend *gpu, int hd, int with_norm, double tol) {
+    const int n_heads = 4, n_kv = 2, bt = 8, nblk = 12;
+    ts_kv_layout l = {1, n_kv, hd, bt, 2 * nblk};
+    ts_error err = {{0}};
+    ts_kv_store *kc = g_cpu->ops->kv_create(g_cpu, &l, &err), *kg = gpu->ops->kv_create(gpu, &l, &err);
+    assert_non_null(kc);
+    assert_non_null(kg);
+    int32_t blocks_a[12], blocks_b[12];
+    for (int i = 0; i < nblk; i++) {
+        blocks_a[i] = 2 * i + 1;
+        blocks_b[i] = 2 * nblk - 2 - 2 * i;
+    }
+    float inv[128];
+    for (int i = 0; i < hd / 2; i++) inv[i] = 1.0f / powf(1e6f, (float)(2 * i) / (float)hd);
+    ts_rope rope = {hd, inv, 1.0f};
+    float *qn = rand_floats((size_t)hd, 1.0f), *kn = rand_floats((size_t)hd, 1.0f);
+    float *dqn = dev_from(gpu, qn, (size_t)hd), *dkn = dev_from(gpu, kn, (size_t)hd);
+    static const int plan[][2] = {{21, 9}, {1, 1}, {1, 1}, {1, 1}, {1, 1}};
+    int start_a = 0, start_b = 0;
+    for (int stepno = 0; stepno < 5; stepno++) {
+        int na = plan[stepno][0], nb = plan[stepno][1], n = na + nb;
+        ts_seq_view views[2] = {{0, na, start_a, nblk, blocks_a}, {na, nb, start_b, nblk, blocks_b}};
+        int32_t tokens[32], positions[32];
+        for (int i = 0; i < n; i++) {
+            tokens[i] = i;
+            positions[i] = i < na ? start_a + i : start_b + i - na;
+        }
+        ts_step step = {n, tokens, positions, 2, views, 0, NULL, NULL};
+        size_t qcount = (size_t)n * n_heads * hd, kcount = (size_t)n * n_kv * hd;
+        attn_inputs a;
+        attn_inputs_init(gpu, &a, qcount, kcount);
+        /* the CPU: norms, RoPE, attention, each its own operation */
+        if (with_norm) {
+            g_cpu->ops->rmsnorm(g_cpu, a.q, qn, n * n_heads, hd, 1e-6f, a.q);
+            g_cpu->ops->rmsnorm(g_cpu, a.k, kn, n * n_kv, hd, 1e-6f, a.k);
+        }
+        g_cpu->ops->rope(g_cpu, a.q, n, n_heads, n_heads * hd, positions, &rope);
+        g_cpu->ops->rope(g_cpu, a.k, n, n_kv, n_kv * hd, positions, &rope);
+        g_cpu->ops->attention(g_cpu, kc, 0, &step, a.q, n_heads * hd, a.k, a.v, n_kv * hd, n_heads, 0.11f, a.out);
+        const ts_rope_heads qh = {a.dq, n_heads, n_heads * hd, with_norm ? dqn : NULL},
+                            kh = {a.dk, n_kv, n_kv * hd, with_norm ? dkn : NULL};
+        gpu->ops->begin_step(gpu, &step);
+        gpu->ops->rope_attention(gpu, kg, 0, &step, &qh, &kh, a.dv, n_heads, 0.11f, 1e-6f, positions, &rope, a.dout);
+        char what[96];
+        snprintf(what, sizeof what, "rope_attention (head_dim %d%s) step %d", hd, with_norm ? ", q/k norms" : "", stepno);
+        compare_vs_cpu(gpu, what, a.dout, a.out, qcount, tol);
+        gpu->ops->sync(gpu);
+        start_a += na;
+        start_b += nb;
+        attn_inputs_free(gpu, &a);
+    }
+    gpu->ops->free(gpu, dqn);
+    gpu->ops->free(gpu, dkn);
+    free(qn);
+    free(kn);
+    g_cpu->ops->kv_destroy(g_cpu, kc);
+    gpu->ops->kv_destroy(gpu, kg);
+}
+
+static void test_rope_attention(void **state) {
+    (void)state;
+    /* 64 and 128: the decode kernel rotates; 40: the separate operations */
+    const int hds[3] = {64, 128, 40};
+    for (int i = 0; i < 3; i++)
+        for (int with_norm = 0; with_norm < 2; with_norm++) {
+            check_rope_attention(g_gpu32, hds[i], with_norm, 1e-5);
+            check_rope_attention(g_gpu16, hds[i], with_norm, 1e-2);
+        }
+}
+
 /* A backend's first prefill runs the kernels every later prefill runs (begin_step cuts the first step's
  * tiles before it knows the model's heads): the same step on two fresh caches of a fresh backend gives
  * the same bits. Before, the first took split-K and its logits differed from the same request's later. */
@@ -978,6 +1052,8 @@ int main(void) {
     ts_error err = {{0}};
     ts_cpu_options co = {.threads = 2};
     g_cpu = ts_cpu_backend_create(&co, &err);
+    /* the fused operations at every batch their kernels take (the default fuses single tokens only) */
+    setenv("TESSERA_CUDA_FUSE_MAX_TOKENS", "8", 1);
     char why[512];
     g_gpu32 = ts_test_cuda_backend(TS_PRECISION_FP32, 0, g_cpu, why, sizeof why);
     if (!g_gpu32) {
@@ -1015,7 +1091,7 @@ int main(void) {
         cmocka_unit_test(test_norms_and_activations),
         cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_first_prefill), cmocka_unit_test(test_attention_batch), cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_draw_rows), cmocka_unit_test(test_fused_ops), cmocka_unit_test(test_fused_projection),
-        cmocka_unit_test(test_prequantized_activations),
+        cmocka_unit_test(test_prequantized_activations), cmocka_unit_test(test_rope_attention),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_gpu32->ops->destroy(g_gpu32);

@@ -55,7 +55,50 @@ struct attn_io {
     int nibbles;
     void *dense;             /* optional 16-bit copy of out (cuda_qact.dense) of rows x cols */
     int dense_kind, rows;
+    /* rope set: q and the step's own keys arrive as the projections left them, and the kernel applies
+     * the per-head RMSNorm (where q_norm / k_norm are set) and the rotary embedding itself (qk_norm_rope's
+     * arithmetic), in registers: the rotation pairs d and d + head_dim / 2 sit in one lane when head_dim
+     * is 32 * HPL */
+    int rope;
+    const float *q_norm, *k_norm, *inv_freq;
+    float eps, rope_factor;
 };
+
+/* x (a head, lanes across head_dim: element lane + 32 i) normalized by w (when set) and rotated for pos. */
+template <int HPL>
+__device__ __forceinline__ void norm_rope_regs(float (&x)[HPL], const float *w, const attn_io &io, int pos, int lane) {
+    constexpr int H2 = HPL / 2, HD = 32 * HPL;
+    if (w) {
+        float ss = 0.0f;
+#pragma unroll
+        for (int i = 0; i < HPL; i++) ss += x[i] * x[i];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        float inv = rsqrtf(ss / (float)HD + io.eps);
+#pragma unroll
+        for (int i = 0; i < HPL; i++) x[i] = __ldg(w + lane + 32 * i) * (x[i] * inv);
+    }
+#pragma unroll
+    for (int i = 0; i < H2; i++) {
+        float a = x[i], b = x[i + H2], sn, cs;
+        sincosf((float)pos * __ldg(io.inv_freq + lane + 32 * i), &sn, &cs);
+        cs *= io.rope_factor;
+        sn *= io.rope_factor;
+        x[i] = a * cs - b * sn;
+        x[i + H2] = b * cs + a * sn;
+    }
+}
+
+/* The step's own key of a token's KV head as the cache holds it: rotated (and normalized) under io.rope. */
+template <int HPL>
+__device__ __forceinline__ void own_key(const attn_io &io, const float *k_own, int hd, int pos, int lane, float (&kr)[HPL]) {
+#pragma unroll
+    for (int i = 0; i < HPL; i++) {
+        int d = lane + 32 * i;
+        kr[i] = d < hd ? k_own[d] : 0.0f;
+    }
+    if (io.rope) norm_rope_regs<HPL>(kr, io.k_norm, io, pos, lane);
+}
 
 /* Folds one position's score and value row into a lane's running softmax state. */
 template <int HPL>
@@ -100,6 +143,12 @@ __device__ __forceinline__ void store_own_kv(T *kc_w, T *vc_w, size_t dst, const
             vc_w[dst + d] = __float2half(v_own[d]);
         }
     }
+}
+
+template <typename T>
+__device__ __forceinline__ void store_elem(T *dst, float v) {
+    if constexpr (sizeof(T) == 4) *dst = v;
+    else *dst = __float2half(v);
 }
 
 /* One split's unnormalised output (lanes across head_dim) and its (max, sum) into slot idx of the scratch. */
@@ -168,10 +217,20 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
     const int32_t *blocks = block_table + seq_block_off[s];
     const float *k_own = io.k_new ? io.k_new + (size_t)t * io.kv_stride + (size_t)kvh * hd : NULL;
     const float *v_own = io.k_new ? io.v_new + (size_t)t * io.kv_stride + (size_t)kvh * hd : NULL;
-    if (k_own && split == 0 && h % group == 0)
-        store_own_kv(kc_w, vc_w,
-                     ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * hd,
-                     k_own, v_own, hd);
+    if (k_own && split == 0 && h % group == 0) {
+        size_t dst = ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * hd;
+        if (!io.rope) {
+            store_own_kv(kc_w, vc_w, dst, k_own, v_own, hd);
+        } else {
+            if (warp == 0) {
+                float kr[HPL];
+                own_key<HPL>(io, k_own, hd, pos, lane, kr);
+#pragma unroll
+                for (int i = 0; i < HPL; i++) store_elem(kc_w + dst + lane + 32 * i, kr[i]);
+            }
+            for (int d = threadIdx.x; d < hd; d += blockDim.x) store_elem(vc_w + dst + d, v_own[d]);
+        }
+    }
     int chunk = (pos + n_splits) / n_splits; /* ceil((pos + 1) / n_splits) */
     int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
     int p1_cache = k_own ? min(p1, pos) : p1; /* the own position comes from k_own */
@@ -179,9 +238,12 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
 #pragma unroll
     for (int i = 0; i < HPL; i++) {
         int d = lane + 32 * i;
-        qv[i] = d < hd ? q[(size_t)t * q_stride + (size_t)h * hd + d] * scale : 0.0f;
+        qv[i] = d < hd ? q[(size_t)t * q_stride + (size_t)h * hd + d] : 0.0f;
         o[i] = 0.0f;
     }
+    if (io.rope) norm_rope_regs<HPL>(qv, io.q_norm, io, pos, lane);
+#pragma unroll
+    for (int i = 0; i < HPL; i++) qv[i] *= scale;
     float m = -INFINITY, l = 0.0f;
     for (int pb = p0 + warp * ATT_UNROLL; pb < p1_cache; pb += ATT_WARPS * ATT_UNROLL) {
         float dot[ATT_UNROLL];
@@ -210,11 +272,12 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
         }
     }
     if (k_own && p1 == pos + 1 && p0 <= pos && warp == ATT_WARPS - 1) {
-        float dot = 0.0f, vr[HPL];
+        float dot = 0.0f, vr[HPL], kr[HPL];
+        own_key<HPL>(io, k_own, hd, pos, lane, kr);
 #pragma unroll
         for (int i = 0; i < HPL; i++) {
             int d = lane + 32 * i;
-            dot += d < hd ? qv[i] * k_own[d] : 0.0f;
+            dot += qv[i] * kr[i];
             vr[i] = d < hd ? v_own[d] : 0.0f;
         }
         for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
@@ -682,10 +745,16 @@ static size_t tiled_smem_bytes(int hd) {
             (size_t)TILE_ROWS * TILE_KEYS + 4 * TILE_ROWS) * sizeof(float);
 }
 
+/* The per-head norms and rotary embedding that the decode kernel applies itself (attn_io.rope). */
+struct qk_rope {
+    const float *q_norm, *k_norm, *inv_freq;
+    float eps, factor;
+};
+
 template <typename T>
 static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, int q_stride, const float *k,
                              const float *v, int kv_stride, float *out, int n_heads, int n_kv, int hd, float scale,
-                             int block_tokens) {
+                             int block_tokens, const qk_rope *rope) {
     cuda_step *st = &im->step;
     int group = n_heads / n_kv;
     /* prefill sequences: tiles of MMA_TILE_TOKENS tokens for the tensor-core kernel (half cache, head_dim
@@ -737,6 +806,14 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     attn_io io;
     memset(&io, 0, sizeof io);
     io.out = out;
+    if (rope) { /* the caller checked that this step takes attn_partial (rope_attention_fusable) */
+        io.rope = 1;
+        io.q_norm = rope->q_norm;
+        io.k_norm = rope->k_norm;
+        io.inv_freq = rope->inv_freq;
+        io.eps = rope->eps;
+        io.rope_factor = rope->factor;
+    }
     if (pure_decode) {
         io.k_new = k;
         io.v_new = v;
@@ -787,10 +864,10 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
 #undef ATT
 }
 
-void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q, int q_stride,
-                    const float *k, const float *v, int kv_stride, int n_heads, float scale, float *out) {
+static void attention_impl(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q,
+                           int q_stride, const float *k, const float *v, int kv_stride, int n_heads, float scale,
+                           float *out, const qk_rope *rope) {
     cuda_impl *im = cuda_of(be);
-    CUDA_SKIP_IF_REPLAYING(im);
     cuda_step *st = &im->step;
     if (st->host != step) {
         cuda_log(im, 0, "cuda: attention called outside its step (begin_step missing)");
@@ -802,9 +879,42 @@ void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *s
     char *vbase = (char *)kv->v + (size_t)layer * kv->layer_elems * elem;
     if (kv->half)
         launch_attention<__half>(im, (__half *)kbase, (__half *)vbase, q, q_stride, k, v, kv_stride, out, n_heads,
-                                 l->num_kv_heads, l->head_dim, scale, l->block_tokens);
+                                 l->num_kv_heads, l->head_dim, scale, l->block_tokens, rope);
     else
         launch_attention<float>(im, (float *)kbase, (float *)vbase, q, q_stride, k, v, kv_stride, out, n_heads,
-                                l->num_kv_heads, l->head_dim, scale, l->block_tokens);
+                                l->num_kv_heads, l->head_dim, scale, l->block_tokens, rope);
     CUDA_CHECK_LAUNCH(im, "attention");
+}
+
+void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q, int q_stride,
+                    const float *k, const float *v, int kv_stride, int n_heads, float scale, float *out) {
+    CUDA_SKIP_IF_REPLAYING(cuda_of(be));
+    attention_impl(be, kv, layer, step, q, q_stride, k, v, kv_stride, n_heads, scale, out, NULL);
+}
+
+/* Whether launch_attention runs this step through attn_partial with the step's own keys (a pure decode
+ * step the grouped kernel does not take) at a head size whose rotation pairs share a lane. */
+static int rope_attention_fusable(const cuda_impl *im, const ts_kv_store *kv, int n_heads, const ts_rope *rope) {
+    const cuda_step *st = &im->step;
+    int hd = kv->layout.head_dim, group = n_heads / kv->layout.num_kv_heads;
+    int gqa = st->n_tokens >= GQA_MIN_TOKENS && !im->gqa_off && (hd == 32 || hd == 64 || hd == 128) &&
+              (group == 2 || group == 4 || group == 8);
+    return !im->fuse_norm_off && st->n_tokens <= im->fuse_max_tokens && st->n_tokens == st->n_seqs &&
+           st->n_tiles == 0 && !gqa && rope->head_dim == hd &&
+           (hd == 64 || hd == 128 || hd == 256);
+}
+
+void cuda_rope_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const ts_rope_heads *q,
+                         const ts_rope_heads *k, const float *v, int n_heads, float scale, float eps,
+                         const int32_t *positions, const ts_rope *rope, float *out) {
+    cuda_impl *im = cuda_of(be);
+    CUDA_SKIP_IF_REPLAYING(im);
+    const float *inv_freq = rope_attention_fusable(im, kv, n_heads, rope) ? cuda_device_inv_freq(im, rope) : NULL;
+    if (!inv_freq) {
+        cuda_qk_norm_rope(be, q, k, step->n_tokens, eps, positions, rope);
+        cuda_attention(be, kv, layer, step, q->x, q->stride, k->x, v, k->stride, n_heads, scale, out);
+        return;
+    }
+    const qk_rope r = {q->norm_weight, k->norm_weight, inv_freq, eps, rope->attention_factor};
+    attention_impl(be, kv, layer, step, q->x, q->stride, k->x, v, k->stride, n_heads, scale, out, &r);
 }

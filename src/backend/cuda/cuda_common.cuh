@@ -177,6 +177,7 @@ struct cuda_impl {
     float *norm_partials;   /* its sums of squares, one per 32 rows of the residual and token */
     size_t norm_partials_bytes;
     int fuse_norm_off;      /* TESSERA_CUDA_FUSE_NORM=0: output projections, residual adds and norms apart */
+    int fuse_max_tokens;    /* steps of at most this many tokens fuse (TESSERA_CUDA_FUSE_MAX_TOKENS, 1-8) */
 };
 
 struct ts_kv_store {
@@ -230,6 +231,11 @@ void cuda_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_hea
 void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host);
 void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in, int n, const float *bias, float *x,
                              const float *norm_weight, float eps, float *out, float *proj);
+void cuda_rope_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const ts_rope_heads *q,
+                         const ts_rope_heads *k, const float *v, int n_heads, float scale, float eps,
+                         const int32_t *positions, const ts_rope *rope, float *out);
+/* The model's RoPE frequencies on the device (uploaded when they change). */
+const float *cuda_device_inv_freq(cuda_impl *im, const ts_rope *rope);
 /* Cuts the current step's prefill tiles again for step.tile_tokens and uploads them. */
 void cuda_recut_tiles(cuda_impl *im);
 /* Runs the norm that a fused output projection left due (see cuda_norm_due). */

@@ -937,7 +937,8 @@ void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in
     cuda_settle_due(im);
     const cuda_weight *cw = (const cuda_weight *)w->prepared;
     int fused = !im->fuse_norm_off && cw && cw->gpu_supported && uses_dp4a(im, cw, n, 0) &&
-                n <= FUSED_NORM_MAX_TOKENS && cw->rows % 32 == 0 && dp4a_passes_take(im, 1, &cw, n);
+                n <= FUSED_NORM_MAX_TOKENS && n <= im->fuse_max_tokens && cw->rows % 32 == 0 &&
+                dp4a_passes_take(im, 1, &cw, n);
     if (!fused) {
         cuda_matmul(be, w, in, n, proj, bias);
         cuda_add_rmsnorm(be, x, proj, norm_weight, n, (int)w->rows, eps, out);

@@ -126,7 +126,7 @@ void cuda_layernorm(ts_backend *be, const float *x, const float *w, const float 
 }
 
 /* The model's RoPE frequencies on the device (uploaded when they change). */
-static const float *device_inv_freq(cuda_impl *im, const ts_rope *rope) {
+const float *cuda_device_inv_freq(cuda_impl *im, const ts_rope *rope) {
     int half = rope->head_dim / 2;
     if (im->inv_freq_host != rope->inv_freq || im->inv_freq_n != half) {
         if (im->inv_freq) cudaFree(im->inv_freq);
@@ -182,7 +182,7 @@ static void launch_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_ro
                              const int32_t *positions, const ts_rope *rope) {
     cuda_impl *im = cuda_of(be);
     if (n <= 0) return;
-    const float *inv_freq = device_inv_freq(im, rope);
+    const float *inv_freq = cuda_device_inv_freq(im, rope);
     const int32_t *dpos = cuda_step_array(be, positions, n);
     if (!dpos || !inv_freq) return;
     ts_rope_heads none = {NULL, 0, 0, NULL};
