@@ -57,3 +57,8 @@ grep -q "missing.txt" "$tmp/err"
 head -c 200 "$tmp/calibration.py.txt" >"$tmp/short.txt"
 if "$bin" quantize "$model" "$tmp/x.gguf" --type int4 --calibration "$tmp/short.txt" 2>"$tmp/err"; then exit 1; fi
 grep -q "at least 512" "$tmp/err"
+# GPTQ's settings are checked before any work
+if "$bin" quantize "$model" "$tmp/x.gguf" --type int4 --calibration "$tmp/calibration.py.txt" --gptq-order sorted 2>"$tmp/err"; then exit 1; fi
+grep -q "act or natural" "$tmp/err"
+if "$bin" quantize "$model" "$tmp/x.gguf" --type int4 --calibration "$tmp/calibration.py.txt" --gptq-damp -1 2>"$tmp/err"; then exit 1; fi
+grep -q "gptq-damp" "$tmp/err"
