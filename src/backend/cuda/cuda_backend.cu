@@ -367,6 +367,8 @@ static void cu_destroy(ts_backend *be) {
     if (im->batch16_act) cudaFree(im->batch16_act);
     if (im->batch16_part) cudaFree(im->batch16_part);
     if (im->batch16_done) cudaFree(im->batch16_done);
+    if (im->norm_xq) cudaFree(im->norm_xq);
+    if (im->norm_partials) cudaFree(im->norm_partials);
     if (im->inv_freq) cudaFree(im->inv_freq);
     if (im->step.tokens) cudaFree(im->step.tokens);
     for (int i = 0; i < im->n_graphs; i++)
