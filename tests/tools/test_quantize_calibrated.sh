@@ -38,18 +38,11 @@ d = 100 * (pc / base - 1)
 print(f"perplexity: float {base:.4f}; int4 calibrated {pc:.4f} ({d:+.2f} %; uncalibrated int4 is +2.95 %)")
 assert d <= 2.6, "calibrated int4 loses more than +2.6 %"
 PY
-python3 - "$tmp/cal.gguf" <<'PY' || exit 1
-import sys
-try:
-    import gguf
-except ImportError:
-    print("gguf-py not installed: the calibrated file is not cross-read")
-    sys.exit(0)
-r = gguf.GGUFReader(sys.argv[1])
-kinds = {t.tensor_type.name for t in r.tensors if len(t.shape) == 2}
-assert kinds == {"IQ4_NL", "Q4_K"}, kinds
-print(f"gguf-py reads the matrices as {sorted(kinds)}")
-PY
+types=$(python3 "$src/tests/support/gguf_types.py" "$tmp/cal.gguf")
+if [ -n "$types" ]; then
+    if [ "$types" != "IQ4_NL Q4_K" ]; then echo "gguf-py reads the matrices as $types, not IQ4_NL Q4_K"; exit 1; fi
+    echo "gguf-py reads the matrices as $types"
+fi
 
 # what calibration needs, it asks for by name
 if "$bin" quantize "$model" "$tmp/x.gguf" --type int4 --calibration "$tmp/missing.txt" 2>"$tmp/err"; then exit 1; fi
