@@ -5,10 +5,10 @@
 #include "quant/gptq.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/parallel.h"
 #include "quant/float16.h"
 #include "quant/k_scales.h"
 #include "quant/quantize.h"
@@ -216,25 +216,17 @@ int ts_gptq_quantize(ts_dtype t, const float *w, int64_t rows, int64_t cols, con
         for (int64_t b = 0; b < cols; b++) hp[a * cols + b] = h[perm[a] * cols + perm[b]];
     if (ts_gptq_inverse_factor(hp, cols, opt->damp, u, err) != 0) goto done;
     if (n_threads < 1) n_threads = 1;
-    if (n_threads > 64) n_threads = 64;
+    if (n_threads > TS_MAX_JOBS) n_threads = TS_MAX_JOBS;
     if ((int64_t)n_threads > rows) n_threads = (int)rows;
-    gptq_job jobs[64];
-    pthread_t tids[64];
-    int started[64] = {0};
+    gptq_job jobs[TS_MAX_JOBS];
     for (int i = 0; i < n_threads; i++)
         jobs[i] = (gptq_job){.t = t, .w = w, .u = u, .perm = perm, .pos = pos, .row_begin = rows * i / n_threads,
                              .row_end = rows * (i + 1) / n_threads, .cols = cols, .bs = bs,
                              .row_bytes = ts_dtype_row_bytes(t, cols), .block_bytes = ts_dtype_get(t)->block_bytes,
                              .dst = dst};
-    for (int i = 1; i < n_threads; i++) started[i] = pthread_create(&tids[i], NULL, gptq_rows, &jobs[i]) == 0;
-    for (int i = 1; i < n_threads; i++)
-        if (!started[i]) gptq_rows(&jobs[i]); /* could not start a thread: do its share here */
-    gptq_rows(&jobs[0]);
+    ts_run_jobs(gptq_rows, jobs, sizeof jobs[0], n_threads);
     int failed = 0;
-    for (int i = 0; i < n_threads; i++) {
-        if (i > 0 && started[i]) pthread_join(tids[i], NULL);
-        failed |= jobs[i].failed;
-    }
+    for (int i = 0; i < n_threads; i++) failed |= jobs[i].failed;
     if (failed) ts_fail(err, "gptq: out of memory for row buffers of %lld values", (long long)cols);
     else rc = 0;
 done:

@@ -3,10 +3,10 @@
  * spreading rows over threads. */
 #include "quant/quantize.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/parallel.h"
 #include "quant/dequantize.h"
 #include "quant/quantize_internal.h"
 
@@ -94,11 +94,9 @@ static int convert(ts_dtype dst_type, const void *src, ts_dtype src_type, int64_
         return ts_fail(err, "quantize: rows of %lld values do not fill whole %s blocks of %d (source)", (long long)cols,
                        si->name, si->block_size);
     if (n_threads < 1) n_threads = 1;
-    if (n_threads > 64) n_threads = 64;
+    if (n_threads > TS_MAX_JOBS) n_threads = TS_MAX_JOBS;
     if ((int64_t)n_threads > rows) n_threads = rows > 0 ? (int)rows : 1;
-    convert_job jobs[64];
-    pthread_t tids[64];
-    int started[64] = {0};
+    convert_job jobs[TS_MAX_JOBS];
     for (int t = 0; t < n_threads; t++) {
         jobs[t] = (convert_job){
             .dst_type = dst_type,
@@ -114,15 +112,9 @@ static int convert(ts_dtype dst_type, const void *src, ts_dtype src_type, int64_
             .use_search = use_search,
         };
     }
-    for (int t = 1; t < n_threads; t++) started[t] = pthread_create(&tids[t], NULL, convert_rows, &jobs[t]) == 0;
-    for (int t = 1; t < n_threads; t++)
-        if (!started[t]) convert_rows(&jobs[t]); /* could not start a thread: do its share here */
-    convert_rows(&jobs[0]);
+    ts_run_jobs(convert_rows, jobs, sizeof jobs[0], n_threads);
     int failed = 0;
-    for (int t = 0; t < n_threads; t++) {
-        if (t > 0 && started[t]) pthread_join(tids[t], NULL);
-        failed |= jobs[t].failed;
-    }
+    for (int t = 0; t < n_threads; t++) failed |= jobs[t].failed;
     if (failed) return ts_fail(err, "quantize: out of memory for a row buffer of %lld values", (long long)cols);
     return 0;
 }

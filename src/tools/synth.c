@@ -1,11 +1,11 @@
 #include "tools/synth.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/parallel.h"
 #include "quant/float16.h"
 
 typedef struct {
@@ -103,16 +103,11 @@ static int add_tensor(ts_tensor_table *t, const char *name, ts_dtype type, int64
     if (!data) return ts_fail(err, "synth: cannot allocate %zu bytes for %s", bytes, name);
     if (ts_tensor_table_own(t, data, err) != 0) return -1;
     if (threads < 1) threads = 1;
-    if (threads > 64) threads = 64;
-    pthread_t th[64];
-    fill_job jobs[64];
+    if (threads > TS_MAX_JOBS) threads = TS_MAX_JOBS;
+    fill_job jobs[TS_MAX_JOBS];
     int parts = rows >= threads ? threads : 1;
-    for (int p = 0; p < parts; p++) {
-        jobs[p] = (fill_job){type, rows, cols, data, seed, p, parts, std};
-        if (p > 0) pthread_create(&th[p], NULL, fill_part, &jobs[p]);
-    }
-    fill_part(&jobs[0]);
-    for (int p = 1; p < parts; p++) pthread_join(th[p], NULL);
+    for (int p = 0; p < parts; p++) jobs[p] = (fill_job){type, rows, cols, data, seed, p, parts, std};
+    ts_run_jobs(fill_part, jobs, sizeof jobs[0], parts);
     ts_tensor_desc d;
     memset(&d, 0, sizeof d);
     d.name = (char *)name;
