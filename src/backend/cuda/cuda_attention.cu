@@ -751,6 +751,12 @@ struct qk_rope {
     float eps, factor;
 };
 
+/* Whether the decode tokens of a step go to the grouped kernel (attn_decode_gqa) rather than attn_partial. */
+static int takes_gqa(const cuda_impl *im, int decode_tokens, int hd, int group) {
+    return decode_tokens >= GQA_MIN_TOKENS && !im->gqa_off && (hd == 32 || hd == 64 || hd == 128) &&
+           (group == 2 || group == 4 || group == 8);
+}
+
 template <typename T>
 static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, int q_stride, const float *k,
                              const float *v, int kv_stride, float *out, int n_heads, int n_kv, int hd, float scale,
@@ -835,8 +841,7 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
         io.rows = count;
     }
     /* batches: the GQA kernel (head_dim 32/64/128, 2, 4 or 8 query heads per KV head) */
-    if (count >= GQA_MIN_TOKENS && !im->gqa_off && (hd == 32 || hd == 64 || hd == 128) &&
-        (group == 2 || group == 4 || group == 8)) {
+    if (takes_gqa(im, count, hd, group)) {
         dim3 g2(count, n_kv, splits);
 #define GQA(DPL, G)                                                                                          \
     cuda_launch(im, attn_decode_gqa<T, DPL, G>, g2, dim3(32 * GQA_WARPS), 0, kbase, vbase, kbase, vbase, q,      \
@@ -897,10 +902,8 @@ void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *s
 static int rope_attention_fusable(const cuda_impl *im, const ts_kv_store *kv, int n_heads, const ts_rope *rope) {
     const cuda_step *st = &im->step;
     int hd = kv->layout.head_dim, group = n_heads / kv->layout.num_kv_heads;
-    int gqa = st->n_tokens >= GQA_MIN_TOKENS && !im->gqa_off && (hd == 32 || hd == 64 || hd == 128) &&
-              (group == 2 || group == 4 || group == 8);
     return !im->fuse_norm_off && st->n_tokens <= im->fuse_max_tokens && st->n_tokens == st->n_seqs &&
-           st->n_tiles == 0 && !gqa && rope->head_dim == hd &&
+           st->n_tiles == 0 && !takes_gqa(im, st->n_tokens, hd, group) && rope->head_dim == hd &&
            (hd == 64 || hd == 128 || hd == 256);
 }
 

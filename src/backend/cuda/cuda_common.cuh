@@ -253,7 +253,7 @@ static inline void cuda_settle_due(cuda_impl *im) {
 #define CUDA_SKIP_IF_REPLAYING(im)                  \
     do {                                            \
         if ((im)->replaying) return;                \
-        if ((im)->norm_due.out) cuda_settle_norm(im); \
+        cuda_settle_due(im);                        \
         (im)->qact.src = NULL;                      \
     } while (0)
 

@@ -733,13 +733,16 @@ static int offsets_fit_32(const cuda_weight *w) {
 /* Whether a product of n tokens with these weights (integer-kernel layouts, one width) runs in passes of
  * the int8 matrix-vector kernel rather than on the tensor cores: the kernel that fused output
  * projections produce for and whose reads finish a due norm. */
+static int all_batch16(const cuda_impl *im, int count, const cuda_weight *const *ws, int n) {
+    int batch16 = 1;
+    for (int k = 0; k < count; k++) batch16 = batch16 && cuda_batch16_eligible(im, ws[k], n);
+    return batch16;
+}
+
 static int dp4a_passes_take(const cuda_impl *im, int count, const cuda_weight *const *ws, int n) {
-    int batch16 = 1, fit = 1;
-    for (int k = 0; k < count; k++) {
-        batch16 = batch16 && cuda_batch16_eligible(im, ws[k], n);
-        fit = fit && offsets_fit_32(ws[k]);
-    }
-    if (batch16) return 0;
+    if (all_batch16(im, count, ws, n)) return 0;
+    int fit = 1;
+    for (int k = 0; k < count; k++) fit = fit && offsets_fit_32(ws[k]);
     return !(ws[0]->dtype != TS_DTYPE_Q8_0 && im->code_arch >= 800 && n >= im->mma_min_tokens && fit);
 }
 
@@ -904,9 +907,7 @@ static void launch_fused_projection(cuda_impl *im, const cuda_weight *w, const f
 
 static void dispatch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
                                float *const *ys, const float *const *biases) {
-    int batch16 = 1;
-    for (int k = 0; k < count; k++) batch16 = batch16 && cuda_batch16_eligible(im, ws[k], n);
-    if (batch16) {
+    if (all_batch16(im, count, ws, n)) {
         cuda_batch16_matmul(im, count, ws, x, n, ys, biases);
         return;
     }
@@ -1155,10 +1156,8 @@ static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int 
     CUDA_PRODUCT_BEGIN(im);
     const cuda_weight *cw = (const cuda_weight *)w->prepared;
     if (n <= 0) return;
-    if (im->norm_due.out) {
-        if (cw && cw->gpu_supported && uses_dp4a(im, cw, n, force_fp32)) settle_unless_read_by(im, 1, &cw, x, n);
-        else cuda_settle_norm(im);
-    }
+    if (force_fp32) cuda_settle_due(im);
+    else settle_unless_read_by(im, 1, &cw, x, n);
     if (!cw || !cw->gpu_supported) {
         im->qact.src = NULL;
         cpu_fallback_matmul(be, w, x, n, y, bias);

@@ -86,34 +86,33 @@ static int norm_threads(int dim) {
     return t;
 }
 
+/* out = rmsnorm(x (+= y where y is set)) * w, with the forms of out the next product reads. */
+static void launch_rmsnorm(cuda_impl *im, float *x, const float *y, const float *w, int rows, int dim, float eps,
+                           float *out) {
+    if (rows <= 0) return;
+    cuda_qact q = cuda_qact_begin(im, out, rows, dim);
+    cuda_launch(im, rmsnorm_kernel, dim3(rows), dim3(norm_threads(dim)), 0, x, y, w, dim, eps, out, q.xq, q.xs,
+                q.nibbles, q.dense, q.dense_kind);
+    CUDA_CHECK_LAUNCH(im, y ? "add_rmsnorm" : "rmsnorm");
+}
+
 void cuda_rmsnorm(ts_backend *be, const float *x, const float *w, int rows, int dim, float eps, float *out) {
     cuda_impl *im = cuda_of(be);
     CUDA_SKIP_IF_REPLAYING(im);
-    if (rows <= 0) return;
-    cuda_qact q = cuda_qact_begin(im, out, rows, dim);
-    cuda_launch(im, rmsnorm_kernel, dim3(rows), dim3(norm_threads(dim)), 0, (float *)x, (const float *)NULL, w, dim, eps,
-                out, q.xq, q.xs, q.nibbles, q.dense, q.dense_kind);
-    CUDA_CHECK_LAUNCH(im, "rmsnorm");
+    launch_rmsnorm(im, (float *)x, NULL, w, rows, dim, eps, out); /* without y, x is only read */
 }
 
 void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, int rows, int dim, float eps,
                       float *out) {
     cuda_impl *im = cuda_of(be);
     CUDA_SKIP_IF_REPLAYING(im);
-    if (rows <= 0) return;
-    cuda_qact q = cuda_qact_begin(im, out, rows, dim);
-    cuda_launch(im, rmsnorm_kernel, dim3(rows), dim3(norm_threads(dim)), 0, x, y, w, dim, eps, out, q.xq, q.xs,
-                q.nibbles, q.dense, q.dense_kind);
-    CUDA_CHECK_LAUNCH(im, "add_rmsnorm");
+    launch_rmsnorm(im, x, y, w, rows, dim, eps, out);
 }
 
 void cuda_settle_norm(cuda_impl *im) {
     cuda_norm_due d = im->norm_due;
     im->norm_due.out = NULL;
-    cuda_qact q = cuda_qact_begin(im, d.out, d.rows, d.dim);
-    cuda_launch(im, rmsnorm_kernel, dim3(d.rows), dim3(norm_threads(d.dim)), 0, d.x, (const float *)NULL, d.weight, d.dim,
-                d.eps, d.out, q.xq, q.xs, q.nibbles, q.dense, q.dense_kind);
-    CUDA_CHECK_LAUNCH(im, "rmsnorm");
+    launch_rmsnorm(im, d.x, NULL, d.weight, d.rows, d.dim, d.eps, d.out);
 }
 
 void cuda_layernorm(ts_backend *be, const float *x, const float *w, const float *b, int rows, int dim, float eps,
