@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "base/parallel.h"
 #include "quant/dequantize.h"
 #include "quant/float16.h"
 #include "quant/quantize.h"
@@ -64,9 +64,7 @@ static int check_usable(const ts_model *m, const ts_tensor_desc *d, ts_error *er
 
 /* Converts a [rows, cols] tensor (optionally stored [cols, rows]) into dst_type, row by row. */
 static int model_threads(const ts_model *m) {
-    if (m->opt.threads > 0) return m->opt.threads;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
+    return m->opt.threads > 0 ? m->opt.threads : ts_available_cores();
 }
 
 /* Converts a [rows, cols] tensor (optionally stored [cols, rows]) into dst_type with the

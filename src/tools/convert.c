@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "base/files.h"
+#include "base/parallel.h"
 #include "format/gguf_model.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
@@ -66,10 +66,6 @@ static int calibrated(ts_dtype want, const void *src, ts_dtype src_type, int64_t
         for (int64_t r = 0; r < rows; r++)
             ts_dequantize_row(src_type, (const uint8_t *)src + (size_t)r * rb, f + (size_t)r * (size_t)cols, cols);
     }
-    if (threads <= 0) { /* "all cores", as quantize-on-load takes it */
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = cores > 0 ? (int)cores : 1;
-    }
     int rc = ts_gptq_quantize(want, f ? f : src, rows, cols, h->h, opt, out, threads, err);
     free(f);
     return rc;
@@ -86,6 +82,7 @@ int ts_convert_to_gguf(const char *out_path, const ts_model_config *cfg, const t
         goto done;
     }
     if (budget) ts_quant_budget_init(budget);
+    if (threads <= 0) threads = ts_available_cores(); /* "all cores", as quantize-on-load takes it */
     for (int i = 0; i < table->count; i++) {
         const ts_tensor_desc *d = &table->items[i];
         if (d->dtype == TS_DTYPE_COUNT) {

@@ -2,18 +2,17 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/threadpool.h"
 #include "backend/moe_route.h"
 #include "base/log.h"
+#include "base/parallel.h"
 #include "quant/dequantize.h"
 
 /* Per-thread attention buffers, kept between calls and grown to the longest sequence seen. */
@@ -586,15 +585,8 @@ static const ts_backend_ops g_cpu_ops = {
     .roofline = cpu_roofline,
 };
 
-static int available_cores(void) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 ts_backend *ts_cpu_backend_create(const ts_cpu_options *opt, ts_error *err) {
-    int threads = opt && opt->threads > 0 ? opt->threads : available_cores();
+    int threads = opt && opt->threads > 0 ? opt->threads : ts_available_cores();
     ts_backend *be = calloc(1, sizeof *be);
     cpu_impl *im = calloc(1, sizeof *im);
     if (!be || !im) {
