@@ -129,8 +129,7 @@ static void pack_levels(ts_dtype t, const uint8_t *L, void *blk) {
         ts_pack_q4_k_levels(L, ((ts_block_q4_k *)blk)->qs);
         return;
     }
-    uint8_t *qs = t == TS_DTYPE_Q4_0 ? ((ts_block_q4_0 *)blk)->qs : ((ts_block_iq4_nl *)blk)->qs;
-    for (int k = 0; k < 16; k++) qs[k] = (uint8_t)(L[k] | (L[k + 16] << 4));
+    ts_pack_q4_32_levels(L, t == TS_DTYPE_Q4_0 ? ((ts_block_q4_0 *)blk)->qs : ((ts_block_iq4_nl *)blk)->qs);
 }
 
 typedef struct gptq_job {

@@ -46,6 +46,8 @@ static inline int ts_iq4_nl_nearest(float v) {
 
 /* Packs eight 6-bit scales and eight 6-bit minimums into the 12 bytes of Q4_K/Q5_K. */
 void ts_k_pack_scales(const uint8_t ls[8], const uint8_t lm[8], uint8_t out[TS_K_SCALE_SIZE]);
+/* 32 levels 0..15 into the nibble order of Q4_0, Q4_1 and IQ4_NL (byte j: level j low, level j + 16 high). */
+void ts_pack_q4_32_levels(const uint8_t L[32], uint8_t qs[16]);
 /* 256 levels 0..15 into Q4_K's nibble order (groups of 64: low nibbles first 32, high the next). */
 void ts_pack_q4_k_levels(const uint8_t L[TS_QK_K], uint8_t qs[TS_QK_K / 2]);
 /* 256 levels 0..31 into Q5_K's nibbles and high-bit plane. */

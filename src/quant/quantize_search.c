@@ -242,7 +242,7 @@ void ts_search_q4_1(const float *x, ts_block_q4_1 *y, int64_t nb, const float *i
         coded_error(TS_QK4_1, 15, x, w, &gs, ts_f16_to_f32(hd), ts_f16_to_f32(hm), L);
         y[i].d = hd;
         y[i].m = hm;
-        for (int j = 0; j < TS_QK4_1 / 2; j++) y[i].qs[j] = (uint8_t)(L[j] | (L[j + TS_QK4_1 / 2] << 4));
+        ts_pack_q4_32_levels(L, y[i].qs);
     }
 }
 
@@ -346,7 +346,7 @@ void ts_search_q4_0(const float *x, ts_block_q4_0 *y, int64_t nb, const float *i
         if (sd != 0.0f) round_pass(TS_QK4_0, x, w, 1.0f / sd, 0.0f, -8, 7, L, 8, &ls);
         else memset(L, 8, sizeof L);
         y[i].d = hd;
-        for (int j = 0; j < TS_QK4_0 / 2; j++) y[i].qs[j] = (uint8_t)(L[j] | (L[j + TS_QK4_0 / 2] << 4));
+        ts_pack_q4_32_levels(L, y[i].qs);
     }
 }
 
@@ -393,6 +393,6 @@ void ts_search_iq4_nl(const float *x, ts_block_iq4_nl *y, int64_t nb, const floa
             }
         }
         y[i].d = best_d;
-        for (int k = 0; k < TS_QK4_NL / 2; k++) y[i].qs[k] = (uint8_t)(best_L[k] | (best_L[k + TS_QK4_NL / 2] << 4));
+        ts_pack_q4_32_levels(best_L, y[i].qs);
     }
 }
