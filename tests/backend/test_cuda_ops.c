@@ -805,6 +805,14 @@ static void test_fused_projection(void **state) {
             check_fused_projection(g_gpu16, types[ti], 1056, cols, tokens[ni], reader, READ_BY_PRODUCT, 1e-2);
             check_fused_projection(g_gpuh, types[ti], 1056, cols, tokens[ni], reader, READ_BY_PRODUCT, 1e-2);
         }
+    /* rows of several passes a warp (the next pass loads during the arithmetic of this one): an odd and
+     * an even number of passes, the last one partial */
+    const int64_t long_cols[4] = {32 * (3 * 128 + 5), 256 * 33, 32 * (2 * 128 + 1), 32 * (2 * 64 + 3)};
+    for (int ti = 0; ti < 4; ti++)
+        for (int n = 1; n <= 2; n++) {
+            ts_dtype reader = types[ti] == TS_DTYPE_Q8_0 ? TS_DTYPE_Q8_0 : TS_DTYPE_Q4_0;
+            check_fused_projection(g_gpu16, types[ti], 160, long_cols[ti], n, reader, READ_BY_PRODUCT, 1e-2);
+        }
     check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 1000, 1056, 2, TS_DTYPE_BF16, READ_BY_PRODUCT, 1e-2);
     check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 4096, 1056, 1, TS_DTYPE_Q8_0, READ_BY_PRODUCT, 1e-2);
     check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 1056, 1056, 1, TS_DTYPE_BF16, READ_BY_PRODUCT, 1e-2);

@@ -15,6 +15,9 @@ __device__ __forceinline__ float ld(const T *p) {
     else return __half2float(*p);
 }
 
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+
 template <typename T>
 __global__ void kv_write_kernel(T *kc, T *vc, const float *k, const float *v, int kv_stride, int row_elems,
                                 const int32_t *token_seq, const int32_t *seq_first, const int32_t *seq_start,
@@ -64,9 +67,29 @@ struct attn_io {
     float eps, rope_factor;
 };
 
-/* x (a head, lanes across head_dim: element lane + 32 i) normalized by w (when set) and rotated for pos. */
+/* The rotation of one position for a lane's pairs (elements lane + 32 i and lane + 32 (i + HPL / 2)),
+ * scaled. It depends on the position alone, so the decode kernel computes it before waiting for q. */
 template <int HPL>
-__device__ __forceinline__ void norm_rope_regs(float (&x)[HPL], const float *w, const attn_io &io, int pos, int lane) {
+struct rope_angles {
+    float cs[HPL > 1 ? HPL / 2 : 1], sn[HPL > 1 ? HPL / 2 : 1];
+};
+
+template <int HPL>
+__device__ __forceinline__ rope_angles<HPL> rope_at(const attn_io &io, int pos, int lane) {
+    rope_angles<HPL> a;
+#pragma unroll
+    for (int i = 0; i < HPL / 2; i++) {
+        sincosf((float)pos * __ldg(io.inv_freq + lane + 32 * i), &a.sn[i], &a.cs[i]);
+        a.cs[i] *= io.rope_factor;
+        a.sn[i] *= io.rope_factor;
+    }
+    return a;
+}
+
+/* x (a head, lanes across head_dim: element lane + 32 i) normalized by w (when set) and rotated. */
+template <int HPL>
+__device__ __forceinline__ void norm_rope_regs(float (&x)[HPL], const float *w, const attn_io &io,
+                                               const rope_angles<HPL> &ang, int lane) {
     constexpr int H2 = HPL / 2, HD = 32 * HPL;
     if (w) {
         float ss = 0.0f;
@@ -80,24 +103,22 @@ __device__ __forceinline__ void norm_rope_regs(float (&x)[HPL], const float *w, 
     }
 #pragma unroll
     for (int i = 0; i < H2; i++) {
-        float a = x[i], b = x[i + H2], sn, cs;
-        sincosf((float)pos * __ldg(io.inv_freq + lane + 32 * i), &sn, &cs);
-        cs *= io.rope_factor;
-        sn *= io.rope_factor;
-        x[i] = a * cs - b * sn;
-        x[i + H2] = b * cs + a * sn;
+        float a = x[i], b = x[i + H2];
+        x[i] = a * ang.cs[i] - b * ang.sn[i];
+        x[i + H2] = b * ang.cs[i] + a * ang.sn[i];
     }
 }
 
 /* The step's own key of a token's KV head as the cache holds it: rotated (and normalized) under io.rope. */
 template <int HPL>
-__device__ __forceinline__ void own_key(const attn_io &io, const float *k_own, int hd, int pos, int lane, float (&kr)[HPL]) {
+__device__ __forceinline__ void own_key(const attn_io &io, const float *k_own, int hd, const rope_angles<HPL> &ang,
+                                        int lane, float (&kr)[HPL]) {
 #pragma unroll
     for (int i = 0; i < HPL; i++) {
         int d = lane + 32 * i;
         kr[i] = d < hd ? k_own[d] : 0.0f;
     }
-    if (io.rope) norm_rope_regs<HPL>(kr, io.k_norm, io, pos, lane);
+    if (io.rope) norm_rope_regs<HPL>(kr, io.k_norm, io, ang, lane);
 }
 
 /* Folds one position's score and value row into a lane's running softmax state. */
@@ -194,6 +215,25 @@ __device__ __forceinline__ float merge_splits(const attn_io &io, size_t pair, in
     return L;
 }
 
+/* A warp's ATT_UNROLL cache rows from position pb on (clamped to p_end - 1), as stored: keys and values
+ * of its KV head, lanes across head_dim. */
+template <typename T, int HPL>
+__device__ __forceinline__ void load_cache_rows(const T *kc, const T *vc, const int32_t *blocks, int block_tokens,
+                                                size_t row_elems, int kvh, int hd, int pb, int p_end, int lane,
+                                                T (&kr)[ATT_UNROLL][HPL], T (&vr)[ATT_UNROLL][HPL]) {
+#pragma unroll
+    for (int u = 0; u < ATT_UNROLL; u++) {
+        int p = min(pb + u, p_end - 1);
+        size_t base = ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems + (size_t)kvh * hd;
+#pragma unroll
+        for (int i = 0; i < HPL; i++) {
+            int d = lane + 32 * i;
+            kr[u][i] = d < hd ? kc[base + d] : T(0.0f);
+            vr[u][i] = d < hd ? vc[base + d] : T(0.0f);
+        }
+    }
+}
+
 /* Flash-decoding: block (token, head, split) runs an online softmax over its share of the token's
  * positions, one warp per position stride, lanes across head_dim. With one split the block writes the
  * output; otherwise partial (max, sum, unnormalised output) go to scratch and the split that finishes
@@ -204,10 +244,13 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
                              const int32_t *seq_first, const int32_t *seq_start, const int32_t *seq_block_off,
                              const int32_t *block_table, int block_tokens, int n_splits, const int32_t *token_list,
                              attn_io io) {
-    pdl_wait();
     __shared__ float sm_m[ATT_WARPS], sm_l[ATT_WARPS];
     __shared__ float sm_o[ATT_WARPS][32 * HPL];
     const T *kc = kc_all, *vc = vc_all;
+    /* Until pdl_wait, only what the step's earlier kernels do not write: the step's tables (uploaded
+     * before its first kernel) and, in a pure decode step, the cache rows before the token's own
+     * position (stored by earlier steps). Under dependent launch the walk through the tables and the
+     * first pass's rows then overlap the projection that produces q, k and v. */
     int t = token_list ? token_list[blockIdx.x] : blockIdx.x, h = blockIdx.y, split = blockIdx.z;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int s = token_seq[t];
@@ -217,23 +260,30 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
     const int32_t *blocks = block_table + seq_block_off[s];
     const float *k_own = io.k_new ? io.k_new + (size_t)t * io.kv_stride + (size_t)kvh * hd : NULL;
     const float *v_own = io.k_new ? io.v_new + (size_t)t * io.kv_stride + (size_t)kvh * hd : NULL;
+    int chunk = (pos + n_splits) / n_splits; /* ceil((pos + 1) / n_splits) */
+    int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
+    int p1_cache = k_own ? min(p1, pos) : p1; /* the own position comes from k_own */
+    T kr[ATT_UNROLL][HPL], vr[ATT_UNROLL][HPL];
+    int pb = p0 + warp * ATT_UNROLL;
+    bool early = k_own && pb < p1_cache; /* rows below pos only: otherwise kv_write_kernel just stored pos */
+    if (early) load_cache_rows<T, HPL>(kc, vc, blocks, block_tokens, row_elems, kvh, hd, pb, p1_cache, lane, kr, vr);
+    rope_angles<HPL> ang = {};
+    if (io.rope) ang = rope_at<HPL>(io, pos, lane);
+    pdl_wait();
     if (k_own && split == 0 && h % group == 0) {
         size_t dst = ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * hd;
         if (!io.rope) {
             store_own_kv(kc_w, vc_w, dst, k_own, v_own, hd);
         } else {
             if (warp == 0) {
-                float kr[HPL];
-                own_key<HPL>(io, k_own, hd, pos, lane, kr);
+                float kn[HPL];
+                own_key<HPL>(io, k_own, hd, ang, lane, kn);
 #pragma unroll
-                for (int i = 0; i < HPL; i++) store_elem(kc_w + dst + lane + 32 * i, kr[i]);
+                for (int i = 0; i < HPL; i++) store_elem(kc_w + dst + lane + 32 * i, kn[i]);
             }
             for (int d = threadIdx.x; d < hd; d += blockDim.x) store_elem(vc_w + dst + d, v_own[d]);
         }
     }
-    int chunk = (pos + n_splits) / n_splits; /* ceil((pos + 1) / n_splits) */
-    int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
-    int p1_cache = k_own ? min(p1, pos) : p1; /* the own position comes from k_own */
     float qv[HPL], o[HPL];
 #pragma unroll
     for (int i = 0; i < HPL; i++) {
@@ -241,25 +291,19 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
         qv[i] = d < hd ? q[(size_t)t * q_stride + (size_t)h * hd + d] : 0.0f;
         o[i] = 0.0f;
     }
-    if (io.rope) norm_rope_regs<HPL>(qv, io.q_norm, io, pos, lane);
+    if (io.rope) norm_rope_regs<HPL>(qv, io.q_norm, io, ang, lane);
 #pragma unroll
     for (int i = 0; i < HPL; i++) qv[i] *= scale;
     float m = -INFINITY, l = 0.0f;
-    for (int pb = p0 + warp * ATT_UNROLL; pb < p1_cache; pb += ATT_WARPS * ATT_UNROLL) {
+    for (; pb < p1_cache; pb += ATT_WARPS * ATT_UNROLL) {
+        if (!early) load_cache_rows<T, HPL>(kc, vc, blocks, block_tokens, row_elems, kvh, hd, pb, p1_cache, lane, kr, vr);
+        early = false;
         float dot[ATT_UNROLL];
-        size_t base[ATT_UNROLL];
-        float vr[ATT_UNROLL][HPL]; /* value rows load together with the keys: one memory round trip */
 #pragma unroll
         for (int u = 0; u < ATT_UNROLL; u++) {
-            int p = min(pb + u, p1_cache - 1);
-            base[u] = ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems + (size_t)kvh * hd;
             float acc = 0.0f;
 #pragma unroll
-            for (int i = 0; i < HPL; i++) {
-                int d = lane + 32 * i;
-                if (d < hd) acc += qv[i] * ld(kc + base[u] + d);
-                vr[u][i] = d < hd ? ld(vc + base[u] + d) : 0.0f;
-            }
+            for (int i = 0; i < HPL; i++) acc += qv[i] * to_float(kr[u][i]);
             dot[u] = acc;
         }
 #pragma unroll
@@ -268,20 +312,23 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
 #pragma unroll
         for (int u = 0; u < ATT_UNROLL; u++) {
             if (pb + u >= p1_cache) break;
-            online_step<HPL>(dot[u], vr[u], m, l, o, lane, hd);
+            float vf[HPL];
+#pragma unroll
+            for (int i = 0; i < HPL; i++) vf[i] = to_float(vr[u][i]);
+            online_step<HPL>(dot[u], vf, m, l, o, lane, hd);
         }
     }
     if (k_own && p1 == pos + 1 && p0 <= pos && warp == ATT_WARPS - 1) {
-        float dot = 0.0f, vr[HPL], kr[HPL];
-        own_key<HPL>(io, k_own, hd, pos, lane, kr);
+        float dot = 0.0f, vn[HPL], kn[HPL];
+        own_key<HPL>(io, k_own, hd, ang, lane, kn);
 #pragma unroll
         for (int i = 0; i < HPL; i++) {
             int d = lane + 32 * i;
-            dot += qv[i] * kr[i];
-            vr[i] = d < hd ? v_own[d] : 0.0f;
+            dot += qv[i] * kn[i];
+            vn[i] = d < hd ? v_own[d] : 0.0f;
         }
         for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
-        online_step<HPL>(dot, vr, m, l, o, lane, hd);
+        online_step<HPL>(dot, vn, m, l, o, lane, hd);
     }
     if (lane == 0) {
         sm_m[warp] = m;
@@ -368,7 +415,6 @@ __global__ void __launch_bounds__(32 * GQA_WARPS)
                     float scale, const int32_t *token_seq, const int32_t *seq_first, const int32_t *seq_start,
                     const int32_t *seq_block_off, const int32_t *block_table, int block_tokens, int n_splits,
                     const int32_t *token_list, attn_io io) {
-    pdl_wait();
     constexpr int HD = 32 * DPL;
     __shared__ float sm_m[GQA_WARPS][G], sm_l[GQA_WARPS][G];
     __shared__ __align__(16) float sm_o[GQA_WARPS][G][HD];
@@ -379,13 +425,29 @@ __global__ void __launch_bounds__(32 * GQA_WARPS)
     const int32_t *blocks = block_table + seq_block_off[s];
     const float *k_own = io.k_new ? io.k_new + (size_t)t * io.kv_stride + (size_t)kvh * HD : NULL;
     const float *v_own = io.k_new ? io.v_new + (size_t)t * io.kv_stride + (size_t)kvh * HD : NULL;
+    const int chunk = (pos + n_splits) / n_splits;
+    const int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
+    const int p1_cache = k_own ? min(p1, pos) : p1;
+    /* as in attn_partial: the tables and, in a pure decode step, the first pass's rows before the wait */
+    float kf[GQA_UNROLL][DPL], vf[GQA_UNROLL][DPL];
+    auto load_pass = [&](int pb) {
+#pragma unroll
+        for (int u = 0; u < GQA_UNROLL; u++) {
+            int p = min(pb + u, p1_cache - 1);
+            size_t base = ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems +
+                          (size_t)kvh * HD + DPL * lane;
+            load_row_part<T, DPL>(kc + base, kf[u]);
+            load_row_part<T, DPL>(vc + base, vf[u]);
+        }
+    };
+    int pb = p0 + warp * GQA_UNROLL;
+    bool early = k_own && pb < p1_cache;
+    if (early) load_pass(pb);
+    pdl_wait();
     if (k_own && split == 0)
         store_own_kv(kc_w, vc_w,
                      ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * HD,
                      k_own, v_own, HD);
-    const int chunk = (pos + n_splits) / n_splits;
-    const int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
-    const int p1_cache = k_own ? min(p1, pos) : p1;
     float qv[G][DPL], o[G][DPL], m[G], l[G];
 #pragma unroll
     for (int g = 0; g < G; g++) {
@@ -420,28 +482,21 @@ __global__ void __launch_bounds__(32 * GQA_WARPS)
             m[g] = m_new;
         }
     };
-    for (int pb = p0 + warp * GQA_UNROLL; pb < p1_cache; pb += GQA_WARPS * GQA_UNROLL) {
-        float kf[GQA_UNROLL][DPL], vf[GQA_UNROLL][DPL];
-#pragma unroll
-        for (int u = 0; u < GQA_UNROLL; u++) {
-            int p = min(pb + u, p1_cache - 1);
-            size_t base = ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems +
-                          (size_t)kvh * HD + DPL * lane;
-            load_row_part<T, DPL>(kc + base, kf[u]);
-            load_row_part<T, DPL>(vc + base, vf[u]);
-        }
+    for (; pb < p1_cache; pb += GQA_WARPS * GQA_UNROLL) {
+        if (!early) load_pass(pb);
+        early = false;
 #pragma unroll
         for (int u = 0; u < GQA_UNROLL; u++)
             if (pb + u < p1_cache) fold(kf[u], vf[u]);
     }
     if (k_own && p1 == pos + 1 && p0 <= pos && warp == GQA_WARPS - 1) {
-        float kf[DPL], vf[DPL];
+        float kn[DPL], vn[DPL];
 #pragma unroll
         for (int i = 0; i < DPL; i++) {
-            kf[i] = k_own[DPL * lane + i];
-            vf[i] = v_own[DPL * lane + i];
+            kn[i] = k_own[DPL * lane + i];
+            vn[i] = v_own[DPL * lane + i];
         }
-        fold(kf, vf);
+        fold(kn, vn);
     }
 #pragma unroll
     for (int g = 0; g < G; g++) {
@@ -807,7 +862,7 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     const int32_t *list = tiled ? st->decode_tokens : NULL;
     int count = tiled ? st->n_decode : st->n_tokens;
     if (count == 0) return;
-    int splits = cuda_attention_splits(st->max_pos, st->n_tokens);
+    int splits = cuda_attention_splits(st->max_pos, st->n_tokens, im->att_fill_positions);
     size_t pairs = (size_t)count * n_heads, parts = pairs * splits;
     attn_io io;
     memset(&io, 0, sizeof io);

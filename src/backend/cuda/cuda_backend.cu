@@ -136,7 +136,7 @@ static void graph_begin(cuda_impl *im, const ts_step *step) {
     im->current = NULL;
     if (!im->opt.use_graphs || im->graphs_disabled || step->n_tokens != step->n_seqs || step->n_logits > step->n_tokens)
         return;
-    int splits = cuda_attention_splits(im->step.max_pos, im->step.n_tokens);
+    int splits = cuda_attention_splits(im->step.max_pos, im->step.n_tokens, im->att_fill_positions);
     cuda_graph_entry *e = NULL;
     for (int i = 0; i < im->n_graphs; i++) {
         cuda_graph_entry *g = &im->graphs[i];
@@ -612,6 +612,8 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     im->fuse_max_tokens = fuse_max_env && *fuse_max_env ? atoi(fuse_max_env) : 1;
     if (im->fuse_max_tokens < 1) im->fuse_max_tokens = 1;
     if (im->fuse_max_tokens > 8) im->fuse_max_tokens = 8;
+    const char *fill_env = getenv("TESSERA_CUDA_ATT_FILL");
+    im->att_fill_positions = fill_env && atoi(fill_env) > 0 ? atoi(fill_env) : 64;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");
     be->ops = prof && *prof && *prof != '0' ? &g_cuda_prof_ops : &g_cuda_ops;
     if (be->ops == &g_cuda_prof_ops) im->opt.use_graphs = 0; /* its synchronisations cannot be captured */

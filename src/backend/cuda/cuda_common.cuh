@@ -177,6 +177,7 @@ struct cuda_impl {
     float *norm_partials;   /* its sums of squares, one per 32 rows of the residual and token */
     size_t norm_partials_bytes;
     int fuse_norm_off;      /* TESSERA_CUDA_FUSE_NORM=0: output projections, residual adds and norms apart */
+    int att_fill_positions; /* a short context's splits hold this many positions (TESSERA_CUDA_ATT_FILL) */
     int fuse_max_tokens;    /* steps of at most this many tokens fuse (TESSERA_CUDA_FUSE_MAX_TOKENS, 1-8) */
 };
 
@@ -260,13 +261,21 @@ static inline void cuda_settle_due(cuda_impl *im) {
 /* Programmatic dependent launch (sm_90 and later): a kernel started with cuda_launch may be scheduled
  * while the kernel before it in the stream is still running, which hides most of the gap between the
  * short kernels of a decode step. Such kernels begin with pdl_wait(), which returns once everything
- * before them has finished and its writes are visible; they let their own successor be scheduled
- * right away. Only kernel-to-kernel edges are relaxed: after a queued copy or memset (cuda_queued_copy)
- * the next kernel launches with full stream ordering. TESSERA_CUDA_PDL=0 turns it off. */
+ * before them has finished and its writes are visible. Each kernel lets its successor be scheduled as
+ * soon as all of its own blocks have started (before waiting itself), so a chain of kernels can be
+ * resident at once, each loading what does not depend on its predecessors (weights, the step's tables,
+ * cache rows of earlier steps) while the running one works: 8B decode 411 -> 446 tok/s on an H100
+ * against letting the successor go only after the wait (docs/cuda-notes.md v10). The price is that
+ * nothing before pdl_wait may read what any earlier kernel of the step writes: when a kernel starts,
+ * its predecessors have only started. What precedes the chain is complete: the step's tables are
+ * copied before its first kernel, and after a queued copy or memset (cuda_queued_copy) the next kernel
+ * launches with full stream ordering. Nothing deadlocks: a successor is launched only once every block
+ * of its predecessor is resident, so the blocks that the chain waits on never wait for room.
+ * TESSERA_CUDA_PDL=0 turns it off. */
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }
 
@@ -341,11 +350,14 @@ __device__ __forceinline__ void qact_store_group(float v, int64_t g, int lane, i
  * context is long enough to share, rounded up to a power of two so that graph replays of growing
  * contexts keep one grid; each token divides its own positions evenly among the splits. A batch
  * already fills the GPU with (token, head) blocks, so tokens x splits stays within ATT_MAX_SPLIT_WORK.
- * ATT_CHUNK measured at 512-640 positions on an H100 (docs/cuda-notes.md): 128 beat 32, 64 and 256. */
+ * ATT_CHUNK measured at 512-640 positions on an H100 (docs/cuda-notes.md): 128 beat 32, 64 and 256.
+ * A short context gets one split per fill_positions (64: one pass of the kernel's warps, whose rows
+ * load before it waits for q; with 16, the merge of more splits cost 0.6B 1565 -> 1400 tok/s after a
+ * 16-token prompt on an H100). */
 #define ATT_CHUNK 128
 #define ATT_MAX_SPLIT_WORK 64
-static inline int cuda_attention_splits(int max_pos, int n_tokens) {
-    int n = (max_pos + ATT_CHUNK - 1) / ATT_CHUNK, fill = (max_pos + 15) / 16;
+static inline int cuda_attention_splits(int max_pos, int n_tokens, int fill_positions) {
+    int n = (max_pos + ATT_CHUNK - 1) / ATT_CHUNK, fill = (max_pos + fill_positions - 1) / fill_positions;
     if (fill > 4) fill = 4;
     if (n < fill) n = fill;
     int splits = 1;
