@@ -606,10 +606,11 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     im->float_gemv = gemv_env && strcmp(gemv_env, "float") == 0;
     const char *fuse_env = getenv("TESSERA_CUDA_FUSE_NORM");
     im->fuse_norm_off = fuse_env && strcmp(fuse_env, "0") == 0;
-    /* measured on an H200 (8B Q4_0): +13 % at one token a step, -6 % at four (the producer's 32-row
-     * blocks hold fewer loads in flight than the plain kernel's), so only batch-1 steps fuse by default */
+    /* measured on an H200 (8B Q4_0, docs/cuda-notes.md v10): with successors launched early, fusing
+     * steps of two tokens gains 7.6 % (0.6B 8.3 %), at four it loses 7 % (the producer's 32-row blocks
+     * hold fewer loads in flight than the plain kernel's when each weight serves four tokens) */
     const char *fuse_max_env = getenv("TESSERA_CUDA_FUSE_MAX_TOKENS");
-    im->fuse_max_tokens = fuse_max_env && *fuse_max_env ? atoi(fuse_max_env) : 1;
+    im->fuse_max_tokens = fuse_max_env && *fuse_max_env ? atoi(fuse_max_env) : 2;
     if (im->fuse_max_tokens < 1) im->fuse_max_tokens = 1;
     if (im->fuse_max_tokens > 8) im->fuse_max_tokens = 8;
     const char *fill_env = getenv("TESSERA_CUDA_ATT_FILL");
