@@ -9,6 +9,7 @@
 #include "backend/cpu/act_quant.h"
 #include "backend/cpu/cpu_features.h"
 #include "backend/cpu/kernels_x86.h"
+#include "backend/cpu/kernels_mmf_tiles.h"
 #include "backend/cpu/mm_unified.h"
 #include "backend/cpu/pack.h"
 
@@ -324,27 +325,9 @@ ALWAYS_INLINE void mmf_tile(const ts_mm_args *a, int64_t r, int t0, const int R,
         }
 }
 
-#define MMF_VARIANTS(DT, NAME)                                                                                         \
-    static void NAME(const ts_mm_args *a) {                                                                            \
-        for (int64_t r = a->r0; r < a->r1; r += 4) {                                                                   \
-            int full = a->r1 - r >= 4;                                                                                 \
-            for (int t0 = 0; t0 < a->n_tok; t0 += 2) {                                                                 \
-                int two = a->n_tok - t0 >= 2;                                                                          \
-                if (full) {                                                                                            \
-                    if (two) mmf_tile(a, r, t0, 4, 2, DT);                                                             \
-                    else mmf_tile(a, r, t0, 4, 1, DT);                                                                 \
-                } else {                                                                                               \
-                    for (int64_t rr = r; rr < a->r1; rr++) {                                                           \
-                        if (two) mmf_tile(a, rr, t0, 1, 2, DT);                                                        \
-                        else mmf_tile(a, rr, t0, 1, 1, DT);                                                            \
-                    }                                                                                                  \
-                }                                                                                                      \
-            }                                                                                                          \
-        }                                                                                                              \
-    }
-MMF_VARIANTS(WF32, mm_f32)
-MMF_VARIANTS(WF16, mm_f16)
-MMF_VARIANTS(WBF16, mm_bf16)
+TS_MMF_TILES_4X2(WF32, mm_f32)
+TS_MMF_TILES_4X2(WF16, mm_f16)
+TS_MMF_TILES_4X2(WBF16, mm_bf16)
 
 /* ---- vector helpers (scalar tails) ---- */
 
