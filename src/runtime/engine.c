@@ -384,6 +384,27 @@ static void *engine_main(void *arg) {
     return NULL;
 }
 
+/* Everything an engine owns but its thread (joined by the caller, or never started). */
+static void free_engine(ts_engine *e) {
+    ts_kv_cache_destroy(&e->cache);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->wake);
+    free(e->running);
+    free(e->step_tokens);
+    free(e->step_positions);
+    free(e->logit_rows);
+    free(e->views);
+    free(e->step_seqs);
+    free(e->step_first_token);
+    free(e->logits);
+    free(e->lp);
+    free(e->picked);
+    free(e->draws);
+    free(e->penalties);
+    free(e->host_rows);
+    free(e);
+}
+
 int ts_engine_create(ts_model *m, const ts_engine_config *cfg, ts_engine **out, ts_error *err) {
     *out = NULL;
     if (cfg->context_length < 2 || cfg->max_running < 1 || cfg->step_tokens < cfg->max_running ||
@@ -419,20 +440,7 @@ int ts_engine_create(ts_model *m, const ts_engine_config *cfg, ts_engine **out, 
         pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         ts_fail(err, "engine: out of memory or cannot start its thread");
         e->stop = 1;
-        ts_kv_cache_destroy(&e->cache);
-        free(e->running);
-        free(e->step_tokens);
-        free(e->step_positions);
-        free(e->logit_rows);
-        free(e->views);
-        free(e->step_seqs);
-        free(e->step_first_token);
-        free(e->logits);
-        free(e->lp);
-        free(e->picked);
-        free(e->draws);
-        free(e->host_rows);
-        free(e);
+        free_engine(e);
         return -1;
     }
     e->stats.kv_blocks_total = cfg->kv_blocks;
@@ -447,23 +455,7 @@ void ts_engine_destroy(ts_engine *e) {
     pthread_cond_broadcast(&e->wake);
     pthread_mutex_unlock(&e->lock);
     pthread_join(e->thread, NULL);
-    ts_kv_cache_destroy(&e->cache);
-    pthread_mutex_destroy(&e->lock);
-    pthread_cond_destroy(&e->wake);
-    free(e->running);
-    free(e->step_tokens);
-    free(e->step_positions);
-    free(e->logit_rows);
-    free(e->views);
-    free(e->step_seqs);
-    free(e->step_first_token);
-    free(e->logits);
-    free(e->lp);
-    free(e->picked);
-    free(e->draws);
-    free(e->penalties);
-    free(e->host_rows);
-    free(e);
+    free_engine(e);
 }
 
 ts_submit_status ts_engine_submit(ts_engine *e, const ts_engine_request *req, ts_engine_seq **handle, ts_error *err) {
