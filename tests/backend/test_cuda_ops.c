@@ -595,6 +595,27 @@ static void attn_inputs_free(ts_backend *gpu, attn_inputs *a) {
     gpu->ops->free(gpu, a->dout);
 }
 
+/* One step of two sequences: na tokens of sequence a from position start_a, then nb of sequence b from
+ * start_b, each with its block table of nblk blocks. step points into the struct: use it in place. */
+typedef struct two_seq_step {
+    ts_seq_view views[2];
+    int32_t tokens[160], positions[160];
+    ts_step step;
+} two_seq_step;
+
+static void two_seq_step_init(two_seq_step *s, int na, int nb, int start_a, int start_b, int nblk, int32_t *blocks_a,
+                              int32_t *blocks_b) {
+    int n = na + nb;
+    assert_true(n <= 160);
+    s->views[0] = (ts_seq_view){0, na, start_a, nblk, blocks_a};
+    s->views[1] = (ts_seq_view){na, nb, start_b, nblk, blocks_b};
+    for (int i = 0; i < n; i++) {
+        s->tokens[i] = i;
+        s->positions[i] = i < na ? start_a + i : start_b + i - na;
+    }
+    s->step = (ts_step){n, s->tokens, s->positions, 2, s->views, 0, NULL, NULL};
+}
+
 /* Attention over two sequences with shuffled block tables, against the CPU backend: a prefill long
  * enough for several split-K splits per decode token, pure decode steps (the kernel stores the step's
  * keys and values itself) and a step that mixes a decode token with a prefill chunk. */
@@ -614,13 +635,9 @@ static void check_attention(ts_backend *gpu, int hd, double tol) {
     int start_a = 0, start_b = 0;
     for (int stepno = 0; stepno < 5; stepno++) {
         int na = plan[stepno][0], nb = plan[stepno][1], n = na + nb;
-        ts_seq_view views[2] = {{0, na, start_a, nblk, blocks_a}, {na, nb, start_b, nblk, blocks_b}};
-        int32_t tokens[160], positions[160];
-        for (int i = 0; i < n; i++) {
-            tokens[i] = i;
-            positions[i] = i < na ? start_a + i : start_b + i - na;
-        }
-        ts_step step = {n, tokens, positions, 2, views, 0, NULL, NULL};
+        two_seq_step seqs;
+        two_seq_step_init(&seqs, na, nb, start_a, start_b, nblk, blocks_a, blocks_b);
+        ts_step step = seqs.step;
         size_t qn = (size_t)n * n_heads * hd, kn = (size_t)n * n_kv * hd;
         attn_inputs a;
         attn_inputs_init(gpu, &a, qn, kn);
@@ -858,13 +875,10 @@ static void check_rope_attention(ts_backend *gpu, int hd, int with_norm, double 
     int start_a = 0, start_b = 0;
     for (int stepno = 0; stepno < 5; stepno++) {
         int na = plan[stepno][0], nb = plan[stepno][1], n = na + nb;
-        ts_seq_view views[2] = {{0, na, start_a, nblk, blocks_a}, {na, nb, start_b, nblk, blocks_b}};
-        int32_t tokens[32], positions[32];
-        for (int i = 0; i < n; i++) {
-            tokens[i] = i;
-            positions[i] = i < na ? start_a + i : start_b + i - na;
-        }
-        ts_step step = {n, tokens, positions, 2, views, 0, NULL, NULL};
+        two_seq_step seqs;
+        two_seq_step_init(&seqs, na, nb, start_a, start_b, nblk, blocks_a, blocks_b);
+        ts_step step = seqs.step;
+        const int32_t *positions = seqs.positions;
         size_t qcount = (size_t)n * n_heads * hd, kcount = (size_t)n * n_kv * hd;
         attn_inputs a;
         attn_inputs_init(gpu, &a, qcount, kcount);

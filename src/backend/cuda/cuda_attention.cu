@@ -9,14 +9,13 @@
 #include "backend/cuda/cuda_common.cuh"
 
 
-template <typename T>
-__device__ __forceinline__ float ld(const T *p) {
-    if constexpr (sizeof(T) == 4) return *p;
-    else return __half2float(*p);
-}
-
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+
+template <typename T>
+__device__ __forceinline__ float ld(const T *p) {
+    return to_float(*p);
+}
 
 template <typename T>
 __global__ void kv_write_kernel(T *kc, T *vc, const float *k, const float *v, int kv_stride, int row_elems,
