@@ -406,7 +406,6 @@ __device__ __forceinline__ void load_row_part(const T *p, float (&f)[DPL]) {
  * 74 us a layer for attn_partial at 32 tokens of 8B (docs/cuda-notes.md). Same contract as
  * attn_partial: the step's own key/value rows come from io.k_new and are stored by split 0. */
 #define GQA_WARPS 8
-#define GQA_UNROLL 4
 #define GQA_MIN_TOKENS 8 /* batch-1 decode keeps attn_partial's (token, head) blocks: more parallelism */
 template <typename T, int DPL, int G>
 __global__ void __launch_bounds__(32 * GQA_WARPS)
@@ -415,6 +414,11 @@ __global__ void __launch_bounds__(32 * GQA_WARPS)
                     const int32_t *seq_block_off, const int32_t *block_table, int block_tokens, int n_splits,
                     const int32_t *token_list, attn_io io) {
     constexpr int HD = 32 * DPL;
+    /* rows a warp takes per pass (and holds twice: this pass and the next). Four where the query and
+     * output registers are few; where they are many (8B: G 4, DPL 4) four rows took 161 registers and one
+     * block a multiprocessor: measured on an H200, 8B batch 32 5.44k tok/s with four against 5.97k with two,
+     * 0.6B (G 2) 18.4k against 17.1k */
+    constexpr int U = G * DPL <= 8 ? 4 : 2;
     __shared__ float sm_m[GQA_WARPS][G], sm_l[GQA_WARPS][G];
     __shared__ __align__(16) float sm_o[GQA_WARPS][G][HD];
     const int t = token_list ? token_list[blockIdx.x] : blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
@@ -428,20 +432,20 @@ __global__ void __launch_bounds__(32 * GQA_WARPS)
     const int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
     const int p1_cache = k_own ? min(p1, pos) : p1;
     /* as in attn_partial: the tables and, in a pure decode step, the first pass's rows before the wait */
-    float kf[GQA_UNROLL][DPL], vf[GQA_UNROLL][DPL];
-    auto load_pass = [&](int pb) {
+    float kf[U][DPL], vf[U][DPL];
+    auto load_pass = [&](int pb, float (&kx)[U][DPL], float (&vx)[U][DPL]) {
 #pragma unroll
-        for (int u = 0; u < GQA_UNROLL; u++) {
+        for (int u = 0; u < U; u++) {
             int p = min(pb + u, p1_cache - 1);
             size_t base = ((size_t)blocks[p / block_tokens] * block_tokens + p % block_tokens) * row_elems +
                           (size_t)kvh * HD + DPL * lane;
-            load_row_part<T, DPL>(kc + base, kf[u]);
-            load_row_part<T, DPL>(vc + base, vf[u]);
+            load_row_part<T, DPL>(kc + base, kx[u]);
+            load_row_part<T, DPL>(vc + base, vx[u]);
         }
     };
-    int pb = p0 + warp * GQA_UNROLL;
+    int pb = p0 + warp * U;
     bool early = k_own && pb < p1_cache;
-    if (early) load_pass(pb);
+    if (early) load_pass(pb, kf, vf);
     pdl_wait();
     if (k_own && split == 0)
         store_own_kv(kc_w, vc_w,
@@ -459,43 +463,72 @@ __global__ void __launch_bounds__(32 * GQA_WARPS)
         m[g] = -INFINITY;
         l[g] = 0.0f;
     }
-    auto fold = [&](const float (&kf)[DPL], const float (&vf)[DPL]) {
-        float dot[G];
+    /* the first n rows of a pass at once: their G x n dot products reduce across the lanes together and
+     * the running maximum moves once, so a pass is not a chain of n shuffle reductions and rescales */
+    auto fold = [&](const float (&kx)[U][DPL], const float (&vx)[U][DPL], int n) {
+        float dot[U][G];
 #pragma unroll
-        for (int g = 0; g < G; g++) {
-            dot[g] = 0.0f;
+        for (int u = 0; u < U; u++)
 #pragma unroll
-            for (int i = 0; i < DPL; i++) dot[g] = fmaf(qv[g][i], kf[i], dot[g]);
-        }
+            for (int g = 0; g < G; g++) {
+                dot[u][g] = 0.0f;
+#pragma unroll
+                for (int i = 0; i < DPL; i++) dot[u][g] = fmaf(qv[g][i], kx[u][i], dot[u][g]);
+            }
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1)
 #pragma unroll
-            for (int g = 0; g < G; g++) dot[g] += __shfl_xor_sync(0xffffffffu, dot[g], off);
+            for (int u = 0; u < U; u++)
+#pragma unroll
+                for (int g = 0; g < G; g++) dot[u][g] += __shfl_xor_sync(0xffffffffu, dot[u][g], off);
 #pragma unroll
         for (int g = 0; g < G; g++) {
-            float m_new = fmaxf(m[g], dot[g]);
-            float c = __expf(m[g] - m_new), e = __expf(dot[g] - m_new);
-            l[g] = l[g] * c + e;
+            float m_new = m[g];
 #pragma unroll
-            for (int i = 0; i < DPL; i++) o[g][i] = fmaf(o[g][i], c, e * vf[i]);
+            for (int u = 0; u < U; u++)
+                if (u < n) m_new = fmaxf(m_new, dot[u][g]);
+            const float c = __expf(m[g] - m_new);
+            l[g] *= c;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) o[g][i] *= c;
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (u < n) {
+                    const float e = __expf(dot[u][g] - m_new);
+                    l[g] += e;
+#pragma unroll
+                    for (int i = 0; i < DPL; i++) o[g][i] = fmaf(e, vx[u][i], o[g][i]);
+                }
             m[g] = m_new;
         }
     };
-    for (; pb < p1_cache; pb += GQA_WARPS * GQA_UNROLL) {
-        if (!early) load_pass(pb);
-        early = false;
+    /* the next pass's rows are loaded before this pass is folded: a warp has a pass in flight while it
+     * computes instead of waiting a full memory latency every pass */
+    if (!early && pb < p1_cache) load_pass(pb, kf, vf);
+    for (; pb < p1_cache; pb += GQA_WARPS * U) {
+        float kn[U][DPL], vn[U][DPL];
+        const bool more = pb + GQA_WARPS * U < p1_cache;
+        if (more) load_pass(pb + GQA_WARPS * U, kn, vn);
+        fold(kf, vf, min(U, p1_cache - pb));
+        if (more) {
 #pragma unroll
-        for (int u = 0; u < GQA_UNROLL; u++)
-            if (pb + u < p1_cache) fold(kf[u], vf[u]);
+            for (int u = 0; u < U; u++)
+#pragma unroll
+                for (int i = 0; i < DPL; i++) {
+                    kf[u][i] = kn[u][i];
+                    vf[u][i] = vn[u][i];
+                }
+        }
     }
     if (k_own && p1 == pos + 1 && p0 <= pos && warp == GQA_WARPS - 1) {
-        float kn[DPL], vn[DPL];
 #pragma unroll
-        for (int i = 0; i < DPL; i++) {
-            kn[i] = k_own[DPL * lane + i];
-            vn[i] = v_own[DPL * lane + i];
-        }
-        fold(kn, vn);
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int i = 0; i < DPL; i++) {
+                kf[u][i] = u == 0 ? k_own[DPL * lane + i] : 0.0f;
+                vf[u][i] = u == 0 ? v_own[DPL * lane + i] : 0.0f;
+            }
+        fold(kf, vf, 1);
     }
 #pragma unroll
     for (int g = 0; g < G; g++) {

@@ -93,8 +93,8 @@ template <int DT, int F16, int NT>
 __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     gemm_bw_kernel(bw_targets tg, const uint4 *__restrict__ xa, int n_tok) {
     typedef typename bw_fmt<F16>::v2 v2;
-    extern __shared__ float red[]; /* [BW_KS][BW_ROWS][NT * 8 + 1] */
-    constexpr int RS = NT * 8 + 1;
+    extern __shared__ float red[]; /* [BW_KS][NT * 8][BW_ROWS + 4]: the stores below hit 32 different banks */
+    constexpr int RS = BW_ROWS + 4;
     __shared__ int last_part;
     int k = blockIdx.x >= tg.first_block[1] ? (blockIdx.x >= tg.first_block[2] ? 2 : 1) : 0;
     const cuda_weight &w = k == 0 ? tg.w[0] : k == 1 ? tg.w[1] : tg.w[2];
@@ -208,7 +208,7 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 int r = 16 * BW_MT * rs + 16 * mt + gid + 8 * (j / 2), t = nt * 8 + 2 * tig + (j % 2);
-                red[(ks * BW_ROWS + r) * RS + t] = acc[mt][nt][j];
+                red[(ks * NT * 8 + t) * RS + r] = acc[mt][nt][j];
             }
     __syncthreads();
     float *__restrict__ y = k == 0 ? tg.y[0] : k == 1 ? tg.y[1] : tg.y[2];
@@ -220,7 +220,7 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
         if (base + r >= w.rows || t >= n_tok) continue;
         float sum = 0.0f;
 #pragma unroll
-        for (int s = 0; s < BW_KS; s++) sum += red[(s * BW_ROWS + r) * RS + t];
+        for (int s = 0; s < BW_KS; s++) sum += red[(s * NT * 8 + t) * RS + r];
         if (part) part[((size_t)kpart * n_tok + t) * w.rows + base + r] = sum;
         else y[(size_t)t * w.rows + base + r] = sum + (bias ? bias[base + r] : 0.0f);
     }
@@ -325,7 +325,7 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
     switch (nt_count) {
 #define BW_CASE(NT)                                                                                              \
     case NT: {                                                                                                   \
-        const size_t smem = (size_t)BW_KS * BW_ROWS * (NT * 8 + 1) * sizeof(float);                             \
+        const size_t smem = (size_t)BW_KS * NT * 8 * (BW_ROWS + 4) * sizeof(float);                             \
         static int attr_set;                                                                                     \
         if (!attr_set) {                                                                                         \
             cudaFuncSetAttribute(gemm_bw_kernel<DT, F16, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem); \
