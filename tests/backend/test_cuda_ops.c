@@ -613,12 +613,13 @@ static void two_seq_step_init(two_seq_step *s, int na, int nb, int start_a, int 
         s->tokens[i] = i;
         s->positions[i] = i < na ? start_a + i : start_b + i - na;
     }
-    s->step = (ts_step){n, s->tokens, s->positions, 2, s->views, 0, NULL, NULL};
+    s->step = (ts_step){n, s->tokens, s->positions, nb > 0 ? 2 : 1, s->views, 0, NULL, NULL};
 }
 
 /* Attention over two sequences with shuffled block tables, against the CPU backend: a prefill long
  * enough for several split-K splits per decode token, pure decode steps (the kernel stores the step's
- * keys and values itself) and a step that mixes a decode token with a prefill chunk. */
+ * keys and values itself), a step that mixes a decode token with a prefill chunk, and single-token
+ * steps of one sequence (on sm_90 their splits merge inside a thread block cluster). */
 static void check_attention(ts_backend *gpu, int hd, double tol) {
     const int n_heads = 6, n_kv = 2, bt = 4, layers = 2, nblk = 48;
     ts_kv_layout l = {layers, n_kv, hd, bt, 2 * nblk + 4};
@@ -631,9 +632,9 @@ static void check_attention(ts_backend *gpu, int hd, double tol) {
         blocks_a[i] = 2 * nblk + 3 - 2 * i;
         blocks_b[i] = 2 * i;
     }
-    static const int plan[][2] = {{150, 6}, {1, 1}, {1, 5}, {1, 1}, {1, 1}};
+    static const int plan[][2] = {{150, 6}, {1, 1}, {1, 5}, {1, 1}, {1, 1}, {1, 0}, {1, 0}};
     int start_a = 0, start_b = 0;
-    for (int stepno = 0; stepno < 5; stepno++) {
+    for (int stepno = 0; stepno < (int)(sizeof plan / sizeof plan[0]); stepno++) {
         int na = plan[stepno][0], nb = plan[stepno][1], n = na + nb;
         two_seq_step seqs;
         two_seq_step_init(&seqs, na, nb, start_a, start_b, nblk, blocks_a, blocks_b);
@@ -871,9 +872,10 @@ static void check_rope_attention(ts_backend *gpu, int hd, int with_norm, double 
     ts_rope rope = {hd, inv, 1.0f};
     float *qn = rand_floats((size_t)hd, 1.0f), *kn = rand_floats((size_t)hd, 1.0f);
     float *dqn = dev_from(gpu, qn, (size_t)hd), *dkn = dev_from(gpu, kn, (size_t)hd);
-    static const int plan[][2] = {{21, 9}, {1, 1}, {1, 1}, {1, 1}, {1, 1}};
+    /* the single-token steps of one sequence at 80+ positions have several splits: a cluster on sm_90 */
+    static const int plan[][2] = {{80, 9}, {1, 1}, {1, 1}, {1, 0}, {1, 0}};
     int start_a = 0, start_b = 0;
-    for (int stepno = 0; stepno < 5; stepno++) {
+    for (int stepno = 0; stepno < (int)(sizeof plan / sizeof plan[0]); stepno++) {
         int na = plan[stepno][0], nb = plan[stepno][1], n = na + nb;
         two_seq_step seqs;
         two_seq_step_init(&seqs, na, nb, start_a, start_b, nblk, blocks_a, blocks_b);

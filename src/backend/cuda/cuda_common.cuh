@@ -178,6 +178,8 @@ struct cuda_impl {
     size_t norm_partials_bytes;
     int fuse_norm_off;      /* TESSERA_CUDA_FUSE_NORM=0: output projections, residual adds and norms apart */
     int att_fill_positions; /* a short context's splits hold this many positions (TESSERA_CUDA_ATT_FILL) */
+    int att_cluster; /* decode steps of up to this many tokens merge their attention splits through a
+                        cluster's shared memory (sm_90; TESSERA_CUDA_ATT_CLUSTER=N, 0 turns it off) */
     int fuse_max_tokens;    /* steps of at most this many tokens fuse (TESSERA_CUDA_FUSE_MAX_TOKENS, 1-8) */
 };
 
@@ -281,21 +283,33 @@ __device__ __forceinline__ void pdl_wait() {
 
 static inline void cuda_queued_copy(cuda_impl *im) { im->pdl_fence = 1; }
 
+/* With cluster_z > 1, blocks of cluster_z consecutive blockIdx.z form a thread block cluster (sm_90): they
+ * run at once on one GPC and can read each other's shared memory. */
 template <typename... Params, typename... Args>
-static inline void cuda_launch(cuda_impl *im, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
-                               Args... args) {
-    cudaLaunchAttribute attr[1];
+static inline cudaError_t cuda_launch_ex(cuda_impl *im, unsigned cluster_z, void (*kernel)(Params...), dim3 grid,
+                                         dim3 block, size_t smem, Args... args) {
+    cudaLaunchAttribute attr[2];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = im->pdl_now && !im->pdl_fence;
     im->pdl_fence = 0;
+    attr[1].id = cudaLaunchAttributeClusterDimension;
+    attr[1].val.clusterDim.x = 1;
+    attr[1].val.clusterDim.y = 1;
+    attr[1].val.clusterDim.z = cluster_z;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = im->stream;
     cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    cudaLaunchKernelEx(&cfg, kernel, args...);
+    cfg.numAttrs = cluster_z > 1 ? 2 : 1;
+    return cudaLaunchKernelEx(&cfg, kernel, args...);
+}
+
+template <typename... Params, typename... Args>
+static inline void cuda_launch(cuda_impl *im, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                               Args... args) {
+    cuda_launch_ex(im, 1, kernel, grid, block, smem, args...);
 }
 
 /* Products of up to this many tokens are matrix-vector kernels; the integer ones (4- and 8-bit weights
