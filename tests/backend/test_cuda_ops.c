@@ -823,8 +823,7 @@ static void test_fused_projection(void **state) {
             check_fused_projection(g_gpu16, types[ti], 1056, cols, tokens[ni], reader, READ_BY_PRODUCT, 1e-2);
             check_fused_projection(g_gpuh, types[ti], 1056, cols, tokens[ni], reader, READ_BY_PRODUCT, 1e-2);
         }
-    /* rows of several passes a warp (the next pass loads during the arithmetic of this one): an odd and
-     * an even number of passes, the last one partial */
+    /* rows of several passes a warp: an odd and an even number of passes, the last one partial */
     const int64_t long_cols[4] = {32 * (3 * 128 + 5), 256 * 33, 32 * (2 * 128 + 1), 32 * (2 * 64 + 3)};
     for (int ti = 0; ti < 4; ti++)
         for (int n = 1; n <= 2; n++) {

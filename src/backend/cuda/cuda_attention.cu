@@ -41,8 +41,6 @@ __global__ void kv_write_kernel(T *kc, T *vc, const float *k, const float *v, in
     }
 }
 
-#define ATT_WARPS 8 /* x ATT_UNROLL = 64 positions per pass */
-#define ATT_UNROLL 8
 
 /* Where a split-K attention block gets its inputs and leaves its results. */
 struct attn_io {

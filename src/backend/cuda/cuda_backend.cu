@@ -614,7 +614,7 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     if (im->fuse_max_tokens < 1) im->fuse_max_tokens = 1;
     if (im->fuse_max_tokens > 8) im->fuse_max_tokens = 8;
     const char *fill_env = getenv("TESSERA_CUDA_ATT_FILL");
-    im->att_fill_positions = fill_env && atoi(fill_env) > 0 ? atoi(fill_env) : 64;
+    im->att_fill_positions = fill_env && atoi(fill_env) > 0 ? atoi(fill_env) : ATT_PASS_POSITIONS;
     const char *cluster_env = getenv("TESSERA_CUDA_ATT_CLUSTER");
     im->att_cluster = im->code_arch >= 900 && im->prop.major >= 9 ? (cluster_env && *cluster_env ? atoi(cluster_env) : 1) : 0;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");

@@ -365,9 +365,12 @@ __device__ __forceinline__ void qact_store_group(float v, int64_t g, int lane, i
  * contexts keep one grid; each token divides its own positions evenly among the splits. A batch
  * already fills the GPU with (token, head) blocks, so tokens x splits stays within ATT_MAX_SPLIT_WORK.
  * ATT_CHUNK measured at 512-640 positions on an H100 (docs/cuda-notes.md): 128 beat 32, 64 and 256.
- * A short context gets one split per fill_positions (64: one pass of the kernel's warps, whose rows
- * load before it waits for q; with 16, the merge of more splits cost 0.6B 1565 -> 1400 tok/s after a
- * 16-token prompt on an H100). */
+ * A short context gets one split per fill_positions (by default ATT_PASS_POSITIONS, one pass of the
+ * kernel's warps, whose rows load before it waits for q; with 16, the merge of more splits cost 0.6B
+ * 1565 -> 1400 tok/s after a 16-token prompt on an H100). */
+#define ATT_WARPS 8 /* attn_partial's warps x rows a warp per pass = ATT_PASS_POSITIONS */
+#define ATT_UNROLL 8
+#define ATT_PASS_POSITIONS (ATT_WARPS * ATT_UNROLL)
 #define ATT_CHUNK 128
 #define ATT_MAX_SPLIT_WORK 64
 static inline int cuda_attention_splits(int max_pos, int n_tokens, int fill_positions) {
