@@ -8,6 +8,7 @@
 
 #include "base/files.h"
 #include "format/json_util.h"
+#include "tokenizer/tokenizer_config.h"
 
 #define MAX_TEMPLATE_FILE (16u << 20)
 
@@ -71,19 +72,14 @@ int ts_chat_template_from_tokenizer(const ts_tokenizer *tok, ts_chat_template **
                                         out, err);
 }
 
-static const char *token_name(const json_t *v) {
-    if (json_is_string(v)) return json_string_value(v);
-    if (json_is_object(v)) return json_string_value(json_object_get(v, "content"));
-    return NULL;
-}
-
 int ts_chat_template_load_dir(const char *model_dir, ts_chat_template **out, ts_error *err) {
     *out = NULL;
     char path[4200];
     json_t *cfg = NULL;
     if (ts_path_join(path, sizeof path, model_dir, "tokenizer_config.json")) return ts_fail(err, "%s: path too long", model_dir);
     if (ts_file_exists(path) && !(cfg = ts_json_load_file(path, MAX_TEMPLATE_FILE, err))) return -1;
-    const char *bos = token_name(json_object_get(cfg, "bos_token")), *eos = token_name(json_object_get(cfg, "eos_token"));
+    const char *bos = ts_tokenizer_config_token(json_object_get(cfg, "bos_token"));
+    const char *eos = ts_tokenizer_config_token(json_object_get(cfg, "eos_token"));
     int rc;
     ts_path_join(path, sizeof path, model_dir, "chat_template.jinja");
     if (ts_file_exists(path)) {
@@ -98,17 +94,7 @@ int ts_chat_template_load_dir(const char *model_dir, ts_chat_template **out, ts_
         json_decref(cfg);
         return rc;
     }
-    const json_t *tpl = json_object_get(cfg, "chat_template");
-    const char *text = json_string_value(tpl);
-    if (json_is_array(tpl)) {
-        size_t i;
-        const json_t *item;
-        json_array_foreach(tpl, i, item) {
-            const char *name = json_string_value(json_object_get(item, "name"));
-            const char *t = json_string_value(json_object_get(item, "template"));
-            if (t && (!text || (name && !strcmp(name, "default")))) text = t;
-        }
-    }
+    const char *text = ts_tokenizer_config_chat_template(cfg);
     if (text) rc = ts_chat_template_from_string(text, strlen(text), "tokenizer_config.json chat_template", bos, eos, out, err);
     else
         rc = ts_chat_template_from_string(k_eos_joined_template, strlen(k_eos_joined_template),

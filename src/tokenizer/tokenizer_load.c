@@ -8,6 +8,7 @@
 
 #include "base/files.h"
 #include "format/json_util.h"
+#include "tokenizer/tokenizer_config.h"
 #include "tokenizer/tokenizer_internal.h"
 #include "tokenizer/unicode_text.h"
 
@@ -98,12 +99,6 @@ static int parse_normalizer(ts_tokenizer_def *def, const json_t *n, const char *
 
 /* ---- tokenizer_config.json ---- */
 
-static const char *token_name(const json_t *v) {
-    if (json_is_string(v)) return json_string_value(v);
-    if (json_is_object(v)) return json_string_value(json_object_get(v, "content"));
-    return NULL;
-}
-
 static int set_str(char **dst, const char *s) {
     free(*dst);
     *dst = s ? strdup(s) : NULL;
@@ -112,24 +107,13 @@ static int set_str(char **dst, const char *s) {
 
 static int apply_config(ts_tokenizer_def *def, const json_t *cfg) {
     if (!json_is_object(cfg)) return 0;
-    if (set_str(&def->bos_token, token_name(json_object_get(cfg, "bos_token"))) ||
-        set_str(&def->eos_token, token_name(json_object_get(cfg, "eos_token"))) ||
-        set_str(&def->pad_token, token_name(json_object_get(cfg, "pad_token"))))
+    if (set_str(&def->bos_token, ts_tokenizer_config_token(json_object_get(cfg, "bos_token"))) ||
+        set_str(&def->eos_token, ts_tokenizer_config_token(json_object_get(cfg, "eos_token"))) ||
+        set_str(&def->pad_token, ts_tokenizer_config_token(json_object_get(cfg, "pad_token"))))
         return -1;
     const json_t *add_bos = json_object_get(cfg, "add_bos_token");
     if (json_is_boolean(add_bos)) def->spec.add_bos = json_is_true(add_bos);
-    const json_t *tpl = json_object_get(cfg, "chat_template");
-    const char *text = json_string_value(tpl);
-    if (json_is_array(tpl)) {
-        /* A list of named templates: "default" when present, else the first. */
-        size_t i;
-        const json_t *item;
-        json_array_foreach(tpl, i, item) {
-            const char *name = json_string_value(json_object_get(item, "name"));
-            const char *t = json_string_value(json_object_get(item, "template"));
-            if (t && (!text || (name && !strcmp(name, "default")))) text = t;
-        }
-    }
+    const char *text = ts_tokenizer_config_chat_template(cfg);
     if (text && set_str(&def->spec.chat_template, text)) return -1;
     return 0;
 }
@@ -388,7 +372,7 @@ static int def_from_vocab_merges(ts_tokenizer_def *def, const char *dir, const j
     /* The special tokens named by the config are the added tokens of such a directory. */
     const char *names[] = {"bos_token", "eos_token", "unk_token", "pad_token"};
     for (int k = 0; k < 4; k++) {
-        const char *name = token_name(json_object_get(cfg, names[k]));
+        const char *name = ts_tokenizer_config_token(json_object_get(cfg, names[k]));
         if (!name) continue;
         int seen = 0;
         for (size_t i = 0; i < def->n_added; i++) seen |= !strcmp(def->added[i].content, name);

@@ -119,51 +119,43 @@ static double dot_q4_1_row(const ts_block_q4_1 *w, const void *act, int64_t cols
     return acc;
 }
 
-/* Q4_K and Q5_K: sub-block j of super-block i is activation block 8i + j; value = d*sc*q - dmin*m. */
-static double dot_q4_k_row(const ts_block_q4_k *w, const void *act, int64_t cols) {
+/* Q4_K and Q5_K: sub-block j of super-block i is activation block 8i + j; value = d*sc*q - dmin*m, q the
+ * low nibble (j even) or high nibble (j odd) of qs, with bit j of qh as its fifth bit for Q5_K (qh NULL for
+ * Q4_K). Adds super-block i's eight sub-blocks to *acc in order. */
+static void dot_k45_superblock(float d, float dmin, const uint8_t *scales, const uint8_t *qs, const uint8_t *qh,
+                               const void *act, int64_t cols, int64_t i, double *acc) {
     const int8_t *xq = ts_act_q(act);
     const float *xd = ts_act_d(act, cols);
     const int32_t *xs = ts_act_sum32(act, cols);
-    double acc = 0.0;
-    for (int64_t i = 0; i < cols / 256; i++) {
-        float d = ts_f16_to_f32(w[i].d), dmin = ts_f16_to_f32(w[i].dmin);
-        for (int j = 0; j < 8; j++) {
-            int sc, m;
-            ts_k_scale_min(j, w[i].scales, &sc, &m);
-            const uint8_t *q = w[i].qs + (j / 2) * 32;
-            int shift = (j & 1) * 4;
-            int64_t b = i * 8 + j;
-            const int8_t *x = xq + b * 32;
-            int32_t isum = 0;
-            for (int l = 0; l < 32; l++) isum += ((q[l] >> shift) & 0x0f) * x[l];
-            acc += (double)xd[b] * ((double)(d * (float)sc) * isum - (double)(dmin * (float)m) * xs[b]);
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        ts_k_scale_min(j, scales, &sc, &m);
+        const uint8_t *q = qs + (j / 2) * 32;
+        int shift = (j & 1) * 4;
+        int64_t b = i * 8 + j;
+        const int8_t *x = xq + b * 32;
+        int32_t isum = 0;
+        for (int l = 0; l < 32; l++) {
+            int v = (q[l] >> shift) & 0x0f;
+            if (qh) v |= ((qh[l] >> j) & 1) << 4;
+            isum += v * x[l];
         }
+        *acc += (double)xd[b] * ((double)(d * (float)sc) * isum - (double)(dmin * (float)m) * xs[b]);
     }
+}
+
+static double dot_q4_k_row(const ts_block_q4_k *w, const void *act, int64_t cols) {
+    double acc = 0.0;
+    for (int64_t i = 0; i < cols / 256; i++)
+        dot_k45_superblock(ts_f16_to_f32(w[i].d), ts_f16_to_f32(w[i].dmin), w[i].scales, w[i].qs, NULL, act, cols, i, &acc);
     return acc;
 }
 
 static double dot_q5_k_row(const ts_block_q5_k *w, const void *act, int64_t cols) {
-    const int8_t *xq = ts_act_q(act);
-    const float *xd = ts_act_d(act, cols);
-    const int32_t *xs = ts_act_sum32(act, cols);
     double acc = 0.0;
-    for (int64_t i = 0; i < cols / 256; i++) {
-        float d = ts_f16_to_f32(w[i].d), dmin = ts_f16_to_f32(w[i].dmin);
-        for (int j = 0; j < 8; j++) {
-            int sc, m;
-            ts_k_scale_min(j, w[i].scales, &sc, &m);
-            const uint8_t *q = w[i].qs + (j / 2) * 32;
-            int shift = (j & 1) * 4;
-            int64_t b = i * 8 + j;
-            const int8_t *x = xq + b * 32;
-            int32_t isum = 0;
-            for (int l = 0; l < 32; l++) {
-                int v = ((q[l] >> shift) & 0x0f) | (((w[i].qh[l] >> j) & 1) << 4);
-                isum += v * x[l];
-            }
-            acc += (double)xd[b] * ((double)(d * (float)sc) * isum - (double)(dmin * (float)m) * xs[b]);
-        }
-    }
+    for (int64_t i = 0; i < cols / 256; i++)
+        dot_k45_superblock(ts_f16_to_f32(w[i].d), ts_f16_to_f32(w[i].dmin), w[i].scales, w[i].qs, w[i].qh, act, cols, i,
+                           &acc);
     return acc;
 }
 
