@@ -17,7 +17,9 @@ term tessera's quantizers use, that times H's diagonal, or the error in H's own 
 `head=gptq|rtn` (tied embedding quantized as the output head with the final hidden states' Hessian,
 or by round to nearest), `hdamp=1.0` (the head's own damping: between GPTQ and round to nearest, as
 the same matrix is also the embedding, whose rows the lookups read unweighted), `seq=1` (each layer's
-Hessians from a forward pass through the layers already quantized), `down=q4_k|iq4_nl`."""
+Hessians from a forward pass through the layers already quantized), `down=q4_k|iq4_nl`, `awq=0.5` (activation-aware scaling: the input channels of q/k/v, gate/up and down
+are multiplied by rms(x_j)^awq before quantizing and divided after, which the preceding RMSNorm weights or
+up_proj rows would absorb exactly; Lin et al., "AWQ", 2023)."""
 import glob
 import json
 import os
@@ -31,7 +33,7 @@ import measure_int4 as M  # noqa: E402  (loads tiny-code and its tokenizer)
 from explore_int4_grids import LEVELS  # noqa: E402
 
 DEFAULT = {"gptq": 1, "act": 0, "damp": 0.01, "tokens": 8192, "scale": "mag", "head": "gptq", "down": "q4_k",
-           "seq": 0, "hdamp": 0.0}
+           "seq": 0, "hdamp": 0.0, "awq": 0.0}
 ROLE = {"q_proj": "attn_in", "k_proj": "attn_in", "v_proj": "attn_in", "o_proj": "o_in", "gate_proj": "mlp_in",
         "up_proj": "mlp_in", "down_proj": "down_in"}
 
@@ -232,7 +234,12 @@ def run(spec, ids, cache):
             role = next(r for r in ROLE if r in name)
             Hm = hs[".".join(name.split(".")[:3]) + "." + ROLE[role]]
             kind = opt["down"] if role == "down_proj" else "iq4_nl"
-            wq[name] = quantize_matrix(w, Hm, kind, opt)
+            if opt["awq"] > 0 and role != "o_proj":
+                sc = np.sqrt(np.maximum(np.diag(Hm), 1e-12)) ** opt["awq"]
+                sc /= np.sqrt(sc.max() * sc.min())
+                wq[name] = (quantize_matrix(w * sc[None, :], Hm / np.outer(sc, sc), kind, opt) / sc[None, :]).astype(np.float32)
+            else:
+                wq[name] = quantize_matrix(w, Hm, kind, opt)
         d = (wq[name] - w).astype(np.float64)
         se += float((d * d).sum())
         herr += float(np.einsum("ri,ij,rj->", d, Hm, d) / np.trace(Hm))
