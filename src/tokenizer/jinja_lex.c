@@ -108,16 +108,16 @@ static size_t lex_string(lexer *L, size_t p, uint32_t line, uint32_t col) {
         case '\n': break;
         case 'x': case 'u': case 'U': {
             int digits = e == 'x' ? 2 : e == 'u' ? 4 : 8;
-            int32_t cp = 0;
+            uint32_t cp = 0; /* eight hex digits fill 32 bits: unsigned, so \UFFFFFFFF cannot overflow */
             for (int k = 0; k < digits; k++) {
                 int h = p < L->len ? hexval(L->src[p]) : -1;
                 if (h < 0) jj_raise(L->f, line, col, "bad \\%c escape in string literal", e);
-                cp = cp * 16 + h;
+                cp = cp * 16 + (uint32_t)h;
                 p++;
             }
             if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
                 jj_raise(L->f, line, col, "escape \\%c%X is not a Unicode scalar value", e, (unsigned)cp);
-            o += (size_t)ts_utf8_encode(cp, out + o);
+            o += (size_t)ts_utf8_encode((int32_t)cp, out + o);
             break;
         }
         default: /* unknown escapes stay as written, as in Python */

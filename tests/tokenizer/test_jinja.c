@@ -255,6 +255,10 @@ static void test_syntax_errors(void **state) {
     expect_error("{{ x @ y }}", NULL, NULL, "unexpected character '@'");
     expect_error("{% set x %}{% endfor %}", NULL, NULL, "unexpected 'endfor'");
     expect_error("\xff{{ x }}", NULL, NULL, "not valid UTF-8");
+    /* eight hex digits above U+10FFFF, the largest past 32 signed bits (found by fuzz_jinja) */
+    expect_error("{{ '\\U99999999' }}", NULL, NULL, "escape \\U99999999 is not a Unicode scalar value");
+    expect_error("{{ '\\UFFFFFFFF' }}", NULL, NULL, "is not a Unicode scalar value");
+    expect_error("{{ '\\uD800' }}", NULL, NULL, "escape \\uD800 is not a Unicode scalar value");
     /* deep nesting is refused, not a stack overflow */
     char deep[4000];
     size_t o = 0;
