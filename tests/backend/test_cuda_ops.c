@@ -595,8 +595,9 @@ static void attn_inputs_free(ts_backend *gpu, attn_inputs *a) {
     gpu->ops->free(gpu, a->dout);
 }
 
-/* One step of two sequences: na tokens of sequence a from position start_a, then nb of sequence b from
- * start_b, each with its block table of nblk blocks. step points into the struct: use it in place. */
+/* One step of na tokens of sequence a from position start_a, then nb of sequence b from start_b (with
+ * nb 0, a step of sequence a alone), each with its block table of nblk blocks. step points into the
+ * struct's arrays: the struct must outlive every use of step. */
 typedef struct two_seq_step {
     ts_seq_view views[2];
     int32_t tokens[160], positions[160];
