@@ -19,6 +19,9 @@
 
 static ts_backend *g_cpu, *g_gpu32, *g_gpu16, *g_gpu16d, *g_gpu16m; /* m: tensor-core 4-bit products at any width */
 static ts_backend *g_gpuh, *g_gpu16i; /* fp16; bf16 with the int8 tensor-core batch kernel instead of the bf16 one */
+/* bf16 with every batch product in 3 K parts, merged inside thread block clusters where the GPU has them (c) and
+ * through global memory (g) */
+static ts_backend *g_gpu16c, *g_gpu16g;
 static uint64_t g_rng = 12345;
 
 static float *dev_from(ts_backend *be, const float *h, size_t n) {
@@ -185,6 +188,53 @@ static void test_batch_tensor_cores(void **state) {
                 check_matmul(g_gpu16, types[i], shapes[s][0], shapes[s][1], n, n % 2, 1e-2);
                 if (g_gpuh) check_matmul(g_gpuh, types[i], shapes[s][0], shapes[s][1], n, n % 2, 1e-2);
                 if (g_gpu16i) check_matmul(g_gpu16i, types[i], shapes[s][0], shapes[s][1], n, n % 2, 1e-2);
+            }
+}
+
+/* y = w x on one backend, copied to the host */
+static float *matmul_on(ts_backend *gpu, ts_dtype t, const void *wbytes, int64_t rows, int64_t cols, const float *x, int n) {
+    ts_weight w = {.dtype = t, .rows = rows, .cols = cols, .host = wbytes, .row_bytes = ts_dtype_row_bytes(t, cols)};
+    ts_error err = {{0}};
+    if (gpu->ops->prepare_weight(gpu, &w, &err) != 0) fail_msg("%s", err.message);
+    float *zero = calloc((size_t)n * rows, sizeof(float));
+    float *dx = dev_from(gpu, x, (size_t)n * cols), *dy = dev_from(gpu, zero, (size_t)n * rows);
+    gpu->ops->matmul(gpu, &w, dx, n, dy, NULL);
+    float *y = host_from(gpu, dy, (size_t)n * rows);
+    gpu->ops->release_weight(gpu, &w);
+    gpu->ops->free(gpu, dx);
+    gpu->ops->free(gpu, dy);
+    free(zero);
+    return y;
+}
+
+/* The batch kernel's K parts merged in a cluster's shared memory and through global memory add in the same
+ * order: the results must be the same bits, and both within the batch kernel's tolerance. */
+static void test_batch_kpart_merges(void **state) {
+    (void)state;
+    if (!g_gpu16c || !g_gpu16g) skip();
+    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1};
+    const int64_t shapes[][2] = {{200, 12288}, {1031, 2048}, {37, 1536}};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t s = 0; s < 3; s++)
+            for (int n = 6; n <= 32; n += 5) {
+                int64_t rows = shapes[s][0], cols = shapes[s][1];
+                void *wb = rand_weight(types[i], rows, cols);
+                float *x = rand_floats((size_t)n * cols, 1.0f);
+                float *yc = matmul_on(g_gpu16c, types[i], wb, rows, cols, x, n);
+                float *yg = matmul_on(g_gpu16g, types[i], wb, rows, cols, x, n);
+                double *ref = ref_matmul(types[i], wb, rows, cols, x, n, NULL);
+                double ec = rel_err_d(yc, ref, (size_t)n * rows), eg = rel_err_d(yg, ref, (size_t)n * rows);
+                if (!(ec <= 1e-2) || !(eg <= 1e-2))
+                    fail_msg("%s %lld x %lld, %d tokens, 3 K parts: relative error %.3g (cluster merge), %.3g (global)",
+                             ts_dtype_get(types[i])->name, (long long)rows, (long long)cols, n, ec, eg);
+                if (memcmp(yc, yg, (size_t)n * rows * sizeof(float)) != 0)
+                    fail_msg("%s %lld x %lld, %d tokens: the cluster merge of 3 K parts differs from the global merge",
+                             ts_dtype_get(types[i])->name, (long long)rows, (long long)cols, n);
+                free(wb);
+                free(x);
+                free(yc);
+                free(yg);
+                free(ref);
             }
 }
 
@@ -1040,9 +1090,9 @@ static void test_embedding(void **state) {
  * prints the weight bandwidth achieved (the number decode speed depends on). */
 static void microbench(ts_backend *be, const char *kernel, int n, int n_types) {
     const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_Q8_0};
-    const int64_t shapes[][2] = {{4096, 4096}, {24576, 4096}, {4096, 12288}, {151936, 4096}};
+    const int64_t shapes[][2] = {{4096, 4096}, {6144, 4096}, {24576, 4096}, {4096, 12288}, {151936, 4096}};
     for (int i = 0; i < n_types; i++)
-        for (size_t k = 0; k < 4; k++) {
+        for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
             int64_t rows = shapes[k][0], cols = shapes[k][1];
             void *wb = rand_weight(types[i], rows, cols);
             ts_weight w = {.dtype = types[i], .rows = rows, .cols = cols, .host = wb, .row_bytes = ts_dtype_row_bytes(types[i], cols)};
@@ -1094,7 +1144,17 @@ int main(void) {
     setenv("TESSERA_CUDA_BATCH16", "0", 1);
     g_gpu16i = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
     unsetenv("TESSERA_CUDA_BATCH16");
+    setenv("TESSERA_CUDA_BW_KPARTS", "3", 1);
+    g_gpu16c = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
+    setenv("TESSERA_CUDA_BW_CLUSTER", "0", 1);
+    g_gpu16g = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
+    unsetenv("TESSERA_CUDA_BW_CLUSTER");
+    unsetenv("TESSERA_CUDA_BW_KPARTS");
     printf("GPU: %s\n", g_gpu32->description);
+    if (getenv("TESSERA_CUDA_MICROBENCH") && !strcmp(getenv("TESSERA_CUDA_MICROBENCH"), "batch")) {
+        for (int n = 8; n <= 32; n *= 2) microbench(g_gpu16, "batch16", n, 1); /* Q4_0 only */
+        return 0;
+    }
     if (getenv("TESSERA_CUDA_MICROBENCH")) {
         microbench(g_gpu16, "int8", 1, 3);
         for (int n = 16; n <= 32; n += 16) {
@@ -1111,7 +1171,7 @@ int main(void) {
         if (!strcmp(getenv("TESSERA_CUDA_MICROBENCH"), "only")) return 0; /* measurements only, no tests */
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul_every_type), cmocka_unit_test(test_batch_tensor_cores),
+        cmocka_unit_test(test_matmul_every_type), cmocka_unit_test(test_batch_tensor_cores), cmocka_unit_test(test_batch_kpart_merges),
         cmocka_unit_test(test_norms_and_activations),
         cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_first_prefill), cmocka_unit_test(test_attention_batch), cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_draw_rows), cmocka_unit_test(test_fused_ops), cmocka_unit_test(test_fused_projection),
@@ -1124,6 +1184,8 @@ int main(void) {
     g_gpu16m->ops->destroy(g_gpu16m);
     if (g_gpuh) g_gpuh->ops->destroy(g_gpuh);
     if (g_gpu16i) g_gpu16i->ops->destroy(g_gpu16i);
+    if (g_gpu16c) g_gpu16c->ops->destroy(g_gpu16c);
+    if (g_gpu16g) g_gpu16g->ops->destroy(g_gpu16g);
     g_cpu->ops->destroy(g_cpu);
     return rc;
 }

@@ -1010,7 +1010,7 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     for (;;) {
         cudaError_t err;
 #define ATT(HPL)                                                                                                    \
-    err = cuda_launch_ex(im, io.cluster ? (unsigned)splits : 1u, attn_partial<T, HPL>, grid, dim3(32 * ATT_WARPS), 0, \
+    err = cuda_launch_ex(im, dim3(1, 1, io.cluster ? (unsigned)splits : 1u), attn_partial<T, HPL>, grid, dim3(32 * ATT_WARPS), 0, \
                          kbase, vbase, kbase, vbase, q, q_stride, n_heads, n_kv, hd, scale, st->token_seq,          \
                          st->seq_first, st->seq_start, st->seq_block_off, st->block_table, block_tokens, splits,    \
                          list, io)

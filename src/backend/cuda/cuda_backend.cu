@@ -600,6 +600,10 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     const char *b16_min_env = getenv("TESSERA_CUDA_BATCH16_MIN_TOKENS");
     im->batch16_min_tokens = b16_min_env && *b16_min_env ? atoi(b16_min_env) : 6;
     if (im->batch16_min_tokens < 1) im->batch16_min_tokens = 1;
+    const char *b16_parts_env = getenv("TESSERA_CUDA_BW_KPARTS");
+    im->batch16_kparts = b16_parts_env && *b16_parts_env ? atoi(b16_parts_env) : 0;
+    const char *b16_cluster_env = getenv("TESSERA_CUDA_BW_CLUSTER");
+    im->batch16_cluster = im->code_arch >= 900 && im->prop.major >= 9 && !(b16_cluster_env && *b16_cluster_env == '0');
     const char *gqa_env = getenv("TESSERA_CUDA_GQA");
     im->gqa_off = gqa_env && strcmp(gqa_env, "0") == 0;
     const char *gemv_env = getenv("TESSERA_CUDA_GEMV");

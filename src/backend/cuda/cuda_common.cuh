@@ -150,6 +150,9 @@ struct cuda_impl {
     void *batch16_act, *batch16_part, *batch16_done;
     size_t batch16_act_bytes, batch16_part_bytes, batch16_done_bytes;
     int batch16_off; /* TESSERA_CUDA_BATCH16=0 */
+    int batch16_kparts; /* TESSERA_CUDA_BW_KPARTS: K parts of every product, 0 = chosen per product */
+    int batch16_cluster; /* K parts merge inside a thread block cluster (sm_90; TESSERA_CUDA_BW_CLUSTER=0: through
+                            global memory, as on earlier GPUs) */
     int batch16_min_tokens; /* its smallest batch: below, the int8 kernels (measured on an H100, 8B Q4_0: +30 % at 8
                                tokens, +9 % at 6, even at 5, slower below) */
     int gqa_off;     /* TESSERA_CUDA_GQA=0: batches' decode attention per query head (attn_partial) */
@@ -283,33 +286,33 @@ __device__ __forceinline__ void pdl_wait() {
 
 static inline void cuda_queued_copy(cuda_impl *im) { im->pdl_fence = 1; }
 
-/* With cluster_z > 1, blocks of cluster_z consecutive blockIdx.z form a thread block cluster (sm_90): they
- * run at once on one GPC and can read each other's shared memory. */
+/* With more than one block in `cluster`, each cluster.x x cluster.y x cluster.z neighbouring blocks form a
+ * thread block cluster (sm_90): they run at once on one GPC and can read each other's shared memory. */
 template <typename... Params, typename... Args>
-static inline cudaError_t cuda_launch_ex(cuda_impl *im, unsigned cluster_z, void (*kernel)(Params...), dim3 grid,
+static inline cudaError_t cuda_launch_ex(cuda_impl *im, dim3 cluster, void (*kernel)(Params...), dim3 grid,
                                          dim3 block, size_t smem, Args... args) {
     cudaLaunchAttribute attr[2];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[0].val.programmaticStreamSerializationAllowed = im->pdl_now && !im->pdl_fence;
     im->pdl_fence = 0;
     attr[1].id = cudaLaunchAttributeClusterDimension;
-    attr[1].val.clusterDim.x = 1;
-    attr[1].val.clusterDim.y = 1;
-    attr[1].val.clusterDim.z = cluster_z;
+    attr[1].val.clusterDim.x = cluster.x;
+    attr[1].val.clusterDim.y = cluster.y;
+    attr[1].val.clusterDim.z = cluster.z;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = im->stream;
     cfg.attrs = attr;
-    cfg.numAttrs = cluster_z > 1 ? 2 : 1;
+    cfg.numAttrs = cluster.x * cluster.y * cluster.z > 1 ? 2 : 1;
     return cudaLaunchKernelEx(&cfg, kernel, args...);
 }
 
 template <typename... Params, typename... Args>
 static inline void cuda_launch(cuda_impl *im, void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
                                Args... args) {
-    cuda_launch_ex(im, 1, kernel, grid, block, smem, args...);
+    cuda_launch_ex(im, dim3(1, 1, 1), kernel, grid, block, smem, args...);
 }
 
 /* Products of up to this many tokens are matrix-vector kernels; the integer ones (4- and 8-bit weights
