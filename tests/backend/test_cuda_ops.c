@@ -1155,6 +1155,10 @@ int main(void) {
         for (int n = 8; n <= 32; n *= 2) microbench(g_gpu16, "batch16", n, 1); /* Q4_0 only */
         return 0;
     }
+    if (getenv("TESSERA_CUDA_MICROBENCH") && !strcmp(getenv("TESSERA_CUDA_MICROBENCH"), "gemv")) {
+        microbench(g_gpu16, "int8", 1, 1); /* Q4_0 only */
+        return 0;
+    }
     if (getenv("TESSERA_CUDA_MICROBENCH")) {
         microbench(g_gpu16, "int8", 1, 3);
         for (int n = 16; n <= 32; n += 16) {
