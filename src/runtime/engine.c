@@ -435,15 +435,14 @@ int ts_engine_create(ts_model *m, const ts_engine_config *cfg, ts_engine **out, 
     e->host_rows = calloc((size_t)R, 1);
     pthread_mutex_init(&e->lock, NULL);
     pthread_cond_init(&e->wake, NULL);
+    e->stats.kv_blocks_total = cfg->kv_blocks; /* set before the engine thread, which updates the stats, starts */
     if (!e->running || !e->step_tokens || !e->step_positions || !e->logit_rows || !e->views || !e->step_seqs ||
         !e->step_first_token || !e->logits || !e->lp || !e->picked || !e->draws || !e->host_rows ||
         pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         ts_fail(err, "engine: out of memory or cannot start its thread");
-        e->stop = 1;
-        free_engine(e);
+        free_engine(e); /* no thread runs here: the condition stops before pthread_create or at its failure */
         return -1;
     }
-    e->stats.kv_blocks_total = cfg->kv_blocks;
     *out = e;
     return 0;
 }
