@@ -6,9 +6,10 @@
  *
  * Layout of the work: a block owns BW_ROWS rows and a contiguous range of K; its warps are BW_RS row
  * sets of BW_MT 16-row tiles times BW_KS slices of that range (a warp takes every BW_KS-th chunk of 64
- * columns), and add their partial tiles in shared memory in a fixed order. Matrices with few rows are
- * also split along K across blocks (kparts) so that every SM has work; the last block of a row range
- * to finish adds the parts in order, so results do not depend on timing.
+ * columns), and add their partial tiles in shared memory in a fixed order. A matrix may also be split
+ * along K across blocks (kparts, chosen by estimated time: choose_kparts); the parts of a row range add
+ * in K order, either inside a thread block cluster (bw_cluster_merge) or through global memory, where
+ * the last block to finish adds them, so results do not depend on timing or on the merge.
  *
  * K order inside a chunk: lane t of a row reads the 8 bytes at 8t, i.e. elements 16t..16t+15 (byte b
  * holds elements 2b and 2b+1 in its low and high nibble). Masking a 32-bit word with 0x000F000F
