@@ -303,9 +303,9 @@ int cuda_batch16_eligible(const cuda_impl *im, const cuda_weight *w, int n) {
  * SMs times the blocks that fit on one, for this kernel at this batch); a block costs a start (its first
  * loads, the reduction, the stores), the merge of K parts if any (about 2 chunks' time inside a cluster, 4
  * through global memory), and one memory latency per chunk its warps walk in turn. Units: one chunk's
- * latency (about 1 us). Fitted to an H100 at 8-32 tokens
- * (docs/cuda-notes.md v12): splitting a narrow matrix into parts that overflow one wave measured up to
- * twice as slow as one part per row block (q/k/v at 32 tokens, 768 blocks: 22.1 us, 192: 11.7 us). */
+ * latency (about 1 us). Fitted to an H100 at 8-32 tokens (docs/cuda-notes.md v12): splitting a narrow
+ * matrix into parts that overflow one wave measured up to twice as slow as one part per row block (q/k/v
+ * at 32 tokens, 768 blocks: 22.1 us, 192: 11.7 us). */
 static int choose_kparts(int slots, unsigned row_blocks, int chunks, int cluster) {
     const double start = 3.0, merge = cluster ? 2.0 : 4.0;
     int best = 1;
