@@ -189,37 +189,46 @@ __device__ __forceinline__ void store_split(const attn_io &io, size_t idx, int h
     }
 }
 
-/* The last split of a (token, head) pair merges all n_splits partials into acc (lanes across head_dim)
- * and returns their softmax sum. Lanes find the largest split maximum together; the sums then run over
- * splits several at a time (their loads are independent, so unrolling keeps them in flight together). */
-template <int HPL>
-__device__ __forceinline__ float merge_splits(const attn_io &io, size_t pair, int n_splits, int hd, int lane,
-                                              float (&acc)[HPL]) {
-    const float *pml = io.part_ml + 2 * pair * n_splits;
+/* The softmax merge of n_splits partials into acc (lanes across head_dim), returning their softmax sum:
+ * ml(sp, 0) and ml(sp, 1) are split sp's (max, sum), o(sp, d) element d of its unnormalised output. Lanes
+ * find the largest split maximum together; the sums then run over splits in order, several at a time (the
+ * loads are independent, so unrolling keeps them in flight together). One function for both places the
+ * partials live, so that the two merges give the same results. */
+template <int HPL, typename ML, typename O>
+__device__ __forceinline__ float fold_splits(int n_splits, int hd, int lane, float (&acc)[HPL], ML ml, O o) {
     float M = -INFINITY;
-    for (int sp = lane; sp < n_splits; sp += 32) M = fmaxf(M, __ldcg(pml + 2 * sp));
+    for (int sp = lane; sp < n_splits; sp += 32) M = fmaxf(M, ml(sp, 0));
     for (int off = 16; off > 0; off >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, off));
     float L = 0.0f;
 #pragma unroll
     for (int i = 0; i < HPL; i++) acc[i] = 0.0f;
 #pragma unroll 8
     for (int sp = 0; sp < n_splits; sp++) {
-        float ms = __ldcg(pml + 2 * sp), ls = __ldcg(pml + 2 * sp + 1);
+        float ms = ml(sp, 0), ls = ml(sp, 1);
         float c = ms == -INFINITY ? 0.0f : expf(ms - M);
         L += ls * c;
-        const float *po = io.part_o + (pair * n_splits + sp) * hd;
 #pragma unroll
         for (int i = 0; i < HPL; i++) {
             int d = lane + 32 * i;
-            if (d < hd) acc[i] += __ldcg(po + d) * c;
+            if (d < hd) acc[i] += o(sp, d) * c;
         }
     }
     return L;
 }
 
+/* The last split of a (token, head) pair merges all n_splits partials from the scratch buffers. */
+template <int HPL>
+__device__ __forceinline__ float merge_splits(const attn_io &io, size_t pair, int n_splits, int hd, int lane,
+                                              float (&acc)[HPL]) {
+    const float *pml = io.part_ml + 2 * pair * n_splits, *po = io.part_o + pair * n_splits * hd;
+    return fold_splits<HPL>(
+        n_splits, hd, lane, acc, [&](int sp, int j) { return __ldcg(pml + 2 * sp + j); },
+        [&](int sp, int d) { return __ldcg(po + (size_t)sp * hd + d); });
+}
+
 /* The splits of a (token, head) as one cluster (io.cluster): every block leaves its warp 0's unnormalised
- * output and (max, sum) in its shared memory, and the first block merges them in split order with the
- * arithmetic of merge_splits, so the results equal the scratch path's. Against that path, no fence, no
+ * output and (max, sum) in its shared memory, and the first block merges them with fold_splits, as the
+ * scratch path does, so the results are the same. Against that path, no fence, no
  * atomic and no round trip through L2 between the last split and the output: at batch 1 the merge is on
  * the critical path of every layer. All threads of every block of the cluster must call this. */
 template <int HPL>
@@ -239,21 +248,10 @@ __device__ __forceinline__ void cluster_merge(const attn_io &io, int warp, int l
     }
     cluster.sync();
     if (cluster.block_rank() == 0 && warp == 0) {
-        float Mx = -INFINITY, Lx = 0.0f, sum[HPL];
-        for (int r = 0; r < n_splits; r++) Mx = fmaxf(Mx, *cluster.map_shared_rank(cl_ml, r));
-#pragma unroll
-        for (int i = 0; i < HPL; i++) sum[i] = 0.0f;
-        for (int r = 0; r < n_splits; r++) {
-            const float *ml = cluster.map_shared_rank(cl_ml, r), *po = cluster.map_shared_rank(cl_o, r);
-            float ms = ml[0], ls = ml[1];
-            float c = ms == -INFINITY ? 0.0f : expf(ms - Mx);
-            Lx += ls * c;
-#pragma unroll
-            for (int i = 0; i < HPL; i++) {
-                int d = lane + 32 * i;
-                if (d < hd) sum[i] += po[d] * c;
-            }
-        }
+        float sum[HPL];
+        float Lx = fold_splits<HPL>(
+            n_splits, hd, lane, sum, [&](int r, int j) { return cluster.map_shared_rank(cl_ml, r)[j]; },
+            [&](int r, int d) { return cluster.map_shared_rank(cl_o, r)[d]; });
         store_head<HPL>(io, t, h, n_heads, hd, lane, sum, 1.0f / Lx);
     }
     cluster.sync(); /* the first block has read every block's shared memory */
@@ -396,7 +394,6 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
 #pragma unroll
         for (int i = 0; i < HPL; i++) {
             int d = lane + 32 * i;
-            acc[i] = 0.0f;
             if (d < hd)
                 for (int w = 0; w < ATT_WARPS; w++) acc[i] += sm_o[w][d] * f[w];
         }

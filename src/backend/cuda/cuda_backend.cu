@@ -602,8 +602,9 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     if (im->batch16_min_tokens < 1) im->batch16_min_tokens = 1;
     const char *b16_parts_env = getenv("TESSERA_CUDA_BW_KPARTS");
     im->batch16_kparts = b16_parts_env && *b16_parts_env ? atoi(b16_parts_env) : 0;
+    const int clusters = im->code_arch >= 900 && im->prop.major >= 9; /* thread block clusters: sm_90 */
     const char *b16_cluster_env = getenv("TESSERA_CUDA_BW_CLUSTER");
-    im->batch16_cluster = im->code_arch >= 900 && im->prop.major >= 9 && !(b16_cluster_env && *b16_cluster_env == '0');
+    im->batch16_cluster = clusters && !(b16_cluster_env && *b16_cluster_env == '0');
     const char *gqa_env = getenv("TESSERA_CUDA_GQA");
     im->gqa_off = gqa_env && strcmp(gqa_env, "0") == 0;
     const char *gemv_env = getenv("TESSERA_CUDA_GEMV");
@@ -620,7 +621,7 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     const char *fill_env = getenv("TESSERA_CUDA_ATT_FILL");
     im->att_fill_positions = fill_env && atoi(fill_env) > 0 ? atoi(fill_env) : ATT_PASS_POSITIONS;
     const char *cluster_env = getenv("TESSERA_CUDA_ATT_CLUSTER");
-    im->att_cluster = im->code_arch >= 900 && im->prop.major >= 9 ? (cluster_env && *cluster_env ? atoi(cluster_env) : 1) : 0;
+    im->att_cluster = clusters ? (cluster_env && *cluster_env ? atoi(cluster_env) : 1) : 0;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");
     be->ops = prof && *prof && *prof != '0' ? &g_cuda_prof_ops : &g_cuda_ops;
     if (be->ops == &g_cuda_prof_ops) im->opt.use_graphs = 0; /* its synchronisations cannot be captured */

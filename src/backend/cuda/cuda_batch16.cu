@@ -33,6 +33,9 @@
 #define BW_MIN_BLOCKS 2
 #endif
 #define BW_ROWS (16 * BW_MT * BW_RS)
+/* row stride of the block's reduction tiles in shared memory: 4 more than a tile's rows keeps a warp's 32
+ * stores of its accumulators in 32 different banks */
+#define BW_RED_STRIDE (BW_ROWS + 4)
 #define BW_MAX_KPARTS 8
 
 struct bw_targets {
@@ -92,6 +95,17 @@ __global__ void bw_act_kernel(const float *__restrict__ x, int n, int64_t cols, 
     qact_store_dense(out, 3 + F16, row, col, cols, n, row < n ? x[i] : 0.0f);
 }
 
+/* Element (token t, row r) of a block's tile: its warps' K slices added in slice order (both merges of K
+ * parts start from this sum, which keeps their results equal). */
+template <int NT>
+__device__ __forceinline__ float bw_slice_sum(const float *red, int t, int r) {
+    constexpr int RS = BW_RED_STRIDE;
+    float sum = 0.0f;
+#pragma unroll
+    for (int s = 0; s < BW_KS; s++) sum += red[(s * NT * 8 + t) * RS + r];
+    return sum;
+}
+
 /* The K parts of a row block as one cluster (tg.cluster): every block sums its slices (in place of its
  * first slice: each thread reads and writes only its own elements there), then block p adds the p-th share
  * of the tile over the blocks in K order, the order of the global merge: same results, without the partial
@@ -101,13 +115,10 @@ template <int NT>
 __device__ __forceinline__ void bw_cluster_merge(float *red, int64_t rows, int n_tok, int64_t base, int kpart, int kparts,
                                                  float *__restrict__ y, const float *__restrict__ bias) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    constexpr int RS = BW_ROWS + 4, TILE = BW_ROWS * NT * 8;
+    constexpr int RS = BW_RED_STRIDE, TILE = BW_ROWS * NT * 8;
     for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
         int r = i % BW_ROWS, t = i / BW_ROWS;
-        float sum = 0.0f;
-#pragma unroll
-        for (int s = 0; s < BW_KS; s++) sum += red[(s * NT * 8 + t) * RS + r];
-        red[t * RS + r] = sum;
+        red[t * RS + r] = bw_slice_sum<NT>(red, t, r);
     }
     cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
     cluster.sync();
@@ -130,7 +141,7 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     gemm_bw_kernel(bw_targets tg, const uint4 *__restrict__ xa, int n_tok) {
     typedef typename bw_fmt<F16>::v2 v2;
     extern __shared__ float red[]; /* [BW_KS][NT * 8][BW_ROWS + 4]: the stores below hit 32 different banks */
-    constexpr int RS = BW_ROWS + 4;
+    constexpr int RS = BW_RED_STRIDE;
     __shared__ int last_part;
     int k = blockIdx.x >= tg.first_block[1] ? (blockIdx.x >= tg.first_block[2] ? 2 : 1) : 0;
     const cuda_weight &w = k == 0 ? tg.w[0] : k == 1 ? tg.w[1] : tg.w[2];
@@ -258,9 +269,7 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     for (int i = threadIdx.x; i < BW_ROWS * NT * 8; i += blockDim.x) {
         int r = i % BW_ROWS, t = i / BW_ROWS; /* neighbouring threads: neighbouring rows of y */
         if (base + r >= w.rows || t >= n_tok) continue;
-        float sum = 0.0f;
-#pragma unroll
-        for (int s = 0; s < BW_KS; s++) sum += red[(s * NT * 8 + t) * RS + r];
+        const float sum = bw_slice_sum<NT>(red, t, r);
         if (part) part[((size_t)kpart * n_tok + t) * w.rows + base + r] = sum;
         else y[(size_t)t * w.rows + base + r] = sum + (bias ? bias[base + r] : 0.0f);
     }
@@ -342,7 +351,7 @@ static int bw_slots(cuda_impl *im, size_t smem) {
 
 /* (more shared memory would leave less L1 for the activations that the blocks of an SM read in turn: 4 KB
  * more a block for the cluster merge's sums made 16-token gate/up 30.2 -> 35.3 us on an H100) */
-static size_t bw_smem(int nt) { return (size_t)BW_KS * nt * 8 * (BW_ROWS + 4) * sizeof(float); }
+static size_t bw_smem(int nt) { return (size_t)BW_KS * nt * 8 * BW_RED_STRIDE * sizeof(float); }
 
 template <int DT, int F16>
 static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
