@@ -121,32 +121,39 @@ static double rel_err_d(const float *a, const double *b, size_t n) {
     return isnan(num) ? INFINITY : sqrt(num / (den > 0 ? den : 1));
 }
 
-static void check_matmul(ts_backend *gpu, ts_dtype t, int64_t rows, int64_t cols, int n, int with_bias, double tol) {
-    void *wbytes = rand_weight(t, rows, cols);
+/* y = w x (+ bias) on one backend, copied to the host; y starts as NaN, so rows the product skips show */
+static float *matmul_on(ts_backend *gpu, ts_dtype t, const void *wbytes, int64_t rows, int64_t cols, const float *x, int n,
+                        const float *bias) {
     ts_weight w = {.dtype = t, .rows = rows, .cols = cols, .host = wbytes, .row_bytes = ts_dtype_row_bytes(t, cols)};
     ts_error err = {{0}};
     if (gpu->ops->prepare_weight(gpu, &w, &err) != 0) fail_msg("%s", err.message);
-    float *x = rand_floats((size_t)n * cols, 1.0f);
-    float *bias = with_bias ? rand_floats((size_t)rows, 0.5f) : NULL;
-    float *dx = dev_from(gpu, x, (size_t)n * cols), *dbias = bias ? dev_from(gpu, bias, (size_t)rows) : NULL;
     float *poison = malloc((size_t)n * rows * sizeof(float));
     for (size_t i = 0; i < (size_t)n * rows; i++) poison[i] = NAN;
-    float *dy = dev_from(gpu, poison, (size_t)n * rows);
+    float *dx = dev_from(gpu, x, (size_t)n * cols), *dy = dev_from(gpu, poison, (size_t)n * rows);
+    float *dbias = bias ? dev_from(gpu, bias, (size_t)rows) : NULL;
     gpu->ops->matmul(gpu, &w, dx, n, dy, dbias);
     float *y = host_from(gpu, dy, (size_t)n * rows);
+    gpu->ops->release_weight(gpu, &w);
+    gpu->ops->free(gpu, dx);
+    gpu->ops->free(gpu, dy);
+    if (dbias) gpu->ops->free(gpu, dbias);
+    free(poison);
+    return y;
+}
+
+static void check_matmul(ts_backend *gpu, ts_dtype t, int64_t rows, int64_t cols, int n, int with_bias, double tol) {
+    void *wbytes = rand_weight(t, rows, cols);
+    float *x = rand_floats((size_t)n * cols, 1.0f);
+    float *bias = with_bias ? rand_floats((size_t)rows, 0.5f) : NULL;
+    float *y = matmul_on(gpu, t, wbytes, rows, cols, x, n, bias);
     double *ref = ref_matmul(t, wbytes, rows, cols, x, n, bias);
     double e = rel_err_d(y, ref, (size_t)n * rows);
     if (!(e <= tol))
         fail_msg("%s matmul %lld x %lld with %d tokens%s: relative error %.3g > %g (%s)", ts_dtype_get(t)->name,
                  (long long)rows, (long long)cols, n, with_bias ? " + bias" : "", e, tol, gpu->description);
-    gpu->ops->release_weight(gpu, &w);
-    gpu->ops->free(gpu, dx);
-    gpu->ops->free(gpu, dy);
-    if (dbias) gpu->ops->free(gpu, dbias);
     free(wbytes);
     free(x);
     free(bias);
-    free(poison);
     free(y);
     free(ref);
 }
@@ -191,22 +198,6 @@ static void test_batch_tensor_cores(void **state) {
             }
 }
 
-/* y = w x on one backend, copied to the host */
-static float *matmul_on(ts_backend *gpu, ts_dtype t, const void *wbytes, int64_t rows, int64_t cols, const float *x, int n) {
-    ts_weight w = {.dtype = t, .rows = rows, .cols = cols, .host = wbytes, .row_bytes = ts_dtype_row_bytes(t, cols)};
-    ts_error err = {{0}};
-    if (gpu->ops->prepare_weight(gpu, &w, &err) != 0) fail_msg("%s", err.message);
-    float *zero = calloc((size_t)n * rows, sizeof(float));
-    float *dx = dev_from(gpu, x, (size_t)n * cols), *dy = dev_from(gpu, zero, (size_t)n * rows);
-    gpu->ops->matmul(gpu, &w, dx, n, dy, NULL);
-    float *y = host_from(gpu, dy, (size_t)n * rows);
-    gpu->ops->release_weight(gpu, &w);
-    gpu->ops->free(gpu, dx);
-    gpu->ops->free(gpu, dy);
-    free(zero);
-    return y;
-}
-
 /* The batch kernel's K parts merged in a cluster's shared memory and through global memory add in the same
  * order: the results must be the same bits, and both within the batch kernel's tolerance. */
 static void test_batch_kpart_merges(void **state) {
@@ -220,8 +211,8 @@ static void test_batch_kpart_merges(void **state) {
                 int64_t rows = shapes[s][0], cols = shapes[s][1];
                 void *wb = rand_weight(types[i], rows, cols);
                 float *x = rand_floats((size_t)n * cols, 1.0f);
-                float *yc = matmul_on(g_gpu16c, types[i], wb, rows, cols, x, n);
-                float *yg = matmul_on(g_gpu16g, types[i], wb, rows, cols, x, n);
+                float *yc = matmul_on(g_gpu16c, types[i], wb, rows, cols, x, n, NULL);
+                float *yg = matmul_on(g_gpu16g, types[i], wb, rows, cols, x, n, NULL);
                 double *ref = ref_matmul(types[i], wb, rows, cols, x, n, NULL);
                 double ec = rel_err_d(yc, ref, (size_t)n * rows), eg = rel_err_d(yg, ref, (size_t)n * rows);
                 if (!(ec <= 1e-2) || !(eg <= 1e-2))
