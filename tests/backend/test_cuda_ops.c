@@ -22,6 +22,7 @@ static ts_backend *g_gpuh, *g_gpu16i; /* fp16; bf16 with the int8 tensor-core ba
 /* bf16 with every batch product in 3 K parts, merged inside thread block clusters where the GPU has them (c) and
  * through global memory (g) */
 static ts_backend *g_gpu16c, *g_gpu16g;
+static ts_backend *g_gpu16a; /* bf16 with batches' decode attention on the float cores (attn_decode_gqa) */
 static uint64_t g_rng = 12345;
 
 static float *dev_from(ts_backend *be, const float *h, size_t n) {
@@ -705,12 +706,13 @@ static void check_attention(ts_backend *gpu, int hd, double tol) {
     gpu->ops->kv_destroy(gpu, kg);
 }
 
-/* Decode attention for batches (the GQA kernel takes 8 or more decode tokens): ten sequences prefilled
+/* Decode attention for batches (the GQA kernels take 8 or more decode tokens): ten sequences prefilled
  * to different lengths in one step, then pure decode steps; long prefills give several split-K splits
- * per token, short ones a single split. Against the CPU backend. */
-static void check_attention_batch(ts_backend *gpu, int hd, int group, int prefill_base, double tol) {
+ * per token, short ones a single split. Cache blocks of bt positions (a power of two or not: the kernels
+ * find rows with a shift or a division). Against the CPU backend. */
+static void check_attention_batch(ts_backend *gpu, int hd, int group, int prefill_base, int bt, double tol) {
     enum { S = 10, NBLK = 64 };
-    const int n_kv = 2, n_heads = n_kv * group, bt = 4;
+    const int n_kv = 2, n_heads = n_kv * group;
     ts_kv_layout l = {1, n_kv, hd, bt, S * NBLK};
     ts_error err = {{0}};
     ts_kv_store *kc = g_cpu->ops->kv_create(g_cpu, &l, &err), *kg = gpu->ops->kv_create(gpu, &l, &err);
@@ -744,8 +746,8 @@ static void check_attention_batch(ts_backend *gpu, int hd, int group, int prefil
         gpu->ops->begin_step(gpu, &step);
         gpu->ops->attention(gpu, kg, 0, &step, a.dq, n_heads * hd, a.dk, a.dv, n_kv * hd, n_heads, 0.158f, a.dout);
         char what[128];
-        snprintf(what, sizeof what, "batch attention (head_dim %d, %d heads per KV head, prefill %d) step %d", hd, group,
-                 prefill_base, stepno);
+        snprintf(what, sizeof what, "batch attention (head_dim %d, %d heads per KV head, prefill %d, blocks of %d) step %d",
+                 hd, group, prefill_base, bt, stepno);
         if (n <= 32) {
             probe_check(gpu, &pr, a.dout, n, what);
             probe_free(gpu, &pr);
@@ -885,11 +887,16 @@ static void test_attention_batch(void **state) {
     const int hds[3] = {32, 64, 128}, groups[3] = {2, 4, 8};
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++) {
-            check_attention_batch(g_gpu32, hds[i], groups[j], 100, 1e-5);
-            check_attention_batch(g_gpu16, hds[i], groups[j], 100, 1e-2);
+            check_attention_batch(g_gpu32, hds[i], groups[j], 100, 4, 1e-5);
+            check_attention_batch(g_gpu16, hds[i], groups[j], 100, 4, 1e-2);  /* tensor cores */
+            check_attention_batch(g_gpu16a, hds[i], groups[j], 100, 4, 1e-2); /* float cores, half cache */
         }
-    check_attention_batch(g_gpu16, 128, 4, 2, 1e-2); /* one split per token */
-    check_attention_batch(g_gpu32, 64, 2, 2, 1e-5);
+    check_attention_batch(g_gpu16, 128, 4, 2, 4, 1e-2); /* one split per token */
+    check_attention_batch(g_gpu32, 64, 2, 2, 4, 1e-5);
+    check_attention_batch(g_gpu16, 128, 4, 100, 6, 1e-2);
+    check_attention_batch(g_gpu16, 64, 8, 2, 6, 1e-2);
+    check_attention_batch(g_gpu16a, 128, 2, 100, 6, 1e-2);
+    check_attention_batch(g_gpu32, 128, 4, 100, 6, 1e-5);
 }
 
 /* q/k norm + RoPE + attention as one operation (rope_attention): a prefill (the separate operations) then
@@ -1141,6 +1148,9 @@ int main(void) {
     g_gpu16g = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
     unsetenv("TESSERA_CUDA_BW_CLUSTER");
     unsetenv("TESSERA_CUDA_BW_KPARTS");
+    setenv("TESSERA_CUDA_ATT_MMA", "0", 1);
+    g_gpu16a = ts_test_cuda_backend(TS_PRECISION_BF16, 0, g_cpu, why, sizeof why);
+    unsetenv("TESSERA_CUDA_ATT_MMA");
     printf("GPU: %s\n", g_gpu32->description);
     if (getenv("TESSERA_CUDA_MICROBENCH") && !strcmp(getenv("TESSERA_CUDA_MICROBENCH"), "batch")) {
         for (int n = 8; n <= 32; n *= 2) microbench(g_gpu16, "batch16", n, 1); /* Q4_0 only */
@@ -1181,6 +1191,7 @@ int main(void) {
     if (g_gpu16i) g_gpu16i->ops->destroy(g_gpu16i);
     if (g_gpu16c) g_gpu16c->ops->destroy(g_gpu16c);
     if (g_gpu16g) g_gpu16g->ops->destroy(g_gpu16g);
+    if (g_gpu16a) g_gpu16a->ops->destroy(g_gpu16a);
     g_cpu->ops->destroy(g_cpu);
     return rc;
 }

@@ -451,13 +451,56 @@ __device__ __forceinline__ void load_row_part(const T *p, float (&f)[DPL]) {
     }
 }
 
+/* The end of a grouped decode attention block (attn_decode_gqa, attn_decode_mma): its W warps left their
+ * (max, sum, unnormalised output) per query head in shared memory (sm_o rows in dim order); warp w merges
+ * heads w, w + W, ... over the warps, then writes the output (one split) or its split's partials, and the
+ * block completing a (token, KV head)'s count of splits merges them. All threads must call this. */
+template <int DPL, int W, int GS>
+__device__ __forceinline__ void attn_block_finish(const attn_io &io, const float (&sm_m)[W][GS], const float (&sm_l)[W][GS],
+                                                  const float (&sm_o)[W][GS][32 * DPL], int G, int t, int kvh,
+                                                  int n_heads, int n_kv, int n_splits, int split) {
+    constexpr int HD = 32 * DPL;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    for (int g = warp; g < G; g += W) {
+        float acc[DPL], L = 0.0f, M = -INFINITY;
+        for (int w = 0; w < W; w++) M = fmaxf(M, sm_m[w][g]);
+#pragma unroll
+        for (int i = 0; i < DPL; i++) acc[i] = 0.0f;
+        for (int w = 0; w < W; w++) {
+            float f = sm_m[w][g] == -INFINITY ? 0.0f : __expf(sm_m[w][g] - M);
+            L += sm_l[w][g] * f;
+#pragma unroll
+            for (int i = 0; i < DPL; i++) acc[i] += sm_o[w][g][lane + 32 * i] * f;
+        }
+        const int h = kvh * G + g;
+        if (n_splits == 1) store_head<DPL>(io, t, h, n_heads, HD, lane, acc, 1.0f / L);
+        else store_split<DPL>(io, ((size_t)blockIdx.x * n_heads + h) * n_splits + split, HD, lane, acc, M, L);
+    }
+    if (n_splits == 1) return;
+    /* publish the partials, then count this split; the block completing the count merges every split */
+    __threadfence();
+    __syncthreads();
+    __shared__ unsigned prior;
+    const size_t counter = (size_t)blockIdx.x * n_kv + kvh;
+    if (threadIdx.x == 0) prior = atomicAdd(io.done + counter, 1u);
+    __syncthreads();
+    if (prior != (unsigned)n_splits - 1) return;
+    if (threadIdx.x == 0) io.done[counter] = 0;
+    __threadfence();
+    for (int g = warp; g < G; g += W) {
+        const int h = kvh * G + g;
+        float acc[DPL];
+        const float L = merge_splits<DPL>(io, (size_t)blockIdx.x * n_heads + h, n_splits, HD, lane, acc);
+        store_head<DPL>(io, t, h, n_heads, HD, lane, acc, 1.0f / L);
+    }
+}
+
 /* Split-K decode attention for batches, one block per (token, KV head, split) serving all G query heads
  * of the KV head: each key and value row is read once for the G heads (attn_partial reads it once per
  * query head), in one vector load per lane (lane l holds elements DPL l .. DPL l + DPL - 1). Measured
  * 74 us a layer for attn_partial at 32 tokens of 8B (docs/cuda-notes.md). Same contract as
  * attn_partial: the step's own key/value rows come from io.k_new and are stored by split 0. */
 #define GQA_WARPS 8
-#define GQA_MIN_TOKENS 8 /* batch-1 decode keeps attn_partial's (token, head) blocks: more parallelism */
 template <typename T, int DPL, int G>
 __global__ void __launch_bounds__(32 * GQA_WARPS)
     attn_decode_gqa(const T *kc, const T *vc, T *kc_w, T *vc_w, const float *q, int q_stride, int n_heads, int n_kv,
@@ -591,40 +634,7 @@ __global__ void __launch_bounds__(32 * GQA_WARPS)
         for (int i = 0; i < DPL; i++) sm_o[warp][g][DPL * lane + i] = o[g][i];
     }
     __syncthreads();
-    /* warp g merges query head g over the block's warps, lanes across head_dim (d = lane + 32 i) */
-    const int g = warp;
-    float acc[DPL], L = 0.0f, M = -INFINITY;
-    if (g < G) {
-        for (int w = 0; w < GQA_WARPS; w++) M = fmaxf(M, sm_m[w][g]);
-#pragma unroll
-        for (int i = 0; i < DPL; i++) acc[i] = 0.0f;
-        for (int w = 0; w < GQA_WARPS; w++) {
-            float f = sm_m[w][g] == -INFINITY ? 0.0f : __expf(sm_m[w][g] - M);
-            L += sm_l[w][g] * f;
-#pragma unroll
-            for (int i = 0; i < DPL; i++) acc[i] += sm_o[w][g][lane + 32 * i] * f;
-        }
-    }
-    const int h = kvh * G + g;
-    if (n_splits == 1) {
-        if (g < G) store_head<DPL>(io, t, h, n_heads, HD, lane, acc, 1.0f / L);
-        return;
-    }
-    const size_t pair = (size_t)blockIdx.x * n_heads + h;
-    if (g < G) store_split<DPL>(io, pair * n_splits + split, HD, lane, acc, M, L);
-    /* publish the partials, then count this split; the block completing the count merges every split */
-    __threadfence();
-    __syncthreads();
-    __shared__ unsigned prior;
-    const size_t counter = (size_t)blockIdx.x * n_kv + kvh;
-    if (threadIdx.x == 0) prior = atomicAdd(io.done + counter, 1u);
-    __syncthreads();
-    if (prior != (unsigned)n_splits - 1) return;
-    if (threadIdx.x == 0) io.done[counter] = 0;
-    __threadfence();
-    if (g >= G) return;
-    L = merge_splits<DPL>(io, pair, n_splits, HD, lane, acc);
-    store_head<DPL>(io, t, h, n_heads, HD, lane, acc, 1.0f / L);
+    attn_block_finish<DPL, GQA_WARPS, G>(io, sm_m, sm_l, sm_o, G, t, kvh, n_heads, n_kv, n_splits, split);
 }
 
 #define TILE_ROWS 64 /* query rows (tokens x query heads of one KV head) per tiled block */
@@ -878,6 +888,219 @@ __global__ void __launch_bounds__(32 * MMA_ATT_WARPS)
         }
 }
 
+/* Grouped decode attention on the tensor cores (half cache, head_dim 32/64/128, up to 8 query heads a KV
+ * head): block (token, KV head, split), each warp takes 16 positions at a time. Scores S = Q K^T with the
+ * G query heads as the rows of m16n8k16 tiles (rows G..15 zero) and 8 positions a tile as columns; P
+ * stays in registers as the A fragment of O += P V (as in attn_prefill_mma). The mma's K index is only a
+ * summation index, so head dims and positions go to lanes in whichever order makes every load one
+ * contiguous run: for S, lane (g, t) of step kc holds dims 32 (kc / 2) + 8 t + 4 (kc % 2) + 0..3 of q and of
+ * key row g (one 16-byte load covers two steps); for O, output column n of tile nt is dim n NTD + nt, so a
+ * lane's value operands are one run of NTD halves of each of its four value rows. The float kernel
+ * (attn_decode_gqa) spends a shuffle reduction per key row and query head; with this one (and one wave of
+ * splits, cuda_attention_splits) 8B batch 32 decodes 10.6 % faster on an H200, 36 % after 1024-token
+ * prompts (docs/cuda-notes.md v13). */
+#define DEC_MMA_WARPS 4
+#define DEC_MMA_MAX_GROUP 8
+#define DEC_MMA_TABLE 256 /* block table entries a block keeps in shared memory (4096 positions of 16) */
+
+/* n halves (n a multiple of 4) at p, as n / 2 words. */
+template <int N>
+__device__ __forceinline__ void load_halves(const __half *p, uint32_t (&w)[N / 2]) {
+    if constexpr (N % 8 == 0) {
+#pragma unroll
+        for (int i = 0; i < N / 8; i++) {
+            uint4 u = *(const uint4 *)(p + 8 * i);
+            w[4 * i] = u.x, w[4 * i + 1] = u.y, w[4 * i + 2] = u.z, w[4 * i + 3] = u.w;
+        }
+    } else {
+        uint2 u = *(const uint2 *)p;
+        w[0] = u.x, w[1] = u.y;
+    }
+}
+
+/* n floats at p (n a multiple of 4, p 16-byte aligned) rounded to halves, as n / 2 words: the own row as the
+ * cache stores it. */
+template <int N>
+__device__ __forceinline__ void halves_of(const float *p, uint32_t (&w)[N / 2]) {
+#pragma unroll
+    for (int i = 0; i < N / 4; i++) {
+        float4 f = *(const float4 *)(p + 4 * i);
+        w[2 * i] = pack_half2(f.x, f.y);
+        w[2 * i + 1] = pack_half2(f.z, f.w);
+    }
+}
+
+template <int HD>
+__global__ void __launch_bounds__(32 * DEC_MMA_WARPS)
+    attn_decode_mma(const __half *kc, const __half *vc, __half *kc_w, __half *vc_w, const float *q, int q_stride,
+                    int n_heads, int n_kv, float scale, const int32_t *token_seq, const int32_t *seq_first,
+                    const int32_t *seq_start, const int32_t *seq_block_off, const int32_t *block_table,
+                    int block_tokens, int n_splits, const int32_t *token_list, attn_io io) {
+    constexpr int KJ = HD / 32, KC = HD / 16, NTD = HD / 8, W = DEC_MMA_WARPS, DPL = HD / 32;
+    __shared__ float sm_m[W][DEC_MMA_MAX_GROUP], sm_l[W][DEC_MMA_MAX_GROUP];
+    __shared__ __align__(16) float sm_o[W][DEC_MMA_MAX_GROUP][HD];
+    const int G = n_heads / n_kv;
+    const int t = token_list ? token_list[blockIdx.x] : blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+    const int s = token_seq[t], pos = seq_start[s] + (t - seq_first[s]);
+    const size_t row_elems = (size_t)n_kv * HD;
+    const int32_t *blocks = block_table + seq_block_off[s];
+    const int bt_shift = (block_tokens & (block_tokens - 1)) == 0 ? __ffs(block_tokens) - 1 : -1;
+    const float *k_own = io.k_new ? io.k_new + (size_t)t * io.kv_stride + (size_t)kvh * HD : NULL;
+    const float *v_own = io.k_new ? io.v_new + (size_t)t * io.kv_stride + (size_t)kvh * HD : NULL;
+    const int chunk = (pos + n_splits) / n_splits;
+    const int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
+    /* the split's entries of the block table, in shared memory where they fit: a row's address then costs
+     * no memory latency of its own before the row's */
+    __shared__ int32_t sm_table[DEC_MMA_TABLE];
+    const int b_first = p0 / block_tokens, b_count = p1 > p0 ? (p1 - 1) / block_tokens - b_first + 1 : 0;
+    const bool table_shared = b_count <= DEC_MMA_TABLE;
+    if (table_shared)
+        for (int i = threadIdx.x; i < b_count; i += blockDim.x) sm_table[i] = blocks[b_first + i];
+    __syncthreads();
+    auto cache_row = [&](int p) -> size_t {
+        const int b = bt_shift >= 0 ? p >> bt_shift : p / block_tokens, in = p - b * block_tokens;
+        const int32_t blk = table_shared && b >= b_first && b - b_first < b_count ? sm_table[b - b_first] : blocks[b];
+        return ((size_t)blk * block_tokens + in) * row_elems + (size_t)kvh * HD;
+    };
+    /* key rows (two tiles of 8 positions, lane g's row) and value rows (positions 2 tq, 2 tq + 1 of each tile)
+     * of the 16 positions from pb; positions past p1 are zero, the own position's come from k_own / v_own as
+     * the cache stores them (half) */
+    uint4 kr[2][KJ];
+    uint32_t vr[4][NTD / 2];
+    auto load_step = [&](int pb) {
+#pragma unroll
+        for (int n2 = 0; n2 < 2; n2++) {
+            const int p = pb + 8 * n2 + g;
+#pragma unroll
+            for (int j = 0; j < KJ; j++) kr[n2][j] = make_uint4(0u, 0u, 0u, 0u);
+            if (p >= p1) continue;
+            if (k_own && p == pos) {
+#pragma unroll
+                for (int j = 0; j < KJ; j++) {
+                    uint32_t w[4];
+                    halves_of<8>(k_own + 32 * j + 8 * tq, w);
+                    kr[n2][j] = make_uint4(w[0], w[1], w[2], w[3]);
+                }
+            } else {
+                const __half *r = kc + cache_row(p) + 8 * tq;
+#pragma unroll
+                for (int j = 0; j < KJ; j++) kr[n2][j] = *(const uint4 *)(r + 32 * j);
+            }
+        }
+#pragma unroll
+        for (int v = 0; v < 4; v++) {
+            const int p = pb + 8 * (v >> 1) + 2 * tq + (v & 1);
+#pragma unroll
+            for (int i = 0; i < NTD / 2; i++) vr[v][i] = 0u;
+            if (p >= p1) continue;
+            if (k_own && p == pos) halves_of<NTD>(v_own + g * NTD, vr[v]);
+            else load_halves<NTD>(vc + cache_row(p) + g * NTD, vr[v]);
+        }
+    };
+    /* in a pure decode step the rows before the token's own position were stored by earlier steps: a warp's
+     * first 16 load before the wait for the kernel that produces q (dependent launch) */
+    int pb = p0 + 16 * warp;
+    const bool early = k_own && pb + 16 <= pos;
+    if (early) load_step(pb);
+    pdl_wait();
+    if (k_own && split == 0) store_own_kv(kc_w, vc_w, cache_row(pos), k_own, v_own, HD);
+    /* the A fragments of q (rows g < G: query head kvh G + g, scaled), a1 = a3 = 0 */
+    uint32_t qa[KC][2];
+    {
+        const float *qr = q + (size_t)t * q_stride + (size_t)(kvh * G + min(g, G - 1)) * HD + 8 * tq;
+#pragma unroll
+        for (int j = 0; j < KJ; j++) {
+            float4 a = *(const float4 *)(qr + 32 * j), b = *(const float4 *)(qr + 32 * j + 4);
+            const bool on = g < G;
+            qa[2 * j][0] = on ? pack_half2(a.x * scale, a.y * scale) : 0u;
+            qa[2 * j][1] = on ? pack_half2(a.z * scale, a.w * scale) : 0u;
+            qa[2 * j + 1][0] = on ? pack_half2(b.x * scale, b.y * scale) : 0u;
+            qa[2 * j + 1][1] = on ? pack_half2(b.z * scale, b.w * scale) : 0u;
+        }
+    }
+    float m = -INFINITY, l = 0.0f, o[NTD][4];
+#pragma unroll
+    for (int nt = 0; nt < NTD; nt++)
+#pragma unroll
+        for (int j = 0; j < 4; j++) o[nt][j] = 0.0f;
+    for (bool loaded = early; pb < p1; pb += 16 * W, loaded = false) {
+        if (!loaded) load_step(pb);
+        float sc[2][4];
+#pragma unroll
+        for (int n2 = 0; n2 < 2; n2++) {
+#pragma unroll
+            for (int j = 0; j < 4; j++) sc[n2][j] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < KC; kk++) {
+                const uint32_t a[4] = {qa[kk][0], 0u, qa[kk][1], 0u};
+                const uint4 &k4 = kr[n2][kk / 2];
+                mma_f16_16x8x16(sc[n2], a, (kk & 1) ? k4.z : k4.x, (kk & 1) ? k4.w : k4.y);
+            }
+        }
+        /* row g's online softmax over the 16 columns (positions past p1 masked) */
+        float mx = -INFINITY;
+#pragma unroll
+        for (int n2 = 0; n2 < 2; n2++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                if (pb + 8 * n2 + 2 * tq + j >= p1) sc[n2][j] = -INFINITY;
+                mx = fmaxf(mx, sc[n2][j]);
+            }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m, mx), corr = m == -INFINITY ? 0.0f : expf(m - m_new);
+        m = m_new;
+        float sum = 0.0f;
+#pragma unroll
+        for (int n2 = 0; n2 < 2; n2++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                sc[n2][j] = sc[n2][j] == -INFINITY ? 0.0f : expf(sc[n2][j] - m_new);
+                sum += sc[n2][j];
+            }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        l = l * corr + sum;
+        const uint32_t pa[4] = {pack_half2(sc[0][0], sc[0][1]), 0u, pack_half2(sc[1][0], sc[1][1]), 0u};
+#pragma unroll
+        for (int nt = 0; nt < NTD; nt++) {
+            const unsigned sel = (nt & 1) ? 0x7632u : 0x5410u;
+            o[nt][0] *= corr;
+            o[nt][1] *= corr;
+            mma_f16_16x8x16(o[nt], pa, __byte_perm(vr[0][nt / 2], vr[1][nt / 2], sel),
+                            __byte_perm(vr[2][nt / 2], vr[3][nt / 2], sel));
+        }
+    }
+    /* every warp's state of its heads into shared memory (dims as attn_decode_gqa's tail reads them) */
+    if (g < G) {
+        if (tq == 0) {
+            sm_m[warp][g] = m;
+            sm_l[warp][g] = l;
+        }
+#pragma unroll
+        for (int nt = 0; nt < NTD; nt++) {
+            sm_o[warp][g][(2 * tq) * NTD + nt] = o[nt][0];
+            sm_o[warp][g][(2 * tq + 1) * NTD + nt] = o[nt][1];
+        }
+    }
+    __syncthreads();
+    attn_block_finish<DPL, W, DEC_MMA_MAX_GROUP>(io, sm_m, sm_l, sm_o, G, t, kvh, n_heads, n_kv, n_splits, split);
+}
+
+int cuda_attention_batch_slots(cuda_impl *im, int hd) {
+    if (im->att_mma_off || im->code_arch < 800 || (hd != 32 && hd != 64 && hd != 128)) return 0;
+    int per_sm = 0;
+    cudaError_t err = hd == 32    ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_decode_mma<32>, 32 * DEC_MMA_WARPS, 0)
+                      : hd == 64 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_decode_mma<64>, 32 * DEC_MMA_WARPS, 0)
+                                 : cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_decode_mma<128>, 32 * DEC_MMA_WARPS, 0);
+    if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return per_sm * im->prop.multiProcessorCount;
+}
+
 static size_t tiled_smem_bytes(int hd) {
     return ((size_t)2 * TILE_ROWS * hd + (size_t)TILE_KEYS * (hd + 1) + (size_t)TILE_KEYS * hd +
             (size_t)TILE_ROWS * TILE_KEYS + 4 * TILE_ROWS) * sizeof(float);
@@ -945,7 +1168,7 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     const int32_t *list = tiled ? st->decode_tokens : NULL;
     int count = tiled ? st->n_decode : st->n_tokens;
     if (count == 0) return;
-    int splits = cuda_attention_splits(st->max_pos, st->n_tokens, im->att_fill_positions);
+    int splits = cuda_attention_splits(im, st->max_pos, st->n_tokens);
     size_t pairs = (size_t)count * n_heads, parts = pairs * splits;
     attn_io io;
     memset(&io, 0, sizeof io);
@@ -978,7 +1201,21 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
         io.dense_kind = qa.dense_kind;
         io.rows = count;
     }
-    /* batches: the GQA kernel (head_dim 32/64/128, 2, 4 or 8 query heads per KV head) */
+    /* batches: the GQA kernels (head_dim 32/64/128, 2, 4 or 8 query heads per KV head), on the tensor
+     * cores where the cache is half */
+    if (takes_gqa(im, count, hd, group) && sizeof(T) == 2 && !im->att_mma_off) {
+        dim3 g2(count, n_kv, splits);
+#define DEC_MMA(HD)                                                                                              \
+    cuda_launch(im, attn_decode_mma<HD>, g2, dim3(32 * DEC_MMA_WARPS), 0, (const __half *)kbase,                \
+                (const __half *)vbase, (__half *)kbase, (__half *)vbase, q, q_stride, n_heads, n_kv, scale,      \
+                st->token_seq, st->seq_first, st->seq_start, st->seq_block_off, st->block_table, block_tokens, \
+                splits, list, io)
+        if (hd == 32) DEC_MMA(32);
+        else if (hd == 64) DEC_MMA(64);
+        else DEC_MMA(128);
+#undef DEC_MMA
+        return;
+    }
     if (takes_gqa(im, count, hd, group)) {
         dim3 g2(count, n_kv, splits);
 #define GQA(DPL, G)                                                                                          \

@@ -98,6 +98,9 @@ static ts_kv_store *cu_kv_create(ts_backend *be, const ts_kv_layout *l, ts_error
     kv->half = im->opt.precision != TS_PRECISION_FP32;
     kv->layer_elems = (size_t)l->num_blocks * l->block_tokens * l->num_kv_heads * l->head_dim;
     size_t bytes = kv->layer_elems * l->num_layers * (kv->half ? 2 : 4);
+    /* batches of decode tokens: as many splits of their attention as fill one wave of blocks (more waves
+     * of shorter splits measured slower: their merge is the extra work) */
+    if (kv->half && l->num_kv_heads > 0) im->att_batch_pairs = cuda_attention_batch_slots(im, l->head_dim) / l->num_kv_heads;
     kv->k = cu_alloc(be, bytes, err);
     kv->v = kv->k ? cu_alloc(be, bytes, err) : NULL;
     if (!kv->v) {
@@ -136,7 +139,7 @@ static void graph_begin(cuda_impl *im, const ts_step *step) {
     im->current = NULL;
     if (!im->opt.use_graphs || im->graphs_disabled || step->n_tokens != step->n_seqs || step->n_logits > step->n_tokens)
         return;
-    int splits = cuda_attention_splits(im->step.max_pos, im->step.n_tokens, im->att_fill_positions);
+    int splits = cuda_attention_splits(im, im->step.max_pos, im->step.n_tokens);
     cuda_graph_entry *e = NULL;
     for (int i = 0; i < im->n_graphs; i++) {
         cuda_graph_entry *g = &im->graphs[i];
@@ -607,6 +610,8 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     im->batch16_cluster = clusters && !(b16_cluster_env && *b16_cluster_env == '0');
     const char *gqa_env = getenv("TESSERA_CUDA_GQA");
     im->gqa_off = gqa_env && strcmp(gqa_env, "0") == 0;
+    const char *att_mma_env = getenv("TESSERA_CUDA_ATT_MMA");
+    im->att_mma_off = att_mma_env && strcmp(att_mma_env, "0") == 0;
     const char *gemv_env = getenv("TESSERA_CUDA_GEMV");
     im->float_gemv = gemv_env && strcmp(gemv_env, "float") == 0;
     const char *fuse_env = getenv("TESSERA_CUDA_FUSE_NORM");
@@ -620,6 +625,8 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     if (im->fuse_max_tokens > 8) im->fuse_max_tokens = 8;
     const char *fill_env = getenv("TESSERA_CUDA_ATT_FILL");
     im->att_fill_positions = fill_env && atoi(fill_env) > 0 ? atoi(fill_env) : ATT_PASS_POSITIONS;
+    const char *split_env = getenv("TESSERA_CUDA_ATT_SPLIT_WORK");
+    im->att_split_work = split_env && atoi(split_env) > 0 ? atoi(split_env) : 0;
     const char *cluster_env = getenv("TESSERA_CUDA_ATT_CLUSTER");
     im->att_cluster = clusters ? (cluster_env && *cluster_env ? atoi(cluster_env) : 1) : 0;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");

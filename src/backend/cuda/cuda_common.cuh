@@ -156,6 +156,7 @@ struct cuda_impl {
     int batch16_min_tokens; /* its smallest batch: below, the int8 kernels (measured on an H100, 8B Q4_0: +30 % at 8
                                tokens, +9 % at 6, even at 5, slower below) */
     int gqa_off;     /* TESSERA_CUDA_GQA=0: batches' decode attention per query head (attn_partial) */
+    int att_mma_off; /* TESSERA_CUDA_ATT_MMA=0: batches' decode attention on the float cores (attn_decode_gqa) */
     float *inv_freq;          /* device copy of the model's RoPE frequencies */
     const float *inv_freq_host;
     int inv_freq_n;
@@ -180,6 +181,8 @@ struct cuda_impl {
     float *norm_partials;   /* its sums of squares, one per 32 rows of the residual and token */
     size_t norm_partials_bytes;
     int fuse_norm_off;      /* TESSERA_CUDA_FUSE_NORM=0: output projections, residual adds and norms apart */
+    int att_split_work;     /* tokens x splits at most (TESSERA_CUDA_ATT_SPLIT_WORK; 0: as below) */
+    int att_batch_pairs;    /* tokens x splits of a batch whose attn_decode_mma blocks fill one wave (set with the cache) */
     int att_fill_positions; /* a short context's splits hold this many positions (TESSERA_CUDA_ATT_FILL) */
     int att_cluster; /* decode steps of up to this many tokens merge their attention splits through a
                         cluster's shared memory (sm_90; TESSERA_CUDA_ATT_CLUSTER=N, 0 turns it off) */
@@ -366,7 +369,10 @@ __device__ __forceinline__ void qact_store_group(float v, int64_t g, int lane, i
 /* Split-K decode attention: positions per split aim at ATT_CHUNK, with at least a few splits once a
  * context is long enough to share, rounded up to a power of two so that graph replays of growing
  * contexts keep one grid; each token divides its own positions evenly among the splits. A batch
- * already fills the GPU with (token, head) blocks, so tokens x splits stays within ATT_MAX_SPLIT_WORK.
+ * already fills the GPU with (token, head) blocks, so tokens x splits stays within ATT_MAX_SPLIT_WORK;
+ * a batch on the tensor-core kernel (attn_decode_mma) within att_batch_pairs, the splits whose blocks
+ * run in one wave (8B batch 32 on an H100: one split 6755 tok/s, two 6469, four 6134; after 1024-token
+ * prompts one 5170, two 4925, eight 4405).
  * ATT_CHUNK measured at 512-640 positions on an H100 (docs/cuda-notes.md): 128 beat 32, 64 and 256.
  * A short context gets one split per fill_positions (by default ATT_PASS_POSITIONS, one pass of the
  * kernel's warps, whose rows load before it waits for q; with 16, the merge of more splits cost 0.6B
@@ -376,14 +382,22 @@ __device__ __forceinline__ void qact_store_group(float v, int64_t g, int lane, i
 #define ATT_PASS_POSITIONS (ATT_WARPS * ATT_UNROLL)
 #define ATT_CHUNK 128
 #define ATT_MAX_SPLIT_WORK 64
-static inline int cuda_attention_splits(int max_pos, int n_tokens, int fill_positions) {
+#define GQA_MIN_TOKENS 8 /* batch-1 decode keeps attn_partial's (token, head) blocks: more parallelism */
+static inline int cuda_attention_splits(const cuda_impl *im, int max_pos, int n_tokens) {
+    const int fill_positions = im->att_fill_positions;
+    const int split_work = im->att_split_work > 0                                            ? im->att_split_work
+                           : n_tokens >= GQA_MIN_TOKENS && im->att_batch_pairs > 0 ? im->att_batch_pairs
+                                                                                   : ATT_MAX_SPLIT_WORK;
     int n = (max_pos + ATT_CHUNK - 1) / ATT_CHUNK, fill = (max_pos + fill_positions - 1) / fill_positions;
     if (fill > 4) fill = 4;
     if (n < fill) n = fill;
     int splits = 1;
-    while (splits < n && splits * 2 * (n_tokens > 0 ? n_tokens : 1) <= ATT_MAX_SPLIT_WORK) splits *= 2;
+    while (splits < n && splits * 2 * (n_tokens > 0 ? n_tokens : 1) <= split_work) splits *= 2;
     return splits;
 }
+/* Blocks of the batch decode attention on the tensor cores for head_dim hd that run at once on the GPU;
+ * 0 where that kernel does not apply. */
+int cuda_attention_batch_slots(cuda_impl *im, int hd);
 /* Ends the step's capture (running what it recorded) or launches its replay; operations after it run
  * directly. Called where the step's results leave the device. */
 void cuda_graph_finish(cuda_impl *im);
