@@ -709,10 +709,19 @@ static void check_attention(ts_backend *gpu, int hd, double tol) {
 /* Decode attention for batches (the GQA kernels take 8 or more decode tokens): ten sequences prefilled
  * to different lengths in one step, then pure decode steps; long prefills give several split-K splits
  * per token, short ones a single split. Cache blocks of bt positions (a power of two or not: the kernels
- * find rows with a shift or a division). Against the CPU backend. */
-static void check_attention_batch(ts_backend *gpu, int hd, int group, int prefill_base, int bt, double tol) {
+ * find rows with a shift or a division). With rope (1: RoPE, 2: per-head norms and RoPE) the steps go
+ * through rope_attention, whose decode steps the tensor-core kernel rotates itself. Against the CPU
+ * backend. */
+enum { NO_ROPE, ROPE, NORM_ROPE };
+static void check_attention_batch(ts_backend *gpu, int hd, int group, int prefill_base, int bt, int rope, double tol) {
     enum { S = 10, NBLK = 64 };
     const int n_kv = 2, n_heads = n_kv * group;
+    float inv[128];
+    for (int i = 0; i < hd / 2; i++) inv[i] = 1.0f / powf(1e6f, (float)(2 * i) / (float)hd);
+    const ts_rope rp = {hd, inv, 1.0f};
+    /* (drawn only with rope: the other tests' random data stay those they were tuned on) */
+    float *qn = rope != NO_ROPE ? rand_floats((size_t)hd, 1.0f) : NULL, *kn = rope != NO_ROPE ? rand_floats((size_t)hd, 1.0f) : NULL;
+    float *dqn = qn ? dev_from(gpu, qn, (size_t)hd) : NULL, *dkn = kn ? dev_from(gpu, kn, (size_t)hd) : NULL;
     ts_kv_layout l = {1, n_kv, hd, bt, S * NBLK};
     ts_error err = {{0}};
     ts_kv_store *kc = g_cpu->ops->kv_create(g_cpu, &l, &err), *kg = gpu->ops->kv_create(gpu, &l, &err);
@@ -737,28 +746,46 @@ static void check_attention_batch(ts_backend *gpu, int hd, int group, int prefil
                 positions[views[i].first_token + j] = start[i] + j;
             }
         ts_step step = {n, tokens, positions, S, views, 0, NULL, NULL};
-        size_t qn = (size_t)n * n_heads * hd, kn = (size_t)n * n_kv * hd;
+        size_t qcount = (size_t)n * n_heads * hd, kcount = (size_t)n * n_kv * hd;
         attn_inputs a;
-        attn_inputs_init(gpu, &a, qn, kn);
+        attn_inputs_init(gpu, &a, qcount, kcount);
+        if (rope == NORM_ROPE) {
+            g_cpu->ops->rmsnorm(g_cpu, a.q, qn, n * n_heads, hd, 1e-6f, a.q);
+            g_cpu->ops->rmsnorm(g_cpu, a.k, kn, n * n_kv, hd, 1e-6f, a.k);
+        }
+        if (rope != NO_ROPE) {
+            g_cpu->ops->rope(g_cpu, a.q, n, n_heads, n_heads * hd, positions, &rp);
+            g_cpu->ops->rope(g_cpu, a.k, n, n_kv, n_kv * hd, positions, &rp);
+        }
         g_cpu->ops->attention(g_cpu, kc, 0, &step, a.q, n_heads * hd, a.k, a.v, n_kv * hd, n_heads, 0.158f, a.out);
         probe pr; /* decode steps: the output's copy for the next product (int8, or the batch kernel's order) */
         if (n <= 32) probe_init(gpu, &pr, TS_DTYPE_Q4_0, (int64_t)n_heads * hd, n);
         gpu->ops->begin_step(gpu, &step);
-        gpu->ops->attention(gpu, kg, 0, &step, a.dq, n_heads * hd, a.dk, a.dv, n_kv * hd, n_heads, 0.158f, a.dout);
-        char what[128];
-        snprintf(what, sizeof what, "batch attention (head_dim %d, %d heads per KV head, prefill %d, blocks of %d) step %d",
-                 hd, group, prefill_base, bt, stepno);
+        if (rope != NO_ROPE) {
+            const ts_rope_heads qh = {a.dq, n_heads, n_heads * hd, rope == NORM_ROPE ? dqn : NULL},
+                                kh = {a.dk, n_kv, n_kv * hd, rope == NORM_ROPE ? dkn : NULL};
+            gpu->ops->rope_attention(gpu, kg, 0, &step, &qh, &kh, a.dv, n_heads, 0.158f, 1e-6f, positions, &rp, a.dout);
+        } else {
+            gpu->ops->attention(gpu, kg, 0, &step, a.dq, n_heads * hd, a.dk, a.dv, n_kv * hd, n_heads, 0.158f, a.dout);
+        }
+        char what[160];
+        snprintf(what, sizeof what, "batch attention (head_dim %d, %d heads per KV head, prefill %d, blocks of %d%s) step %d",
+                 hd, group, prefill_base, bt, rope == NORM_ROPE ? ", norms and RoPE" : rope == ROPE ? ", RoPE" : "", stepno);
         if (n <= 32) {
             probe_check(gpu, &pr, a.dout, n, what);
             probe_free(gpu, &pr);
         }
-        compare_vs_cpu(gpu, what, a.dout, a.out, qn, tol);
+        compare_vs_cpu(gpu, what, a.dout, a.out, qcount, tol);
         gpu->ops->sync(gpu);
         for (int i = 0; i < S; i++) start[i] += views[i].n_tokens;
         free(tokens);
         free(positions);
         attn_inputs_free(gpu, &a);
     }
+    if (dqn) gpu->ops->free(gpu, dqn);
+    if (dkn) gpu->ops->free(gpu, dkn);
+    free(qn);
+    free(kn);
     g_cpu->ops->kv_destroy(g_cpu, kc);
     gpu->ops->kv_destroy(gpu, kg);
 }
@@ -887,16 +914,31 @@ static void test_attention_batch(void **state) {
     const int hds[3] = {32, 64, 128}, groups[3] = {2, 4, 8};
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++) {
-            check_attention_batch(g_gpu32, hds[i], groups[j], 100, 4, 1e-5);
-            check_attention_batch(g_gpu16, hds[i], groups[j], 100, 4, 1e-2);  /* tensor cores */
-            check_attention_batch(g_gpu16a, hds[i], groups[j], 100, 4, 1e-2); /* float cores, half cache */
+            check_attention_batch(g_gpu32, hds[i], groups[j], 100, 4, NO_ROPE, 1e-5);
+            check_attention_batch(g_gpu16, hds[i], groups[j], 100, 4, NO_ROPE, 1e-2);  /* tensor cores */
+            check_attention_batch(g_gpu16a, hds[i], groups[j], 100, 4, NO_ROPE, 1e-2); /* float cores, half cache */
         }
-    check_attention_batch(g_gpu16, 128, 4, 2, 4, 1e-2); /* one split per token */
-    check_attention_batch(g_gpu32, 64, 2, 2, 4, 1e-5);
-    check_attention_batch(g_gpu16, 128, 4, 100, 6, 1e-2);
-    check_attention_batch(g_gpu16, 64, 8, 2, 6, 1e-2);
-    check_attention_batch(g_gpu16a, 128, 2, 100, 6, 1e-2);
-    check_attention_batch(g_gpu32, 128, 4, 100, 6, 1e-5);
+    check_attention_batch(g_gpu16, 128, 4, 2, 4, NO_ROPE, 1e-2); /* one split per token */
+    check_attention_batch(g_gpu32, 64, 2, 2, 4, NO_ROPE, 1e-5);
+    check_attention_batch(g_gpu16, 128, 4, 100, 6, NO_ROPE, 1e-2);
+    check_attention_batch(g_gpu16, 64, 8, 2, 6, NO_ROPE, 1e-2);
+    check_attention_batch(g_gpu16a, 128, 2, 100, 6, NO_ROPE, 1e-2);
+    check_attention_batch(g_gpu32, 128, 4, 100, 6, NO_ROPE, 1e-5);
+}
+
+/* rope_attention of batches: the tensor-core kernel rotates q and the own keys itself (head_dim 64, 128);
+ * head_dim 32, the float grouped kernel and float caches take the separate operations. Last in the list:
+ * its random draws leave the other tests' data as they were. */
+static void test_rope_attention_batch(void **state) {
+    (void)state;
+    const int rope_hds[3] = {64, 128, 32};
+    for (int i = 0; i < 3; i++)
+        for (int r = ROPE; r <= NORM_ROPE; r++) {
+            check_attention_batch(g_gpu16, rope_hds[i], 4, 100, 4, r, 1e-2);
+            check_attention_batch(g_gpu16, rope_hds[i], 2, 2, 8, r, 1e-2);
+            check_attention_batch(g_gpu16a, rope_hds[i], 4, 100, 4, r, 1e-2);
+            check_attention_batch(g_gpu32, rope_hds[i], 8, 100, 4, r, 1e-5);
+        }
 }
 
 /* q/k norm + RoPE + attention as one operation (rope_attention): a prefill (the separate operations) then
@@ -1181,6 +1223,7 @@ int main(void) {
         cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_first_prefill), cmocka_unit_test(test_attention_batch), cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_draw_rows), cmocka_unit_test(test_fused_ops), cmocka_unit_test(test_fused_projection),
         cmocka_unit_test(test_prequantized_activations), cmocka_unit_test(test_rope_attention),
+        cmocka_unit_test(test_rope_attention_batch),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_gpu32->ops->destroy(g_gpu32);

@@ -898,7 +898,8 @@ __global__ void __launch_bounds__(32 * MMA_ATT_WARPS)
  * lane's value operands are one run of NTD halves of each of its four value rows. The float kernel
  * (attn_decode_gqa) spends a shuffle reduction per key row and query head; with this one (and one wave of
  * splits, cuda_attention_splits) 8B batch 32 decodes 10.6 % faster on an H200, 36 % after 1024-token
- * prompts (docs/cuda-notes.md v13). */
+ * prompts (docs/cuda-notes.md v13). Under io.rope (head_dim 64 or 128) it also applies the q/k norms and
+ * the rotary embedding, as attn_partial does for single tokens. */
 #define DEC_MMA_WARPS 4
 #define DEC_MMA_MAX_GROUP 8
 #define DEC_MMA_TABLE 256 /* block table entries a block keeps in shared memory (4096 positions of 16) */
@@ -950,6 +951,18 @@ __global__ void __launch_bounds__(32 * DEC_MMA_WARPS)
     const float *v_own = io.k_new ? io.v_new + (size_t)t * io.kv_stride + (size_t)kvh * HD : NULL;
     const int chunk = (pos + n_splits) / n_splits;
     const int p0 = split * chunk, p1 = min(p0 + chunk, pos + 1);
+    /* io.rope (head_dim 64 or 128): q and the own key arrive as the projections left them; they are normalized
+     * and rotated here with qk_norm_rope's arithmetic, the angles of the position computed once a block */
+    __shared__ float sm_cs[HD / 2], sm_sn[HD / 2];
+    __shared__ __align__(16) float sm_key[HD];
+    if (io.rope)
+        for (int d = threadIdx.x; d < HD / 2; d += blockDim.x) {
+            float sn, cs;
+            sincosf((float)pos * __ldg(io.inv_freq + d), &sn, &cs);
+            sm_cs[d] = cs * io.rope_factor;
+            sm_sn[d] = sn * io.rope_factor;
+        }
+    const float *key_own = k_own; /* the own key as the cache stores it (rotated under io.rope) */
     /* the split's entries of the block table, in shared memory where they fit: a row's address then costs
      * no memory latency of its own before the row's */
     __shared__ int32_t sm_table[DEC_MMA_TABLE];
@@ -979,7 +992,7 @@ __global__ void __launch_bounds__(32 * DEC_MMA_WARPS)
 #pragma unroll
                 for (int j = 0; j < KJ; j++) {
                     uint32_t w[4];
-                    halves_of<8>(k_own + 32 * j + 8 * tq, w);
+                    halves_of<8>(key_own + 32 * j + 8 * tq, w);
                     kr[n2][j] = make_uint4(w[0], w[1], w[2], w[3]);
                 }
             } else {
@@ -1004,20 +1017,80 @@ __global__ void __launch_bounds__(32 * DEC_MMA_WARPS)
     const bool early = k_own && pb + 16 <= pos;
     if (early) load_step(pb);
     pdl_wait();
-    if (k_own && split == 0) store_own_kv(kc_w, vc_w, cache_row(pos), k_own, v_own, HD);
-    /* the A fragments of q (rows g < G: query head kvh G + g, scaled), a1 = a3 = 0 */
+    if (io.rope && k_own) {
+        if (warp == 0) { /* lanes across head_dim: the rotation pairs (d, d + HD / 2) sit in one lane */
+            float kx[DPL];
+#pragma unroll
+            for (int i = 0; i < DPL; i++) kx[i] = k_own[lane + 32 * i];
+            if (io.k_norm) {
+                float ss = 0.0f;
+#pragma unroll
+                for (int i = 0; i < DPL; i++) ss += kx[i] * kx[i];
+#pragma unroll
+                for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+                const float inv = rsqrtf(ss / (float)HD + io.eps);
+#pragma unroll
+                for (int i = 0; i < DPL; i++) kx[i] = __ldg(io.k_norm + lane + 32 * i) * (kx[i] * inv);
+            }
+#pragma unroll
+            for (int i = 0; i < DPL / 2; i++) {
+                const int d = lane + 32 * i;
+                const float a = kx[i], b = kx[i + DPL / 2];
+                kx[i] = a * sm_cs[d] - b * sm_sn[d];
+                kx[i + DPL / 2] = b * sm_cs[d] + a * sm_sn[d];
+            }
+#pragma unroll
+            for (int i = 0; i < DPL; i++) sm_key[lane + 32 * i] = kx[i];
+        }
+        __syncthreads();
+        key_own = sm_key;
+    }
+    if (k_own && split == 0) store_own_kv(kc_w, vc_w, cache_row(pos), key_own, v_own, HD);
+    /* the A fragments of q (rows g < G: query head kvh G + g, scaled), a1 = a3 = 0; lane (g, t) holds dims
+     * 32 j + 8 t + 0..7 of its head, so under io.rope a rotation pair (j, j + KJ / 2) is its own */
     uint32_t qa[KC][2];
     {
         const float *qr = q + (size_t)t * q_stride + (size_t)(kvh * G + min(g, G - 1)) * HD + 8 * tq;
+        float x[KJ][8];
 #pragma unroll
         for (int j = 0; j < KJ; j++) {
             float4 a = *(const float4 *)(qr + 32 * j), b = *(const float4 *)(qr + 32 * j + 4);
-            const bool on = g < G;
-            qa[2 * j][0] = on ? pack_half2(a.x * scale, a.y * scale) : 0u;
-            qa[2 * j][1] = on ? pack_half2(a.z * scale, a.w * scale) : 0u;
-            qa[2 * j + 1][0] = on ? pack_half2(b.x * scale, b.y * scale) : 0u;
-            qa[2 * j + 1][1] = on ? pack_half2(b.z * scale, b.w * scale) : 0u;
+            x[j][0] = a.x, x[j][1] = a.y, x[j][2] = a.z, x[j][3] = a.w;
+            x[j][4] = b.x, x[j][5] = b.y, x[j][6] = b.z, x[j][7] = b.w;
         }
+        if (io.rope) {
+            if (io.q_norm) { /* the head's 128 dims are in the four lanes of its g */
+                float ss = 0.0f;
+#pragma unroll
+                for (int j = 0; j < KJ; j++)
+#pragma unroll
+                    for (int e = 0; e < 8; e++) ss += x[j][e] * x[j][e];
+                ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+                ss += __shfl_xor_sync(0xffffffffu, ss, 2);
+                const float inv = rsqrtf(ss / (float)HD + io.eps);
+#pragma unroll
+                for (int j = 0; j < KJ; j++)
+#pragma unroll
+                    for (int e = 0; e < 8; e++) x[j][e] = __ldg(io.q_norm + 32 * j + 8 * tq + e) * (x[j][e] * inv);
+            }
+#pragma unroll
+            for (int j = 0; j < KJ / 2; j++)
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    const int d = 32 * j + 8 * tq + e;
+                    const float a = x[j][e], b = x[j + KJ / 2][e];
+                    x[j][e] = a * sm_cs[d] - b * sm_sn[d];
+                    x[j + KJ / 2][e] = b * sm_cs[d] + a * sm_sn[d];
+                }
+        }
+        const bool on = g < G;
+#pragma unroll
+        for (int j = 0; j < KJ; j++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                qa[2 * j + h][0] = on ? pack_half2(x[j][4 * h] * scale, x[j][4 * h + 1] * scale) : 0u;
+                qa[2 * j + h][1] = on ? pack_half2(x[j][4 * h + 2] * scale, x[j][4 * h + 3] * scale) : 0u;
+            }
     }
     float m = -INFINITY, l = 0.0f, o[NTD][4];
 #pragma unroll
@@ -1173,7 +1246,7 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     attn_io io;
     memset(&io, 0, sizeof io);
     io.out = out;
-    if (rope) { /* the caller checked that this step takes attn_partial (rope_attention_fusable) */
+    if (rope) { /* the caller checked that this step takes attn_partial or attn_decode_mma (rope_attention_fusable) */
         io.rope = 1;
         io.q_norm = rope->q_norm;
         io.k_norm = rope->k_norm;
@@ -1295,9 +1368,11 @@ void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *s
 static int rope_attention_fusable(const cuda_impl *im, const ts_kv_store *kv, int n_heads, const ts_rope *rope) {
     const cuda_step *st = &im->step;
     int hd = kv->layout.head_dim, group = n_heads / kv->layout.num_kv_heads;
-    return !im->fuse_norm_off && st->n_tokens <= im->fuse_max_tokens && st->n_tokens == st->n_seqs &&
-           st->n_tiles == 0 && !takes_gqa(im, st->n_tokens, hd, group) && rope->head_dim == hd &&
-           (hd == 64 || hd == 128 || hd == 256);
+    const int gqa = takes_gqa(im, st->n_tokens, hd, group);
+    /* attn_partial (single tokens) or, for batches, attn_decode_mma; not the float grouped kernel */
+    const int kernel_rotates = gqa ? kv->half && !im->att_mma_off && im->code_arch >= 800 && (hd == 64 || hd == 128)
+                                   : st->n_tokens <= im->fuse_max_tokens && (hd == 64 || hd == 128 || hd == 256);
+    return !im->fuse_norm_off && kernel_rotates && st->n_tokens == st->n_seqs && st->n_tiles == 0 && rope->head_dim == hd;
 }
 
 void cuda_rope_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const ts_rope_heads *q,
