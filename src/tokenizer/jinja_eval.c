@@ -115,6 +115,7 @@ static jv repeat(jj_ctx *c, const jj_node *n, jv seq, int64_t times) {
     if (times < 0) times = 0;
     if (seq.type == JV_STR) {
         size_t len = seq.u.s->len;
+        if (!len) times = 0; /* the result is empty at any count: no loop of 2 ** 36 empty copies */
         if (len && (uint64_t)times > c->arena.limit / len)
             jj_raise(&c->fail, n->line, n->col, "string repetition exceeds the memory limit");
         jj_str *s = jj_alloc(&c->arena, &c->fail, sizeof *s + len * (size_t)times + 1);
@@ -127,6 +128,7 @@ static jv repeat(jj_ctx *c, const jj_node *n, jv seq, int64_t times) {
         return v;
     }
     size_t len = seq.u.l->n;
+    if (!len) times = 0;
     if (len && (uint64_t)times > c->arena.limit / (len * sizeof(jv)))
         jj_raise(&c->fail, n->line, n->col, "list repetition exceeds the memory limit");
     jv out = jv_list_new(&c->arena, &c->fail, len * (size_t)times);

@@ -307,6 +307,11 @@ static void test_limits(void **state) {
                             NULL, &out, &err), 0);
     assert_string_equal(out, "012345");
     free(out);
+    /* an empty string or list repeated any number of times is empty at once (the fuzzer found 2 ** 36 empty
+     * copies made one by one) */
+    assert_int_equal(render("{{ '' * 2 ** 36 }}x{{ ([] * 2 ** 36) | length }}", NULL, NULL, &out, &err), 0);
+    assert_string_equal(out, "x0");
+    free(out);
 }
 
 /* A Llama-3.1-style template written for this test: system date header, tools, bos_token, trimmed content. */

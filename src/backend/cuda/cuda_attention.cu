@@ -1059,7 +1059,7 @@ __global__ void __launch_bounds__(32 * DEC_MMA_WARPS)
             x[j][4] = b.x, x[j][5] = b.y, x[j][6] = b.z, x[j][7] = b.w;
         }
         if (io.rope) {
-            if (io.q_norm) { /* the head's 128 dims are in the four lanes of its g */
+            if (io.q_norm) { /* the head's dims are in the four lanes of its g */
                 float ss = 0.0f;
 #pragma unroll
                 for (int j = 0; j < KJ; j++)
