@@ -1018,27 +1018,15 @@ __global__ void __launch_bounds__(32 * DEC_MMA_WARPS)
     if (early) load_step(pb);
     pdl_wait();
     if (io.rope && k_own) {
-        if (warp == 0) { /* lanes across head_dim: the rotation pairs (d, d + HD / 2) sit in one lane */
-            float kx[DPL];
-#pragma unroll
-            for (int i = 0; i < DPL; i++) kx[i] = k_own[lane + 32 * i];
-            if (io.k_norm) {
-                float ss = 0.0f;
-#pragma unroll
-                for (int i = 0; i < DPL; i++) ss += kx[i] * kx[i];
-#pragma unroll
-                for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
-                const float inv = rsqrtf(ss / (float)HD + io.eps);
-#pragma unroll
-                for (int i = 0; i < DPL; i++) kx[i] = __ldg(io.k_norm + lane + 32 * i) * (kx[i] * inv);
-            }
+        if (warp == 0) { /* attn_partial's own_key, lanes across head_dim, with the block's angles */
+            rope_angles<DPL> ang;
 #pragma unroll
             for (int i = 0; i < DPL / 2; i++) {
-                const int d = lane + 32 * i;
-                const float a = kx[i], b = kx[i + DPL / 2];
-                kx[i] = a * sm_cs[d] - b * sm_sn[d];
-                kx[i + DPL / 2] = b * sm_cs[d] + a * sm_sn[d];
+                ang.cs[i] = sm_cs[lane + 32 * i];
+                ang.sn[i] = sm_sn[lane + 32 * i];
             }
+            float kx[DPL];
+            own_key<DPL>(io, k_own, HD, ang, lane, kx);
 #pragma unroll
             for (int i = 0; i < DPL; i++) sm_key[lane + 32 * i] = kx[i];
         }
@@ -1161,8 +1149,15 @@ __global__ void __launch_bounds__(32 * DEC_MMA_WARPS)
     attn_block_finish<DPL, W, DEC_MMA_MAX_GROUP>(io, sm_m, sm_l, sm_o, G, t, kvh, n_heads, n_kv, n_splits, split);
 }
 
-int cuda_attention_batch_slots(cuda_impl *im, int hd) {
-    if (im->att_mma_off || im->code_arch < 800 || (hd != 32 && hd != 64 && hd != 128)) return 0;
+/* Whether a batch's decode attention (takes_gqa) runs on the tensor cores (attn_decode_mma) rather than on
+ * attn_decode_gqa: a half cache, head_dim 32/64/128, and running code with mma.sync (sm_80 on). The launch,
+ * the choice of splits and the fused rotation all ask this. */
+static int takes_decode_mma(const cuda_impl *im, int half_cache, int hd) {
+    return half_cache && !im->att_mma_off && im->code_arch >= 800 && (hd == 32 || hd == 64 || hd == 128);
+}
+
+int cuda_attention_batch_slots(cuda_impl *im, int half_cache, int hd) {
+    if (!takes_decode_mma(im, half_cache, hd)) return 0;
     int per_sm = 0;
     cudaError_t err = hd == 32    ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_decode_mma<32>, 32 * DEC_MMA_WARPS, 0)
                       : hd == 64 ? cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, attn_decode_mma<64>, 32 * DEC_MMA_WARPS, 0)
@@ -1276,7 +1271,7 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     }
     /* batches: the GQA kernels (head_dim 32/64/128, 2, 4 or 8 query heads per KV head), on the tensor
      * cores where the cache is half */
-    if (takes_gqa(im, count, hd, group) && sizeof(T) == 2 && !im->att_mma_off) {
+    if (takes_gqa(im, count, hd, group) && takes_decode_mma(im, sizeof(T) == 2, hd)) {
         dim3 g2(count, n_kv, splits);
 #define DEC_MMA(HD)                                                                                              \
     cuda_launch(im, attn_decode_mma<HD>, g2, dim3(32 * DEC_MMA_WARPS), 0, (const __half *)kbase,                \
@@ -1370,7 +1365,7 @@ static int rope_attention_fusable(const cuda_impl *im, const ts_kv_store *kv, in
     int hd = kv->layout.head_dim, group = n_heads / kv->layout.num_kv_heads;
     const int gqa = takes_gqa(im, st->n_tokens, hd, group);
     /* attn_partial (single tokens) or, for batches, attn_decode_mma; not the float grouped kernel */
-    const int kernel_rotates = gqa ? kv->half && !im->att_mma_off && im->code_arch >= 800 && (hd == 64 || hd == 128)
+    const int kernel_rotates = gqa ? takes_decode_mma(im, kv->half, hd) && hd != 32
                                    : st->n_tokens <= im->fuse_max_tokens && (hd == 64 || hd == 128 || hd == 256);
     return !im->fuse_norm_off && kernel_rotates && st->n_tokens == st->n_seqs && st->n_tiles == 0 && rope->head_dim == hd;
 }

@@ -100,7 +100,7 @@ static ts_kv_store *cu_kv_create(ts_backend *be, const ts_kv_layout *l, ts_error
     size_t bytes = kv->layer_elems * l->num_layers * (kv->half ? 2 : 4);
     /* batches of decode tokens: as many splits of their attention as fill one wave of blocks (more waves
      * of shorter splits measured slower: their merge is the extra work) */
-    if (kv->half && l->num_kv_heads > 0) im->att_batch_pairs = cuda_attention_batch_slots(im, l->head_dim) / l->num_kv_heads;
+    if (l->num_kv_heads > 0) im->att_batch_pairs = cuda_attention_batch_slots(im, kv->half, l->head_dim) / l->num_kv_heads;
     kv->k = cu_alloc(be, bytes, err);
     kv->v = kv->k ? cu_alloc(be, bytes, err) : NULL;
     if (!kv->v) {

@@ -396,8 +396,8 @@ static inline int cuda_attention_splits(const cuda_impl *im, int max_pos, int n_
     return splits;
 }
 /* Blocks of the batch decode attention on the tensor cores for head_dim hd that run at once on the GPU;
- * 0 where that kernel does not apply. */
-int cuda_attention_batch_slots(cuda_impl *im, int hd);
+ * 0 where that kernel does not apply (a float cache among others). */
+int cuda_attention_batch_slots(cuda_impl *im, int half_cache, int hd);
 /* Ends the step's capture (running what it recorded) or launches its replay; operations after it run
  * directly. Called where the step's results leave the device. */
 void cuda_graph_finish(cuda_impl *im);
