@@ -637,6 +637,16 @@ static void attn_inputs_free(ts_backend *gpu, attn_inputs *a) {
     gpu->ops->free(gpu, a->dout);
 }
 
+/* The host's reference for rope_attention's first half, in place: q and k of n tokens normalized per head by
+ * qn / kn where given, then rotated. */
+static void cpu_qk_norm_rope(attn_inputs *a, int n, int n_heads, int n_kv, int hd, const float *qn, const float *kn,
+                             const int32_t *positions, const ts_rope *rope) {
+    if (qn) g_cpu->ops->rmsnorm(g_cpu, a->q, qn, n * n_heads, hd, 1e-6f, a->q);
+    if (kn) g_cpu->ops->rmsnorm(g_cpu, a->k, kn, n * n_kv, hd, 1e-6f, a->k);
+    g_cpu->ops->rope(g_cpu, a->q, n, n_heads, n_heads * hd, positions, rope);
+    g_cpu->ops->rope(g_cpu, a->k, n, n_kv, n_kv * hd, positions, rope);
+}
+
 /* One step of na tokens of sequence a from position start_a, then nb of sequence b from start_b (with
  * nb 0, a step of sequence a alone), each with its block table of nblk blocks. step points into the
  * struct's arrays: the struct must outlive every use of step. */
@@ -749,14 +759,9 @@ static void check_attention_batch(ts_backend *gpu, int hd, int group, int prefil
         size_t qcount = (size_t)n * n_heads * hd, kcount = (size_t)n * n_kv * hd;
         attn_inputs a;
         attn_inputs_init(gpu, &a, qcount, kcount);
-        if (rope == NORM_ROPE) {
-            g_cpu->ops->rmsnorm(g_cpu, a.q, qn, n * n_heads, hd, 1e-6f, a.q);
-            g_cpu->ops->rmsnorm(g_cpu, a.k, kn, n * n_kv, hd, 1e-6f, a.k);
-        }
-        if (rope != NO_ROPE) {
-            g_cpu->ops->rope(g_cpu, a.q, n, n_heads, n_heads * hd, positions, &rp);
-            g_cpu->ops->rope(g_cpu, a.k, n, n_kv, n_kv * hd, positions, &rp);
-        }
+        if (rope != NO_ROPE)
+            cpu_qk_norm_rope(&a, n, n_heads, n_kv, hd, rope == NORM_ROPE ? qn : NULL, rope == NORM_ROPE ? kn : NULL,
+                             positions, &rp);
         g_cpu->ops->attention(g_cpu, kc, 0, &step, a.q, n_heads * hd, a.k, a.v, n_kv * hd, n_heads, 0.158f, a.out);
         probe pr; /* decode steps: the output's copy for the next product (int8, or the batch kernel's order) */
         if (n <= 32) probe_init(gpu, &pr, TS_DTYPE_Q4_0, (int64_t)n_heads * hd, n);
@@ -975,12 +980,7 @@ static void check_rope_attention(ts_backend *gpu, int hd, int with_norm, double 
         attn_inputs a;
         attn_inputs_init(gpu, &a, qcount, kcount);
         /* the CPU: norms, RoPE, attention, each its own operation */
-        if (with_norm) {
-            g_cpu->ops->rmsnorm(g_cpu, a.q, qn, n * n_heads, hd, 1e-6f, a.q);
-            g_cpu->ops->rmsnorm(g_cpu, a.k, kn, n * n_kv, hd, 1e-6f, a.k);
-        }
-        g_cpu->ops->rope(g_cpu, a.q, n, n_heads, n_heads * hd, positions, &rope);
-        g_cpu->ops->rope(g_cpu, a.k, n, n_kv, n_kv * hd, positions, &rope);
+        cpu_qk_norm_rope(&a, n, n_heads, n_kv, hd, with_norm ? qn : NULL, with_norm ? kn : NULL, positions, &rope);
         g_cpu->ops->attention(g_cpu, kc, 0, &step, a.q, n_heads * hd, a.k, a.v, n_kv * hd, n_heads, 0.11f, a.out);
         const ts_rope_heads qh = {a.dq, n_heads, n_heads * hd, with_norm ? dqn : NULL},
                             kh = {a.dk, n_kv, n_kv * hd, with_norm ? dkn : NULL};
