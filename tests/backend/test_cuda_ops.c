@@ -946,6 +946,28 @@ static void test_rope_attention_batch(void **state) {
         }
 }
 
+/* The batch kernel's fused output projection (6-32 tokens, bf16 and fp16): the producer writes the
+ * residual, the norm's partial sums and a 16-bit weight * residual; a batch product reading the norm's
+ * output scales by each token's 1/rms and writes the output. K parts as chosen, forced to three (cluster
+ * and global merges) and one (512 columns); readers of another kernel (Q8_0, 1056 columns) and the host
+ * run the norm instead. Last in the list, after test_rope_attention_batch: its random draws leave the
+ * other tests' data as they were. */
+static void test_fused_projection_batch(void **state) {
+    (void)state;
+    ts_backend *const bes[4] = {g_gpu16, g_gpuh, g_gpu16c, g_gpu16g};
+    const ts_dtype types[2] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1};
+    const int tokens[4] = {6, 9, 16, 32};
+    for (int b = 0; b < 4; b++)
+        for (int ti = 0; ti < 2; ti++)
+            for (int ni = 0; ni < 4; ni++)
+                if (bes[b]) check_fused_projection(bes[b], types[ti], 1024, 1536, tokens[ni], TS_DTYPE_Q4_0, READ_BY_PRODUCT, 1e-2);
+    check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 8192, 512, 32, TS_DTYPE_Q4_1, READ_BY_PRODUCT, 1e-2);
+    check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 1024, 1536, 20, TS_DTYPE_Q4_0, READ_TWICE, 1e-2);
+    check_fused_projection(g_gpu16, TS_DTYPE_Q4_1, 1024, 1536, 12, TS_DTYPE_Q8_0, READ_BY_PRODUCT, 1e-2);
+    check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 1024, 1536, 32, TS_DTYPE_Q4_0, READ_BY_HOST, 1e-2);
+    check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 1056, 1536, 16, TS_DTYPE_Q4_0, READ_BY_PRODUCT, 1e-2);
+}
+
 /* q/k norm + RoPE + attention as one operation (rope_attention): a prefill (the separate operations) then
  * pure decode steps of two sequences, which the decode kernel rotates itself, storing the rotated keys
  * that later steps read; with and without the per-head norms; against the CPU's qk norm, RoPE and
@@ -1223,7 +1245,7 @@ int main(void) {
         cmocka_unit_test(test_rope), cmocka_unit_test(test_attention), cmocka_unit_test(test_first_prefill), cmocka_unit_test(test_attention_batch), cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_draw_rows), cmocka_unit_test(test_fused_ops), cmocka_unit_test(test_fused_projection),
         cmocka_unit_test(test_prequantized_activations), cmocka_unit_test(test_rope_attention),
-        cmocka_unit_test(test_rope_attention_batch),
+        cmocka_unit_test(test_rope_attention_batch), cmocka_unit_test(test_fused_projection_batch),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_gpu32->ops->destroy(g_gpu32);

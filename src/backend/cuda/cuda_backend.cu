@@ -372,6 +372,7 @@ static void cu_destroy(ts_backend *be) {
     if (im->batch16_done) cudaFree(im->batch16_done);
     if (im->norm_xq) cudaFree(im->norm_xq);
     if (im->norm_partials) cudaFree(im->norm_partials);
+    if (im->norm_dense) cudaFree(im->norm_dense);
     if (im->inv_freq) cudaFree(im->inv_freq);
     if (im->step.tokens) cudaFree(im->step.tokens);
     for (int i = 0; i < im->n_graphs; i++)

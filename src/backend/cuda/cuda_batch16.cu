@@ -33,10 +33,27 @@
 #define BW_MIN_BLOCKS 2
 #endif
 #define BW_ROWS (16 * BW_MT * BW_RS)
+#define BW_WARPS (BW_RS * BW_KS)
+/* tokens a warp takes at most in the norm's per-token work (one tile of NT * 8 tokens over the warps) */
+#define BW_TOKENS_PER_WARP(NT) (((NT) * 8 + BW_WARPS - 1) / BW_WARPS)
 /* row stride of the block's reduction tiles in shared memory: 4 more than a tile's rows keeps a warp's 32
  * stores of its accumulators in 32 different banks */
 #define BW_RED_STRIDE (BW_ROWS + 4)
 #define BW_MAX_KPARTS 8
+
+/* How a launch takes part in a fused output projection + residual add + RMSNorm (cuda_norm_due with a
+ * dense form): as its producer (res_x set: one weight, rows in blocks of 32, y unused) or as a product
+ * that reads the norm's output (in_partials set). */
+struct bw_norm {
+    float *res_x;             /* producer: the residual [n][rows], updated in place */
+    const float *res_weight;  /* the next norm's weight [rows] */
+    float *res_partials;      /* [n][rows / 32] sums of squares of the updated residual */
+    void *res_dense;          /* weight * residual in the fragment order (qact_store_dense kind 3 + F16) */
+    const float *in_partials; /* reader: [n][cols / 32], as written by the producer */
+    const float *in_x, *in_weight; /* the residual and the norm's weight, to write the float output */
+    float *in_out;            /* [n][cols] */
+    float eps;
+};
 
 struct bw_targets {
     cuda_weight w[MAX_PRODUCT_TARGETS];
@@ -47,6 +64,7 @@ struct bw_targets {
     unsigned first_block[MAX_PRODUCT_TARGETS + 1];
     int kparts;
     int cluster; /* the kparts blocks of a row block are a thread block cluster and merge in shared memory */
+    bw_norm norm;
 };
 
 /* The two 16-bit formats: bf16 (precision bf16) and fp16. MAGIC | c is the 16-bit value BIAS + c
@@ -106,14 +124,81 @@ __device__ __forceinline__ float bw_slice_sum(const float *red, int t, int r) {
     return sum;
 }
 
-/* The K parts of a row block as one cluster (tg.cluster): every block sums its slices (in place of its
- * first slice: each thread reads and writes only its own elements there), then block p adds the p-th share
- * of the tile over the blocks in K order, the order of the global merge: same results, without the partial
- * sums' round trip through L2, the fence and the count. All threads of every block of the cluster must
- * call this. */
+/* Where the sums of a block's finished tile are: its own slices (one K part), the K parts in global
+ * memory (the last block of a row block adds them), or the slice sums of the blocks of its cluster. */
+enum { BW_FROM_SLICES, BW_FROM_PARTS, BW_FROM_CLUSTER };
+
+/* Element (token t, row r) of a row block's tile over all K, added in K order whatever the source. */
 template <int NT>
-__device__ __forceinline__ void bw_cluster_merge(float *red, int64_t rows, int n_tok, int64_t base, int kpart, int kparts,
-                                                 float *__restrict__ y, const float *__restrict__ bias) {
+__device__ __forceinline__ float bw_tile_sum(int from, float *red, const float *part, int kparts, int n_tok, int64_t rows,
+                                             int64_t base, int t, int r) {
+    if (from == BW_FROM_SLICES) return bw_slice_sum<NT>(red, t, r);
+    float sum = 0.0f;
+    if (from == BW_FROM_PARTS) {
+        for (int p = 0; p < kparts; p++) sum += __ldcg(part + ((size_t)p * n_tok + t) * rows + base + r);
+        return sum;
+    }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+    for (int p = 0; p < kparts; p++) sum += *cluster.map_shared_rank(red + t * BW_RED_STRIDE + r, p);
+#endif
+    return sum;
+}
+
+/* The stores of a row block's tile; `share` of `shares` (the blocks of a cluster share the tile, others
+ * hold all of it). A plain product writes y (scaled by each token's 1/rms where its input was a due norm,
+ * inv_rms); the producer of a fused output projection adds the tile to the residual, and its warps, one
+ * token each with a row a lane, write the next norm's partial sums and the 16-bit weight * residual. */
+template <int F16, int NT>
+__device__ __forceinline__ void bw_finish(const bw_targets &tg, int64_t rows, float *__restrict__ y, const float *__restrict__ bias,
+                                          int from, float *red, const float *part, int n_tok, int64_t rblock, int share,
+                                          int shares, const float *inv_rms) {
+    const int64_t base = rblock * BW_ROWS;
+    const bw_norm &nl = tg.norm;
+    if (nl.res_x) {
+        static_assert(BW_ROWS == 32, "the producer's warps hold one row a lane");
+        const int lane = threadIdx.x % 32, first = threadIdx.x / 32 + share * BW_WARPS, step = shares * BW_WARPS;
+        const int64_t row = base + lane; /* rows come in whole blocks of 32 */
+        /* a warp's tokens: their residuals load together */
+        float xv[BW_TOKENS_PER_WARP(NT)];
+#pragma unroll
+        for (int j = 0; j < BW_TOKENS_PER_WARP(NT); j++) {
+            const int t = first + j * step;
+            xv[j] = t < n_tok ? nl.res_x[(size_t)t * rows + row] : 0.0f;
+        }
+        const float wn = __ldg(nl.res_weight + row), b = bias ? bias[row] : 0.0f;
+#pragma unroll
+        for (int j = 0; j < BW_TOKENS_PER_WARP(NT); j++) {
+            const int t = first + j * step;
+            if (t >= n_tok) break;
+            const float v = xv[j] + (bw_tile_sum<NT>(from, red, part, tg.kparts, n_tok, rows, base, t, lane) + b);
+            nl.res_x[(size_t)t * rows + row] = v;
+            float ss = v * v;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            if (lane == 0) nl.res_partials[(size_t)t * (rows / 32) + rblock] = ss;
+            qact_store_dense(nl.res_dense, 3 + F16, t, row, rows, n_tok, wn * v);
+        }
+        return;
+    }
+    for (int i = threadIdx.x + share * blockDim.x; i < BW_ROWS * NT * 8; i += shares * blockDim.x) {
+        int r = i % BW_ROWS, t = i / BW_ROWS; /* neighbouring threads: neighbouring rows of y */
+        if (base + r >= rows || t >= n_tok) continue;
+        float sum = bw_tile_sum<NT>(from, red, part, tg.kparts, n_tok, rows, base, t, r);
+        if (inv_rms) sum *= inv_rms[t];
+        y[(size_t)t * rows + base + r] = sum + (bias ? bias[base + r] : 0.0f);
+    }
+}
+
+/* The K parts of a row block as one cluster (tg.cluster): every block sums its slices (in place of its
+ * first slice: each thread reads and writes only its own elements there), then block p finishes the p-th
+ * share of the tile, adding the blocks' sums in K order, the order of the global merge: same results,
+ * without the partial sums' round trip through L2, the fence and the count. All threads of every block of
+ * the cluster must call this. */
+template <int F16, int NT>
+__device__ __forceinline__ void bw_cluster_merge(const bw_targets &tg, float *red, int64_t rows, int n_tok, int64_t rblock,
+                                                 int kpart, float *__restrict__ y, const float *__restrict__ bias,
+                                                 const float *inv_rms) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     constexpr int RS = BW_RED_STRIDE, TILE = BW_ROWS * NT * 8;
     for (int i = threadIdx.x; i < TILE; i += blockDim.x) {
@@ -122,18 +207,40 @@ __device__ __forceinline__ void bw_cluster_merge(float *red, int64_t rows, int n
     }
     cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
     cluster.sync();
-    const int share = (TILE + kparts - 1) / kparts, end = min(TILE, (kpart + 1) * share);
-    for (int i = kpart * share + threadIdx.x; i < end; i += blockDim.x) {
-        int r = i % BW_ROWS, t = i / BW_ROWS;
-        if (base + r >= rows || t >= n_tok) continue;
-        float sum = 0.0f;
-        for (int p = 0; p < kparts; p++) sum += *cluster.map_shared_rank(red + t * RS + r, p);
-        y[(size_t)t * rows + base + r] = sum + (bias ? bias[base + r] : 0.0f);
-    }
+    bw_finish<F16, NT>(tg, rows, y, bias, BW_FROM_CLUSTER, red, NULL, n_tok, rblock, kpart, tg.kparts, inv_rms);
     cluster.sync(); /* no block leaves while another may still read its shared memory */
 #else
-    (void)red, (void)rows, (void)n_tok, (void)base, (void)kpart, (void)kparts, (void)y, (void)bias;
+    (void)tg, (void)red, (void)rows, (void)n_tok, (void)rblock, (void)kpart, (void)y, (void)bias, (void)inv_rms;
 #endif
+}
+
+/* A due norm's 1/rms of each token from the producer's partial sums (the same in every block: the partials
+ * are added in one fixed order); a warp's tokens load together. Then its float output weight * (x / rms),
+ * which other operations may read: every block of the reading launch writes its share. Both before the
+ * main loop, while its first weights load. */
+template <int NT>
+__device__ __forceinline__ void bw_due_norm(const bw_norm &nl, int64_t dim, int n_tok, float *inv_rms) {
+    const int parts = (int)(dim / 32), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    constexpr int TW = BW_TOKENS_PER_WARP(NT);
+    float s[TW];
+#pragma unroll
+    for (int j = 0; j < TW; j++) s[j] = 0.0f;
+#pragma unroll 4
+    for (int p = lane; p < parts; p += 32)
+#pragma unroll
+        for (int j = 0; j < TW; j++) s[j] += __ldg(nl.in_partials + (size_t)min(warp + BW_WARPS * j, n_tok - 1) * parts + p);
+#pragma unroll
+    for (int j = 0; j < TW; j++) {
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s[j] += __shfl_xor_sync(0xffffffffu, s[j], o);
+        if (lane == 0 && warp + BW_WARPS * j < n_tok) inv_rms[warp + BW_WARPS * j] = rsqrtf(s[j] / (float)dim + nl.eps);
+    }
+    __syncthreads();
+    const size_t total = (size_t)n_tok * (size_t)dim, warps = (size_t)gridDim.x * BW_WARPS;
+    for (size_t b = ((size_t)blockIdx.x * BW_WARPS + warp) * 32; b < total; b += warps * 32) {
+        size_t i = b + lane; /* dim is a multiple of 64: a run of 32 is one token's */
+        nl.in_out[i] = __ldg(nl.in_weight + i % (size_t)dim) * (nl.in_x[i] * inv_rms[b / (size_t)dim]);
+    }
 }
 
 template <int DT, int F16, int NT>
@@ -200,6 +307,9 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
         load_acts(cbeg + ks, 0);
         load_acts(cbeg + ks, 1);
     }
+    __shared__ float inv_rms[BW_MAX_TOKENS];
+    const bool due = tg.norm.in_partials != NULL;
+    if (due) bw_due_norm<NT>(tg.norm, w.cols, n_tok, inv_rms);
     for (int c = cbeg + ks; c < cend; c += BW_KS) {
         const int c_next = c + BW_KS < cend ? c + BW_KS : c;
         load_weights(c_next, wq_next, d_next, m_next);
@@ -260,20 +370,21 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     __syncthreads();
     float *__restrict__ y = k == 0 ? tg.y[0] : k == 1 ? tg.y[1] : tg.y[2];
     const float *__restrict__ bias = k == 0 ? tg.bias[0] : k == 1 ? tg.bias[1] : tg.bias[2];
-    const int64_t base = rblock * BW_ROWS;
     if (tg.cluster) {
-        bw_cluster_merge<NT>(red, w.rows, n_tok, base, kpart, kparts, y, bias);
+        bw_cluster_merge<F16, NT>(tg, red, w.rows, n_tok, rblock, kpart, y, bias, due ? inv_rms : NULL);
         return;
     }
     float *part = kparts > 1 ? (k == 0 ? tg.part[0] : k == 1 ? tg.part[1] : tg.part[2]) : NULL;
-    for (int i = threadIdx.x; i < BW_ROWS * NT * 8; i += blockDim.x) {
-        int r = i % BW_ROWS, t = i / BW_ROWS; /* neighbouring threads: neighbouring rows of y */
-        if (base + r >= w.rows || t >= n_tok) continue;
-        const float sum = bw_slice_sum<NT>(red, t, r);
-        if (part) part[((size_t)kpart * n_tok + t) * w.rows + base + r] = sum;
-        else y[(size_t)t * w.rows + base + r] = sum + (bias ? bias[base + r] : 0.0f);
+    if (!part) {
+        bw_finish<F16, NT>(tg, w.rows, y, bias, BW_FROM_SLICES, red, NULL, n_tok, rblock, 0, 1, due ? inv_rms : NULL);
+        return;
     }
-    if (!part) return;
+    const int64_t base = rblock * BW_ROWS;
+    for (int i = threadIdx.x; i < BW_ROWS * NT * 8; i += blockDim.x) {
+        int r = i % BW_ROWS, t = i / BW_ROWS;
+        if (base + r >= w.rows || t >= n_tok) continue;
+        part[((size_t)kpart * n_tok + t) * w.rows + base + r] = bw_slice_sum<NT>(red, t, r);
+    }
     /* the last part of this row block to finish adds all parts in order */
     __threadfence();
     __syncthreads();
@@ -286,13 +397,7 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     __syncthreads();
     if (!last_part) return;
     __threadfence();
-    for (int i = threadIdx.x; i < BW_ROWS * NT * 8; i += blockDim.x) {
-        int r = i % BW_ROWS, t = i / BW_ROWS;
-        if (base + r >= w.rows || t >= n_tok) continue;
-        float sum = 0.0f;
-        for (int p = 0; p < kparts; p++) sum += __ldcg(part + ((size_t)p * n_tok + t) * w.rows + base + r);
-        y[(size_t)t * w.rows + base + r] = sum + (bias ? bias[base + r] : 0.0f);
-    }
+    bw_finish<F16, NT>(tg, w.rows, y, bias, BW_FROM_PARTS, red, part, n_tok, rblock, 0, 1, due ? inv_rms : NULL);
 }
 
 int cuda_batch16_takes(const cuda_impl *im, int n, int64_t cols) {
@@ -355,15 +460,29 @@ static size_t bw_smem(int nt) { return (size_t)BW_KS * nt * 8 * BW_RED_STRIDE * 
 
 template <int DT, int F16>
 static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
-                         float *const *ys, const float *const *biases) {
+                         float *const *ys, const float *const *biases, const bw_norm *norm) {
     const int64_t cols = ws[0]->cols;
     const int nt_count = (n + 7) / 8, chunks = (int)(cols / 64);
     const int64_t elements = (int64_t)nt_count * 8 * cols; /* whole tiles of 8 tokens */
     im->qact_frag = 1; /* producers of the next activations write them in fragment order */
     const cuda_qact *pre = &im->qact;
+    const cuda_norm_due due = im->norm_due;
+    bw_norm nl;
+    memset(&nl, 0, sizeof nl);
+    if (norm) nl = *norm;
     uint32_t *xa;
-    if (pre->src == x && pre->dense && pre->dense_kind == 3 + F16 && pre->rows == n && pre->cols == cols &&
-        pre->buffer == im->batch16_act) {
+    if (due.out && due.out == x && due.dense) {
+        /* x is a due norm's output (cuda_batch16_reads_due checked the shape): the producer's 16-bit
+         * weight * residual, each token's sums scaled by its 1/rms here; this launch writes x itself */
+        im->norm_due.out = NULL;
+        xa = (uint32_t *)due.dense;
+        nl.in_partials = due.partials;
+        nl.in_x = due.x;
+        nl.in_weight = due.weight;
+        nl.in_out = due.out;
+        nl.eps = due.eps;
+    } else if (pre->src == x && pre->dense && pre->dense_kind == 3 + F16 && pre->rows == n && pre->cols == cols &&
+               pre->buffer == im->batch16_act) {
         xa = (uint32_t *)pre->dense; /* written by the producer of x (rows past n: stale, and only their
                                         own output columns, which are not stored, see them) */
     } else {
@@ -414,6 +533,7 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
         blocks += (unsigned)((ws[k]->rows + BW_ROWS - 1) / BW_ROWS) * (unsigned)tg.kparts;
     }
     tg.first_block[MAX_PRODUCT_TARGETS] = blocks;
+    tg.norm = nl;
     const dim3 cluster(tg.cluster ? (unsigned)tg.kparts : 1u, 1, 1);
     cudaError_t err = cudaSuccess;
     switch (nt_count) {
@@ -431,20 +551,77 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
         cuda_log(im, 1, "cuda: batch products' K parts as thread block clusters refused (%s); merging them through memory",
                  cudaGetErrorString(err));
         im->batch16_cluster = 0;
-        launch_typed<DT, F16>(im, count, ws, x, n, ys, biases);
+        if (nl.in_partials) im->norm_due = due; /* the retry reads it again */
+        launch_typed<DT, F16>(im, count, ws, x, n, ys, biases, norm);
     } else if (err != cudaSuccess) {
         cuda_check(im, err, "batch product launch");
     }
+}
+
+template <int DT, int F16>
+static void launch_residual_norm(cuda_impl *im, const cuda_weight *w, const float *in, int n, const float *bias, float *x,
+                                 const float *norm_weight, float eps, float *out) {
+    const int nt_count = (n + 7) / 8;
+    /* apart from batch16_act, which this launch may read as its input */
+    void *dense = cuda_scratch(im, &im->norm_dense, &im->norm_dense_bytes, (size_t)nt_count * 8 * (size_t)w->rows * 2);
+    float *partials = (float *)cuda_scratch(im, (void **)&im->norm_partials, &im->norm_partials_bytes,
+                                            (size_t)n * (size_t)(w->rows / 32) * sizeof(float));
+    if (!dense || !partials) return;
+    bw_norm nl;
+    memset(&nl, 0, sizeof nl);
+    nl.res_x = x;
+    nl.res_weight = norm_weight;
+    nl.res_partials = partials;
+    nl.res_dense = dense;
+    float *no_y = NULL;
+    launch_typed<DT, F16>(im, 1, &w, in, n, &no_y, &bias, &nl);
+    cuda_norm_due due;
+    memset(&due, 0, sizeof due);
+    due.out = out;
+    due.x = x;
+    due.weight = norm_weight;
+    due.eps = eps;
+    due.rows = n;
+    due.dim = (int)w->rows;
+    due.dense = dense;
+    due.dense_kind = 3 + F16;
+    due.partials = partials;
+    im->norm_due = due;
+    im->qact.src = NULL;
 }
 
 void cuda_batch16_matmul(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
                          float *const *ys, const float *const *biases) {
     int f16 = im->opt.precision == TS_PRECISION_FP16;
     if (ws[0]->dtype == TS_DTYPE_Q4_0) {
-        if (f16) launch_typed<TS_DTYPE_Q4_0, 1>(im, count, ws, x, n, ys, biases);
-        else launch_typed<TS_DTYPE_Q4_0, 0>(im, count, ws, x, n, ys, biases);
+        if (f16) launch_typed<TS_DTYPE_Q4_0, 1>(im, count, ws, x, n, ys, biases, NULL);
+        else launch_typed<TS_DTYPE_Q4_0, 0>(im, count, ws, x, n, ys, biases, NULL);
     } else {
-        if (f16) launch_typed<TS_DTYPE_Q4_1, 1>(im, count, ws, x, n, ys, biases);
-        else launch_typed<TS_DTYPE_Q4_1, 0>(im, count, ws, x, n, ys, biases);
+        if (f16) launch_typed<TS_DTYPE_Q4_1, 1>(im, count, ws, x, n, ys, biases, NULL);
+        else launch_typed<TS_DTYPE_Q4_1, 0>(im, count, ws, x, n, ys, biases, NULL);
     }
+}
+
+int cuda_batch16_fuses_norm(const cuda_impl *im, const cuda_weight *w, int n) {
+    return !im->fuse_norm_off && w->rows % 32 == 0 && cuda_batch16_eligible(im, w, n);
+}
+
+void cuda_batch16_residual_norm(cuda_impl *im, const cuda_weight *w, const float *in, int n, const float *bias, float *x,
+                                const float *norm_weight, float eps, float *out) {
+    int f16 = im->opt.precision == TS_PRECISION_FP16;
+    if (w->dtype == TS_DTYPE_Q4_0) {
+        if (f16) launch_residual_norm<TS_DTYPE_Q4_0, 1>(im, w, in, n, bias, x, norm_weight, eps, out);
+        else launch_residual_norm<TS_DTYPE_Q4_0, 0>(im, w, in, n, bias, x, norm_weight, eps, out);
+    } else {
+        if (f16) launch_residual_norm<TS_DTYPE_Q4_1, 1>(im, w, in, n, bias, x, norm_weight, eps, out);
+        else launch_residual_norm<TS_DTYPE_Q4_1, 0>(im, w, in, n, bias, x, norm_weight, eps, out);
+    }
+}
+
+int cuda_batch16_reads_due(const cuda_impl *im, int count, const cuda_weight *const *ws, int n) {
+    const cuda_norm_due *d = &im->norm_due;
+    if (!d->dense || d->rows != n || count < 1 || d->dense_kind != 3 + (im->opt.precision == TS_PRECISION_FP16)) return 0;
+    for (int k = 0; k < count; k++)
+        if (!cuda_batch16_eligible(im, ws[k], n) || ws[k]->dtype != ws[0]->dtype || ws[k]->cols != d->dim) return 0;
+    return 1;
 }

@@ -18,4 +18,17 @@ int cuda_batch16_eligible(const cuda_impl *im, const cuda_weight *w, int n);
 void cuda_batch16_matmul(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
                          float *const *ys, const float *const *biases);
 
+/* Whether an output projection of w at n tokens, added to the residual with the next RMSNorm, goes to
+ * cuda_batch16_residual_norm (rows in blocks of 32; TESSERA_CUDA_FUSE_NORM=0 turns it off). */
+int cuda_batch16_fuses_norm(const cuda_impl *im, const cuda_weight *w, int n);
+
+/* x += in . w^T (+ bias), with rmsnorm(x) * norm_weight -> out left due (cuda_norm_due, dense form): the
+ * launch writes the residual, each token's sums of squares per 32 rows and the 16-bit weight * residual
+ * that cuda_batch16_matmul reads when its x is out; anything else settles the norm first. */
+void cuda_batch16_residual_norm(cuda_impl *im, const cuda_weight *w, const float *in, int n, const float *bias, float *x,
+                                const float *norm_weight, float eps, float *out);
+
+/* Whether the product of these weights (cuda_batch16_matmul) can read the due norm's dense form. */
+int cuda_batch16_reads_due(const cuda_impl *im, int count, const cuda_weight *const *ws, int n);
+
 #endif

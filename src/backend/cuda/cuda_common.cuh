@@ -100,8 +100,10 @@ struct cuda_norm_due {
     float eps;
     int rows, dim;
     int nibbles;          /* element order of xq (as the int8 form of cuda_qact) */
-    int8_t *xq;           /* [rows][dim] groups of weight * x */
+    int8_t *xq;           /* [rows][dim] groups of weight * x (the integer kernel's producer), or NULL */
     float2 *xs;
+    void *dense;          /* or weight * x in 16 bits, the batch kernel's fragment order (cuda_batch16.cu) */
+    int dense_kind;       /* as cuda_qact's */
     const float *partials; /* [rows][dim / 32] */
 };
 
@@ -178,6 +180,8 @@ struct cuda_impl {
     cuda_norm_due norm_due; /* a norm output that a fused output projection left to its reader */
     void *norm_xq;          /* that output's int8 form: apart from xq_scratch, which the projection reads */
     size_t norm_xq_bytes;
+    void *norm_dense;       /* or its 16-bit form, apart from batch16_act */
+    size_t norm_dense_bytes;
     float *norm_partials;   /* its sums of squares, one per 32 rows of the residual and token */
     size_t norm_partials_bytes;
     int fuse_norm_off;      /* TESSERA_CUDA_FUSE_NORM=0: output projections, residual adds and norms apart */

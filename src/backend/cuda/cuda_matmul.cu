@@ -891,6 +891,7 @@ static void launch_fused_projection(cuda_impl *im, const cuda_weight *w, const f
 #undef PRODUCER_CASE
     }
     cuda_norm_due due;
+    memset(&due, 0, sizeof due);
     due.out = out;
     due.x = x;
     due.weight = norm_weight;
@@ -917,11 +918,18 @@ static void dispatch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *cons
     else launch_gemv_dp4a<TS_DTYPE_Q8_0>(im, count, ws, x, n, ys, biases);
 }
 
-/* A due norm whose output x is about to be read: the product of these weights finishes it if it runs
- * in passes of the integer kernel over the producer's element order; anything else runs the norm first. */
+/* A due norm whose output x is about to be read: the product of these weights finishes it if it reads
+ * the producer's form (passes of the integer kernel over its element order, or the batch kernel on its
+ * 16-bit copy); anything else runs the norm first. */
 static void settle_unless_read_by(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n) {
     const cuda_norm_due *d = &im->norm_due;
     if (!d->out) return;
+    if (d->dense) { /* the batch kernel's producer: only that kernel reads its form */
+        int gpu = count >= 1;
+        for (int k = 0; gpu && k < count; k++) gpu = ws[k] && ws[k]->gpu_supported && uses_dp4a(im, ws[k], n, 0);
+        if (!(d->out == x && gpu && cuda_batch16_reads_due(im, count, ws, n))) cuda_settle_norm(im);
+        return;
+    }
     int ok = d->out == x && d->rows == n && count >= 1;
     for (int k = 0; ok && k < count; k++)
         ok = ws[k] && ws[k]->gpu_supported && uses_dp4a(im, ws[k], n, 0) && ws[k]->dtype == ws[0]->dtype &&
@@ -937,6 +945,11 @@ void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in
     if (n <= 0) return;
     cuda_settle_due(im);
     const cuda_weight *cw = (const cuda_weight *)w->prepared;
+    if (cw && cw->gpu_supported && uses_dp4a(im, cw, n, 0) && cuda_batch16_fuses_norm(im, cw, n)) {
+        cuda_batch16_residual_norm(im, cw, in, n, bias, x, norm_weight, eps, out);
+        CUDA_CHECK_LAUNCH(im, "matmul_add_rmsnorm");
+        return;
+    }
     int fused = !im->fuse_norm_off && cw && cw->gpu_supported && uses_dp4a(im, cw, n, 0) &&
                 n <= FUSED_NORM_MAX_TOKENS && n <= im->fuse_max_tokens && cw->rows % 32 == 0 &&
                 dp4a_passes_take(im, 1, &cw, n);
