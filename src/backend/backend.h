@@ -195,6 +195,10 @@ typedef struct ts_backend_ops {
     void (*rope_attention)(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const ts_rope_heads *q,
                            const ts_rope_heads *k, const float *v, int n_heads, float scale, float eps,
                            const int32_t *positions, const ts_rope *rope, float *out);
+    /* The first half of a SwiGLU block: a = silu(x . gate^T) * (x . up^T), for n rows of gate->rows; b
+     * [n, gate->rows] is scratch the backend may use for x . up^T. */
+    void (*gate_up_silu)(ts_backend *be, const ts_weight *gate, const ts_weight *up, const float *x, int n, float *a,
+                         float *b);
 } ts_backend_ops;
 
 struct ts_backend {

@@ -40,11 +40,7 @@ void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_st
 void ts_block_swiglu(ts_model *m, const ts_layer *L, int n, const float *next_norm) {
     ts_backend *be = m->be;
     ts_scratch *s = m->s;
-    int inner = (int)L->w_gate.rows;
-    const ts_weight *gate_up[2] = {&L->w_gate, &L->w_up};
-    float *const outs[2] = {s->ffn_a, s->ffn_b};
-    ts_fused_matmul_many(be, 2, gate_up, s->xn, n, outs, NULL);
-    be->ops->silu_mul(be, s->ffn_a, s->ffn_b, n, inner, inner, s->ffn_a);
+    ts_fused_gate_up_silu(be, &L->w_gate, &L->w_up, s->xn, n, s->ffn_a, s->ffn_b);
     block_output(m, &L->w_down, s->ffn_a, n, NULL, next_norm);
 }
 

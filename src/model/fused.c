@@ -54,3 +54,15 @@ void ts_fused_rope_attention(ts_backend *be, ts_kv_store *kv, int layer, const t
     ts_fused_qk_norm_rope(be, q, k, step->n_tokens, eps, step->positions, rope);
     be->ops->attention(be, kv, layer, step, q->x, q->stride, k->x, v, k->stride, n_heads, scale, out);
 }
+
+void ts_fused_gate_up_silu(ts_backend *be, const ts_weight *gate, const ts_weight *up, const float *x, int n, float *a,
+                           float *b) {
+    if (be->ops->gate_up_silu) {
+        be->ops->gate_up_silu(be, gate, up, x, n, a, b);
+        return;
+    }
+    const ts_weight *ws[2] = {gate, up};
+    float *const ys[2] = {a, b};
+    ts_fused_matmul_many(be, 2, ws, x, n, ys, NULL);
+    be->ops->silu_mul(be, a, b, n, (int)gate->rows, (int)gate->rows, a);
+}

@@ -23,4 +23,8 @@ void ts_fused_rope_attention(ts_backend *be, ts_kv_store *kv, int layer, const t
                              const ts_rope_heads *k, const float *v, int n_heads, float scale, float eps,
                              const ts_rope *rope, float *out);
 
+/* a = silu(x . gate^T) * (x . up^T); b is scratch for [n, gate->rows]. */
+void ts_fused_gate_up_silu(ts_backend *be, const ts_weight *gate, const ts_weight *up, const float *x, int n, float *a,
+                           float *b);
+
 #endif

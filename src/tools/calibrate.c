@@ -132,6 +132,7 @@ int ts_calibrate_hessians(const char *path, const int32_t *ids, int64_t n, int c
     /* fused products would multiply without passing here: model/fused.c then runs them as matmuls */
     rec.ops.matmul_many = NULL;
     rec.ops.matmul_add_rmsnorm = NULL;
+    rec.ops.gate_up_silu = NULL;
     rec.be.ops = &rec.ops;
     ts_model_options mo;
     ts_model_options_init(&mo);

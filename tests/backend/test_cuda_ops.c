@@ -949,8 +949,8 @@ static void test_rope_attention_batch(void **state) {
 /* The batch kernel's fused output projection (6-32 tokens, bf16 and fp16): the producer writes the
  * residual, the norm's partial sums and a 16-bit weight * residual; a batch product reading the norm's
  * output scales by each token's 1/rms and writes the output. K parts as chosen, forced to three (cluster
- * and global merges) and one (512 columns); readers of another kernel (Q8_0, 1056 columns) and the host
- * run the norm instead. Last in the list, after test_rope_attention_batch: its random draws leave the
+ * and global merges) and one (512 columns); readers of another kernel (Q8_0) and the host run the norm
+ * instead; 1056 rows (not whole chunks of 64 for a reader) take the unfused operations. Last in the list, after test_rope_attention_batch: its random draws leave the
  * other tests' data as they were. */
 static void test_fused_projection_batch(void **state) {
     (void)state;
@@ -966,6 +966,108 @@ static void test_fused_projection_batch(void **state) {
     check_fused_projection(g_gpu16, TS_DTYPE_Q4_1, 1024, 1536, 12, TS_DTYPE_Q8_0, READ_BY_PRODUCT, 1e-2);
     check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 1024, 1536, 32, TS_DTYPE_Q4_0, READ_BY_HOST, 1e-2);
     check_fused_projection(g_gpu16, TS_DTYPE_Q4_0, 1056, 1536, 16, TS_DTYPE_Q4_0, READ_BY_PRODUCT, 1e-2);
+}
+
+/* gate_up_silu against double products and silu, and against the unpaired products + silu_mul on the same
+ * backend (bit for bit where both launches have the same row blocks: inner in blocks of 32); then a batch
+ * product reads the output through the 16-bit form the launch registered. With due, x is the output of a
+ * fused output projection (the paired launch reads the due norm). */
+static void check_gate_up_silu(ts_backend *gpu, ts_dtype t, int64_t inner, int64_t cols, int n, int due) {
+    ts_error err = {{0}};
+    const ts_dtype dt = inner % 32 ? TS_DTYPE_BF16 : TS_DTYPE_Q4_0; /* the next product's weight: groups of 32 need whole groups */
+    void *gb = rand_weight(t, inner, cols), *ub = rand_weight(t, inner, cols), *db = rand_weight(dt, 96, inner);
+    ts_weight gw = {.dtype = t, .rows = inner, .cols = cols, .host = gb, .row_bytes = ts_dtype_row_bytes(t, cols)};
+    ts_weight uw = {.dtype = t, .rows = inner, .cols = cols, .host = ub, .row_bytes = ts_dtype_row_bytes(t, cols)};
+    ts_weight dw = {.dtype = dt, .rows = 96, .cols = inner, .host = db, .row_bytes = ts_dtype_row_bytes(dt, inner)};
+    ts_weight *all[3] = {&gw, &uw, &dw};
+    for (int k = 0; k < 3; k++)
+        if (gpu->ops->prepare_weight(gpu, all[k], &err) != 0) fail_msg("%s", err.message);
+    float *x = rand_floats((size_t)n * cols, 1.0f);
+    float *dx = dev_from(gpu, x, (size_t)n * cols), *da = dev_from(gpu, x, (size_t)n * inner);
+    float *db2 = dev_from(gpu, x, (size_t)n * inner), *dy = dev_from(gpu, x, (size_t)n * 96);
+    void *pb = NULL;
+    ts_weight pw = {0};
+    float *dres = NULL, *dnw = NULL, *din = NULL, *dproj = NULL;
+    if (due) { /* x = rmsnorm(residual + in . p^T) * nw, left due by the producer */
+        pb = rand_weight(TS_DTYPE_Q4_0, cols, 1024);
+        pw = (ts_weight){.dtype = TS_DTYPE_Q4_0, .rows = cols, .cols = 1024, .host = pb,
+                         .row_bytes = ts_dtype_row_bytes(TS_DTYPE_Q4_0, 1024)};
+        if (gpu->ops->prepare_weight(gpu, &pw, &err) != 0) fail_msg("%s", err.message);
+        float *in = rand_floats((size_t)n * 1024, 1.0f), *res = rand_floats((size_t)n * cols, 2.0f);
+        float *nw = rand_floats((size_t)cols, 1.0f);
+        din = dev_from(gpu, in, (size_t)n * 1024);
+        dres = dev_from(gpu, res, (size_t)n * cols);
+        dnw = dev_from(gpu, nw, (size_t)cols);
+        dproj = dev_from(gpu, res, (size_t)n * cols);
+        gpu->ops->matmul_add_rmsnorm(gpu, &pw, din, n, NULL, dres, dnw, 1e-6f, dx, dproj);
+        free(in);
+        free(res);
+        free(nw);
+    }
+    gpu->ops->gate_up_silu(gpu, &gw, &uw, dx, n, da, db2);
+    gpu->ops->matmul(gpu, &dw, da, n, dy, NULL);
+    float *xs = host_from(gpu, dx, (size_t)n * cols); /* the activations the products read (the due norm's output) */
+    double *g = ref_matmul(t, gb, inner, cols, xs, n, NULL), *u = ref_matmul(t, ub, inner, cols, xs, n, NULL);
+    for (size_t i = 0; i < (size_t)n * inner; i++) g[i] = g[i] / (1.0 + exp(-g[i])) * u[i];
+    char what[160];
+    snprintf(what, sizeof what, "gate_up_silu (%s %lld x %lld, %d tokens%s)", ts_dtype_get(t)->name, (long long)inner,
+             (long long)cols, n, due ? ", x a due norm" : "");
+    float *got = host_from(gpu, da, (size_t)n * inner);
+    double e = rel_err_d(got, g, (size_t)n * inner);
+    if (!(e <= 1e-2)) fail_msg("%s: relative error %.3g > 1e-2 (%s)", what, e, gpu->description);
+    double *yr = ref_matmul(dt, db, 96, inner, got, n, NULL);
+    float *gy = host_from(gpu, dy, (size_t)n * 96);
+    e = rel_err_d(gy, yr, (size_t)n * 96);
+    if (!(e <= 1e-2)) fail_msg("%s: the next product's relative error %.3g > 1e-2 (%s)", what, e, gpu->description);
+    if (!due && inner % 32 == 0) {
+        const ts_weight *gu[2] = {&gw, &uw};
+        float *const ys[2] = {da, db2};
+        gpu->ops->matmul_many(gpu, 2, gu, dx, n, ys, NULL);
+        gpu->ops->silu_mul(gpu, da, db2, n, (int)inner, (int)inner, da);
+        float *apart = host_from(gpu, da, (size_t)n * inner);
+        if (memcmp(apart, got, (size_t)n * inner * sizeof(float)) != 0)
+            fail_msg("%s: differs from the unpaired products and silu_mul (%s)", what, gpu->description);
+        free(apart);
+    }
+    free(gy);
+    free(yr);
+    free(got);
+    free(g);
+    free(u);
+    free(xs);
+    for (int k = 0; k < 3; k++) gpu->ops->release_weight(gpu, all[k]);
+    float *dev[8] = {dx, da, db2, dy, dres, dnw, din, dproj};
+    for (int i = 0; i < 8; i++)
+        if (dev[i]) gpu->ops->free(gpu, dev[i]);
+    if (due) gpu->ops->release_weight(gpu, &pw);
+    free(pb);
+    free(gb);
+    free(ub);
+    free(db);
+    free(x);
+}
+
+/* The paired gate/up launch at 6-32 tokens in bf16 and fp16, with K parts as chosen, forced to three
+ * (cluster and global merges) and one (512 columns); rows in blocks of 16 but not of 32; after a fused
+ * output projection; shapes the batch kernel does not take (1056 columns: the unfused operations). Last
+ * in the list with test_fused_projection_batch, for the same reason. */
+static void test_gate_up_silu(void **state) {
+    (void)state;
+    ts_backend *const bes[4] = {g_gpu16, g_gpuh, g_gpu16c, g_gpu16g};
+    const ts_dtype types[2] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1};
+    const int tokens[4] = {6, 9, 16, 32};
+    for (int b = 0; b < 4; b++)
+        for (int ti = 0; ti < 2; ti++)
+            for (int ni = 0; ni < 4; ni++)
+                if (bes[b]) check_gate_up_silu(bes[b], types[ti], 2048, 1536, tokens[ni], 0);
+    check_gate_up_silu(g_gpu16, TS_DTYPE_Q4_0, 4096, 512, 32, 0);
+    check_gate_up_silu(g_gpu16, TS_DTYPE_Q4_1, 1040, 1536, 20, 0);
+    check_gate_up_silu(g_gpu16c, TS_DTYPE_Q4_0, 1040, 1536, 9, 0);
+    for (int ni = 0; ni < 4; ni++) check_gate_up_silu(g_gpu16, TS_DTYPE_Q4_0, 2048, 1024, tokens[ni], 1);
+    check_gate_up_silu(g_gpuh, TS_DTYPE_Q4_1, 2048, 1024, 32, 1);
+    check_gate_up_silu(g_gpu16g, TS_DTYPE_Q4_0, 2048, 1024, 16, 1);
+    check_gate_up_silu(g_gpu16, TS_DTYPE_Q4_0, 2048, 1056, 16, 0);
+    check_gate_up_silu(g_gpu32, TS_DTYPE_Q4_0, 2048, 1024, 16, 0);
 }
 
 /* q/k norm + RoPE + attention as one operation (rope_attention): a prefill (the separate operations) then
@@ -1246,6 +1348,7 @@ int main(void) {
         cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_draw_rows), cmocka_unit_test(test_fused_ops), cmocka_unit_test(test_fused_projection),
         cmocka_unit_test(test_prequantized_activations), cmocka_unit_test(test_rope_attention),
         cmocka_unit_test(test_rope_attention_batch), cmocka_unit_test(test_fused_projection_batch),
+        cmocka_unit_test(test_gate_up_silu),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_gpu32->ops->destroy(g_gpu32);

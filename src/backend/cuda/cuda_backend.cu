@@ -368,6 +368,7 @@ static void cu_destroy(ts_backend *be) {
     if (im->attn_scratch) cudaFree(im->attn_scratch);
     if (im->attn_done) cudaFree(im->attn_done);
     if (im->batch16_act) cudaFree(im->batch16_act);
+    if (im->swiglu_act) cudaFree(im->swiglu_act);
     if (im->batch16_part) cudaFree(im->batch16_part);
     if (im->batch16_done) cudaFree(im->batch16_done);
     if (im->norm_xq) cudaFree(im->norm_xq);
@@ -464,7 +465,7 @@ static const ts_backend_ops g_cuda_ops = {
     cuda_rmsnorm,      cuda_layernorm,  cuda_rope,         cuda_attention, cuda_silu_mul,       cuda_gelu,
     cuda_add,          cuda_gather_rows, cuda_moe,         cu_sync,        cu_stats,            cu_destroy,
     cu_roofline,       cuda_argmax_rows, cuda_matmul_many, cuda_add_rmsnorm, cuda_qk_norm_rope,
-    cuda_sample_rows,  cuda_matmul_add_rmsnorm, cuda_rope_attention,
+    cuda_sample_rows,  cuda_matmul_add_rmsnorm, cuda_rope_attention, cuda_gate_up_silu,
 };
 
 /* ---- optional per-operation timing (TESSERA_CUDA_PROFILE=1): every operation is synchronised and
@@ -526,7 +527,7 @@ static const ts_backend_ops g_cuda_prof_ops = {
     pf_rmsnorm,   pf_layernorm, pf_rope,    pf_attention, pf_silu,             pf_gelu,
     pf_add,       pf_gather,    pf_moe,     cu_sync,      cu_stats,            pf_destroy,
     cu_roofline,  pf_argmax,    pf_matmul_many, pf_add_rmsnorm, pf_qk_norm_rope, cuda_sample_rows,
-    NULL, NULL, /* the fused output projection and rope_attention: profiled as their unfused operations */
+    NULL, NULL, NULL, /* the fused output projection, rope_attention and gate_up_silu: profiled as their unfused operations */
 };
 
 __global__ void code_arch_kernel(int *out) {
@@ -617,6 +618,8 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     im->float_gemv = gemv_env && strcmp(gemv_env, "float") == 0;
     const char *fuse_env = getenv("TESSERA_CUDA_FUSE_NORM");
     im->fuse_norm_off = fuse_env && strcmp(fuse_env, "0") == 0;
+    const char *fuse_silu_env = getenv("TESSERA_CUDA_FUSE_SILU");
+    im->fuse_silu_off = fuse_silu_env && strcmp(fuse_silu_env, "0") == 0;
     /* measured on an H200 (8B Q4_0, docs/cuda-notes.md v10): with successors launched early, fusing
      * steps of two tokens gains 7.6 % (0.6B 8.3 %), at four it loses 7 % (the producer's 32-row blocks
      * hold fewer loads in flight than the plain kernel's when each weight serves four tokens) */

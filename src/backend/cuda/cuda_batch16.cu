@@ -65,6 +65,8 @@ struct bw_targets {
     int kparts;
     int cluster; /* the kparts blocks of a row block are a thread block cluster and merge in shared memory */
     bw_norm norm;
+    void *swiglu_dense; /* paired launches (gate w[0], up w[1]): silu(gate) * up in the fragment order, where
+                           the batch kernel can read it (else NULL) */
 };
 
 /* The two 16-bit formats: bf16 (precision bf16) and fp16. MAGIC | c is the 16-bit value BIAS + c
@@ -149,12 +151,34 @@ __device__ __forceinline__ float bw_tile_sum(int from, float *red, const float *
  * hold all of it). A plain product writes y (scaled by each token's 1/rms where its input was a due norm,
  * inv_rms); the producer of a fused output projection adds the tile to the residual, and its warps, one
  * token each with a row a lane, write the next norm's partial sums and the 16-bit weight * residual. */
-template <int F16, int NT>
+template <int F16, int NT, bool PAIRED>
 __device__ __forceinline__ void bw_finish(const bw_targets &tg, int64_t rows, float *__restrict__ y, const float *__restrict__ bias,
                                           int from, float *red, const float *part, int n_tok, int64_t rblock, int share,
                                           int shares, const float *inv_rms) {
     const int64_t base = rblock * BW_ROWS;
     const bw_norm &nl = tg.norm;
+    if (PAIRED) {
+        /* rows: the tile's row space (both weights); the tile's rows 0-15 are gate rows 16 rblock.., 16-31 the
+         * same rows of up. The arithmetic is the unpaired launch's and silu_mul_kernel's, in their order. */
+        const int64_t inner = rows / 2;
+        for (int i = threadIdx.x + share * blockDim.x; i < 16 * NT * 8; i += shares * blockDim.x) {
+            const int r = i % 16, t = i / 16;
+            if (t >= n_tok) continue;
+            const int64_t col = rblock * 16 + r;
+            float g = bw_tile_sum<NT>(from, red, part, tg.kparts, n_tok, rows, base, t, r);
+            float u = bw_tile_sum<NT>(from, red, part, tg.kparts, n_tok, rows, base, t, r + 16);
+            if (inv_rms) {
+                g *= inv_rms[t];
+                u *= inv_rms[t];
+            }
+            g += 0.0f; /* as the unpaired launch adds its absent bias: -0.0 becomes +0.0 alike */
+            u += 0.0f;
+            const float v = g / (1.0f + expf(-g)) * u;
+            y[(size_t)t * inner + col] = v;
+            if (tg.swiglu_dense) qact_store_dense(tg.swiglu_dense, 3 + F16, t, col, inner, n_tok, v);
+        }
+        return;
+    }
     if (nl.res_x) {
         static_assert(BW_ROWS == 32, "the producer's warps hold one row a lane");
         const int lane = threadIdx.x % 32, first = threadIdx.x / 32 + share * BW_WARPS, step = shares * BW_WARPS;
@@ -195,7 +219,7 @@ __device__ __forceinline__ void bw_finish(const bw_targets &tg, int64_t rows, fl
  * share of the tile, adding the blocks' sums in K order, the order of the global merge: same results,
  * without the partial sums' round trip through L2, the fence and the count. All threads of every block of
  * the cluster must call this. */
-template <int F16, int NT>
+template <int F16, int NT, bool PAIRED>
 __device__ __forceinline__ void bw_cluster_merge(const bw_targets &tg, float *red, int64_t rows, int n_tok, int64_t rblock,
                                                  int kpart, float *__restrict__ y, const float *__restrict__ bias,
                                                  const float *inv_rms) {
@@ -207,7 +231,7 @@ __device__ __forceinline__ void bw_cluster_merge(const bw_targets &tg, float *re
     }
     cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
     cluster.sync();
-    bw_finish<F16, NT>(tg, rows, y, bias, BW_FROM_CLUSTER, red, NULL, n_tok, rblock, kpart, tg.kparts, inv_rms);
+    bw_finish<F16, NT, PAIRED>(tg, rows, y, bias, BW_FROM_CLUSTER, red, NULL, n_tok, rblock, kpart, tg.kparts, inv_rms);
     cluster.sync(); /* no block leaves while another may still read its shared memory */
 #else
     (void)tg, (void)red, (void)rows, (void)n_tok, (void)rblock, (void)kpart, (void)y, (void)bias, (void)inv_rms;
@@ -243,7 +267,9 @@ __device__ __forceinline__ void bw_due_norm(const bw_norm &nl, int64_t dim, int 
     }
 }
 
-template <int DT, int F16, int NT>
+/* PAIRED: gate (w[0]) and up (w[1]) of a SwiGLU block in one launch, a block's first 16-row tile of gate
+ * rows and its second of the same rows of up, finishing with silu(gate) * up into y[0]. */
+template <int DT, int F16, int NT, bool PAIRED>
 __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     gemm_bw_kernel(bw_targets tg, const uint4 *__restrict__ xa, int n_tok) {
     typedef typename bw_fmt<F16>::v2 v2;
@@ -259,14 +285,16 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     const int rs = warp % BW_RS, ks = warp / BW_RS;
     const int groups = (int)(w.cols / 32), chunks = groups / 2;
     const int cbeg = (int)((int64_t)chunks * kpart / kparts), cend = (int)((int64_t)chunks * (kpart + 1) / kparts);
-    const int64_t row0 = rblock * BW_ROWS + 16 * BW_MT * rs;
+    static_assert(!PAIRED || (BW_MT == 2 && BW_RS == 1), "paired blocks hold one 16-row tile of each weight");
+    const int64_t row0 = PAIRED ? rblock * 16 : rblock * BW_ROWS + 16 * BW_MT * rs;
+    const int64_t trows = PAIRED ? 2 * w.rows : w.rows; /* rows of the tile space */
     /* 32-bit offsets (the launcher keeps larger matrices away): 64-bit ones cost registers */
     uint32_t woff[BW_MT][2], soff[BW_MT][2];
 #pragma unroll
     for (int mt = 0; mt < BW_MT; mt++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            int64_t row = min(row0 + 16 * mt + gid + 8 * h, w.rows - 1);
+            int64_t row = PAIRED ? row0 + gid + 8 * h : min(row0 + 16 * mt + gid + 8 * h, w.rows - 1);
             woff[mt][h] = (uint32_t)((size_t)row * w.q_row_bytes + 8 * tig);
             soff[mt][h] = (uint32_t)((size_t)row * groups + (tig >> 1)); /* lanes 0-1: even group, 2-3: odd */
         }
@@ -287,9 +315,10 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
         for (int mt = 0; mt < BW_MT; mt++)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
-                q[mt][h] = __ldg((const uint2 *)(w.q + woff[mt][h] + (size_t)c * 32));
-                dd[mt][h] = group_scale<DT>(w, soff[mt][h] + 2 * c);
-                mm[mt][h] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + soff[mt][h] + 2 * c) : 0.0f;
+                const cuda_weight &wm = PAIRED ? tg.w[mt] : w;
+                q[mt][h] = __ldg((const uint2 *)(wm.q + woff[mt][h] + (size_t)c * 32));
+                dd[mt][h] = group_scale<DT>(wm, soff[mt][h] + 2 * c);
+                mm[mt][h] = DT == TS_DTYPE_Q4_1 ? __ldg(wm.minv + soff[mt][h] + 2 * c) : 0.0f;
             }
     };
     /* activations: registers 0-3 of the next chunk are loaded once steps 0-1 have used this chunk's,
@@ -371,19 +400,19 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     float *__restrict__ y = k == 0 ? tg.y[0] : k == 1 ? tg.y[1] : tg.y[2];
     const float *__restrict__ bias = k == 0 ? tg.bias[0] : k == 1 ? tg.bias[1] : tg.bias[2];
     if (tg.cluster) {
-        bw_cluster_merge<F16, NT>(tg, red, w.rows, n_tok, rblock, kpart, y, bias, due ? inv_rms : NULL);
+        bw_cluster_merge<F16, NT, PAIRED>(tg, red, trows, n_tok, rblock, kpart, y, bias, due ? inv_rms : NULL);
         return;
     }
     float *part = kparts > 1 ? (k == 0 ? tg.part[0] : k == 1 ? tg.part[1] : tg.part[2]) : NULL;
     if (!part) {
-        bw_finish<F16, NT>(tg, w.rows, y, bias, BW_FROM_SLICES, red, NULL, n_tok, rblock, 0, 1, due ? inv_rms : NULL);
+        bw_finish<F16, NT, PAIRED>(tg, trows, y, bias, BW_FROM_SLICES, red, NULL, n_tok, rblock, 0, 1, due ? inv_rms : NULL);
         return;
     }
     const int64_t base = rblock * BW_ROWS;
     for (int i = threadIdx.x; i < BW_ROWS * NT * 8; i += blockDim.x) {
         int r = i % BW_ROWS, t = i / BW_ROWS;
-        if (base + r >= w.rows || t >= n_tok) continue;
-        part[((size_t)kpart * n_tok + t) * w.rows + base + r] = bw_slice_sum<NT>(red, t, r);
+        if (base + r >= trows || t >= n_tok) continue;
+        part[((size_t)kpart * n_tok + t) * trows + base + r] = bw_slice_sum<NT>(red, t, r);
     }
     /* the last part of this row block to finish adds all parts in order */
     __threadfence();
@@ -397,7 +426,7 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     __syncthreads();
     if (!last_part) return;
     __threadfence();
-    bw_finish<F16, NT>(tg, w.rows, y, bias, BW_FROM_PARTS, red, part, n_tok, rblock, 0, 1, due ? inv_rms : NULL);
+    bw_finish<F16, NT, PAIRED>(tg, trows, y, bias, BW_FROM_PARTS, red, part, n_tok, rblock, 0, 1, due ? inv_rms : NULL);
 }
 
 int cuda_batch16_takes(const cuda_impl *im, int n, int64_t cols) {
@@ -438,13 +467,13 @@ static int choose_kparts(int slots, unsigned row_blocks, int chunks, int cluster
 
 /* Blocks of gemm_bw_kernel<DT, F16, NT> that fit on all SMs at once; sets the kernel's shared memory
  * limit on first use. */
-template <int DT, int F16, int NT>
+template <int DT, int F16, int NT, bool PAIRED>
 static int bw_slots(cuda_impl *im, size_t smem) {
     static int blocks_per_sm; /* per instantiation; the device is the same for the process */
     if (!blocks_per_sm) {
-        cudaFuncSetAttribute(gemm_bw_kernel<DT, F16, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaFuncSetAttribute(gemm_bw_kernel<DT, F16, NT, PAIRED>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         int b = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_bw_kernel<DT, F16, NT>, 32 * BW_RS * BW_KS, smem) !=
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, gemm_bw_kernel<DT, F16, NT, PAIRED>, 32 * BW_RS * BW_KS, smem) !=
                 cudaSuccess ||
             b < 1)
             b = BW_MIN_BLOCKS;
@@ -458,9 +487,10 @@ static int bw_slots(cuda_impl *im, size_t smem) {
  * more a block for the cluster merge's sums made 16-token gate/up 30.2 -> 35.3 us on an H100) */
 static size_t bw_smem(int nt) { return (size_t)BW_KS * nt * 8 * BW_RED_STRIDE * sizeof(float); }
 
-template <int DT, int F16>
+/* PAIRED: ws = {gate, up}, ys[0] = silu(gate) * up, also written to swiglu_dense in the fragment order. */
+template <int DT, int F16, bool PAIRED>
 static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
-                         float *const *ys, const float *const *biases, const bw_norm *norm) {
+                         float *const *ys, const float *const *biases, const bw_norm *norm, void *swiglu_dense) {
     const int64_t cols = ws[0]->cols;
     const int nt_count = (n + 7) / 8, chunks = (int)(cols / 64);
     const int64_t elements = (int64_t)nt_count * 8 * cols; /* whole tiles of 8 tokens */
@@ -482,7 +512,7 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
         nl.in_out = due.out;
         nl.eps = due.eps;
     } else if (pre->src == x && pre->dense && pre->dense_kind == 3 + F16 && pre->rows == n && pre->cols == cols &&
-               pre->buffer == im->batch16_act) {
+               (pre->buffer == im->batch16_act || pre->buffer == im->swiglu_act)) {
         xa = (uint32_t *)pre->dense; /* written by the producer of x (rows past n: stale, and only their
                                         own output columns, which are not stored, see them) */
     } else {
@@ -495,13 +525,15 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
     bw_targets tg;
     memset(&tg, 0, sizeof tg);
     unsigned row_blocks = 0;
-    for (int k = 0; k < count; k++) row_blocks += (unsigned)((ws[k]->rows + BW_ROWS - 1) / BW_ROWS);
+    if (PAIRED) row_blocks = (unsigned)(ws[0]->rows / 16);
+    else
+        for (int k = 0; k < count; k++) row_blocks += (unsigned)((ws[k]->rows + BW_ROWS - 1) / BW_ROWS);
     int slots = 0;
     switch (nt_count) {
-    case 1: slots = bw_slots<DT, F16, 1>(im, bw_smem(1)); break;
-    case 2: slots = bw_slots<DT, F16, 2>(im, bw_smem(2)); break;
-    case 3: slots = bw_slots<DT, F16, 3>(im, bw_smem(3)); break;
-    default: slots = bw_slots<DT, F16, 4>(im, bw_smem(4)); break;
+    case 1: slots = bw_slots<DT, F16, 1, PAIRED>(im, bw_smem(1)); break;
+    case 2: slots = bw_slots<DT, F16, 2, PAIRED>(im, bw_smem(2)); break;
+    case 3: slots = bw_slots<DT, F16, 3, PAIRED>(im, bw_smem(3)); break;
+    default: slots = bw_slots<DT, F16, 4, PAIRED>(im, bw_smem(4)); break;
     }
     /* clusters hold all K parts of a row block until the slowest is done; at 8 tokens, where more blocks fit
      * an SM and K parts are most used, that measured slower than the global merge (H100, 8B batch 8: 2117
@@ -516,7 +548,7 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
         float *part = (float *)cuda_scratch(im, &im->batch16_part, &im->batch16_part_bytes, part_floats * sizeof(float));
         unsigned *done = cuda_counters(im, &im->batch16_done, &im->batch16_done_bytes, row_blocks);
         if (!part || !done) return;
-        for (int k = 0; k < count; k++) {
+        for (int k = 0; k < (PAIRED ? 1 : count); k++) { /* paired: one tile space of both weights' rows */
             tg.part[k] = part;
             tg.done[k] = done;
             part += (size_t)tg.kparts * n * (size_t)ws[k]->rows;
@@ -528,19 +560,21 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
         tg.first_block[k] = blocks;
         if (k >= count) continue;
         tg.w[k] = *ws[k];
-        tg.y[k] = ys[k];
+        tg.y[k] = PAIRED && k ? NULL : ys[k];
         tg.bias[k] = biases ? biases[k] : NULL;
-        blocks += (unsigned)((ws[k]->rows + BW_ROWS - 1) / BW_ROWS) * (unsigned)tg.kparts;
+        if (PAIRED && k == 0) blocks = row_blocks * (unsigned)tg.kparts; /* all blocks are "target 0" */
+        if (!PAIRED) blocks += (unsigned)((ws[k]->rows + BW_ROWS - 1) / BW_ROWS) * (unsigned)tg.kparts;
     }
     tg.first_block[MAX_PRODUCT_TARGETS] = blocks;
     tg.norm = nl;
+    tg.swiglu_dense = swiglu_dense;
     const dim3 cluster(tg.cluster ? (unsigned)tg.kparts : 1u, 1, 1);
     cudaError_t err = cudaSuccess;
     switch (nt_count) {
 #define BW_CASE(NT)                                                                                            \
     case NT:                                                                                                   \
-        err = cuda_launch_ex(im, cluster, gemm_bw_kernel<DT, F16, NT>, dim3(blocks), dim3(32 * BW_RS * BW_KS), \
-                             bw_smem(NT), tg, (const uint4 *)xa, n);                                           \
+        err = cuda_launch_ex(im, cluster, gemm_bw_kernel<DT, F16, NT, PAIRED>, dim3(blocks),                  \
+                             dim3(32 * BW_RS * BW_KS), bw_smem(NT), tg, (const uint4 *)xa, n);                 \
         break;
         BW_CASE(1) BW_CASE(2) BW_CASE(3) BW_CASE(4)
 #undef BW_CASE
@@ -552,7 +586,7 @@ static void launch_typed(cuda_impl *im, int count, const cuda_weight *const *ws,
                  cudaGetErrorString(err));
         im->batch16_cluster = 0;
         if (nl.in_partials) im->norm_due = due; /* the retry reads it again */
-        launch_typed<DT, F16>(im, count, ws, x, n, ys, biases, norm);
+        launch_typed<DT, F16, PAIRED>(im, count, ws, x, n, ys, biases, norm, swiglu_dense);
     } else if (err != cudaSuccess) {
         cuda_check(im, err, "batch product launch");
     }
@@ -574,7 +608,7 @@ static void launch_residual_norm(cuda_impl *im, const cuda_weight *w, const floa
     nl.res_partials = partials;
     nl.res_dense = dense;
     float *no_y = NULL;
-    launch_typed<DT, F16>(im, 1, &w, in, n, &no_y, &bias, &nl);
+    launch_typed<DT, F16, false>(im, 1, &w, in, n, &no_y, &bias, &nl, NULL);
     cuda_norm_due due;
     memset(&due, 0, sizeof due);
     due.out = out;
@@ -594,16 +628,17 @@ void cuda_batch16_matmul(cuda_impl *im, int count, const cuda_weight *const *ws,
                          float *const *ys, const float *const *biases) {
     int f16 = im->opt.precision == TS_PRECISION_FP16;
     if (ws[0]->dtype == TS_DTYPE_Q4_0) {
-        if (f16) launch_typed<TS_DTYPE_Q4_0, 1>(im, count, ws, x, n, ys, biases, NULL);
-        else launch_typed<TS_DTYPE_Q4_0, 0>(im, count, ws, x, n, ys, biases, NULL);
+        if (f16) launch_typed<TS_DTYPE_Q4_0, 1, false>(im, count, ws, x, n, ys, biases, NULL, NULL);
+        else launch_typed<TS_DTYPE_Q4_0, 0, false>(im, count, ws, x, n, ys, biases, NULL, NULL);
     } else {
-        if (f16) launch_typed<TS_DTYPE_Q4_1, 1>(im, count, ws, x, n, ys, biases, NULL);
-        else launch_typed<TS_DTYPE_Q4_1, 0>(im, count, ws, x, n, ys, biases, NULL);
+        if (f16) launch_typed<TS_DTYPE_Q4_1, 1, false>(im, count, ws, x, n, ys, biases, NULL, NULL);
+        else launch_typed<TS_DTYPE_Q4_1, 0, false>(im, count, ws, x, n, ys, biases, NULL, NULL);
     }
 }
 
 int cuda_batch16_fuses_norm(const cuda_impl *im, const cuda_weight *w, int n) {
-    return !im->fuse_norm_off && w->rows % 32 == 0 && cuda_batch16_eligible(im, w, n);
+    /* the norm's 16-bit form is in the fragment order, whole chunks of 64: only where a reader can take it */
+    return !im->fuse_norm_off && w->rows % 32 == 0 && cuda_batch16_eligible(im, w, n) && cuda_batch16_takes(im, n, w->rows);
 }
 
 void cuda_batch16_residual_norm(cuda_impl *im, const cuda_weight *w, const float *in, int n, const float *bias, float *x,
@@ -624,4 +659,33 @@ int cuda_batch16_reads_due(const cuda_impl *im, int count, const cuda_weight *co
     for (int k = 0; k < count; k++)
         if (!cuda_batch16_eligible(im, ws[k], n) || ws[k]->dtype != ws[0]->dtype || ws[k]->cols != d->dim) return 0;
     return 1;
+}
+
+int cuda_batch16_pairs_swiglu(const cuda_impl *im, const cuda_weight *gate, const cuda_weight *up, int n) {
+    return !im->fuse_silu_off && gate->rows == up->rows && gate->cols == up->cols && gate->dtype == up->dtype &&
+           gate->rows % 16 == 0 && cuda_batch16_eligible(im, gate, n) && cuda_batch16_eligible(im, up, n);
+}
+
+void cuda_batch16_swiglu(cuda_impl *im, const cuda_weight *gate, const cuda_weight *up, const float *x, int n, float *out) {
+    const int nt_count = (n + 7) / 8;
+    /* apart from batch16_act, which this launch may read as its input; the fragment order holds whole
+     * chunks of 64 columns */
+    void *dense = NULL;
+    if (cuda_batch16_takes(im, n, gate->rows)) {
+        dense = cuda_scratch(im, &im->swiglu_act, &im->swiglu_act_bytes, (size_t)nt_count * 8 * (size_t)gate->rows * 2);
+        if (!dense) return;
+    }
+    const cuda_weight *ws[2] = {gate, up};
+    float *ys[2] = {out, NULL};
+    const int f16 = im->opt.precision == TS_PRECISION_FP16;
+    if (gate->dtype == TS_DTYPE_Q4_0) {
+        if (f16) launch_typed<TS_DTYPE_Q4_0, 1, true>(im, 2, ws, x, n, ys, NULL, NULL, dense);
+        else launch_typed<TS_DTYPE_Q4_0, 0, true>(im, 2, ws, x, n, ys, NULL, NULL, dense);
+    } else {
+        if (f16) launch_typed<TS_DTYPE_Q4_1, 1, true>(im, 2, ws, x, n, ys, NULL, NULL, dense);
+        else launch_typed<TS_DTYPE_Q4_1, 0, true>(im, 2, ws, x, n, ys, NULL, NULL, dense);
+    }
+    /* the down projection reads out in this form (launch_typed may have registered x's) */
+    if (dense) im->qact = cuda_qact_dense(out, n, gate->rows, dense, 3 + f16);
+    else im->qact.src = NULL;
 }

@@ -19,7 +19,8 @@ void cuda_batch16_matmul(cuda_impl *im, int count, const cuda_weight *const *ws,
                          float *const *ys, const float *const *biases);
 
 /* Whether an output projection of w at n tokens, added to the residual with the next RMSNorm, goes to
- * cuda_batch16_residual_norm (rows in blocks of 32; TESSERA_CUDA_FUSE_NORM=0 turns it off). */
+ * cuda_batch16_residual_norm (rows in blocks of 32 that the batch kernel can read as its columns;
+ * TESSERA_CUDA_FUSE_NORM=0 turns it off). */
 int cuda_batch16_fuses_norm(const cuda_impl *im, const cuda_weight *w, int n);
 
 /* x += in . w^T (+ bias), with rmsnorm(x) * norm_weight -> out left due (cuda_norm_due, dense form): the
@@ -30,5 +31,14 @@ void cuda_batch16_residual_norm(cuda_impl *im, const cuda_weight *w, const float
 
 /* Whether the product of these weights (cuda_batch16_matmul) can read the due norm's dense form. */
 int cuda_batch16_reads_due(const cuda_impl *im, int count, const cuda_weight *const *ws, int n);
+
+/* Whether gate and up of a SwiGLU block go to cuda_batch16_swiglu at n tokens (one layout and shape,
+ * rows in blocks of 16; TESSERA_CUDA_FUSE_SILU=0 turns it off). */
+int cuda_batch16_pairs_swiglu(const cuda_impl *im, const cuda_weight *gate, const cuda_weight *up, int n);
+
+/* out = silu(x . gate^T) * (x . up^T) in one launch, each block holding 16 rows of each weight, with the
+ * unpaired products' and silu_mul's arithmetic; out's 16-bit form for the next product is registered
+ * (cuda_qact). x may be a due norm's output that cuda_batch16_reads_due accepted. */
+void cuda_batch16_swiglu(cuda_impl *im, const cuda_weight *gate, const cuda_weight *up, const float *x, int n, float *out);
 
 #endif

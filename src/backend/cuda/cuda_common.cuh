@@ -150,6 +150,9 @@ struct cuda_impl {
     /* the bf16/fp16 tensor-core batch kernel (cuda_batch16.cu): fragment-ordered activations, partial
      * sums of K parts, per row block count of finished parts */
     void *batch16_act, *batch16_part, *batch16_done;
+    void *swiglu_act;       /* the paired gate/up launch's output in the fragment order (cuda_batch16_swiglu) */
+    size_t swiglu_act_bytes;
+    int fuse_silu_off;      /* TESSERA_CUDA_FUSE_SILU=0: gate/up products and silu_mul apart */
     size_t batch16_act_bytes, batch16_part_bytes, batch16_done_bytes;
     int batch16_off; /* TESSERA_CUDA_BATCH16=0 */
     int batch16_kparts; /* TESSERA_CUDA_BW_KPARTS: K parts of every product, 0 = chosen per product */
@@ -233,6 +236,9 @@ void cuda_gather_rows(ts_backend *be, const float *src, const int32_t *rows, int
 void cuda_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const float *q, int q_stride,
                     const float *k, const float *v, int kv_stride, int n_heads, float scale, float *out);
 void cuda_moe(ts_backend *be, const ts_moe *moe, const float *x, int n, float *out);
+/* a = silu(x . gate^T) * (x . up^T); b: scratch for x . up^T (ts_backend_ops.gate_up_silu). */
+void cuda_gate_up_silu(ts_backend *be, const ts_weight *gate, const ts_weight *up, const float *x, int n, float *a,
+                       float *b);
 void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, const float *x, int n, float *const *ys,
                       const float *const *biases);
 void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, int rows, int dim, float eps,

@@ -1217,6 +1217,28 @@ void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, con
     CUDA_CHECK_LAUNCH(im, "matmul");
 }
 
+/* A SwiGLU block's gate and up products and silu(gate) * up: one paired launch of the batch kernel where it
+ * takes them, the products and silu_mul otherwise. */
+void cuda_gate_up_silu(ts_backend *be, const ts_weight *gate, const ts_weight *up, const float *x, int n, float *a,
+                       float *b) {
+    cuda_impl *im = cuda_of(be);
+    CUDA_PRODUCT_BEGIN(im);
+    if (n <= 0) return;
+    const cuda_weight *cws[2] = {(const cuda_weight *)gate->prepared, (const cuda_weight *)up->prepared};
+    int paired = 1;
+    for (int k = 0; k < 2; k++) paired = paired && cws[k] && cws[k]->gpu_supported && uses_dp4a(im, cws[k], n, 0);
+    if (!paired || !cuda_batch16_pairs_swiglu(im, cws[0], cws[1], n)) {
+        const ts_weight *ws[2] = {gate, up};
+        float *const ys[2] = {a, b};
+        cuda_matmul_many(be, 2, ws, x, n, ys, NULL);
+        cuda_silu_mul(be, a, b, n, (int)gate->rows, (int)gate->rows, a);
+        return;
+    }
+    settle_unless_read_by(im, 2, cws, x, n);
+    cuda_batch16_swiglu(im, cws[0], cws[1], x, n, a);
+    CUDA_CHECK_LAUNCH(im, "gate_up_silu");
+}
+
 /* Row lookups share the group decoder: table rows become float32 activations. */
 template <int DT>
 __global__ void embed_kernel(cuda_weight w, const int32_t *ids, int n, float *out, int add) {
