@@ -11,6 +11,11 @@
  * in K order, either inside a thread block cluster (bw_cluster_merge) or through global memory, where
  * the last block to finish adds them, so results do not depend on timing or on the merge.
  *
+ * The finishing stores of a tile (bw_finish) also do the work of the small operations around a layer's
+ * products: an output projection adds its tile to the residual and leaves the next RMSNorm due (bw_norm),
+ * the products reading that norm scale by each token's 1/rms, and gate/up run paired, finishing with
+ * silu(gate) * up. Each saves a launch whose cost was its latency, not its bytes.
+ *
  * K order inside a chunk: lane t of a row reads the 8 bytes at 8t, i.e. elements 16t..16t+15 (byte b
  * holds elements 2b and 2b+1 in its low and high nibble). Masking a 32-bit word with 0x000F000F
  * after a shift of 4p gives the pair of elements (p, p + 4) of that word as two 16-bit lanes, which
