@@ -614,19 +614,10 @@ static void launch_residual_norm(cuda_impl *im, const cuda_weight *w, const floa
     nl.res_dense = dense;
     float *no_y = NULL;
     launch_typed<DT, F16, false>(im, 1, &w, in, n, &no_y, &bias, &nl, NULL);
-    cuda_norm_due due;
-    memset(&due, 0, sizeof due);
-    due.out = out;
-    due.x = x;
-    due.weight = norm_weight;
-    due.eps = eps;
-    due.rows = n;
-    due.dim = (int)w->rows;
+    cuda_norm_due due = cuda_norm_due_of(out, x, norm_weight, eps, n, (int)w->rows, partials);
     due.dense = dense;
     due.dense_kind = 3 + F16;
-    due.partials = partials;
-    im->norm_due = due;
-    im->qact.src = NULL;
+    cuda_leave_norm_due(im, &due);
 }
 
 void cuda_batch16_matmul(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,

@@ -259,6 +259,26 @@ const float *cuda_device_inv_freq(cuda_impl *im, const ts_rope *rope);
 void cuda_recut_tiles(cuda_impl *im);
 /* Runs the norm that a fused output projection left due (see cuda_norm_due). */
 void cuda_settle_norm(cuda_impl *im);
+/* What every producer of a due norm records (its form, xq/xs or dense, is the caller's to add); the
+ * producer then leaves it with cuda_leave_norm_due. */
+static inline cuda_norm_due cuda_norm_due_of(float *out, float *x, const float *weight, float eps, int rows, int dim,
+                                             const float *partials) {
+    cuda_norm_due due;
+    memset(&due, 0, sizeof due);
+    due.out = out;
+    due.x = x;
+    due.weight = weight;
+    due.eps = eps;
+    due.rows = rows;
+    due.dim = dim;
+    due.partials = partials;
+    return due;
+}
+/* The producer has overwritten the residual: no registered activations stay valid for it. */
+static inline void cuda_leave_norm_due(cuda_impl *im, const cuda_norm_due *due) {
+    im->norm_due = *due;
+    im->qact.src = NULL;
+}
 static inline void cuda_settle_due(cuda_impl *im) {
     if (im->norm_due.out && !im->replaying) cuda_settle_norm(im);
 }

@@ -890,20 +890,11 @@ static void launch_fused_projection(cuda_impl *im, const cuda_weight *w, const f
         PRODUCER_CASE(7) PRODUCER_CASE(8)
 #undef PRODUCER_CASE
     }
-    cuda_norm_due due;
-    memset(&due, 0, sizeof due);
-    due.out = out;
-    due.x = x;
-    due.weight = norm_weight;
-    due.eps = eps;
-    due.rows = n;
-    due.dim = (int)w->rows;
+    cuda_norm_due due = cuda_norm_due_of(out, x, norm_weight, eps, n, (int)w->rows, partials);
     due.nibbles = nibbles;
     due.xq = nl.res_xq;
     due.xs = nl.res_xs;
-    due.partials = partials;
-    im->norm_due = due;
-    im->qact.src = NULL;
+    cuda_leave_norm_due(im, &due);
 }
 
 static void dispatch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
