@@ -249,6 +249,16 @@ struct quad_pair {
     float da, db, ma, mb;
 };
 
+/* The scale and offset of the group holding element e of a row (unpack_quad's d and m). */
+template <int DT>
+__device__ __forceinline__ void quad_scale(const cuda_weight &w, int64_t row_index, int64_t e, float *d, float *m) {
+    if (DT == TS_DTYPE_Q8_0 || DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL) {
+        size_t si = (size_t)row_index * (w.cols / 32) + e / 32;
+        *d = group_scale<DT>(w, si);
+        *m = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * *d : 0.0f;
+    }
+}
+
 template <int DT>
 __device__ __forceinline__ void load_quad(const cuda_weight &w, const uint8_t *row, int64_t row_index, int64_t e,
                                           uint32_t *out, float *d, float *m) {
@@ -263,11 +273,7 @@ __device__ __forceinline__ void load_quad(const cuda_weight &w, const uint8_t *r
     } else {
         out[0] = __ldg((const uint16_t *)(row + e / 2));
     }
-    if (DT == TS_DTYPE_Q8_0 || DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL) {
-        size_t si = (size_t)row_index * (w.cols / 32) + e / 32;
-        *d = group_scale<DT>(w, si);
-        *m = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * *d : 0.0f;
-    }
+    quad_scale<DT>(w, row_index, e, d, m);
 }
 
 template <int DT>
@@ -956,14 +962,13 @@ void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in
     CUDA_CHECK_LAUNCH(im, "matmul_add_rmsnorm");
 }
 
-/* Rows [r0, r0 + nr) of the weight into a dense row-major panel of OUT elements. */
+/* Rows [r0, r0 + nr) of the weight into a dense row-major panel of OUT elements, one group of 32 a
+ * thread: block (row, run of 128 groups), so no thread divides a 64-bit index. */
 template <int DT, typename OUT>
-__global__ void dequant_kernel(cuda_weight w, int64_t r0, int64_t nr, OUT *out) {
-    int64_t groups = w.cols / 32;
-    int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= nr * groups) return;
-    int64_t r = i / groups;
-    int g = (int)(i % groups);
+__global__ void dequant_kernel(cuda_weight w, int64_t r0, OUT *out) {
+    int g = (int)(blockIdx.y * blockDim.x + threadIdx.x);
+    if (g >= (int)(w.cols / 32)) return;
+    int64_t r = blockIdx.x;
     float v[32];
     decode_group<DT>(w, r0 + r, g, v);
     OUT *o = out + r * w.cols + (int64_t)g * 32;
@@ -1005,7 +1010,7 @@ static void launch_gemv(cuda_impl *im, const cuda_weight &w, const float *x, int
     }
 }
 
-/* One thread per 4 consecutive elements: neighbouring threads read and write neighbouring bytes. */
+/* One thread per 4 consecutive elements: rows of float weights that are not whole runs of 8. */
 template <int DT, typename OUT>
 __global__ void dequant_quad_kernel(cuda_weight w, int64_t r0, int64_t nr, OUT *out) {
     int64_t quads = w.cols / 4;
@@ -1024,11 +1029,67 @@ __global__ void dequant_quad_kernel(cuda_weight w, int64_t r0, int64_t nr, OUT *
     }
 }
 
+/* Rows of the layouts load_quad reads, 8 consecutive elements a thread: block (row, run of 1024
+ * elements), so a warp reads a contiguous run of quants (one word of 8 codes where they are 4-bit) and
+ * writes 512 contiguous bytes of 16-bit output in 16-byte stores, and no thread divides a 64-bit index.
+ * The first version (one thread per 4 elements, the flat index divided by the row length) moved 2.1
+ * TB/s on an H200, a third of an 8B prefill of 512 tokens; this one 3.4 TB/s (four rows a thread, more
+ * loads in flight, measured 5 % slower). */
+#define DEQUANT_THREADS 128
+template <typename OUT>
+__device__ __forceinline__ void store_oct(OUT *o, const float (&v)[8]) {
+    if constexpr (sizeof(OUT) == 4) {
+        ((float4 *)o)[0] = make_float4(v[0], v[1], v[2], v[3]);
+        ((float4 *)o)[1] = make_float4(v[4], v[5], v[6], v[7]);
+    } else {
+        uint4 packed;
+        uint32_t *p = (uint32_t *)&packed;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            OUT lo = OUT(v[2 * k]), hi = OUT(v[2 * k + 1]);
+            p[k] = (uint32_t)*(const uint16_t *)&lo | ((uint32_t)*(const uint16_t *)&hi << 16);
+        }
+        *(uint4 *)o = packed;
+    }
+}
+
+template <int DT, typename OUT>
+__global__ void __launch_bounds__(DEQUANT_THREADS) dequant_oct_kernel(cuda_weight w, int64_t r0, OUT *out) {
+    constexpr int WORDS = DT == TS_DTYPE_F32 ? 4 : DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 ? 2 : 1;
+    int64_t e = ((int64_t)blockIdx.y * DEQUANT_THREADS + threadIdx.x) * 8;
+    if (e >= w.cols) return;
+    int64_t row = r0 + blockIdx.x;
+    const uint8_t *rowp = w.q + (size_t)row * w.q_row_bytes;
+    uint32_t raw[2][WORDS];
+    float d = 0.0f, m = 0.0f, v[8];
+    if (DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL) {
+        uint32_t word = __ldg((const uint32_t *)(rowp + e / 2));
+        raw[0][0] = word & 0xffffu;
+        raw[1][0] = word >> 16;
+        quad_scale<DT>(w, row, e, &d, &m);
+    } else {
+        load_quad<DT>(w, rowp, row, e, raw[0], &d, &m);
+        load_quad<DT>(w, rowp, row, e + 4, raw[1], &d, &m);
+    }
+    unpack_quad<DT>(raw[0], d, m, v);
+    unpack_quad<DT>(raw[1], d, m, v + 4);
+    store_oct<OUT>(out + (int64_t)blockIdx.x * w.cols + e, v);
+}
+
 template <int DT>
 static void launch_dequant(cuda_impl *im, const cuda_weight &w, int64_t r0, int64_t nr, void *out, int out_kind) {
     constexpr bool quad = DT == TS_DTYPE_F32 || DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 || DT == TS_DTYPE_Q8_0 ||
                           DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL;
-    if (quad) {
+    if (nr <= 0) return;
+    if (quad && w.cols % 8 == 0) {
+        constexpr int QT = quad ? DT : TS_DTYPE_F32;
+        dim3 grid((unsigned)nr, (unsigned)((w.cols + 8 * DEQUANT_THREADS - 1) / (8 * DEQUANT_THREADS)));
+        if (out_kind == 0) dequant_oct_kernel<QT, float><<<grid, DEQUANT_THREADS, 0, im->stream>>>(w, r0, (float *)out);
+        else if (out_kind == 1) dequant_oct_kernel<QT, __nv_bfloat16><<<grid, DEQUANT_THREADS, 0, im->stream>>>(w, r0, (__nv_bfloat16 *)out);
+        else dequant_oct_kernel<QT, __half><<<grid, DEQUANT_THREADS, 0, im->stream>>>(w, r0, (__half *)out);
+        return;
+    }
+    if (quad) { /* float weights whose rows are not whole runs of 8 */
         constexpr int QT = quad ? DT : TS_DTYPE_F32;
         int64_t items = nr * (w.cols / 4);
         unsigned blocks = (unsigned)((items + 255) / 256);
@@ -1037,11 +1098,10 @@ static void launch_dequant(cuda_impl *im, const cuda_weight &w, int64_t r0, int6
         else dequant_quad_kernel<QT, __half><<<blocks, 256, 0, im->stream>>>(w, r0, nr, (__half *)out);
         return;
     }
-    int64_t items = nr * (w.cols / 32);
-    unsigned blocks = (unsigned)((items + 127) / 128);
-    if (out_kind == 0) dequant_kernel<DT, float><<<blocks, 128, 0, im->stream>>>(w, r0, nr, (float *)out);
-    else if (out_kind == 1) dequant_kernel<DT, __nv_bfloat16><<<blocks, 128, 0, im->stream>>>(w, r0, nr, (__nv_bfloat16 *)out);
-    else dequant_kernel<DT, __half><<<blocks, 128, 0, im->stream>>>(w, r0, nr, (__half *)out);
+    dim3 grid((unsigned)nr, (unsigned)((w.cols / 32 + 127) / 128));
+    if (out_kind == 0) dequant_kernel<DT, float><<<grid, 128, 0, im->stream>>>(w, r0, (float *)out);
+    else if (out_kind == 1) dequant_kernel<DT, __nv_bfloat16><<<grid, 128, 0, im->stream>>>(w, r0, (__nv_bfloat16 *)out);
+    else dequant_kernel<DT, __half><<<grid, 128, 0, im->stream>>>(w, r0, (__half *)out);
 }
 
 
