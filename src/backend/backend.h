@@ -199,6 +199,10 @@ typedef struct ts_backend_ops {
      * [n, gate->rows] is scratch the backend may use for x . up^T. */
     void (*gate_up_silu)(ts_backend *be, const ts_weight *gate, const ts_weight *up, const float *x, int n, float *a,
                          float *b);
+    /* Optional hint, no result: the next products of the step multiply these weights (count <= 3) by n
+     * tokens' activations. A backend may prepare them meanwhile: CUDA dequantizes them for cuBLAS on a
+     * second stream while the attention runs. NULL where a backend has no use for it. */
+    void (*stage_products)(ts_backend *be, int count, const ts_weight *const *ws, int n);
 } ts_backend_ops;
 
 struct ts_backend {

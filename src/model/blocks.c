@@ -28,6 +28,11 @@ void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_st
     float *const outs[3] = {s->q, s->k, s->v};
     const float *const biases[3] = {L->bq, L->bk, L->bv};
     ts_fused_matmul_many(be, 3, qkv, s->xn, n, outs, biases);
+    if (be->ops->stage_products) {
+        /* the products after the attention: a backend may ready their weights while it runs */
+        const ts_weight *next[3] = {&L->wo, &L->w_gate, &L->w_up};
+        be->ops->stage_products(be, L->is_moe || !L->w_gate.prepared ? 1 : 3, next, n);
+    }
     /* Qwen3 normalizes each head of q and k (q_norm, k_norm) before rotating it */
     float eps = (float)c->norm_eps;
     const ts_rope_heads q = {s->q, c->num_heads, q_dim, L->q_norm}, k = {s->k, c->num_kv_heads, kv_dim, L->k_norm};

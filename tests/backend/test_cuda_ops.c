@@ -1176,6 +1176,85 @@ static void check_rope_attention(ts_backend *gpu, int hd, int with_norm, double 
     gpu->ops->kv_destroy(gpu, kg);
 }
 
+/* Weights dequantized ahead on the second stream (stage_products, cuda_stage.cu) give the products that
+ * dequantize in line, bit for bit: staged and used; staged, left unused and staged again (the slot keeps
+ * it); staged in another order (each to the smallest free slot that holds it); a staged weight released before its product
+ * and its memory reused by another weight. bf16 and fp16. */
+static void staged_check(ts_backend *gpu, const ts_weight *w, const float *dx, int n, const float *want, const char *what) {
+    float *dy = dev_from(gpu, want, (size_t)n * w->rows);
+    gpu->ops->matmul(gpu, w, dx, n, dy, NULL);
+    float *got = host_from(gpu, dy, (size_t)n * w->rows);
+    for (size_t i = 0; i < (size_t)n * w->rows; i++)
+        if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
+            fail_msg("%s: element %zu is %.9g, %.9g dequantized in line (%s)", what, i, got[i], want[i], gpu->description);
+    free(got);
+    gpu->ops->free(gpu, dy);
+}
+
+static void test_staged_products(void **state) {
+    (void)state;
+    ts_backend *gpus[2] = {g_gpu16, g_gpuh};
+    const ts_dtype types[3] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_Q8_0};
+    const int64_t rows[3] = {72, 300, 40}, cols = 512;
+    const int n = 40;
+    for (int gi = 0; gi < 2; gi++) {
+        ts_backend *gpu = gpus[gi];
+        assert_non_null(gpu->ops->stage_products);
+        void *bytes[3];
+        ts_weight ws[3];
+        float *ref[3];
+        float *x = rand_floats((size_t)n * cols, 1.0f), *dx = dev_from(gpu, x, (size_t)n * cols);
+        for (int k = 0; k < 3; k++) {
+            bytes[k] = rand_weight(types[k], rows[k], cols);
+            ws[k] = (ts_weight){.dtype = types[k], .rows = rows[k], .cols = cols, .host = bytes[k],
+                                .row_bytes = ts_dtype_row_bytes(types[k], cols)};
+            ts_error err = {{0}};
+            if (gpu->ops->prepare_weight(gpu, &ws[k], &err) != 0) fail_msg("%s", err.message);
+            float *dy = dev_from(gpu, x, (size_t)n * rows[k]); /* any contents: overwritten */
+            gpu->ops->matmul(gpu, &ws[k], dx, n, dy, NULL);
+            ref[k] = host_from(gpu, dy, (size_t)n * rows[k]);
+            gpu->ops->free(gpu, dy);
+        }
+        const ts_weight *list[3] = {&ws[0], &ws[1], &ws[2]};
+        gpu->ops->stage_products(gpu, 3, list, n);
+        for (int k = 0; k < 3; k++) staged_check(gpu, &ws[k], dx, n, ref[k], "staged product");
+        /* the first used, the others left staged, then all staged again */
+        gpu->ops->stage_products(gpu, 3, list, n);
+        staged_check(gpu, &ws[0], dx, n, ref[0], "staged product");
+        gpu->ops->stage_products(gpu, 3, list, n);
+        for (int k = 0; k < 3; k++) staged_check(gpu, &ws[k], dx, n, ref[k], "restaged product");
+        /* the largest weight first */
+        const ts_weight *reversed[3] = {&ws[1], &ws[0], &ws[2]};
+        gpu->ops->stage_products(gpu, 3, reversed, n);
+        for (int k = 0; k < 3; k++) staged_check(gpu, &ws[k], dx, n, ref[k], "product staged in another order");
+        /* released while staged; a new weight (perhaps at the same address) is not taken for it */
+        gpu->ops->stage_products(gpu, 1, list, n);
+        gpu->ops->release_weight(gpu, &ws[0]);
+        free(bytes[0]);
+        bytes[0] = rand_weight(types[0], rows[0], cols);
+        ws[0] = (ts_weight){.dtype = types[0], .rows = rows[0], .cols = cols, .host = bytes[0],
+                            .row_bytes = ts_dtype_row_bytes(types[0], cols)};
+        ts_error err = {{0}};
+        if (gpu->ops->prepare_weight(gpu, &ws[0], &err) != 0) fail_msg("%s", err.message);
+        double *want = ref_matmul(types[0], bytes[0], rows[0], cols, x, n, NULL);
+        float *dy = dev_from(gpu, x, (size_t)n * rows[0]);
+        gpu->ops->matmul(gpu, &ws[0], dx, n, dy, NULL);
+        float *got = host_from(gpu, dy, (size_t)n * rows[0]);
+        double e = rel_err_d(got, want, (size_t)n * rows[0]);
+        if (!(e <= 1e-2)) fail_msg("a weight prepared after a staged one was released: relative error %.3g (%s)", e, gpu->description);
+        free(got);
+        free(want);
+        gpu->ops->free(gpu, dy);
+        for (int k = 0; k < 3; k++) {
+            gpu->ops->release_weight(gpu, &ws[k]);
+            free(bytes[k]);
+            free(ref[k]);
+        }
+        gpu->ops->free(gpu, dx);
+        free(x);
+    }
+}
+
 static void test_rope_attention(void **state) {
     (void)state;
     /* 64 and 128: the decode kernel rotates; 40: the separate operations */
@@ -1398,7 +1477,7 @@ int main(void) {
         cmocka_unit_test(test_argmax_rows), cmocka_unit_test(test_draw_rows), cmocka_unit_test(test_fused_ops), cmocka_unit_test(test_fused_projection),
         cmocka_unit_test(test_prequantized_activations), cmocka_unit_test(test_rope_attention),
         cmocka_unit_test(test_rope_attention_batch), cmocka_unit_test(test_fused_projection_batch),
-        cmocka_unit_test(test_gate_up_silu),
+        cmocka_unit_test(test_gate_up_silu), cmocka_unit_test(test_staged_products),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_gpu32->ops->destroy(g_gpu32);

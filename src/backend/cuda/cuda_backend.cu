@@ -379,6 +379,7 @@ static void cu_destroy(ts_backend *be) {
     for (int i = 0; i < im->n_graphs; i++)
         if (im->graphs[i].exec) cudaGraphExecDestroy(im->graphs[i].exec);
     if (im->blas_workspace) cudaFree(im->blas_workspace);
+    cuda_stage_destroy(im);
     cublasDestroy(im->blas);
     cudaStreamDestroy(im->stream);
     free(im);
@@ -465,7 +466,7 @@ static const ts_backend_ops g_cuda_ops = {
     cuda_rmsnorm,      cuda_layernorm,  cuda_rope,         cuda_attention, cuda_silu_mul,       cuda_gelu,
     cuda_add,          cuda_gather_rows, cuda_moe,         cu_sync,        cu_stats,            cu_destroy,
     cu_roofline,       cuda_argmax_rows, cuda_matmul_many, cuda_add_rmsnorm, cuda_qk_norm_rope,
-    cuda_sample_rows,  cuda_matmul_add_rmsnorm, cuda_rope_attention, cuda_gate_up_silu,
+    cuda_sample_rows,  cuda_matmul_add_rmsnorm, cuda_rope_attention, cuda_gate_up_silu, cuda_stage_products,
 };
 
 /* ---- optional per-operation timing (TESSERA_CUDA_PROFILE=1): every operation is synchronised and
@@ -528,6 +529,7 @@ static const ts_backend_ops g_cuda_prof_ops = {
     pf_add,       pf_gather,    pf_moe,     cu_sync,      cu_stats,            pf_destroy,
     cu_roofline,  pf_argmax,    pf_matmul_many, pf_add_rmsnorm, pf_qk_norm_rope, cuda_sample_rows,
     NULL, NULL, NULL, /* the fused output projection, rope_attention and gate_up_silu: profiled as their unfused operations */
+    NULL,             /* no staging: products dequantize where they are timed */
 };
 
 __global__ void code_arch_kernel(int *out) {
@@ -633,6 +635,8 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     im->att_split_work = split_env && atoi(split_env) > 0 ? atoi(split_env) : 0;
     const char *cluster_env = getenv("TESSERA_CUDA_ATT_CLUSTER");
     im->att_cluster = clusters ? (cluster_env && *cluster_env ? atoi(cluster_env) : 1) : 0;
+    const char *stage_env = getenv("TESSERA_CUDA_STAGE");
+    im->stage_off = stage_env && strcmp(stage_env, "0") == 0;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");
     be->ops = prof && *prof && *prof != '0' ? &g_cuda_prof_ops : &g_cuda_ops;
     if (be->ops == &g_cuda_prof_ops) im->opt.use_graphs = 0; /* its synchronisations cannot be captured */

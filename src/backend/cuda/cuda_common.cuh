@@ -107,6 +107,16 @@ struct cuda_norm_due {
     const float *partials; /* [rows][dim / 32] */
 };
 
+/* A weight dequantized ahead of its product (cuda_stage.cu): ready when the second stream has written
+ * it, free again once the product that read it has run. */
+#define CUDA_STAGE_SLOTS 3
+struct cuda_stage_slot {
+    void *buf;
+    size_t bytes;
+    const struct cuda_weight *w; /* the weight it holds, or NULL */
+    cudaEvent_t ready, done;
+};
+
 /* A captured decode step, replayed whenever a step of the same shape comes again. */
 struct cuda_graph_entry {
     int n_tokens, n_seqs, n_logits, splits;
@@ -194,6 +204,12 @@ struct cuda_impl {
     int att_cluster; /* decode steps of up to this many tokens merge their attention splits through a
                         cluster's shared memory (sm_90; TESSERA_CUDA_ATT_CLUSTER=N, 0 turns it off) */
     int fuse_max_tokens;    /* steps of at most this many tokens fuse (TESSERA_CUDA_FUSE_MAX_TOKENS, 1-8) */
+    /* weights dequantized on a second stream while the attention runs (cuda_stage.cu) */
+    cudaStream_t stage_stream;
+    cudaEvent_t stage_go;
+    struct cuda_stage_slot stage[CUDA_STAGE_SLOTS];
+    int stage_next;
+    int stage_off; /* TESSERA_CUDA_STAGE=0, or staging failed to get memory or events */
 };
 
 struct ts_kv_store {
@@ -255,6 +271,15 @@ void cuda_rope_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_st
                          const int32_t *positions, const ts_rope *rope, float *out);
 /* The model's RoPE frequencies on the device (uploaded when they change). */
 const float *cuda_device_inv_freq(cuda_impl *im, const ts_rope *rope);
+/* Staging (cuda_stage.cu): ts_backend_ops.stage_products; a staged weight's dense copy, the main stream
+ * made to wait for it (NULL where none is staged); after its product, the slot freed for reuse. */
+void cuda_stage_products(ts_backend *be, int count, const ts_weight *const *ws, int n);
+const void *cuda_staged_take(cuda_impl *im, const struct cuda_weight *cw);
+void cuda_staged_release(cuda_impl *im, const struct cuda_weight *cw);
+void cuda_stage_forget(cuda_impl *im, const struct cuda_weight *cw);
+void cuda_stage_destroy(cuda_impl *im);
+/* Rows [0, rows) of a weight into dense 16-bit elements (kind 1 bf16, 2 fp16) on the given stream. */
+void cuda_dequantize(const struct cuda_weight *w, void *out, int kind, cudaStream_t stream);
 /* Cuts the current step's prefill tiles again for step.tile_tokens and uploads them. */
 void cuda_recut_tiles(cuda_impl *im);
 /* Runs the norm that a fused output projection left due (see cuda_norm_due). */

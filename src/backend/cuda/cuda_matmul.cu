@@ -178,6 +178,7 @@ void cuda_release_weight(ts_backend *be, ts_weight *w) {
     cuda_weight *cw = (cuda_weight *)w->prepared;
     if (!cw) return;
     cuda_settle_due(im);
+    cuda_stage_forget(im, cw);
     im->mem_generation++;
     device_free(cw->q, cw->host_mapped);
     device_free(cw->scale, cw->host_mapped);
@@ -1077,33 +1078,39 @@ __global__ void __launch_bounds__(DEQUANT_THREADS) dequant_oct_kernel(cuda_weigh
 }
 
 template <int DT>
-static void launch_dequant(cuda_impl *im, const cuda_weight &w, int64_t r0, int64_t nr, void *out, int out_kind) {
+static void launch_dequant(const cuda_weight &w, int64_t r0, int64_t nr, void *out, int out_kind, cudaStream_t stream) {
     constexpr bool quad = DT == TS_DTYPE_F32 || DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 || DT == TS_DTYPE_Q8_0 ||
                           DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL;
     if (nr <= 0) return;
     if (quad && w.cols % 8 == 0) {
         constexpr int QT = quad ? DT : TS_DTYPE_F32;
         dim3 grid((unsigned)nr, (unsigned)((w.cols + 8 * DEQUANT_THREADS - 1) / (8 * DEQUANT_THREADS)));
-        if (out_kind == 0) dequant_oct_kernel<QT, float><<<grid, DEQUANT_THREADS, 0, im->stream>>>(w, r0, (float *)out);
-        else if (out_kind == 1) dequant_oct_kernel<QT, __nv_bfloat16><<<grid, DEQUANT_THREADS, 0, im->stream>>>(w, r0, (__nv_bfloat16 *)out);
-        else dequant_oct_kernel<QT, __half><<<grid, DEQUANT_THREADS, 0, im->stream>>>(w, r0, (__half *)out);
+        if (out_kind == 0) dequant_oct_kernel<QT, float><<<grid, DEQUANT_THREADS, 0, stream>>>(w, r0, (float *)out);
+        else if (out_kind == 1) dequant_oct_kernel<QT, __nv_bfloat16><<<grid, DEQUANT_THREADS, 0, stream>>>(w, r0, (__nv_bfloat16 *)out);
+        else dequant_oct_kernel<QT, __half><<<grid, DEQUANT_THREADS, 0, stream>>>(w, r0, (__half *)out);
         return;
     }
     if (quad) { /* float weights whose rows are not whole runs of 8 */
         constexpr int QT = quad ? DT : TS_DTYPE_F32;
         int64_t items = nr * (w.cols / 4);
         unsigned blocks = (unsigned)((items + 255) / 256);
-        if (out_kind == 0) dequant_quad_kernel<QT, float><<<blocks, 256, 0, im->stream>>>(w, r0, nr, (float *)out);
-        else if (out_kind == 1) dequant_quad_kernel<QT, __nv_bfloat16><<<blocks, 256, 0, im->stream>>>(w, r0, nr, (__nv_bfloat16 *)out);
-        else dequant_quad_kernel<QT, __half><<<blocks, 256, 0, im->stream>>>(w, r0, nr, (__half *)out);
+        if (out_kind == 0) dequant_quad_kernel<QT, float><<<blocks, 256, 0, stream>>>(w, r0, nr, (float *)out);
+        else if (out_kind == 1) dequant_quad_kernel<QT, __nv_bfloat16><<<blocks, 256, 0, stream>>>(w, r0, nr, (__nv_bfloat16 *)out);
+        else dequant_quad_kernel<QT, __half><<<blocks, 256, 0, stream>>>(w, r0, nr, (__half *)out);
         return;
     }
     dim3 grid((unsigned)nr, (unsigned)((w.cols / 32 + 127) / 128));
-    if (out_kind == 0) dequant_kernel<DT, float><<<grid, 128, 0, im->stream>>>(w, r0, (float *)out);
-    else if (out_kind == 1) dequant_kernel<DT, __nv_bfloat16><<<grid, 128, 0, im->stream>>>(w, r0, (__nv_bfloat16 *)out);
-    else dequant_kernel<DT, __half><<<grid, 128, 0, im->stream>>>(w, r0, (__half *)out);
+    if (out_kind == 0) dequant_kernel<DT, float><<<grid, 128, 0, stream>>>(w, r0, (float *)out);
+    else if (out_kind == 1) dequant_kernel<DT, __nv_bfloat16><<<grid, 128, 0, stream>>>(w, r0, (__nv_bfloat16 *)out);
+    else dequant_kernel<DT, __half><<<grid, 128, 0, stream>>>(w, r0, (__half *)out);
 }
 
+
+void cuda_dequantize(const cuda_weight *w, void *out, int kind, cudaStream_t stream) {
+#define DQ(DT) launch_dequant<DT>(*w, 0, w->rows, out, kind, stream)
+    TS_CUDA_DISPATCH_DTYPE(w->dtype, DQ)
+#undef DQ
+}
 
 /* Optional dense copy for prefill and batched decode: cuBLAS reads it directly instead of
  * dequantizing the weight at every product (more memory, fewer bytes moved per product). */
@@ -1114,7 +1121,7 @@ static void make_dense_copy(cuda_impl *im, const ts_weight *w, cuda_weight *cw) 
     size_t dense = (size_t)w->rows * w->cols * 2;
     if (cudaMalloc(&cw->dense, dense) == cudaSuccess) {
         int kind = im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
-#define DQ(DT) launch_dequant<DT>(im, *cw, 0, w->rows, cw->dense, kind)
+#define DQ(DT) launch_dequant<DT>(*cw, 0, w->rows, cw->dense, kind, im->stream)
         TS_CUDA_DISPATCH_DTYPE(cw->dtype, DQ)
 #undef DQ
         cudaStreamSynchronize(im->stream);
@@ -1161,7 +1168,7 @@ static void gemm_path(cuda_impl *im, cuda_weight w, const float *x, int n, float
     const float alpha = 1.0f, beta = 0.0f;
     for (int64_t r0 = 0; r0 < w.rows; r0 += panel) {
         int64_t nr = w.rows - r0 < panel ? w.rows - r0 : panel;
-#define DQ(DT) launch_dequant<DT>(im, w, r0, nr, wp, kind)
+#define DQ(DT) launch_dequant<DT>(w, r0, nr, wp, kind, im->stream)
         if (!w.dense) TS_CUDA_DISPATCH_DTYPE(w.dtype, DQ)
 #undef DQ
         /* column-major view: Y^T[rows, n] = W[rows, K] . X^T[K, n]; W row-major is W^T column-major */
@@ -1234,7 +1241,12 @@ static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int 
         TS_CUDA_DISPATCH_DTYPE(cw->dtype, GV)
 #undef GV
     } else {
-        gemm_path(im, *cw, x, n, y, force_fp32);
+        /* a weight dequantized ahead (cuda_stage.cu) under the precision's 16 bits */
+        cuda_weight wv = *cw;
+        const void *staged = force_fp32 || im->opt.precision == TS_PRECISION_FP32 ? NULL : cuda_staged_take(im, cw);
+        if (staged) wv.dense = (void *)staged;
+        gemm_path(im, wv, x, n, y, force_fp32);
+        if (staged) cuda_staged_release(im, cw);
         if (bias) {
             int64_t total = (int64_t)n * cw->rows;
             cuda_launch(im, bias_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256), 0, y, bias, cw->rows, n);
