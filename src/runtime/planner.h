@@ -20,7 +20,9 @@
  *   scratch      one head's attention scores over the step (T x context float32) and the 8-bit copy of
  *                the widest activation that quantized matrix products read (q8_k blocks).
  *   reserve      a fixed allowance for everything else: 256 MiB on the CPU (runtime, tokenizer, server
- *                buffers), 1 GiB on a CUDA device (driver context, cuBLAS workspace). */
+ *                buffers), 1 GiB on a CUDA device (driver context, cuBLAS workspace, the panel of dequantized
+ *                weight a prefill product reads). Weights dequantized ahead of their products (up to 320 MiB,
+ *                cuda_stage.cu) are taken only where 1 GiB more stays free, so a plan never counts on them. */
 #ifndef TS_RUNTIME_PLANNER_H
 #define TS_RUNTIME_PLANNER_H
 

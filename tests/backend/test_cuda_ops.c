@@ -1312,6 +1312,7 @@ static void test_attention(void **state) {
     for (int i = 0; i < 3; i++) {
         check_attention(g_gpu32, hds[i], 1e-5);
         check_attention(g_gpu16, hds[i], 1e-2); /* half-precision KV cache */
+        check_attention(g_gpuh, hds[i], 1e-2);  /* fp16: the prefill kernel's fp16 copy for the next product */
     }
 }
 
@@ -1322,30 +1323,33 @@ static void test_prequantized_activations(void **state) {
     (void)state;
     const int dim = 1024;
     const ts_dtype types[4] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_0, TS_DTYPE_Q8_0, TS_DTYPE_Q8_0};
-    /* one pass; a batch (16-bit tensor cores); a batch; cuBLAS on a bf16 copy */
+    /* one pass; a batch (16-bit tensor cores); a batch; cuBLAS on a 16-bit copy; bf16 and fp16 */
     const int row_counts[4] = {3, 7, 20, 40};
+    ts_backend *gpus[2] = {g_gpu16, g_gpuh};
+    for (int gi = 0; gi < 2; gi++)
     for (int ri = 0; ri < 4; ri++) {
+        ts_backend *gpu = gpus[gi];
         const int r = row_counts[ri];
         float *x = rand_floats((size_t)r * dim, 2.0f), *y = rand_floats((size_t)r * dim, 1.0f), *w = rand_floats(dim, 1.0f);
-        float *dx = dev_from(g_gpu16, x, (size_t)r * dim), *dy = dev_from(g_gpu16, y, (size_t)r * dim);
-        float *dw = dev_from(g_gpu16, w, dim), *dout = dev_from(g_gpu16, x, (size_t)r * dim);
+        float *dx = dev_from(gpu, x, (size_t)r * dim), *dy = dev_from(gpu, y, (size_t)r * dim);
+        float *dw = dev_from(gpu, w, dim), *dout = dev_from(gpu, x, (size_t)r * dim);
         for (int i = 0; i < 4; i++) {
             probe pr;
-            probe_init(g_gpu16, &pr, types[i], dim, r);
-            g_gpu16->ops->rmsnorm(g_gpu16, dx, dw, r, dim, 1e-6f, dout);
-            probe_check(g_gpu16, &pr, dout, r, "rmsnorm");
-            g_gpu16->ops->add_rmsnorm(g_gpu16, dx, dy, dw, r, dim, 1e-6f, dout);
-            probe_check(g_gpu16, &pr, dout, r, "add_rmsnorm");
-            probe_free(g_gpu16, &pr);
-            probe_init(g_gpu16, &pr, types[i], dim / 2, r);
-            g_gpu16->ops->silu_mul(g_gpu16, dx, dx + dim / 2, r, dim / 2, dim, dout);
-            probe_check(g_gpu16, &pr, dout, r, "silu_mul");
-            probe_free(g_gpu16, &pr);
+            probe_init(gpu, &pr, types[i], dim, r);
+            gpu->ops->rmsnorm(gpu, dx, dw, r, dim, 1e-6f, dout);
+            probe_check(gpu, &pr, dout, r, "rmsnorm");
+            gpu->ops->add_rmsnorm(gpu, dx, dy, dw, r, dim, 1e-6f, dout);
+            probe_check(gpu, &pr, dout, r, "add_rmsnorm");
+            probe_free(gpu, &pr);
+            probe_init(gpu, &pr, types[i], dim / 2, r);
+            gpu->ops->silu_mul(gpu, dx, dx + dim / 2, r, dim / 2, dim, dout);
+            probe_check(gpu, &pr, dout, r, "silu_mul");
+            probe_free(gpu, &pr);
         }
-        g_gpu16->ops->free(g_gpu16, dx);
-        g_gpu16->ops->free(g_gpu16, dy);
-        g_gpu16->ops->free(g_gpu16, dw);
-        g_gpu16->ops->free(g_gpu16, dout);
+        gpu->ops->free(gpu, dx);
+        gpu->ops->free(gpu, dy);
+        gpu->ops->free(gpu, dw);
+        gpu->ops->free(gpu, dout);
         free(x);
         free(y);
         free(w);

@@ -15,6 +15,8 @@
 /* The most device memory the slots may hold together: beyond it a weight is dequantized where its
  * product runs, as without staging (the planner's CUDA reserve holds the slots and the GEMM panel). */
 #define STAGE_MAX_BYTES (320u << 20)
+/* Device memory a slot leaves free: the step's scratch buffers still grow after the slots are taken */
+#define STAGE_HEADROOM ((size_t)1 << 30)
 
 static int stage_ready(cuda_impl *im) {
     if (im->stage_stream) return 1;
@@ -55,6 +57,8 @@ static int slot_fit(cuda_impl *im, cuda_stage_slot *s, size_t need) {
         s->buf = NULL;
         s->bytes = 0;
     }
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess || free_bytes < need + STAGE_HEADROOM) return 0;
     if (cudaMalloc(&s->buf, need) != cudaSuccess) {
         cudaGetLastError();
         s->buf = NULL;
