@@ -5,8 +5,10 @@
  * and room on every multiprocessor, so the model names the products that follow it (stage_products)
  * and their weights are dequantized on a second stream meanwhile, each into its own slot. The product
  * that reads a slot waits for the slot's `ready` event; the next dequantization into the slot waits for
- * its `done` event, recorded after that product. Dequantizing on a second stream while cuBLAS ran
- * measured slower (fourth session): both want all of the SMs and the bandwidth. */
+ * its `done` event, recorded after that product. Dequantizing on a second stream while cuBLAS runs
+ * measured slower, both in panels of one weight (fourth session) and as whole weights (the down projection
+ * staged during gate/up, the next layer's q/k/v during down: 8B prefill-512 28.1k -> 27.7k tok/s): cuBLAS
+ * wants all of the SMs. */
 #include <stdlib.h>
 #include <string.h>
 
