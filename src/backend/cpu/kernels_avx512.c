@@ -691,19 +691,29 @@ ALWAYS_INLINE __m512 hsum16(const __m512 *v) {
  * independent partial dot products and one transposing sum (no per-key horizontal sum and its
  * latency), the online softmax runs on that vector, and the value rows are added into the output 16
  * dimensions at a time with the output in registers for the whole tile (not loaded and stored per
- * key). Every query attends to the same positions (one token). */
+ * key). Every query attends to the same positions (one token). The query heads of a GQA group take
+ * each tile in turn, so the tile's 16 key and value rows come from L1 for all but the first (one query
+ * at a time over all positions read them from L2 again for every head: decode after a 512-token prompt
+ * ran at 71 % of the bandwidth bound against 88 % after 128 tokens, 2 cores). Each query's arithmetic
+ * is the same in the same order as before. */
 void ts_avx512_attention_decode_f32(const ts_attn_tile *t) {
-    const int hd = t->head_dim, n = t->q_last[0] + 1;
+    const int hd = t->head_dim, n = t->q_last[0] + 1, nq = t->nq;
     const int chunks = (hd + 15) / 16;
     const __mmask16 tail = (__mmask16)((hd % 16) ? (1u << (hd % 16)) - 1 : 0xffff);
-    for (int i = 0; i < t->nq; i++) {
-        const float *q = t->q[i];
-        float *o = t->scratch; /* hd floats, the running (unnormalized) output */
-        for (int c = 0; c < chunks; c++) _mm512_storeu_ps(o + 16 * c, _mm512_setzero_ps());
-        float m = -1e30f, l = 0.0f;
-        float p[16] __attribute__((aligned(64)));
-        for (int j0 = 0; j0 < n; j0 += 16) {
-            const int nk = n - j0 < 16 ? n - j0 : 16;
+    float m[TS_ATTN_LANES], l[TS_ATTN_LANES];
+    for (int i = 0; i < nq; i++) {
+        float *o = t->scratch + (size_t)i * hd; /* query i's running (unnormalized) output */
+        for (int c = 0; c < chunks; c++) _mm512_mask_storeu_ps(o + 16 * c, c == chunks - 1 ? tail : 0xffff, _mm512_setzero_ps());
+        m[i] = -1e30f;
+        l[i] = 0.0f;
+    }
+    float p[16] __attribute__((aligned(64)));
+    for (int j0 = 0; j0 < n; j0 += 16) {
+        const int nk = n - j0 < 16 ? n - j0 : 16;
+        const __mmask16 valid = (__mmask16)(nk == 16 ? 0xffff : (1u << nk) - 1);
+        for (int i = 0; i < nq; i++) {
+            const float *q = t->q[i];
+            float *o = t->scratch + (size_t)i * hd;
             __m512 acc[16];
 #pragma GCC unroll 16
             for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
@@ -716,14 +726,13 @@ void ts_avx512_attention_decode_f32(const ts_attn_tile *t) {
                     acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mk, kr + 16 * c), acc[j]);
                 }
             }
-            __mmask16 valid = (__mmask16)(nk == 16 ? 0xffff : (1u << nk) - 1);
             __m512 s = _mm512_mul_ps(hsum16(acc), _mm512_set1_ps(t->scale));
             float mx = _mm512_mask_reduce_max_ps(valid, s);
-            float m_new = mx > m ? mx : m;
-            float alpha = expf(m - m_new);
+            float m_new = mx > m[i] ? mx : m[i];
+            float alpha = expf(m[i] - m_new);
             __m512 e = _mm512_maskz_mov_ps(valid, exp512(_mm512_sub_ps(s, _mm512_set1_ps(m_new))));
-            l = l * alpha + _mm512_reduce_add_ps(e);
-            m = m_new;
+            l[i] = l[i] * alpha + _mm512_reduce_add_ps(e);
+            m[i] = m_new;
             _mm512_store_ps(p, e);
             const __m512 va = _mm512_set1_ps(alpha);
             int c = 0;
@@ -731,7 +740,7 @@ void ts_avx512_attention_decode_f32(const ts_attn_tile *t) {
                 __m512 o0 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c), va);
                 __m512 o1 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c + 16), va);
                 __m512 o2 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c + 32), va);
-                __m512 o3 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c + 48), va);
+                __m512 o3 = _mm512_mul_ps(_mm512_maskz_loadu_ps(c + 3 == chunks - 1 ? tail : 0xffff, o + 16 * c + 48), va);
                 const __mmask16 m3 = c + 3 == chunks - 1 ? tail : 0xffff;
                 for (int j = 0; j < nk; j++) {
                     const float *vr = t->v[j0 + j] + 16 * c;
@@ -744,20 +753,23 @@ void ts_avx512_attention_decode_f32(const ts_attn_tile *t) {
                 _mm512_storeu_ps(o + 16 * c, o0);
                 _mm512_storeu_ps(o + 16 * c + 16, o1);
                 _mm512_storeu_ps(o + 16 * c + 32, o2);
-                _mm512_storeu_ps(o + 16 * c + 48, o3);
+                _mm512_mask_storeu_ps(o + 16 * c + 48, m3, o3);
             }
             for (; c < chunks; c++) {
                 const __mmask16 mk = c == chunks - 1 ? tail : 0xffff;
-                __m512 o0 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c), va);
+                __m512 o0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, o + 16 * c), va);
                 for (int j = 0; j < nk; j++)
                     o0 = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(mk, t->v[j0 + j] + 16 * c), o0);
-                _mm512_storeu_ps(o + 16 * c, o0);
+                _mm512_mask_storeu_ps(o + 16 * c, mk, o0);
             }
         }
-        const __m512 inv = _mm512_set1_ps(1.0f / l);
+    }
+    for (int i = 0; i < nq; i++) {
+        const float *o = t->scratch + (size_t)i * hd;
+        const __m512 inv = _mm512_set1_ps(1.0f / l[i]);
         for (int c = 0; c < chunks; c++) {
             __mmask16 mk = c == chunks - 1 ? tail : 0xffff;
-            _mm512_mask_storeu_ps(t->out[i] + 16 * c, mk, _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c), inv));
+            _mm512_mask_storeu_ps(t->out[i] + 16 * c, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, o + 16 * c), inv));
         }
     }
 }
