@@ -425,10 +425,110 @@ static void silu_mul_f32(const float *gate, const float *up, float *out, int64_t
     for (; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
+/* The 8 horizontal sums of v[0..7] as one vector (lane j = sum of v[j]): pairs and quads within each
+ * 128-bit half, then the two halves added. */
+ALWAYS_INLINE __m256 hsum8_each(const __m256 *v) {
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* Lanes below `count` (0..8) set: the mask of maskload/maskstore. */
+ALWAYS_INLINE __m256i lanes_below(int count) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Decode attention as the AVX-512 table's, 8 keys a tile across the lanes (16 accumulators would not fit
+ * the 16 ymm registers): each query's 8 scores from 8 partial dot products and one transposing sum, the
+ * online softmax on that vector, value rows added 32 dimensions at a time with the output in registers
+ * for the tile; the query heads of a GQA group take each tile in turn (its rows from L1 after the first).
+ * Without it (and without a tile kernel) attention ran one dot product and one horizontal sum per key:
+ * with AVX-512 hidden on a 2-core EPYC, decode after 1024 tokens 32 tok/s against 58 with it, prefill
+ * 1024 230 tok/s against 777 (prefill tokens take this kernel too, one token's heads a task). */
+static void attention_decode_f32(const ts_attn_tile *t) {
+    const int hd = t->head_dim, n = t->q_last[0] + 1, nq = t->nq;
+    const int chunks = (hd + 7) / 8;
+    const __m256i tail = lanes_below(hd - 8 * (chunks - 1)); /* the last chunk's lanes */
+    float m[TS_ATTN_LANES], l[TS_ATTN_LANES];
+    for (int i = 0; i < nq; i++) {
+        float *o = t->scratch + (size_t)i * hd; /* query i's running (unnormalized) output */
+        for (int c = 0; c < chunks; c++) _mm256_maskstore_ps(o + 8 * c, c == chunks - 1 ? tail : lanes_below(8), _mm256_setzero_ps());
+        m[i] = -1e30f;
+        l[i] = 0.0f;
+    }
+    float sv[8] __attribute__((aligned(32))), p[8] __attribute__((aligned(32)));
+    for (int j0 = 0; j0 < n; j0 += 8) {
+        const int nk = n - j0 < 8 ? n - j0 : 8;
+        const __m256i valid = lanes_below(nk);
+        for (int i = 0; i < nq; i++) {
+            const float *q = t->q[i];
+            float *o = t->scratch + (size_t)i * hd;
+            __m256 acc[8];
+            for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+            for (int c = 0; c < chunks; c++) {
+                const __m256i mk = c == chunks - 1 ? tail : lanes_below(8);
+                const __m256 qv = _mm256_maskload_ps(q + 8 * c, mk);
+                for (int j = 0; j < 8; j++) {
+                    const float *kr = t->k[j0 + (j < nk ? j : nk - 1)];
+                    acc[j] = _mm256_fmadd_ps(qv, _mm256_maskload_ps(kr + 8 * c, mk), acc[j]);
+                }
+            }
+            const __m256 s = _mm256_mul_ps(hsum8_each(acc), _mm256_set1_ps(t->scale));
+            _mm256_store_ps(sv, s);
+            float mx = sv[0];
+            for (int j = 1; j < nk; j++) mx = sv[j] > mx ? sv[j] : mx;
+            const float m_new = mx > m[i] ? mx : m[i];
+            const float alpha = expf(m[i] - m_new);
+            const __m256 e = _mm256_and_ps(exp256(_mm256_sub_ps(s, _mm256_set1_ps(m_new))), _mm256_castsi256_ps(valid));
+            _mm256_store_ps(p, e);
+            float sum = 0.0f;
+            for (int j = 0; j < nk; j++) sum += p[j];
+            l[i] = l[i] * alpha + sum;
+            m[i] = m_new;
+            const __m256 va = _mm256_set1_ps(alpha);
+            int c = 0;
+            for (; c + 4 <= chunks; c += 4) {
+                const __m256i m3 = c + 3 == chunks - 1 ? tail : lanes_below(8);
+                __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c), va);
+                __m256 o1 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c + 8), va);
+                __m256 o2 = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * c + 16), va);
+                __m256 o3 = _mm256_mul_ps(_mm256_maskload_ps(o + 8 * c + 24, m3), va);
+                for (int j = 0; j < nk; j++) {
+                    const float *vr = t->v[j0 + j] + 8 * c;
+                    const __m256 pj = _mm256_set1_ps(p[j]);
+                    o0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr), o0);
+                    o1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8), o1);
+                    o2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 16), o2);
+                    o3 = _mm256_fmadd_ps(pj, _mm256_maskload_ps(vr + 24, m3), o3);
+                }
+                _mm256_storeu_ps(o + 8 * c, o0);
+                _mm256_storeu_ps(o + 8 * c + 8, o1);
+                _mm256_storeu_ps(o + 8 * c + 16, o2);
+                _mm256_maskstore_ps(o + 8 * c + 24, m3, o3);
+            }
+            for (; c < chunks; c++) {
+                const __m256i mk = c == chunks - 1 ? tail : lanes_below(8);
+                __m256 o0 = _mm256_mul_ps(_mm256_maskload_ps(o + 8 * c, mk), va);
+                for (int j = 0; j < nk; j++)
+                    o0 = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_maskload_ps(t->v[j0 + j] + 8 * c, mk), o0);
+                _mm256_maskstore_ps(o + 8 * c, mk, o0);
+            }
+        }
+    }
+    for (int i = 0; i < nq; i++) {
+        const float *o = t->scratch + (size_t)i * hd;
+        const __m256 inv = _mm256_set1_ps(1.0f / l[i]);
+        for (int c = 0; c < chunks; c++) {
+            const __m256i mk = c == chunks - 1 ? tail : lanes_below(8);
+            _mm256_maskstore_ps(t->out[i] + 8 * c, mk, _mm256_mul_ps(_mm256_maskload_ps(o + 8 * c, mk), inv));
+        }
+    }
+}
+
 #define AVX2_COMMON                                                                                                    \
     .quantize_act = quantize_act, .dot_f32 = dot_f32, .axpy_f32 = axpy_f32, .scale_f32 = scale_f32,                    \
     .softmax_exp_f32 = softmax_exp_f32, .sum_squares_f32 = sum_squares_f32, .rmsnorm_apply_f32 = rmsnorm_apply_f32,    \
-    .silu_mul_f32 = silu_mul_f32
+    .silu_mul_f32 = silu_mul_f32, .attention_decode_f32 = attention_decode_f32
 
 #define AVX2_TABLE(RAW, PACKED)                                                                                        \
     .mm = {[TS_DTYPE_F32] = mm_f32, [TS_DTYPE_F16] = mm_f16, [TS_DTYPE_BF16] = mm_bf16, [TS_DTYPE_Q8_0] = RAW,         \
