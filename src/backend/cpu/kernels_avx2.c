@@ -525,10 +525,76 @@ static void attention_decode_f32(const ts_attn_tile *t) {
     }
 }
 
+/* Prefill attention as the AVX-512 table's, queries across the 8 lanes: a task's queries (up to
+ * TS_ATTN_LANES) in passes of 8, each pass over its keys with every key costing head_dim FMAs on full
+ * vectors, the online softmax vectorized across the queries and the causal mask a per-key lane mask.
+ * qt and ot (head_dim x 8, the pass's queries transposed and its running output) live in the task's
+ * scratch. Finite -1e30 stands for "no score yet" and masked probabilities are cleared, not
+ * exponentiated (exp256 clamps its input). */
+static void attention_tile_pass(const ts_attn_tile *t, int q0, int count, float *qt, float *ot) {
+    const int hd = t->head_dim;
+    int32_t last[8] __attribute__((aligned(32)));
+    int lim = 0;
+    for (int i = 0; i < 8; i++) {
+        last[i] = i < count ? t->q_last[q0 + i] : -1;
+        if (last[i] + 1 > lim) lim = last[i] + 1;
+    }
+    for (int d = 0; d < hd; d++) {
+        for (int i = 0; i < 8; i++) qt[d * 8 + i] = i < count ? t->q[q0 + i][d] * t->scale : 0.0f;
+        _mm256_store_ps(ot + d * 8, _mm256_setzero_ps());
+    }
+    const __m256i vlast = _mm256_load_si256((const __m256i *)last);
+    const __m256 none = _mm256_set1_ps(-1e30f);
+    __m256 m = none, l = _mm256_setzero_ps();
+    for (int j0 = 0; j0 < lim; j0 += 8) {
+        const float *kp[8], *vp[8];
+        __m256 valid[8], s[8];
+        for (int j = 0; j < 8; j++) {
+            const int p = j0 + j < lim ? j0 + j : lim - 1;
+            kp[j] = t->k[p];
+            vp[j] = t->v[p];
+            valid[j] = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vlast, _mm256_set1_epi32(j0 + j - 1)));
+            s[j] = _mm256_setzero_ps();
+        }
+        for (int d = 0; d < hd; d++) {
+            const __m256 q = _mm256_load_ps(qt + d * 8);
+            for (int j = 0; j < 8; j++) s[j] = _mm256_fmadd_ps(_mm256_set1_ps(kp[j][d]), q, s[j]);
+        }
+        __m256 mx = none;
+        for (int j = 0; j < 8; j++) {
+            s[j] = _mm256_blendv_ps(none, s[j], valid[j]);
+            mx = _mm256_max_ps(mx, s[j]);
+        }
+        const __m256 m_new = _mm256_max_ps(m, mx);
+        const __m256 alpha = exp256(_mm256_sub_ps(m, m_new));
+        m = m_new;
+        l = _mm256_mul_ps(l, alpha);
+        for (int j = 0; j < 8; j++) {
+            s[j] = _mm256_and_ps(exp256(_mm256_sub_ps(s[j], m_new)), valid[j]);
+            l = _mm256_add_ps(l, s[j]);
+        }
+        for (int d = 0; d < hd; d++) {
+            __m256 o = _mm256_mul_ps(_mm256_load_ps(ot + d * 8), alpha);
+            for (int j = 0; j < 8; j++) o = _mm256_fmadd_ps(s[j], _mm256_set1_ps(vp[j][d]), o);
+            _mm256_store_ps(ot + d * 8, o);
+        }
+    }
+    float inv[8] __attribute__((aligned(32)));
+    _mm256_store_ps(inv, _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_max_ps(l, _mm256_set1_ps(1e-30f))));
+    for (int i = 0; i < count; i++)
+        for (int d = 0; d < hd; d++) t->out[q0 + i][d] = ot[d * 8 + i] * inv[i];
+}
+
+static void attention_tile_f32(const ts_attn_tile *t) {
+    /* scratch holds 2 x head_dim x TS_ATTN_LANES floats, 64-byte aligned */
+    float *qt = t->scratch, *ot = t->scratch + (size_t)t->head_dim * 8;
+    for (int q0 = 0; q0 < t->nq; q0 += 8) attention_tile_pass(t, q0, t->nq - q0 < 8 ? t->nq - q0 : 8, qt, ot);
+}
+
 #define AVX2_COMMON                                                                                                    \
     .quantize_act = quantize_act, .dot_f32 = dot_f32, .axpy_f32 = axpy_f32, .scale_f32 = scale_f32,                    \
     .softmax_exp_f32 = softmax_exp_f32, .sum_squares_f32 = sum_squares_f32, .rmsnorm_apply_f32 = rmsnorm_apply_f32,    \
-    .silu_mul_f32 = silu_mul_f32, .attention_decode_f32 = attention_decode_f32
+    .silu_mul_f32 = silu_mul_f32, .attention_tile_f32 = attention_tile_f32, .attention_decode_f32 = attention_decode_f32
 
 #define AVX2_TABLE(RAW, PACKED)                                                                                        \
     .mm = {[TS_DTYPE_F32] = mm_f32, [TS_DTYPE_F16] = mm_f16, [TS_DTYPE_BF16] = mm_bf16, [TS_DTYPE_Q8_0] = RAW,         \
