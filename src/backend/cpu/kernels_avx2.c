@@ -443,8 +443,7 @@ ALWAYS_INLINE __m256i lanes_below(int count) {
  * online softmax on that vector, value rows added 32 dimensions at a time with the output in registers
  * for the tile; the query heads of a GQA group take each tile in turn (its rows from L1 after the first).
  * Without it (and without a tile kernel) attention ran one dot product and one horizontal sum per key:
- * with AVX-512 hidden on a 2-core EPYC, decode after 1024 tokens 32 tok/s against 58 with it, prefill
- * 1024 230 tok/s against 777 (prefill tokens take this kernel too, one token's heads a task). */
+ * with AVX-512 hidden on a 2-core EPYC, decode after 1024 tokens 35 tok/s, 49 with it (docs/cpu-notes.md). */
 static void attention_decode_f32(const ts_attn_tile *t) {
     const int hd = t->head_dim, n = t->q_last[0] + 1, nq = t->nq;
     const int chunks = (hd + 7) / 8;
