@@ -750,8 +750,8 @@ void ts_avx512_attention_decode_f32(const ts_attn_tile *t) {
                 __m512 o0 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c), va);
                 __m512 o1 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c + 16), va);
                 __m512 o2 = _mm512_mul_ps(_mm512_loadu_ps(o + 16 * c + 32), va);
-                __m512 o3 = _mm512_mul_ps(_mm512_maskz_loadu_ps(c + 3 == chunks - 1 ? tail : 0xffff, o + 16 * c + 48), va);
                 const __mmask16 m3 = c + 3 == chunks - 1 ? tail : 0xffff;
+                __m512 o3 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m3, o + 16 * c + 48), va);
                 for (int j = 0; j < nk; j++) {
                     const float *vr = t->v[j0 + j] + 16 * c;
                     __m512 pj = _mm512_set1_ps(p[j]);

@@ -1120,10 +1120,7 @@ static void make_dense_copy(cuda_impl *im, const ts_weight *w, cuda_weight *cw) 
         return;
     size_t dense = (size_t)w->rows * w->cols * 2;
     if (cudaMalloc(&cw->dense, dense) == cudaSuccess) {
-        int kind = im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
-#define DQ(DT) launch_dequant<DT>(*cw, 0, w->rows, cw->dense, kind, im->stream)
-        TS_CUDA_DISPATCH_DTYPE(cw->dtype, DQ)
-#undef DQ
+        cuda_dequantize(cw, cw->dense, im->opt.precision == TS_PRECISION_BF16 ? 1 : 2, im->stream);
         cudaStreamSynchronize(im->stream);
         cw->bytes += dense;
         im->weight_bytes += dense;
