@@ -196,13 +196,21 @@ typedef struct ts_backend_ops {
                            const ts_rope_heads *k, const float *v, int n_heads, float scale, float eps,
                            const int32_t *positions, const ts_rope *rope, float *out);
     /* The first half of a SwiGLU block: a = silu(x . gate^T) * (x . up^T), for n rows of gate->rows; b
-     * [n, gate->rows] is scratch the backend may use for x . up^T. */
+     * [n, gate->rows] is scratch the backend may use for x . up^T. The caller reads a only as the input of
+     * the block's down projection, the next operation, so a backend may leave it in the form that product
+     * reads (CUDA at prefill sizes under bf16 writes only a bf16 copy). */
     void (*gate_up_silu)(ts_backend *be, const ts_weight *gate, const ts_weight *up, const float *x, int n, float *a,
                          float *b);
     /* Optional hint, no result: the next products of the step multiply these weights (count <= 3) by n
      * tokens' activations. A backend may prepare them meanwhile: CUDA dequantizes them for cuBLAS on a
      * second stream while the attention runs. NULL where a backend has no use for it. */
     void (*stage_products)(ts_backend *be, int count, const ts_weight *const *ws, int n);
+    /* Optional: y [n, sum of ws[k]->rows] = x . [ws[0]; ws[1]; ...]^T (+ biases[k]), as if the weights
+     * (count <= 3, one width) were stacked into one matrix: each row of y holds ws[0]'s outputs, then
+     * ws[1]'s, and so on. Returns 0 having done nothing where the backend would rather multiply them
+     * one by one at n tokens (the caller then uses matmul_many). NULL where it never would. */
+    int (*matmul_concat)(ts_backend *be, int count, const ts_weight *const *ws, const float *x, int n, float *y,
+                         const float *const *biases);
 } ts_backend_ops;
 
 struct ts_backend {

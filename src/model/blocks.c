@@ -23,11 +23,18 @@ void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_st
     const ts_model_config *c = &m->cfg;
     int n = step->n_tokens, hd = c->head_dim;
     int q_dim = c->num_heads * hd, kv_dim = c->num_kv_heads * hd;
-    /* [n, hidden] -> q [n, heads, hd], k and v [n, kv_heads, hd] */
+    /* [n, hidden] -> q [n, heads, hd], k and v [n, kv_heads, hd]: side by side in each row of s->qkv where
+     * the backend multiplies the three weights as one, else each in its own buffer */
     const ts_weight *qkv[3] = {&L->wq, &L->wk, &L->wv};
-    float *const outs[3] = {s->q, s->k, s->v};
     const float *const biases[3] = {L->bq, L->bk, L->bv};
-    ts_fused_matmul_many(be, 3, qkv, s->xn, n, outs, biases);
+    float *q_out = s->qkv, *k_out = s->qkv + q_dim, *v_out = k_out + kv_dim;
+    int q_stride = q_dim + 2 * kv_dim, kv_stride = q_stride;
+    if (!be->ops->matmul_concat || !be->ops->matmul_concat(be, 3, qkv, s->xn, n, s->qkv, biases)) {
+        float *const outs[3] = {s->q, s->k, s->v};
+        ts_fused_matmul_many(be, 3, qkv, s->xn, n, outs, biases);
+        q_out = s->q, k_out = s->k, v_out = s->v;
+        q_stride = q_dim, kv_stride = kv_dim;
+    }
     if (be->ops->stage_products) {
         /* the products after the attention: a backend may ready their weights while it runs */
         const ts_weight *next[3] = {&L->wo, &L->w_gate, &L->w_up};
@@ -35,8 +42,8 @@ void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_st
     }
     /* Qwen3 normalizes each head of q and k (q_norm, k_norm) before rotating it */
     float eps = (float)c->norm_eps;
-    const ts_rope_heads q = {s->q, c->num_heads, q_dim, L->q_norm}, k = {s->k, c->num_kv_heads, kv_dim, L->k_norm};
-    ts_fused_rope_attention(be, kv, layer, step, &q, &k, s->v, c->num_heads, 1.0f / sqrtf((float)hd), eps, &m->rope,
+    const ts_rope_heads q = {q_out, c->num_heads, q_stride, L->q_norm}, k = {k_out, c->num_kv_heads, kv_stride, L->k_norm};
+    ts_fused_rope_attention(be, kv, layer, step, &q, &k, v_out, c->num_heads, 1.0f / sqrtf((float)hd), eps, &m->rope,
                             s->attn);
     /* [n, heads * hd] -> [n, hidden] */
     block_output(m, &L->wo, s->attn, n, L->bo, next_norm);

@@ -38,8 +38,14 @@ void ts_fused_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope
     const ts_rope_heads *both[2] = {q, k};
     for (int i = 0; i < 2; i++) {
         const ts_rope_heads *h = both[i];
-        /* the per-head norm treats x as n * heads contiguous rows of head_dim: q and k are packed so */
-        if (h->norm_weight) be->ops->rmsnorm(be, h->x, h->norm_weight, n * h->heads, rope->head_dim, eps, h->x);
+        /* the per-head norm treats a token's heads as contiguous rows of head_dim */
+        if (h->norm_weight && h->stride == h->heads * rope->head_dim)
+            be->ops->rmsnorm(be, h->x, h->norm_weight, n * h->heads, rope->head_dim, eps, h->x);
+        else if (h->norm_weight)
+            for (int t = 0; t < n; t++) {
+                float *row = h->x + (size_t)t * (size_t)h->stride;
+                be->ops->rmsnorm(be, row, h->norm_weight, h->heads, rope->head_dim, eps, row);
+            }
         be->ops->rope(be, h->x, n, h->heads, h->stride, positions, rope);
     }
 }

@@ -62,16 +62,19 @@ static int alloc_scratch(ts_model *m, ts_scratch *s, ts_error *err) {
     size_t inner = (size_t)c->intermediate_size;
     if (c->arch == TS_ARCH_QWEN3_MOE && (size_t)c->moe_intermediate_size > inner) inner = (size_t)c->moe_intermediate_size;
     m->logit_chunk = LOGIT_CHUNK;
+    /* q, k and v are three regions of one block; the same floats hold them side by side per token (qkv
+     * [T, q + 2 kv]) where a backend multiplies the three weights as one (see ts_block_rope_attention) */
     if (!(s->x = ts_model_alloc_floats(m, T * d, err)) || !(s->xn = ts_model_alloc_floats(m, T * d, err)) ||
-        !(s->q = ts_model_alloc_floats(m, T * q, err)) || !(s->k = ts_model_alloc_floats(m, T * kv, err)) ||
-        !(s->v = ts_model_alloc_floats(m, T * kv, err)) ||
+        !(s->qkv = ts_model_alloc_floats(m, T * (q + 2 * kv), err)) ||
         !(s->attn = ts_model_alloc_floats(m, T * (q > d ? q : d), err)) ||
         !(s->proj = ts_model_alloc_floats(m, T * d, err)) || !(s->ffn_a = ts_model_alloc_floats(m, T * inner, err)) ||
         !(s->ffn_b = ts_model_alloc_floats(m, T * inner, err)) ||
         !(s->logit_rows = ts_model_alloc_floats(m, (size_t)m->logit_chunk * d, err)) ||
         !(s->logit_out = ts_model_alloc_floats(m, (size_t)m->logit_chunk * (size_t)c->vocab_size, err)))
         return -1;
-    if (c->arch == TS_ARCH_GPT2 && !(s->qkv = ts_model_alloc_floats(m, T * 3 * d, err))) return -1;
+    s->q = s->qkv;
+    s->k = s->q + T * q;
+    s->v = s->k + T * kv;
     return 0;
 }
 

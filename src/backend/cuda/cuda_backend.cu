@@ -78,6 +78,7 @@ void cuda_graph_finish(cuda_impl *im) { graph_end(im); }
 static void cu_to_host(ts_backend *be, void *dst, const void *src, size_t bytes) {
     cuda_impl *im = cuda_of(be);
     graph_end(im);
+    cuda_qact_materialize(im, (const float *)src);
     cuda_check(im, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, im->stream), "copy to host");
     cuda_check(im, cudaStreamSynchronize(im->stream), "stream synchronise");
 }
@@ -467,6 +468,7 @@ static const ts_backend_ops g_cuda_ops = {
     cuda_add,          cuda_gather_rows, cuda_moe,         cu_sync,        cu_stats,            cu_destroy,
     cu_roofline,       cuda_argmax_rows, cuda_matmul_many, cuda_add_rmsnorm, cuda_qk_norm_rope,
     cuda_sample_rows,  cuda_matmul_add_rmsnorm, cuda_rope_attention, cuda_gate_up_silu, cuda_stage_products,
+    cuda_matmul_concat,
 };
 
 /* ---- optional per-operation timing (TESSERA_CUDA_PROFILE=1): every operation is synchronised and
@@ -530,6 +532,7 @@ static const ts_backend_ops g_cuda_prof_ops = {
     cu_roofline,  pf_argmax,    pf_matmul_many, pf_add_rmsnorm, pf_qk_norm_rope, cuda_sample_rows,
     NULL, NULL, NULL, /* the fused output projection, rope_attention and gate_up_silu: profiled as their unfused operations */
     NULL,             /* no staging: products dequantize where they are timed */
+    NULL,             /* q/k/v products one by one, each timed */
 };
 
 __global__ void code_arch_kernel(int *out) {
@@ -637,6 +640,10 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     im->att_cluster = clusters ? (cluster_env && *cluster_env ? atoi(cluster_env) : 1) : 0;
     const char *stage_env = getenv("TESSERA_CUDA_STAGE");
     im->stage_off = stage_env && strcmp(stage_env, "0") == 0;
+    const char *concat_env = getenv("TESSERA_CUDA_CONCAT");
+    im->concat_off = concat_env && strcmp(concat_env, "0") == 0;
+    const char *swiglu_env = getenv("TESSERA_CUDA_SWIGLU16");
+    im->swiglu16_off = swiglu_env && strcmp(swiglu_env, "0") == 0;
     const char *prof = getenv("TESSERA_CUDA_PROFILE");
     be->ops = prof && *prof && *prof != '0' ? &g_cuda_prof_ops : &g_cuda_ops;
     if (be->ops == &g_cuda_prof_ops) im->opt.use_graphs = 0; /* its synchronisations cannot be captured */

@@ -71,6 +71,9 @@ struct cuda_qact {
      * them in its fragment order: the producer then writes that copy (see qact_store_dense). */
     void *dense;      /* elements of dense_kind (1: bf16, 2: fp16, 3/4: the same in fragment order); NULL: int8 form */
     int dense_kind;
+    /* src itself was never written, only dense (the SwiGLU output, which only the next product reads: see
+     * ts_backend_ops.gate_up_silu); a reader of the floats gets them from dense (cuda_qact_materialize) */
+    int src_unwritten;
 };
 
 /* A registration of 16-bit activations of src (rows x cols, kind as in qact_store_dense) held in buf. */
@@ -210,6 +213,8 @@ struct cuda_impl {
     struct cuda_stage_slot stage[CUDA_STAGE_SLOTS];
     int stage_next;
     int stage_off; /* TESSERA_CUDA_STAGE=0, or staging failed to get memory or events */
+    int concat_off; /* TESSERA_CUDA_CONCAT=0: q/k/v as separate cuBLAS products at prefill sizes */
+    int swiglu16_off; /* TESSERA_CUDA_SWIGLU16=0: float32 gate/up products and SiLU output at prefill sizes */
 };
 
 struct ts_kv_store {
@@ -257,6 +262,8 @@ void cuda_gate_up_silu(ts_backend *be, const ts_weight *gate, const ts_weight *u
                        float *b);
 void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, const float *x, int n, float *const *ys,
                       const float *const *biases);
+int cuda_matmul_concat(ts_backend *be, int count, const ts_weight *const *ws, const float *x, int n, float *y,
+                       const float *const *biases);
 void cuda_add_rmsnorm(ts_backend *be, float *x, const float *y, const float *w, int rows, int dim, float eps,
                       float *out);
 void cuda_sample_rows(ts_backend *be, float *x, int rows, int dim, const ts_draw *draws, const ts_penalty *penalties,
@@ -274,6 +281,11 @@ const float *cuda_device_inv_freq(cuda_impl *im, const ts_rope *rope);
 /* Staging (cuda_stage.cu): ts_backend_ops.stage_products; a staged weight's dense copy, the main stream
  * made to wait for it (NULL where none is staged); after its product, the slot freed for reuse. */
 void cuda_stage_products(ts_backend *be, int count, const ts_weight *const *ws, int n);
+/* silu(gate) * up of bf16 products [rows, inner] into out's 16-bit copy for the next product (cuda_qact),
+ * out itself left unwritten where that copy has room (cuda_ops.cu); inner a multiple of 8. */
+void cuda_silu_mul_bf16(cuda_impl *im, const __nv_bfloat16 *gate, const __nv_bfloat16 *up, int rows, int inner, float *out);
+/* The floats of x where the 16-bit copy is all that was written of them (cuda_qact.src_unwritten). */
+void cuda_qact_materialize(cuda_impl *im, const float *x);
 const void *cuda_staged_take(cuda_impl *im, const struct cuda_weight *cw);
 void cuda_staged_release(cuda_impl *im, const struct cuda_weight *cw);
 void cuda_stage_forget(cuda_impl *im, const struct cuda_weight *cw);

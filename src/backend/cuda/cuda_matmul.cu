@@ -730,6 +730,14 @@ static int uses_dp4a(const cuda_impl *im, const cuda_weight *w, int n, int force
            (t == TS_DTYPE_Q4_0 || t == TS_DTYPE_Q4_1 || t == TS_DTYPE_Q8_0 || t == TS_DTYPE_IQ4_NL);
 }
 
+/* Whether a product of n tokens with w runs through cuBLAS (gemm_path), as matmul_impl chooses. */
+static int takes_gemm(const cuda_impl *im, const cuda_weight *w, int n, int force_fp32) {
+    return n > GEMV_MAX_TOKENS && !uses_dp4a(im, w, n, force_fp32);
+}
+
+static void gemm_product(cuda_impl *im, const cuda_weight *cw, const float *x, int n, void *y, int force_fp32,
+                         float beta, cudaDataType_t yt);
+
 #define DP4A_ROWS 2
 
 /* The tensor-core kernel addresses a matrix with 32-bit offsets. */
@@ -771,7 +779,7 @@ static int dp4a_input(cuda_impl *im, const float *x, int n, int64_t cols, int ni
     cuda_launch(im, quantize_act_kernel, dim3((unsigned)((total_groups * 32 + 255) / 256)), dim3(256), 0, x,
                 total_groups, nibbles, *xq, *xs);
     /* later products of the same x (unfused q, k, v) reuse it */
-    im->qact = {x, n, cols, nibbles, *xq, *xs, buf, NULL, 0};
+    im->qact = {x, n, cols, nibbles, *xq, *xs, buf, NULL, 0, 0};
     return 0;
 }
 
@@ -951,6 +959,12 @@ void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in
     int fused = !im->fuse_norm_off && cw && cw->gpu_supported && uses_dp4a(im, cw, n, 0) &&
                 n <= FUSED_NORM_MAX_TOKENS && n <= im->fuse_max_tokens && cw->rows % 32 == 0 &&
                 dp4a_passes_take(im, 1, &cw, n);
+    if (!fused && !bias && cw && cw->gpu_supported && takes_gemm(im, cw, n, 0)) {
+        /* cuBLAS adds the product to the residual itself (beta 1): the norm then reads x alone */
+        gemm_product(im, cw, in, n, x, 0, 1.0f, CUDA_R_32F);
+        cuda_rmsnorm(be, x, norm_weight, n, (int)w->rows, eps, out);
+        return;
+    }
     if (!fused) {
         cuda_matmul(be, w, in, n, proj, bias);
         cuda_add_rmsnorm(be, x, proj, norm_weight, n, (int)w->rows, eps, out);
@@ -987,10 +1001,11 @@ __global__ void convert_kernel(const float *in, OUT *out, size_t n) {
     if (i < n) out[i] = OUT(in[i]);
 }
 
-__global__ void bias_kernel(float *y, const float *bias, int64_t rows, int n) {
+/* y [n, rows] with row stride ldy += bias [rows] */
+__global__ void bias_kernel(float *y, const float *bias, int64_t rows, int n, int64_t ldy) {
     pdl_wait();
     int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < rows * n) y[i] += bias[i % rows];
+    if (i < rows * n) y[(i / rows) * ldy + i % rows] += bias[i % rows];
 }
 
 template <int DT>
@@ -1033,10 +1048,22 @@ __global__ void dequant_quad_kernel(cuda_weight w, int64_t r0, int64_t nr, OUT *
 /* Rows of the layouts load_quad reads, 8 consecutive elements a thread: block (row, run of 1024
  * elements), so a warp reads a contiguous run of quants (one word of 8 codes where they are 4-bit) and
  * writes 512 contiguous bytes of 16-bit output in 16-byte stores, and no thread divides a 64-bit index.
- * The first version (one thread per 4 elements, the flat index divided by the row length) moved 2.1
- * TB/s on an H200, a third of an 8B prefill of 512 tokens; this one 3.4 TB/s (four rows a thread, more
- * loads in flight, measured 5 % slower). */
+ * Up to DEQUANT_PARTS weights of one layout in one launch (the q, k and v of matmul_concat: k and v alone
+ * are too small to reach the copy rate, 5.2 us each for an 8B's 1024 x 4096 at 2.1 TB/s; the three in
+ * one launch 19.4 us against 23.9). The first version (one thread per 4 elements, the flat index divided
+ * by the row length) moved 2.1 TB/s on an H200, this one 3.4-3.6 TB/s. Measured and not kept: four rows
+ * a thread (5 % slower); two rows and 512 threads a block (10 % faster back to back in a microbenchmark,
+ * no faster inside a prefill, 0.6B prefill slower); a persistent grid, 32 elements a thread (slower). */
 #define DEQUANT_THREADS 128
+#define DEQUANT_PARTS 3
+struct dequant_parts {
+    cuda_weight w[DEQUANT_PARTS];
+    int64_t r0[DEQUANT_PARTS], nr[DEQUANT_PARTS];
+    void *out[DEQUANT_PARTS];
+    unsigned first_block[DEQUANT_PARTS]; /* each part's first blockIdx.x: blocks take one row each */
+    int count;
+};
+
 template <typename OUT>
 __device__ __forceinline__ void store_oct(OUT *o, const float (&v)[8]) {
     if constexpr (sizeof(OUT) == 4) {
@@ -1055,11 +1082,14 @@ __device__ __forceinline__ void store_oct(OUT *o, const float (&v)[8]) {
 }
 
 template <int DT, typename OUT>
-__global__ void __launch_bounds__(DEQUANT_THREADS) dequant_oct_kernel(cuda_weight w, int64_t r0, OUT *out) {
+__global__ void __launch_bounds__(DEQUANT_THREADS) dequant_oct_kernel(const __grid_constant__ dequant_parts job) {
     constexpr int WORDS = DT == TS_DTYPE_F32 ? 4 : DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 ? 2 : 1;
-    int64_t e = ((int64_t)blockIdx.y * DEQUANT_THREADS + threadIdx.x) * 8;
+    int p = job.count - 1;
+    while (p > 0 && blockIdx.x < job.first_block[p]) p--;
+    const cuda_weight &w = job.w[p];
+    const int64_t e = ((int64_t)blockIdx.y * blockDim.x + threadIdx.x) * 8;
     if (e >= w.cols) return;
-    int64_t row = r0 + blockIdx.x;
+    const int64_t local = blockIdx.x - job.first_block[p], row = job.r0[p] + local;
     const uint8_t *rowp = w.q + (size_t)row * w.q_row_bytes;
     uint32_t raw[2][WORDS];
     float d = 0.0f, m = 0.0f, v[8];
@@ -1074,7 +1104,32 @@ __global__ void __launch_bounds__(DEQUANT_THREADS) dequant_oct_kernel(cuda_weigh
     }
     unpack_quad<DT>(raw[0], d, m, v);
     unpack_quad<DT>(raw[1], d, m, v + 4);
-    store_oct<OUT>(out + (int64_t)blockIdx.x * w.cols + e, v);
+    store_oct<OUT>((OUT *)job.out[p] + local * w.cols + e, v);
+}
+
+static constexpr bool oct_layout(int t) {
+    return t == TS_DTYPE_F32 || t == TS_DTYPE_F16 || t == TS_DTYPE_BF16 || t == TS_DTYPE_Q8_0 || t == TS_DTYPE_Q4_0 ||
+           t == TS_DTYPE_Q4_1 || t == TS_DTYPE_IQ4_NL;
+}
+
+/* One launch of dequant_oct_kernel for the job's parts (one layout, rows whole runs of 8). */
+template <int DT>
+static void launch_dequant_oct(dequant_parts &job, int out_kind, cudaStream_t stream) {
+    unsigned blocks = 0;
+    int64_t widest = 0;
+    for (int p = 0; p < job.count; p++) {
+        job.first_block[p] = blocks;
+        blocks += (unsigned)job.nr[p];
+        if (job.w[p].cols > widest) widest = job.w[p].cols;
+    }
+    if (blocks == 0) return;
+    /* a block covers a whole row up to 8 * DEQUANT_THREADS elements, in whole warps */
+    int threads = (int)((widest / 8 + 31) / 32 * 32);
+    if (threads > DEQUANT_THREADS) threads = DEQUANT_THREADS;
+    dim3 grid(blocks, (unsigned)((widest + 8 * threads - 1) / (8 * threads)));
+    if (out_kind == 0) dequant_oct_kernel<DT, float><<<grid, threads, 0, stream>>>(job);
+    else if (out_kind == 1) dequant_oct_kernel<DT, __nv_bfloat16><<<grid, threads, 0, stream>>>(job);
+    else dequant_oct_kernel<DT, __half><<<grid, threads, 0, stream>>>(job);
 }
 
 template <int DT>
@@ -1084,10 +1139,13 @@ static void launch_dequant(const cuda_weight &w, int64_t r0, int64_t nr, void *o
     if (nr <= 0) return;
     if (quad && w.cols % 8 == 0) {
         constexpr int QT = quad ? DT : TS_DTYPE_F32;
-        dim3 grid((unsigned)nr, (unsigned)((w.cols + 8 * DEQUANT_THREADS - 1) / (8 * DEQUANT_THREADS)));
-        if (out_kind == 0) dequant_oct_kernel<QT, float><<<grid, DEQUANT_THREADS, 0, stream>>>(w, r0, (float *)out);
-        else if (out_kind == 1) dequant_oct_kernel<QT, __nv_bfloat16><<<grid, DEQUANT_THREADS, 0, stream>>>(w, r0, (__nv_bfloat16 *)out);
-        else dequant_oct_kernel<QT, __half><<<grid, DEQUANT_THREADS, 0, stream>>>(w, r0, (__half *)out);
+        dequant_parts job = {};
+        job.w[0] = w;
+        job.r0[0] = r0;
+        job.nr[0] = nr;
+        job.out[0] = out;
+        job.count = 1;
+        launch_dequant_oct<QT>(job, out_kind, stream);
         return;
     }
     if (quad) { /* float weights whose rows are not whole runs of 8 */
@@ -1105,6 +1163,27 @@ static void launch_dequant(const cuda_weight &w, int64_t r0, int64_t nr, void *o
     else dequant_kernel<DT, __half><<<grid, 128, 0, stream>>>(w, r0, (__half *)out);
 }
 
+/* Whole weights into their own outputs: one launch for those of one oct layout, else one each. */
+static void dequantize_many(const cuda_weight *const *ws, void *const *outs, int count, int out_kind, cudaStream_t stream) {
+    int one_oct = count >= 1 && count <= DEQUANT_PARTS;
+    for (int k = 0; one_oct && k < count; k++)
+        one_oct = ws[k]->dtype == ws[0]->dtype && oct_layout(ws[k]->dtype) && ws[k]->cols % 8 == 0;
+    if (!one_oct) {
+        for (int k = 0; k < count; k++) cuda_dequantize(ws[k], outs[k], out_kind, stream);
+        return;
+    }
+    dequant_parts job = {};
+    for (int k = 0; k < count; k++) {
+        job.w[k] = *ws[k];
+        job.r0[k] = 0;
+        job.nr[k] = ws[k]->rows;
+        job.out[k] = outs[k];
+    }
+    job.count = count;
+#define DQ(DT) launch_dequant_oct<oct_layout(DT) ? DT : TS_DTYPE_F32>(job, out_kind, stream)
+    TS_CUDA_DISPATCH_DTYPE(ws[0]->dtype, DQ)
+#undef DQ
+}
 
 void cuda_dequantize(const cuda_weight *w, void *out, int kind, cudaStream_t stream) {
 #define DQ(DT) launch_dequant<DT>(*w, 0, w->rows, out, kind, stream)
@@ -1131,52 +1210,70 @@ static void make_dense_copy(cuda_impl *im, const ts_weight *w, cuda_weight *cw) 
     }
 }
 
-/* y = x . W^T through cuBLAS on dequantized panels of W. */
-static void gemm_path(cuda_impl *im, cuda_weight w, const float *x, int n, float *y, int force_fp32) {
-    int kind = im->opt.precision == TS_PRECISION_FP32 || force_fp32 ? 0 : im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
-    size_t elem = kind == 0 ? 4 : 2;
-    const void *xin = x;
+/* What cuBLAS multiplies in: 0 float32, 1 bf16, 2 fp16. */
+static int gemm_kind(const cuda_impl *im, int force_fp32) {
+    return im->opt.precision == TS_PRECISION_FP32 || force_fp32 ? 0 : im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
+}
+
+/* x [n, cols] in the form cuBLAS reads for `kind`: the 16-bit copy that x's producer wrote (or the
+ * conversion for the previous product of the same x), else converted here. NULL when scratch is short. */
+static const void *gemm_input(cuda_impl *im, const float *x, int n, int64_t cols, int kind, int force_fp32) {
+    if (kind == 0) return x;
     const cuda_qact *pre = &im->qact;
-    if (kind != 0 && pre->src == x && pre->dense && pre->dense_kind == kind && pre->rows == n && pre->cols == w.cols &&
-        pre->buffer == im->act_scratch) {
-        xin = pre->dense; /* written by the producer of x, or by the conversion for the previous product */
-    } else if (kind != 0) {
-        size_t cnt = (size_t)n * w.cols;
-        void *xs = cuda_scratch(im, &im->act_scratch, &im->act_scratch_bytes, cnt * 2);
-        if (!xs) return;
-        unsigned blocks = (unsigned)((cnt + 255) / 256);
-        if (kind == 1) cuda_launch(im, convert_kernel<__nv_bfloat16>, dim3(blocks), dim3(256), 0, x, (__nv_bfloat16 *)xs, cnt);
-        else cuda_launch(im, convert_kernel<__half>, dim3(blocks), dim3(256), 0, x, (__half *)xs, cnt);
-        xin = xs;
-        if (!force_fp32) im->qact = cuda_qact_dense(x, n, w.cols, xs, kind);
-    }
+    if (pre->src == x && pre->dense && pre->dense_kind == kind && pre->rows == n && pre->cols == cols &&
+        pre->buffer == im->act_scratch)
+        return pre->dense;
+    size_t cnt = (size_t)n * cols;
+    void *xs = cuda_scratch(im, &im->act_scratch, &im->act_scratch_bytes, cnt * 2);
+    if (!xs) return NULL;
+    unsigned blocks = (unsigned)((cnt + 255) / 256);
+    if (kind == 1) cuda_launch(im, convert_kernel<__nv_bfloat16>, dim3(blocks), dim3(256), 0, x, (__nv_bfloat16 *)xs, cnt);
+    else cuda_launch(im, convert_kernel<__half>, dim3(blocks), dim3(256), 0, x, (__half *)xs, cnt);
+    if (!force_fp32) im->qact = cuda_qact_dense(x, n, cols, xs, kind);
+    return xs;
+}
+
+/* Y[n, rows] (row stride ldy) = X . W^T + beta * Y for a dense row-major W [rows, cols] of `kind`. In
+ * cuBLAS's column-major view: Y^T = W . X^T, and W row-major is W^T column-major. */
+static int gemm_call(cuda_impl *im, const void *wp, int64_t rows, int64_t cols, const void *xin, int n, void *y,
+                     int64_t ldy, int kind, float beta, cudaDataType_t yt) {
+    cudaDataType_t dt = kind == 0 ? CUDA_R_32F : kind == 1 ? CUDA_R_16BF : CUDA_R_16F;
+    const float alpha = 1.0f;
+    cublasStatus_t st = cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, n, (int)cols, &alpha, wp, dt,
+                                     (int)cols, xin, dt, (int)cols, &beta, y, yt, (int)ldy, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT);
+    if (st == CUBLAS_STATUS_SUCCESS) return 0;
+    cuda_log(im, 0, "cuda: cuBLAS GEMM failed (status %d) for a %lld x %lld product with %d rows", (int)st,
+             (long long)rows, (long long)cols, n);
+    return -1;
+}
+
+/* Whether cuBLAS reads w as it is stored (a dense copy, or 16-bit weights under the same precision). */
+static int gemm_reads_stored(const cuda_weight &w, int kind) {
+    return w.dense || (kind == 1 && w.dtype == TS_DTYPE_BF16) || (kind == 2 && w.dtype == TS_DTYPE_F16);
+}
+
+/* y = x . W^T (+ y where beta is 1) through cuBLAS on dequantized panels of W; y of type yt (float32, or
+ * bf16 for the SwiGLU products). */
+static void gemm_path(cuda_impl *im, cuda_weight w, const float *x, int n, void *y, int force_fp32, float beta,
+                      cudaDataType_t yt) {
+    const size_t y_elem = yt == CUDA_R_32F ? 4 : 2;
+    int kind = gemm_kind(im, force_fp32);
+    size_t elem = kind == 0 ? 4 : 2;
+    const void *xin = gemm_input(im, x, n, w.cols, kind, force_fp32);
+    if (!xin) return;
+    if (!w.dense && gemm_reads_stored(w, kind)) w.dense = w.q;
     int64_t panel = (int64_t)(GEMM_PANEL_BYTES / ((size_t)w.cols * elem));
     if (panel < 64) panel = 64;
-    if (panel > w.rows) panel = w.rows;
-    if (w.dense) panel = w.rows;
-    /* a bf16 (fp16) weight under bf16 (fp16) precision is already what cuBLAS wants */
-    if (!w.dense && ((kind == 1 && w.dtype == TS_DTYPE_BF16) || (kind == 2 && w.dtype == TS_DTYPE_F16))) {
-        w.dense = w.q;
-        panel = w.rows;
-    }
+    if (panel > w.rows || w.dense) panel = w.rows;
     void *wp = w.dense ? w.dense : cuda_scratch(im, &im->gemm_scratch, &im->gemm_scratch_bytes, (size_t)panel * w.cols * elem);
     if (!wp) return;
-    cudaDataType_t dt = kind == 0 ? CUDA_R_32F : kind == 1 ? CUDA_R_16BF : CUDA_R_16F;
-    const float alpha = 1.0f, beta = 0.0f;
     for (int64_t r0 = 0; r0 < w.rows; r0 += panel) {
         int64_t nr = w.rows - r0 < panel ? w.rows - r0 : panel;
 #define DQ(DT) launch_dequant<DT>(w, r0, nr, wp, kind, im->stream)
         if (!w.dense) TS_CUDA_DISPATCH_DTYPE(w.dtype, DQ)
 #undef DQ
-        /* column-major view: Y^T[rows, n] = W[rows, K] . X^T[K, n]; W row-major is W^T column-major */
-        cublasStatus_t st = cublasGemmEx(im->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)nr, n, (int)w.cols, &alpha, wp, dt,
-                                         (int)w.cols, xin, dt, (int)w.cols, &beta, y + r0, CUDA_R_32F, (int)w.rows,
-                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-        if (st != CUBLAS_STATUS_SUCCESS) {
-            cuda_log(im, 0, "cuda: cuBLAS GEMM failed (status %d) for a %lld x %lld product with %d rows", (int)st,
-                     (long long)nr, (long long)w.cols, n);
-            return;
-        }
+        if (gemm_call(im, wp, nr, w.cols, xin, n, (char *)y + (size_t)r0 * y_elem, w.rows, kind, beta, yt) != 0) return;
     }
 }
 
@@ -1208,6 +1305,21 @@ static void cpu_fallback_matmul(ts_backend *be, const ts_weight *w, const float 
 static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias,
                         int force_fp32);
 
+/* gemm_path on the weight's 16-bit copy where cuda_stage.cu dequantized it ahead. */
+static void gemm_product(cuda_impl *im, const cuda_weight *cw, const float *x, int n, void *y, int force_fp32,
+                         float beta, cudaDataType_t yt) {
+    cuda_weight wv = *cw;
+    const void *staged = force_fp32 || im->opt.precision == TS_PRECISION_FP32 ? NULL : cuda_staged_take(im, cw);
+    if (staged) wv.dense = (void *)staged;
+    gemm_path(im, wv, x, n, y, force_fp32, beta, yt);
+    if (staged) cuda_staged_release(im, cw);
+}
+
+static void launch_bias(cuda_impl *im, float *y, const float *bias, int64_t rows, int n, int64_t ldy) {
+    int64_t total = (int64_t)n * rows;
+    cuda_launch(im, bias_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256), 0, y, bias, rows, n, ldy);
+}
+
 void cuda_matmul(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, const float *bias) {
     matmul_impl(be, w, x, n, y, bias, 0);
 }
@@ -1227,6 +1339,7 @@ static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int 
     if (force_fp32) cuda_settle_due(im);
     else settle_unless_read_by(im, 1, &cw, x, n);
     if (!cw || !cw->gpu_supported) {
+        cuda_qact_materialize(im, x);
         im->qact.src = NULL;
         cpu_fallback_matmul(be, w, x, n, y, bias);
         return;
@@ -1238,16 +1351,8 @@ static void matmul_impl(ts_backend *be, const ts_weight *w, const float *x, int 
         TS_CUDA_DISPATCH_DTYPE(cw->dtype, GV)
 #undef GV
     } else {
-        /* a weight dequantized ahead (cuda_stage.cu) under the precision's 16 bits */
-        cuda_weight wv = *cw;
-        const void *staged = force_fp32 || im->opt.precision == TS_PRECISION_FP32 ? NULL : cuda_staged_take(im, cw);
-        if (staged) wv.dense = (void *)staged;
-        gemm_path(im, wv, x, n, y, force_fp32);
-        if (staged) cuda_staged_release(im, cw);
-        if (bias) {
-            int64_t total = (int64_t)n * cw->rows;
-            cuda_launch(im, bias_kernel, dim3((unsigned)((total + 255) / 256)), dim3(256), 0, y, bias, cw->rows, n);
-        }
+        gemm_product(im, cw, x, n, y, force_fp32, 0.0f, CUDA_R_32F);
+        if (bias) launch_bias(im, y, bias, cw->rows, n, cw->rows);
     }
     if (im->qact.src == y) im->qact.src = NULL;
     CUDA_CHECK_LAUNCH(im, "matmul");
@@ -1277,6 +1382,69 @@ void cuda_matmul_many(ts_backend *be, int count, const ts_weight *const *ws, con
     CUDA_CHECK_LAUNCH(im, "matmul");
 }
 
+/* Products that read the same x as one cuBLAS call on the weights dequantized one under another: the
+ * k and v projections of a GQA model are too narrow alone to fill the GPU at prefill sizes (8B, 512
+ * tokens: 12.7 us each in 64 x 64 tiles, at about 330 TFLOP/s, q 25.7 us at 670). */
+int cuda_matmul_concat(ts_backend *be, int count, const ts_weight *const *ws, const float *x, int n, float *y,
+                       const float *const *biases) {
+    cuda_impl *im = cuda_of(be);
+    if (im->concat_off || count < 1 || count > MAX_PRODUCT_TARGETS || n <= 0) return 0;
+    const int kind = gemm_kind(im, 0);
+    const size_t elem = kind == 0 ? 4 : 2;
+    const cuda_weight *cws[MAX_PRODUCT_TARGETS];
+    int64_t total = 0;
+    for (int k = 0; k < count; k++) {
+        cws[k] = ws[k]->prepared_by == be ? (const cuda_weight *)ws[k]->prepared : NULL;
+        /* weights cuBLAS reads as stored would have to be copied: their own products cost nothing more */
+        if (!cws[k] || !cws[k]->gpu_supported || !takes_gemm(im, cws[k], n, 0) || gemm_reads_stored(*cws[k], kind) ||
+            cws[k]->cols != cws[0]->cols)
+            return 0;
+        total += cws[k]->rows;
+    }
+    const int64_t cols = cws[0]->cols;
+    if ((size_t)total * (size_t)cols * elem > GEMM_PANEL_BYTES) return 0;
+    if (im->replaying) return 1;
+    settle_unless_read_by(im, count, cws, x, n);
+    const void *xin = gemm_input(im, x, n, cols, kind, 0);
+    char *wp = (char *)cuda_scratch(im, &im->gemm_scratch, &im->gemm_scratch_bytes, (size_t)total * cols * elem);
+    if (!xin || !wp) return 1; /* cuda_scratch logged the failure, as gemm_path would */
+    void *outs[MAX_PRODUCT_TARGETS];
+    int64_t r0 = 0;
+    for (int k = 0; k < count; k++) {
+        outs[k] = wp + (size_t)r0 * cols * elem;
+        r0 += cws[k]->rows;
+    }
+    dequantize_many(cws, outs, count, kind, im->stream);
+    if (gemm_call(im, wp, total, cols, xin, n, y, total, kind, 0.0f, CUDA_R_32F) == 0) {
+        r0 = 0;
+        for (int k = 0; k < count; k++) {
+            if (biases && biases[k]) launch_bias(im, y + r0, biases[k], cws[k]->rows, n, total);
+            r0 += cws[k]->rows;
+        }
+    }
+    if (im->qact.src == y) im->qact.src = NULL;
+    CUDA_CHECK_LAUNCH(im, "matmul_concat");
+    return 1;
+}
+
+/* A SwiGLU block at prefill sizes under bf16: cuBLAS writes both products in bf16 into b (half the bytes of
+ * float32, and bf16 is what HF's bf16 models compute them in), and the SiLU kernel writes only the bf16 copy
+ * of a that the down projection reads (a is left unwritten, as gate_up_silu's contract allows). 8B prefill
+ * of 512 tokens: the SiLU-gate 20.9 us a layer with float32 products and output. */
+static int swiglu_bf16(cuda_impl *im, const cuda_weight *const *cws, const float *x, int n, float *a, float *b) {
+    if (im->swiglu16_off || im->opt.precision != TS_PRECISION_BF16 || n <= DP4A_MAX_TOKENS) return 0;
+    for (int k = 0; k < 2; k++)
+        if (!cws[k] || !cws[k]->gpu_supported || !takes_gemm(im, cws[k], n, 0)) return 0;
+    const int64_t inner = cws[0]->rows;
+    if (cws[1]->rows != inner || inner % 8 != 0 || ((uintptr_t)b & 15) != 0) return 0;
+    settle_unless_read_by(im, 2, cws, x, n);
+    __nv_bfloat16 *g = (__nv_bfloat16 *)b, *u = g + (size_t)n * inner; /* b holds 2 n inner halves */
+    gemm_product(im, cws[0], x, n, g, 0, 0.0f, CUDA_R_16BF);
+    gemm_product(im, cws[1], x, n, u, 0, 0.0f, CUDA_R_16BF);
+    cuda_silu_mul_bf16(im, g, u, n, (int)inner, a);
+    return 1;
+}
+
 /* A SwiGLU block's gate and up products and silu(gate) * up: one paired launch of the batch kernel where it
  * takes them, the products and silu_mul otherwise. */
 void cuda_gate_up_silu(ts_backend *be, const ts_weight *gate, const ts_weight *up, const float *x, int n, float *a,
@@ -1287,6 +1455,10 @@ void cuda_gate_up_silu(ts_backend *be, const ts_weight *gate, const ts_weight *u
     const cuda_weight *cws[2] = {(const cuda_weight *)gate->prepared, (const cuda_weight *)up->prepared};
     int paired = 1;
     for (int k = 0; k < 2; k++) paired = paired && cws[k] && cws[k]->gpu_supported && uses_dp4a(im, cws[k], n, 0);
+    if (!paired && swiglu_bf16(im, cws, x, n, a, b)) {
+        CUDA_CHECK_LAUNCH(im, "gate_up_silu");
+        return;
+    }
     if (!paired || !cuda_batch16_pairs_swiglu(im, cws[0], cws[1], n)) {
         const ts_weight *ws[2] = {gate, up};
         float *const ys[2] = {a, b};

@@ -301,6 +301,62 @@ __global__ void silu_mul_wide_kernel(const float *gate, const float *up, int inn
     store_dense4(dense, dense_kind, r * inner + c, v);
 }
 
+/* silu(gate) * up of bf16 products, 8 elements a thread (16-byte loads and stores), into the bf16 copy the
+ * down projection reads; into the floats of out only where that copy had no room. */
+__global__ void silu_mul_bf16_kernel(const __nv_bfloat16 *gate, const __nv_bfloat16 *up, int inner, __nv_bfloat16 *dense,
+                                     float *out) {
+    pdl_wait();
+    const int c = (int)(blockIdx.y * WIDE_THREADS + threadIdx.x) * 8;
+    if (c >= inner) return;
+    const size_t i = (size_t)blockIdx.x * inner + c;
+    const uint4 gw = *(const uint4 *)(gate + i), uw = *(const uint4 *)(up + i);
+    const __nv_bfloat162 *g2 = (const __nv_bfloat162 *)&gw, *u2 = (const __nv_bfloat162 *)&uw;
+    float v[8];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const float2 g = __bfloat1622float2(g2[k]), u = __bfloat1622float2(u2[k]);
+        v[2 * k] = g.x / (1.0f + expf(-g.x)) * u.x;
+        v[2 * k + 1] = g.y / (1.0f + expf(-g.y)) * u.y;
+    }
+    if (dense) {
+        uint4 packed;
+        __nv_bfloat162 *p2 = (__nv_bfloat162 *)&packed;
+#pragma unroll
+        for (int k = 0; k < 4; k++) p2[k] = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+        *(uint4 *)(dense + i) = packed;
+    } else {
+        *(float4 *)(out + i) = make_float4(v[0], v[1], v[2], v[3]);
+        *(float4 *)(out + i + 4) = make_float4(v[4], v[5], v[6], v[7]);
+    }
+}
+
+void cuda_silu_mul_bf16(cuda_impl *im, const __nv_bfloat16 *gate, const __nv_bfloat16 *up, int rows, int inner, float *out) {
+    if (rows <= 0) return;
+    cuda_qact q = cuda_qact_begin(im, out, rows, inner);
+    __nv_bfloat16 *dense = q.dense && q.dense_kind == 1 ? (__nv_bfloat16 *)q.dense : NULL;
+    if (!dense) im->qact.src = NULL;
+    dim3 grid((unsigned)rows, (unsigned)((inner + 8 * WIDE_THREADS - 1) / (8 * WIDE_THREADS)));
+    cuda_launch(im, silu_mul_bf16_kernel, grid, dim3(WIDE_THREADS), 0, gate, up, inner, dense, out);
+    if (dense) im->qact.src_unwritten = 1;
+    CUDA_CHECK_LAUNCH(im, "silu_mul");
+}
+
+__global__ void widen_bf16_kernel(const __nv_bfloat16 *in, float *out, size_t n) {
+    pdl_wait();
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = __bfloat162float(in[i]);
+}
+
+void cuda_qact_materialize(cuda_impl *im, const float *x) {
+    cuda_qact *q = &im->qact;
+    if (!x || q->src != x || !q->src_unwritten) return;
+    size_t n = (size_t)q->rows * (size_t)q->cols;
+    cuda_launch(im, widen_bf16_kernel, dim3((unsigned)((n + 255) / 256)), dim3(256), 0, (const __nv_bfloat16 *)q->dense,
+                (float *)x, n);
+    q->src_unwritten = 0;
+    CUDA_CHECK_LAUNCH(im, "materialize");
+}
+
 void cuda_silu_mul(ts_backend *be, const float *gate, const float *up, int rows, int inner, int in_stride, float *out) {
     cuda_impl *im = cuda_of(be);
     CUDA_SKIP_IF_REPLAYING(im);
