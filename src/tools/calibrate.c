@@ -133,6 +133,7 @@ int ts_calibrate_hessians(const char *path, const int32_t *ids, int64_t n, int c
     rec.ops.matmul_many = NULL;
     rec.ops.matmul_add_rmsnorm = NULL;
     rec.ops.gate_up_silu = NULL;
+    rec.ops.matmul_concat = NULL;
     rec.be.ops = &rec.ops;
     ts_model_options mo;
     ts_model_options_init(&mo);

@@ -96,6 +96,15 @@ static void *rand_weight(ts_dtype t, int64_t rows, int64_t cols) {
     return w;
 }
 
+/* A random weight of a type prepared on gpu; *bytes receives its host bytes (the caller frees them). */
+static ts_weight prepared_rand_weight(ts_backend *gpu, ts_dtype t, int64_t rows, int64_t cols, void **bytes) {
+    *bytes = rand_weight(t, rows, cols);
+    ts_weight w = {.dtype = t, .rows = rows, .cols = cols, .host = *bytes, .row_bytes = ts_dtype_row_bytes(t, cols)};
+    ts_error err = {{0}};
+    if (gpu->ops->prepare_weight(gpu, &w, &err) != 0) fail_msg("%s", err.message);
+    return w;
+}
+
 /* y[n][rows] in double from the dequantized weight. */
 static double *ref_matmul(ts_dtype t, const void *w, int64_t rows, int64_t cols, const float *x, int n, const float *bias) {
     double *y = calloc((size_t)n * rows, sizeof(double));
@@ -1213,11 +1222,7 @@ static void test_staged_products(void **state) {
         float *ref[3];
         float *x = rand_floats((size_t)n * cols, 1.0f), *dx = dev_from(gpu, x, (size_t)n * cols);
         for (int k = 0; k < 3; k++) {
-            bytes[k] = rand_weight(types[k], rows[k], cols);
-            ws[k] = (ts_weight){.dtype = types[k], .rows = rows[k], .cols = cols, .host = bytes[k],
-                                .row_bytes = ts_dtype_row_bytes(types[k], cols)};
-            ts_error err = {{0}};
-            if (gpu->ops->prepare_weight(gpu, &ws[k], &err) != 0) fail_msg("%s", err.message);
+            ws[k] = prepared_rand_weight(gpu, types[k], rows[k], cols, &bytes[k]);
             float *dy = dev_from(gpu, x, (size_t)n * rows[k]); /* any contents: overwritten */
             gpu->ops->matmul(gpu, &ws[k], dx, n, dy, NULL);
             ref[k] = host_from(gpu, dy, (size_t)n * rows[k]);
@@ -1279,11 +1284,7 @@ static void test_matmul_concat(void **state) {
         ts_weight ws[3];
         float *bias[3], *dbias[3];
         for (int k = 0; k < 3; k++) {
-            bytes[k] = rand_weight(types[k], rows[k], cols);
-            ws[k] = (ts_weight){.dtype = types[k], .rows = rows[k], .cols = cols, .host = bytes[k],
-                                .row_bytes = ts_dtype_row_bytes(types[k], cols)};
-            ts_error err = {{0}};
-            if (gpu->ops->prepare_weight(gpu, &ws[k], &err) != 0) fail_msg("%s", err.message);
+            ws[k] = prepared_rand_weight(gpu, types[k], rows[k], cols, &bytes[k]);
             bias[k] = k == 1 ? NULL : rand_floats((size_t)rows[k], 0.5f);
             dbias[k] = bias[k] ? dev_from(gpu, bias[k], (size_t)rows[k]) : NULL;
         }
@@ -1328,11 +1329,8 @@ static void test_matmul_concat(void **state) {
         const int n = 40;
         const float one = 1.0f;
         float *dx = dev_from(gpu, &one, 1), *dy = dev_from(gpu, &one, 1); /* not touched: the op declines first */
-        void *other = rand_weight(TS_DTYPE_Q4_0, 8, 256);
-        ts_weight narrow = {.dtype = TS_DTYPE_Q4_0, .rows = 8, .cols = 256, .host = other,
-                            .row_bytes = ts_dtype_row_bytes(TS_DTYPE_Q4_0, 256)};
-        ts_error err = {{0}};
-        if (gpu->ops->prepare_weight(gpu, &narrow, &err) != 0) fail_msg("%s", err.message);
+        void *other;
+        ts_weight narrow = prepared_rand_weight(gpu, TS_DTYPE_Q4_0, 8, 256, &other);
         const ts_weight *mixed[2] = {&ws[0], &narrow};
         assert_int_equal(gpu->ops->matmul_concat(gpu, 2, mixed, dx, n, dy, NULL), 0);
         gpu->ops->release_weight(gpu, &narrow);
@@ -1342,6 +1340,7 @@ static void test_matmul_concat(void **state) {
             for (int k = 0; k < 2; k++) {
                 dense[k] = (ts_weight){.dtype = types[0], .rows = rows[0], .cols = cols, .host = bytes[0],
                                        .row_bytes = ts_dtype_row_bytes(types[0], cols)};
+                ts_error err = {{0}};
                 if (g_gpu16d->ops->prepare_weight(g_gpu16d, &dense[k], &err) != 0) fail_msg("%s", err.message);
             }
             const ts_weight *pair[2] = {&dense[0], &dense[1]};
@@ -1352,9 +1351,8 @@ static void test_matmul_concat(void **state) {
         }
         if (gi > 0) {
             const ts_dtype t16 = gi == 1 ? TS_DTYPE_BF16 : TS_DTYPE_F16;
-            void *b16 = rand_weight(t16, 16, cols);
-            ts_weight stored = {.dtype = t16, .rows = 16, .cols = cols, .host = b16, .row_bytes = ts_dtype_row_bytes(t16, cols)};
-            if (gpu->ops->prepare_weight(gpu, &stored, &err) != 0) fail_msg("%s", err.message);
+            void *b16;
+            ts_weight stored = prepared_rand_weight(gpu, t16, 16, cols, &b16);
             const ts_weight *with16[2] = {&ws[0], &stored};
             assert_int_equal(gpu->ops->matmul_concat(gpu, 2, with16, dx, n, dy, NULL), 0);
             gpu->ops->release_weight(gpu, &stored);

@@ -161,6 +161,58 @@ static void test_batch_decode(void **state) {
     ts_model_free(m);
 }
 
+/* One step that prefills a 45-token prompt while four sequences decode a token each (a continuous-batching
+ * step): prefill-sized, so q/k/v come from one product side by side and the attention reads them with
+ * strides, the SwiGLU products run in bf16 and the residual is added inside cuBLAS; bf16 without dense copies
+ * against float32 (where q/k/v are one product too). */
+static void test_mixed_step(void **state) {
+    (void)state;
+    if (!g_bf16b) skip();
+    enum { OLD = 4, NEW = 45, N = OLD + NEW };
+    char path[1024];
+    ts_test_shared_path("configs/qwen3-0.6b.json", path, sizeof path);
+    ts_error err = {{0}};
+    ts_model_config cfg;
+    if (ts_model_config_load(path, &cfg, &err) != 0) fail_msg("%s", err.message);
+    cfg.num_layers = 2;
+    ts_model *models[2] = {load_synthetic(g_fp32, path, &cfg), load_synthetic(g_bf16b, path, &cfg)};
+    const size_t vocab = (size_t)cfg.vocab_size;
+    float *logits[2] = {malloc((OLD + 1) * vocab * sizeof(float)), malloc((OLD + 1) * vocab * sizeof(float))};
+    int32_t ids[N], positions[N], rows[OLD + 1];
+    for (int j = 0; j < N; j++) ids[j] = (int32_t)(((size_t)j * 7919u + 13u) % vocab);
+    for (int mi = 0; mi < 2; mi++) {
+        ts_kv_cache c;
+        ts_kv_seq seqs[OLD + 1];
+        if (ts_kv_cache_init_for(&c, models[mi], 64, OLD + 1, &err) != 0) fail_msg("%s", err.message);
+        for (int i = 0; i < OLD; i++) { /* earlier prompts of 3-6 tokens */
+            ts_kv_seq_init(&seqs[i]);
+            if (ts_seq_forward(models[mi], &c, &seqs[i], ids + 10 * i, 3 + i, 0, logits[mi], &err) != 0)
+                fail_msg("%s", err.message);
+        }
+        ts_kv_seq_init(&seqs[OLD]);
+        ts_seq_view views[OLD + 1];
+        for (int i = 0; i <= OLD; i++) {
+            const int count = i < OLD ? 1 : NEW, first = i < OLD ? i : OLD;
+            if (ts_kv_seq_reserve(&c, &seqs[i], seqs[i].num_tokens + count, &err) != 0) fail_msg("%s", err.message);
+            for (int j = 0; j < count; j++) positions[first + j] = seqs[i].num_tokens + j;
+            views[i] = (ts_seq_view){first, count, seqs[i].num_tokens, seqs[i].num_blocks, seqs[i].blocks};
+            rows[i] = first + count - 1;
+        }
+        ts_step st = {N, ids, positions, OLD + 1, views, OLD + 1, rows, c.host_store};
+        if (ts_model_forward(models[mi], c.store, &st, logits[mi], NULL, NULL, &err) != 0) fail_msg("%s", err.message);
+        for (int i = 0; i <= OLD; i++) ts_kv_seq_release(&c, &seqs[i]);
+        ts_kv_cache_destroy(&c);
+    }
+    for (int i = 0; i <= OLD; i++) {
+        double e = ts_test_rel_l2(logits[1] + i * vocab, logits[0] + i * vocab, vocab);
+        if (!(e <= 1e-2)) fail_msg("mixed step, sequence %d: logits relative error %.3g > 1e-2 (%s)", i, e, g_bf16b->description);
+    }
+    for (int mi = 0; mi < 2; mi++) {
+        free(logits[mi]);
+        ts_model_free(models[mi]);
+    }
+}
+
 int main(void) {
     ts_error err = {{0}};
     ts_cpu_options co = {.threads = 2};
@@ -180,7 +232,7 @@ int main(void) {
         cmocka_unit_test(test_qwen3moe_small), cmocka_unit_test(test_qwen2_small),
         cmocka_unit_test(test_dialogpt_tiny),  cmocka_unit_test(test_llama_small),
         cmocka_unit_test(test_qwen3moe_nonorm), cmocka_unit_test(test_split_layers),
-        cmocka_unit_test(test_batch_decode),
+        cmocka_unit_test(test_batch_decode), cmocka_unit_test(test_mixed_step),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_fp32->ops->destroy(g_fp32);
