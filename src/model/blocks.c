@@ -32,8 +32,11 @@ void ts_block_rope_attention(ts_model *m, const ts_layer *L, int layer, ts_kv_st
     if (!be->ops->matmul_concat || !be->ops->matmul_concat(be, 3, qkv, s->xn, n, s->qkv, biases)) {
         float *const outs[3] = {s->q, s->k, s->v};
         ts_fused_matmul_many(be, 3, qkv, s->xn, n, outs, biases);
-        q_out = s->q, k_out = s->k, v_out = s->v;
-        q_stride = q_dim, kv_stride = kv_dim;
+        q_out = s->q;
+        k_out = s->k;
+        v_out = s->v;
+        q_stride = q_dim;
+        kv_stride = kv_dim;
     }
     if (be->ops->stage_products) {
         /* the products after the attention: a backend may ready their weights while it runs */

@@ -1071,7 +1071,12 @@ static void check_gate_up_silu(ts_backend *gpu, ts_dtype t, int64_t inner, int64
     char what[160];
     snprintf(what, sizeof what, "gate_up_silu (%s %lld x %lld, %d tokens%s)", ts_dtype_get(t)->name, (long long)inner,
              (long long)cols, n, due ? ", x a due norm" : "");
+    /* a second row first: a read from inside the rows gets their floats too (where only a copy was written) */
+    float *row1 = host_from(gpu, da + inner, (size_t)inner);
     float *got = host_from(gpu, da, (size_t)n * inner);
+    if (memcmp(row1, got + inner, (size_t)inner * sizeof(float)) != 0)
+        fail_msg("%s: its second row read alone differs from the same row read with the rest (%s)", what, gpu->description);
+    free(row1);
     double e = rel_err_d(got, g, (size_t)n * inner);
     if (!(e <= 1e-2)) fail_msg("%s: relative error %.3g > 1e-2 (%s)", what, e, gpu->description);
     double *yr = ref_matmul(dt, db, 96, inner, got, n, NULL);

@@ -284,7 +284,8 @@ void cuda_stage_products(ts_backend *be, int count, const ts_weight *const *ws, 
 /* silu(gate) * up of bf16 products [rows, inner] into out's 16-bit copy for the next product (cuda_qact),
  * out itself left unwritten where that copy has room (cuda_ops.cu); inner a multiple of 8. */
 void cuda_silu_mul_bf16(cuda_impl *im, const __nv_bfloat16 *gate, const __nv_bfloat16 *up, int rows, int inner, float *out);
-/* The floats of x where the 16-bit copy is all that was written of them (cuda_qact.src_unwritten). */
+/* The floats of the activations holding x where their 16-bit copy is all that was written of them
+ * (cuda_qact.src_unwritten): widened from that copy before a reader of the floats. */
 void cuda_qact_materialize(cuda_impl *im, const float *x);
 const void *cuda_staged_take(cuda_impl *im, const struct cuda_weight *cw);
 void cuda_staged_release(cuda_impl *im, const struct cuda_weight *cw);

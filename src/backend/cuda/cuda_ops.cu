@@ -349,10 +349,11 @@ __global__ void widen_bf16_kernel(const __nv_bfloat16 *in, float *out, size_t n)
 
 void cuda_qact_materialize(cuda_impl *im, const float *x) {
     cuda_qact *q = &im->qact;
-    if (!x || q->src != x || !q->src_unwritten) return;
     size_t n = (size_t)q->rows * (size_t)q->cols;
+    /* any float of the unwritten rows, not only their start */
+    if (!x || !q->src || !q->src_unwritten || x < q->src || x >= q->src + n) return;
     cuda_launch(im, widen_bf16_kernel, dim3((unsigned)((n + 255) / 256)), dim3(256), 0, (const __nv_bfloat16 *)q->dense,
-                (float *)x, n);
+                (float *)q->src, n);
     q->src_unwritten = 0;
     CUDA_CHECK_LAUNCH(im, "materialize");
 }
