@@ -76,6 +76,7 @@ void ts_engine_config_default(ts_engine_config *c, const ts_model *m) {
     c->max_running = 32;
     c->max_waiting = 256;
     c->step_tokens = m->opt.max_step_tokens < 256 ? m->opt.max_step_tokens : 256;
+    c->prefill_step_tokens = m->opt.max_step_tokens;
     c->block_tokens = 16;
     c->kv_blocks = (c->context_length + c->block_tokens - 1) / c->block_tokens * 8;
 }
@@ -175,7 +176,10 @@ static int append_token(ts_engine_seq *s, int32_t tok) {
 /* One forward step over the running batch; returns 0 when there was nothing to do. */
 static int run_step(ts_engine *e) {
     const int vocab = e->model->cfg.vocab_size;
-    int budget = e->cfg.step_tokens, n_tok = 0, n_views = 0, n_logits = 0;
+    int decoding = 0;
+    for (int i = 0; i < e->n_running && !decoding; i++)
+        decoding = e->running[i]->n_tokens - e->running[i]->n_computed == 1;
+    int budget = decoding ? e->cfg.step_tokens : e->cfg.prefill_step_tokens, n_tok = 0, n_views = 0, n_logits = 0;
     /* decode tokens first (one per sequence), then prefill chunks with what budget remains */
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < e->n_running && budget > 0; i++) {
@@ -408,19 +412,22 @@ static void free_engine(ts_engine *e) {
 int ts_engine_create(ts_model *m, const ts_engine_config *cfg, ts_engine **out, ts_error *err) {
     *out = NULL;
     if (cfg->context_length < 2 || cfg->max_running < 1 || cfg->step_tokens < cfg->max_running ||
-        cfg->step_tokens > m->opt.max_step_tokens || cfg->block_tokens < 1 || cfg->kv_blocks < 1)
-        return ts_fail(err, "engine configuration out of range: context %d, running %d, step tokens %d (model allows %d), "
-                            "blocks %d x %d tokens", cfg->context_length, cfg->max_running, cfg->step_tokens,
-                       m->opt.max_step_tokens, cfg->kv_blocks, cfg->block_tokens);
+        cfg->step_tokens > m->opt.max_step_tokens || cfg->prefill_step_tokens > m->opt.max_step_tokens ||
+        cfg->block_tokens < 1 || cfg->kv_blocks < 1)
+        return ts_fail(err, "engine configuration out of range: context %d, running %d, step tokens %d (prompts alone "
+                            "%d; model allows %d), blocks %d x %d tokens", cfg->context_length, cfg->max_running,
+                       cfg->step_tokens, cfg->prefill_step_tokens, m->opt.max_step_tokens, cfg->kv_blocks,
+                       cfg->block_tokens);
     ts_engine *e = calloc(1, sizeof *e);
     if (!e) return ts_fail(err, "out of memory");
     e->model = m;
     e->cfg = *cfg;
+    if (e->cfg.prefill_step_tokens < e->cfg.step_tokens) e->cfg.prefill_step_tokens = e->cfg.step_tokens;
     if (ts_kv_cache_init_model(&e->cache, m, cfg->block_tokens, cfg->kv_blocks, err) != 0) {
         free(e);
         return -1;
     }
-    int R = cfg->max_running, T = cfg->step_tokens;
+    int R = cfg->max_running, T = e->cfg.prefill_step_tokens;
     e->running = calloc((size_t)R, sizeof *e->running);
     e->step_tokens = calloc((size_t)T, sizeof(int32_t));
     e->step_positions = calloc((size_t)T, sizeof(int32_t));

@@ -63,6 +63,9 @@ typedef struct ts_engine_config {
     int max_running;      /* sequences in the running batch */
     int max_waiting;      /* queued requests beyond which submissions are refused */
     int step_tokens;      /* token budget of one forward step (chunked prefill) */
+    /* budget of a step in which no sequence decodes (prompts alone: nobody waits for a next token, and a
+     * GPU prefills a longer chunk faster per token); from step_tokens to the model's largest step */
+    int prefill_step_tokens;
     int block_tokens;     /* KV block size */
     int kv_blocks;        /* KV blocks in the cache */
 } ts_engine_config;

@@ -299,11 +299,57 @@ static void test_callback_stop(void **state) {
     ts_engine_destroy(e);
 }
 
+/* A prompt with no sequence decoding beside it runs in chunks of the model's largest step (64 tokens
+ * here), not the decode-time budget (16): 100 tokens in two steps instead of seven, the same tokens. */
+static void test_prompt_alone_takes_larger_steps(void **state) {
+    fixture *f = *state;
+    int32_t ids[100], want[3];
+    make_prompt(5, ids, 100);
+    greedy_alone(f->m, ids, 100, 3, want);
+    for (int budget = 16; budget <= 64; budget += 48) {
+        ts_engine_config cfg;
+        ts_engine_config_default(&cfg, f->m);
+        assert_int_equal(cfg.prefill_step_tokens, 64);
+        cfg.context_length = 512;
+        cfg.max_running = 4;
+        cfg.step_tokens = 16;
+        cfg.prefill_step_tokens = budget;
+        cfg.kv_blocks = 64;
+        ts_engine *e = NULL;
+        ts_error err = {{0}};
+        if (ts_engine_create(f->m, &cfg, &e, &err) != 0) fail_msg("%s", err.message);
+        collector c;
+        collector_init(&c);
+        ts_engine_request req = {.prompt = ids, .n_prompt = 100, .max_tokens = 3, .callback = on_token, .ctx = &c,
+                                 .ignore_eos = 1};
+        ts_sampling_params_init(&req.sampling);
+        ts_engine_seq *h;
+        assert_int_equal(ts_engine_submit(e, &req, &h, &err), TS_SUBMIT_OK);
+        wait_done(&c);
+        ts_engine_release(e, h);
+        ts_engine_stats st;
+        ts_engine_get_stats(e, &st);
+        /* the prompt, then two decode steps (the first token comes from the prompt's last step) */
+        assert_int_equal(st.steps, (budget == 64 ? 2 : 7) + 2);
+        assert_int_equal(c.n, 3);
+        assert_memory_equal(c.tokens, want, sizeof want);
+        ts_engine_destroy(e);
+    }
+    /* beyond the model's largest step: refused with the numbers */
+    ts_engine_config cfg;
+    ts_engine_config_default(&cfg, f->m);
+    cfg.prefill_step_tokens = 65;
+    ts_engine *e = NULL;
+    ts_error err = {{0}};
+    assert_int_not_equal(ts_engine_create(f->m, &cfg, &e, &err), 0);
+    assert_non_null(strstr(err.message, "prompts alone 65; model allows 64"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_greedy_equals_alone), cmocka_unit_test(test_cancel_frees_blocks),
         cmocka_unit_test(test_limits), cmocka_unit_test(test_queue_full), cmocka_unit_test(test_seed_reproduces),
-        cmocka_unit_test(test_callback_stop),
+        cmocka_unit_test(test_callback_stop), cmocka_unit_test(test_prompt_alone_takes_larger_steps),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
