@@ -80,6 +80,18 @@ static ts_model *load_synthetic(ts_backend *be, const char *config_path, const t
     return m;
 }
 
+/* Qwen3-0.6B's shape cut to two layers, random Q4_0 weights: the float32 reference on g_fp32 and the
+ * same weights in bf16 without dense copies on g_bf16b. */
+static void load_two_layer_pair(ts_model_config *cfg, ts_model **ref, ts_model **m) {
+    char path[1024];
+    ts_test_shared_path("configs/qwen3-0.6b.json", path, sizeof path);
+    ts_error err = {{0}};
+    if (ts_model_config_load(path, cfg, &err) != 0) fail_msg("%s", err.message);
+    cfg->num_layers = 2;
+    *ref = load_synthetic(g_fp32, path, cfg);
+    *m = load_synthetic(g_bf16b, path, cfg);
+}
+
 /* One decode step of every sequence (tokens tok) on m; logits of all rows into logits. */
 static void decode_all(ts_model *m, ts_kv_cache *c, ts_kv_seq *seqs, int n_seqs, const int32_t *tok, float *logits) {
     ts_error err = {{0}};
@@ -107,13 +119,10 @@ static void test_batch_decode(void **state) {
     (void)state;
     if (!g_bf16b) skip();
     enum { SEQS = 24, STEPS = 4 };
-    char path[1024];
-    ts_test_shared_path("configs/qwen3-0.6b.json", path, sizeof path);
     ts_error err = {{0}};
     ts_model_config cfg;
-    if (ts_model_config_load(path, &cfg, &err) != 0) fail_msg("%s", err.message);
-    cfg.num_layers = 2;
-    ts_model *ref = load_synthetic(g_fp32, path, &cfg), *m = load_synthetic(g_bf16b, path, &cfg);
+    ts_model *ref, *m;
+    load_two_layer_pair(&cfg, &ref, &m);
     const size_t vocab = (size_t)cfg.vocab_size;
     ts_kv_cache cr, cm;
     if (ts_kv_cache_init_for(&cr, ref, 32, SEQS, &err) != 0 || ts_kv_cache_init_for(&cm, m, 32, SEQS, &err) != 0)
@@ -169,13 +178,10 @@ static void test_mixed_step(void **state) {
     (void)state;
     if (!g_bf16b) skip();
     enum { OLD = 4, NEW = 45, N = OLD + NEW };
-    char path[1024];
-    ts_test_shared_path("configs/qwen3-0.6b.json", path, sizeof path);
     ts_error err = {{0}};
     ts_model_config cfg;
-    if (ts_model_config_load(path, &cfg, &err) != 0) fail_msg("%s", err.message);
-    cfg.num_layers = 2;
-    ts_model *models[2] = {load_synthetic(g_fp32, path, &cfg), load_synthetic(g_bf16b, path, &cfg)};
+    ts_model *models[2];
+    load_two_layer_pair(&cfg, &models[0], &models[1]);
     const size_t vocab = (size_t)cfg.vocab_size;
     float *logits[2] = {malloc((OLD + 1) * vocab * sizeof(float)), malloc((OLD + 1) * vocab * sizeof(float))};
     int32_t ids[N], positions[N], rows[OLD + 1];

@@ -19,6 +19,12 @@ __device__ __forceinline__ float ld(const T *p) {
     return to_float(*p);
 }
 
+/* Two floats as the halves of one 32-bit word, lo first (an mma fragment element pair, a cache pair). */
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+
 template <typename T>
 __global__ void kv_write_kernel(T *kc, T *vc, const float *k, const float *v, int kv_stride, int row_elems,
                                 const int32_t *token_seq, const int32_t *seq_first, const int32_t *seq_start,
@@ -74,10 +80,8 @@ __global__ void __launch_bounds__(128) kv_write_quad_kernel(T *kc, T *vc, const 
             *(float4 *)(kc + base + 4 * i) = kr[j];
             *(float4 *)(vc + base + 4 * i) = vr[j];
         } else {
-            __half2 k01 = __floats2half2_rn(kr[j].x, kr[j].y), k23 = __floats2half2_rn(kr[j].z, kr[j].w);
-            __half2 v01 = __floats2half2_rn(vr[j].x, vr[j].y), v23 = __floats2half2_rn(vr[j].z, vr[j].w);
-            *(uint2 *)(kc + base + 4 * i) = make_uint2(*(uint32_t *)&k01, *(uint32_t *)&k23);
-            *(uint2 *)(vc + base + 4 * i) = make_uint2(*(uint32_t *)&v01, *(uint32_t *)&v23);
+            *(uint2 *)(kc + base + 4 * i) = make_uint2(pack_half2(kr[j].x, kr[j].y), pack_half2(kr[j].z, kr[j].w));
+            *(uint2 *)(vc + base + 4 * i) = make_uint2(pack_half2(vr[j].x, vr[j].y), pack_half2(vr[j].z, vr[j].w));
         }
     }
 }
@@ -838,11 +842,6 @@ __device__ __forceinline__ float fast_exp2(float x) {
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
-}
-
-__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
-    __half2 h = __floats2half2_rn(lo, hi);
-    return *(uint32_t *)&h;
 }
 
 template <int HD>

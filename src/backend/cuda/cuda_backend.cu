@@ -75,6 +75,12 @@ static void cu_free(ts_backend *be, void *p) {
 static void graph_end(cuda_impl *im);
 void cuda_graph_finish(cuda_impl *im) { graph_end(im); }
 
+/* A measurement switch set to exactly "0" (TESSERA_CUDA_STAGE=0 and the like). */
+static int switched_off(const char *name) {
+    const char *v = getenv(name);
+    return v && strcmp(v, "0") == 0;
+}
+
 static void cu_to_host(ts_backend *be, void *dst, const void *src, size_t bytes) {
     cuda_impl *im = cuda_of(be);
     graph_end(im);
@@ -605,8 +611,7 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     const char *mma_env = getenv("TESSERA_CUDA_MMA_MIN_TOKENS");
     im->mma_min_tokens = mma_env && *mma_env ? atoi(mma_env) : 9;
     if (im->mma_min_tokens < 1) im->mma_min_tokens = 1;
-    const char *b16_env = getenv("TESSERA_CUDA_BATCH16");
-    im->batch16_off = b16_env && strcmp(b16_env, "0") == 0;
+    im->batch16_off = switched_off("TESSERA_CUDA_BATCH16");
     const char *b16_min_env = getenv("TESSERA_CUDA_BATCH16_MIN_TOKENS");
     im->batch16_min_tokens = b16_min_env && *b16_min_env ? atoi(b16_min_env) : 6;
     if (im->batch16_min_tokens < 1) im->batch16_min_tokens = 1;
@@ -615,16 +620,12 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     const int clusters = im->code_arch >= 900 && im->prop.major >= 9; /* thread block clusters: sm_90 */
     const char *b16_cluster_env = getenv("TESSERA_CUDA_BW_CLUSTER");
     im->batch16_cluster = clusters && !(b16_cluster_env && *b16_cluster_env == '0');
-    const char *gqa_env = getenv("TESSERA_CUDA_GQA");
-    im->gqa_off = gqa_env && strcmp(gqa_env, "0") == 0;
-    const char *att_mma_env = getenv("TESSERA_CUDA_ATT_MMA");
-    im->att_mma_off = att_mma_env && strcmp(att_mma_env, "0") == 0;
+    im->gqa_off = switched_off("TESSERA_CUDA_GQA");
+    im->att_mma_off = switched_off("TESSERA_CUDA_ATT_MMA");
     const char *gemv_env = getenv("TESSERA_CUDA_GEMV");
     im->float_gemv = gemv_env && strcmp(gemv_env, "float") == 0;
-    const char *fuse_env = getenv("TESSERA_CUDA_FUSE_NORM");
-    im->fuse_norm_off = fuse_env && strcmp(fuse_env, "0") == 0;
-    const char *fuse_silu_env = getenv("TESSERA_CUDA_FUSE_SILU");
-    im->fuse_silu_off = fuse_silu_env && strcmp(fuse_silu_env, "0") == 0;
+    im->fuse_norm_off = switched_off("TESSERA_CUDA_FUSE_NORM");
+    im->fuse_silu_off = switched_off("TESSERA_CUDA_FUSE_SILU");
     /* measured on an H200 (8B Q4_0, docs/cuda-notes.md v10): with successors launched early, fusing
      * steps of two tokens gains 7.6 % (0.6B 8.3 %), at four it loses 7 % (the producer's 32-row blocks
      * hold fewer loads in flight than the plain kernel's when each weight serves four tokens) */
@@ -638,12 +639,9 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     im->att_split_work = split_env && atoi(split_env) > 0 ? atoi(split_env) : 0;
     const char *cluster_env = getenv("TESSERA_CUDA_ATT_CLUSTER");
     im->att_cluster = clusters ? (cluster_env && *cluster_env ? atoi(cluster_env) : 1) : 0;
-    const char *stage_env = getenv("TESSERA_CUDA_STAGE");
-    im->stage_off = stage_env && strcmp(stage_env, "0") == 0;
-    const char *concat_env = getenv("TESSERA_CUDA_CONCAT");
-    im->concat_off = concat_env && strcmp(concat_env, "0") == 0;
-    const char *swiglu_env = getenv("TESSERA_CUDA_SWIGLU16");
-    im->swiglu16_off = swiglu_env && strcmp(swiglu_env, "0") == 0;
+    im->stage_off = switched_off("TESSERA_CUDA_STAGE");
+    im->concat_off = switched_off("TESSERA_CUDA_CONCAT");
+    im->swiglu16_off = switched_off("TESSERA_CUDA_SWIGLU16");
     const char *prof = getenv("TESSERA_CUDA_PROFILE");
     be->ops = prof && *prof && *prof != '0' ? &g_cuda_prof_ops : &g_cuda_ops;
     if (be->ops == &g_cuda_prof_ops) im->opt.use_graphs = 0; /* its synchronisations cannot be captured */

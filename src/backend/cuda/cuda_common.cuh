@@ -217,6 +217,17 @@ struct cuda_impl {
     int swiglu16_off; /* TESSERA_CUDA_SWIGLU16=0: float32 gate/up products and SiLU output at prefill sizes */
 };
 
+/* What cuBLAS multiplies in for prefill-sized products: 0 float32, 1 bf16, 2 fp16. */
+static inline int cuda_gemm_kind(const cuda_impl *im, int force_fp32) {
+    return im->opt.precision == TS_PRECISION_FP32 || force_fp32 ? 0 : im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
+}
+
+/* Whether cuBLAS reads w as it is stored at that kind (a dense copy, or 16-bit weights under the same
+ * precision): nothing to dequantize or stage for it. */
+static inline int cuda_gemm_reads_stored(const cuda_weight *w, int kind) {
+    return w->dense || (kind == 1 && w->dtype == TS_DTYPE_BF16) || (kind == 2 && w->dtype == TS_DTYPE_F16);
+}
+
 struct ts_kv_store {
     ts_kv_layout layout;
     int half; /* 1: __half elements, 0: float */

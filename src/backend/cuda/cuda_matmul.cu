@@ -1107,6 +1107,7 @@ __global__ void __launch_bounds__(DEQUANT_THREADS) dequant_oct_kernel(const __gr
     store_oct<OUT>((OUT *)job.out[p] + local * w.cols + e, v);
 }
 
+/* The layouts load_quad reads (dequant_oct_kernel, dequant_quad_kernel). */
 static constexpr bool oct_layout(int t) {
     return t == TS_DTYPE_F32 || t == TS_DTYPE_F16 || t == TS_DTYPE_BF16 || t == TS_DTYPE_Q8_0 || t == TS_DTYPE_Q4_0 ||
            t == TS_DTYPE_Q4_1 || t == TS_DTYPE_IQ4_NL;
@@ -1134,8 +1135,7 @@ static void launch_dequant_oct(dequant_parts &job, int out_kind, cudaStream_t st
 
 template <int DT>
 static void launch_dequant(const cuda_weight &w, int64_t r0, int64_t nr, void *out, int out_kind, cudaStream_t stream) {
-    constexpr bool quad = DT == TS_DTYPE_F32 || DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 || DT == TS_DTYPE_Q8_0 ||
-                          DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL;
+    constexpr bool quad = oct_layout(DT);
     if (nr <= 0) return;
     if (quad && w.cols % 8 == 0) {
         constexpr int QT = quad ? DT : TS_DTYPE_F32;
@@ -1210,11 +1210,6 @@ static void make_dense_copy(cuda_impl *im, const ts_weight *w, cuda_weight *cw) 
     }
 }
 
-/* What cuBLAS multiplies in: 0 float32, 1 bf16, 2 fp16. */
-static int gemm_kind(const cuda_impl *im, int force_fp32) {
-    return im->opt.precision == TS_PRECISION_FP32 || force_fp32 ? 0 : im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
-}
-
 /* x [n, cols] in the form cuBLAS reads for `kind`: the 16-bit copy that x's producer wrote (or the
  * conversion for the previous product of the same x), else converted here. NULL when scratch is short. */
 static const void *gemm_input(cuda_impl *im, const float *x, int n, int64_t cols, int kind, int force_fp32) {
@@ -1248,21 +1243,16 @@ static int gemm_call(cuda_impl *im, const void *wp, int64_t rows, int64_t cols, 
     return -1;
 }
 
-/* Whether cuBLAS reads w as it is stored (a dense copy, or 16-bit weights under the same precision). */
-static int gemm_reads_stored(const cuda_weight &w, int kind) {
-    return w.dense || (kind == 1 && w.dtype == TS_DTYPE_BF16) || (kind == 2 && w.dtype == TS_DTYPE_F16);
-}
-
 /* y = x . W^T (+ y where beta is 1) through cuBLAS on dequantized panels of W; y of type yt (float32, or
  * bf16 for the SwiGLU products). */
 static void gemm_path(cuda_impl *im, cuda_weight w, const float *x, int n, void *y, int force_fp32, float beta,
                       cudaDataType_t yt) {
     const size_t y_elem = yt == CUDA_R_32F ? 4 : 2;
-    int kind = gemm_kind(im, force_fp32);
+    int kind = cuda_gemm_kind(im, force_fp32);
     size_t elem = kind == 0 ? 4 : 2;
     const void *xin = gemm_input(im, x, n, w.cols, kind, force_fp32);
     if (!xin) return;
-    if (!w.dense && gemm_reads_stored(w, kind)) w.dense = w.q;
+    if (!w.dense && cuda_gemm_reads_stored(&w, kind)) w.dense = w.q;
     int64_t panel = (int64_t)(GEMM_PANEL_BYTES / ((size_t)w.cols * elem));
     if (panel < 64) panel = 64;
     if (panel > w.rows || w.dense) panel = w.rows;
@@ -1389,15 +1379,15 @@ int cuda_matmul_concat(ts_backend *be, int count, const ts_weight *const *ws, co
                        const float *const *biases) {
     cuda_impl *im = cuda_of(be);
     if (im->concat_off || count < 1 || count > MAX_PRODUCT_TARGETS || n <= 0) return 0;
-    const int kind = gemm_kind(im, 0);
+    const int kind = cuda_gemm_kind(im, 0);
     const size_t elem = kind == 0 ? 4 : 2;
     const cuda_weight *cws[MAX_PRODUCT_TARGETS];
     int64_t total = 0;
     for (int k = 0; k < count; k++) {
         cws[k] = ws[k]->prepared_by == be ? (const cuda_weight *)ws[k]->prepared : NULL;
         /* weights cuBLAS reads as stored would have to be copied: their own products cost nothing more */
-        if (!cws[k] || !cws[k]->gpu_supported || !takes_gemm(im, cws[k], n, 0) || gemm_reads_stored(*cws[k], kind) ||
-            cws[k]->cols != cws[0]->cols)
+        if (!cws[k] || !cws[k]->gpu_supported || !takes_gemm(im, cws[k], n, 0) ||
+            cuda_gemm_reads_stored(cws[k], kind) || cws[k]->cols != cws[0]->cols)
             return 0;
         total += cws[k]->rows;
     }

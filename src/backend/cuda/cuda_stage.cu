@@ -92,13 +92,12 @@ void cuda_stage_products(ts_backend *be, int count, const ts_weight *const *ws, 
     cuda_impl *im = cuda_of(be);
     if (im->stage_off || im->capturing || im->replaying || n <= DP4A_MAX_TOKENS || im->opt.precision == TS_PRECISION_FP32)
         return;
-    const int kind = im->opt.precision == TS_PRECISION_BF16 ? 1 : 2;
+    const int kind = cuda_gemm_kind(im, 0);
     int started = 0;
     for (int k = 0; k < count && k < CUDA_STAGE_SLOTS; k++) {
         const cuda_weight *cw = ws[k] && ws[k]->prepared_by == be ? (const cuda_weight *)ws[k]->prepared : NULL;
         /* only weights that gemm_path would dequantize */
-        if (!cw || !cw->gpu_supported || cw->dense || (kind == 1 && cw->dtype == TS_DTYPE_BF16) ||
-            (kind == 2 && cw->dtype == TS_DTYPE_F16) || slot_holding(im, cw))
+        if (!cw || !cw->gpu_supported || cuda_gemm_reads_stored(cw, kind) || slot_holding(im, cw))
             continue;
         if (!started) {
             if (!stage_ready(im)) {
