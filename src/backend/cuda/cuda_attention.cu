@@ -187,13 +187,21 @@ template <int HPL>
 __device__ __forceinline__ void store_head(const attn_io &io, int t, int h, int n_heads, int hd, int lane,
                                            const float (&acc)[HPL], float inv) {
     size_t base = (size_t)t * n_heads * hd + (size_t)h * hd;
+    float v[HPL];
 #pragma unroll
     for (int i = 0; i < HPL; i++) {
         int d = lane + 32 * i;
-        if (d < hd) io.out[base + d] = acc[i] * inv;
-        /* head_dim is a multiple of 32 whenever xq is set: lane i of pass i holds one whole group */
-        if (io.xq && 32 * i < hd) qact_store_group(acc[i] * inv, (int64_t)((base + 32 * i) / 32), lane, io.nibbles, io.xq, io.xs);
-        if (io.dense && d < hd) qact_store_dense(io.dense, io.dense_kind, t, (int64_t)h * hd + d, (int64_t)n_heads * hd, io.rows, acc[i] * inv);
+        v[i] = acc[i] * inv;
+        if (d < hd) io.out[base + d] = v[i];
+        if (io.dense && d < hd) qact_store_dense(io.dense, io.dense_kind, t, (int64_t)h * hd + d, (int64_t)n_heads * hd, io.rows, v[i]);
+    }
+    /* head_dim is a multiple of 32 whenever xq is set: lanes of pass i hold one whole group */
+    if (io.xq && hd == 32 * HPL) {
+        qact_store_groups<HPL>(v, (int64_t)(base / 32), lane, io.nibbles, io.xq, io.xs);
+    } else if (io.xq) {
+#pragma unroll
+        for (int i = 0; i < HPL; i++)
+            if (32 * i < hd) qact_store_group(v[i], (int64_t)((base + 32 * i) / 32), lane, io.nibbles, io.xq, io.xs);
     }
 }
 
@@ -238,7 +246,7 @@ __device__ __forceinline__ void store_split(const attn_io &io, size_t idx, int h
  * find the largest split maximum together; the sums then run over splits in order, several at a time (the
  * loads are independent, so unrolling keeps them in flight together). One function for both places the
  * partials live, so that the two merges give the same results. */
-template <int HPL, typename ML, typename O>
+template <int HPL, int MAX_SPLITS = 0, typename ML, typename O>
 __device__ __forceinline__ float fold_splits(int n_splits, int hd, int lane, float (&acc)[HPL], ML ml, O o) {
     float M = -INFINITY;
     for (int sp = lane; sp < n_splits; sp += 32) M = fmaxf(M, ml(sp, 0));
@@ -246,8 +254,7 @@ __device__ __forceinline__ float fold_splits(int n_splits, int hd, int lane, flo
     float L = 0.0f;
 #pragma unroll
     for (int i = 0; i < HPL; i++) acc[i] = 0.0f;
-#pragma unroll 8
-    for (int sp = 0; sp < n_splits; sp++) {
+    auto add_split = [&](int sp) {
         float ms = ml(sp, 0), ls = ml(sp, 1);
         float c = ms == -INFINITY ? 0.0f : expf(ms - M);
         L += ls * c;
@@ -256,6 +263,14 @@ __device__ __forceinline__ float fold_splits(int n_splits, int hd, int lane, flo
             int d = lane + 32 * i;
             if (d < hd) acc[i] += o(sp, d) * c;
         }
+    };
+    if constexpr (MAX_SPLITS > 0) { /* at most MAX_SPLITS: unrolled whole, every split's loads and exp at once */
+#pragma unroll
+        for (int sp = 0; sp < MAX_SPLITS; sp++)
+            if (sp < n_splits) add_split(sp);
+    } else {
+#pragma unroll 8
+        for (int sp = 0; sp < n_splits; sp++) add_split(sp);
     }
     return L;
 }
@@ -270,35 +285,51 @@ __device__ __forceinline__ float merge_splits(const attn_io &io, size_t pair, in
         [&](int sp, int d) { return __ldcg(po + (size_t)sp * hd + d); });
 }
 
-/* The splits of a (token, head) as one cluster (io.cluster): every block leaves its warp 0's unnormalised
- * output and (max, sum) in its shared memory, and the first block merges them with fold_splits, as the
- * scratch path does, so the results are the same. Against that path, no fence, no
- * atomic and no round trip through L2 between the last split and the output: at batch 1 the merge is on
- * the critical path of every layer. All threads of every block of the cluster must call this. */
+#define ATT_MAX_CLUSTER 8 /* the portable cluster size: io.cluster only up to 8 splits */
+/* Every block of a cluster arrives on the cluster barrier when it starts (relaxed: nothing to publish) and
+ * waits on it before writing another block's shared memory, which may only be written once that block
+ * runs; by then the wait returns at once. */
+__device__ __forceinline__ void cluster_arrive_started() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+#endif
+}
+
+/* The splits of a (token, head) as one cluster (io.cluster): every block's warp 0 writes its unnormalised
+ * output and (max, sum) into the first block's shared memory, and after one cluster barrier the first
+ * block merges them from there with fold_splits, as the scratch path does, so the results are the same.
+ * Against that path, no fence, no atomic and no round trip through L2 between the last split and the
+ * output: at batch 1 the merge is on the critical path of every layer. The first block once read the
+ * partials from the others' shared memory instead, a chain of remote loads a split, and a second barrier
+ * kept the others alive meanwhile: globaltimer stamps on an H200 put that at 2.4 + 0.35 us of the 5.5 us
+ * an 8B or 0.6B batch-1 attention block ran after its wait. All threads of every block of the cluster
+ * must call this, and must have called cluster_arrive_started first. */
 template <int HPL>
 __device__ __forceinline__ void cluster_merge(const attn_io &io, int warp, int lane, int hd, const float (&acc)[HPL],
                                               float M, float L, int n_splits, int t, int h, int n_heads) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     namespace cg = cooperative_groups;
-    __shared__ float cl_o[32 * HPL], cl_ml[2];
+    __shared__ float cl_o[ATT_MAX_CLUSTER][32 * HPL], cl_ml[ATT_MAX_CLUSTER][2];
     cg::cluster_group cluster = cg::this_cluster();
+    const unsigned rank = cluster.block_rank();
+    asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); /* every block has started (cluster_arrive_started) */
     if (warp == 0) {
+        float *o = cluster.map_shared_rank(&cl_o[rank][0], 0);
 #pragma unroll
-        for (int i = 0; i < HPL; i++) cl_o[lane + 32 * i] = acc[i];
+        for (int i = 0; i < HPL; i++) o[lane + 32 * i] = acc[i];
         if (lane == 0) {
-            cl_ml[0] = M;
-            cl_ml[1] = L;
+            float *ml = cluster.map_shared_rank(&cl_ml[rank][0], 0);
+            ml[0] = M;
+            ml[1] = L;
         }
     }
-    cluster.sync();
-    if (cluster.block_rank() == 0 && warp == 0) {
+    cluster.sync(); /* the partials are in the first block's shared memory; the others may leave */
+    if (rank == 0 && warp == 0) {
         float sum[HPL];
-        float Lx = fold_splits<HPL>(
-            n_splits, hd, lane, sum, [&](int r, int j) { return cluster.map_shared_rank(cl_ml, r)[j]; },
-            [&](int r, int d) { return cluster.map_shared_rank(cl_o, r)[d]; });
+        float Lx = fold_splits<HPL, ATT_MAX_CLUSTER>(
+            n_splits, hd, lane, sum, [&](int r, int j) { return cl_ml[r][j]; }, [&](int r, int d) { return cl_o[r][d]; });
         store_head<HPL>(io, t, h, n_heads, hd, lane, sum, 1.0f / Lx);
     }
-    cluster.sync(); /* the first block has read every block's shared memory */
 #else
     (void)io, (void)warp, (void)lane, (void)hd, (void)acc, (void)M, (void)L, (void)n_splits, (void)t, (void)h, (void)n_heads;
 #endif
@@ -341,6 +372,7 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
      * before its first kernel) and, in a pure decode step, the cache rows before the token's own
      * position (stored by earlier steps). Under dependent launch the walk through the tables and the
      * first pass's rows then overlap the projection that produces q, k and v. */
+    if (io.cluster) cluster_arrive_started();
     int t = token_list ? token_list[blockIdx.x] : blockIdx.x, h = blockIdx.y, split = blockIdx.z;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int s = token_seq[t];
@@ -360,20 +392,6 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
     rope_angles<HPL> ang = {};
     if (io.rope) ang = rope_at<HPL>(io, pos, lane);
     pdl_wait();
-    if (k_own && split == 0 && h % group == 0) {
-        size_t dst = ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * hd;
-        if (!io.rope) {
-            store_own_kv(kc_w, vc_w, dst, k_own, v_own, hd);
-        } else {
-            if (warp == 0) {
-                float kn[HPL];
-                own_key<HPL>(io, k_own, hd, ang, lane, kn);
-#pragma unroll
-                for (int i = 0; i < HPL; i++) store_elem(kc_w + dst + lane + 32 * i, kn[i]);
-            }
-            for (int d = threadIdx.x; d < hd; d += blockDim.x) store_elem(vc_w + dst + d, v_own[d]);
-        }
-    }
     float qv[HPL], o[HPL];
 #pragma unroll
     for (int i = 0; i < HPL; i++) {
@@ -399,23 +417,45 @@ __global__ void attn_partial(const T *kc_all, const T *vc_all, T *kc_w, T *vc_w,
 #pragma unroll
         for (int u = 0; u < ATT_UNROLL; u++)
             for (int off = 16; off > 0; off >>= 1) dot[u] += __shfl_xor_sync(0xffffffffu, dot[u], off);
+        /* the pass's rows folded at once: one rescale by the pass's maximum, then their exponentials side
+         * by side (one online_step a row made a chain of ATT_UNROLL dependent exponentials and rescales) */
+        float m_new = m;
+#pragma unroll
+        for (int u = 0; u < ATT_UNROLL; u++)
+            if (pb + u < p1_cache) m_new = fmaxf(m_new, dot[u]);
+        const float c = expf(m - m_new);
+        l *= c;
+#pragma unroll
+        for (int i = 0; i < HPL; i++) o[i] *= c;
 #pragma unroll
         for (int u = 0; u < ATT_UNROLL; u++) {
             if (pb + u >= p1_cache) break;
-            float vf[HPL];
+            const float e = expf(dot[u] - m_new);
+            l += e;
 #pragma unroll
-            for (int i = 0; i < HPL; i++) vf[i] = to_float(vr[u][i]);
-            online_step<HPL>(dot[u], vf, m, l, o, lane, hd);
+            for (int i = 0; i < HPL; i++)
+                if (lane + 32 * i < hd) o[i] += e * to_float(vr[u][i]);
         }
+        m = m_new;
     }
     if (k_own && p1 == pos + 1 && p0 <= pos && warp == ATT_WARPS - 1) {
         float dot = 0.0f, vn[HPL], kn[HPL];
         own_key<HPL>(io, k_own, hd, ang, lane, kn);
+        /* the token's own key (normalized and rotated) and value into the cache, once per KV head, by the
+         * warp that has them in registers; no block of this step reads them from there. (The first split
+         * stored them before and paid a second own_key before its q on the path to the merge.) */
+        const bool store = h % group == 0;
+        const size_t dst =
+            ((size_t)blocks[pos / block_tokens] * block_tokens + pos % block_tokens) * row_elems + (size_t)kvh * hd;
 #pragma unroll
         for (int i = 0; i < HPL; i++) {
             int d = lane + 32 * i;
             dot += qv[i] * kn[i];
             vn[i] = d < hd ? v_own[d] : 0.0f;
+            if (store && d < hd) {
+                store_elem(kc_w + dst + d, kn[i]);
+                store_elem(vc_w + dst + d, vn[i]);
+            }
         }
         for (int off = 16; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
         online_step<HPL>(dot, vn, m, l, o, lane, hd);
@@ -543,7 +583,7 @@ __device__ __forceinline__ void attn_block_finish(const attn_io &io, const float
  * of the KV head: each key and value row is read once for the G heads (attn_partial reads it once per
  * query head), in one vector load per lane (lane l holds elements DPL l .. DPL l + DPL - 1). Measured
  * 74 us a layer for attn_partial at 32 tokens of 8B (docs/cuda-notes.md). Same contract as
- * attn_partial: the step's own key/value rows come from io.k_new and are stored by split 0. */
+ * attn_partial: the step's own key/value rows come from io.k_new and are stored by one block (here split 0). */
 #define GQA_WARPS 8
 template <typename T, int DPL, int G>
 __global__ void __launch_bounds__(32 * GQA_WARPS)
