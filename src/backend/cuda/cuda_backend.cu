@@ -172,7 +172,10 @@ static void graph_begin(cuda_impl *im, const ts_step *step) {
         e->generation = im->mem_generation;
     }
     if (e->exec) {
+        /* launched now, not where the step's results are read (graph_end): the host's walk through the
+         * step's operations, all skipped in a replay, then overlaps the GPU's work instead of preceding it */
         im->replaying = 1;
+        cuda_check(im, cudaGraphLaunch(e->exec, im->stream), "graph launch");
     } else if (e->seen++ >= 1) {
         e->generation = im->mem_generation;
         if (cudaStreamBeginCapture(im->stream, cudaStreamCaptureModeRelaxed) == cudaSuccess) im->capturing = 1;
@@ -219,8 +222,7 @@ static void graph_end(cuda_impl *im) {
             im->n_deferred = 0;
         }
     } else if (im->replaying) {
-        im->replaying = 0;
-        cuda_check(im, cudaGraphLaunch(im->current->exec, im->stream), "graph launch");
+        im->replaying = 0; /* launched by graph_begin */
     }
 }
 

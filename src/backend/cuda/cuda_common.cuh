@@ -185,7 +185,7 @@ struct cuda_impl {
     int n_graphs;
     int graphs_disabled; /* a step needed a host round trip (MoE routing, CPU fallback) */
     int capturing;       /* the current step's operations are being recorded */
-    int replaying;       /* the current step is a replay: operations are skipped until to_host */
+    int replaying;       /* the current step is a replay, launched at begin_step: operations are skipped until to_host */
     cuda_graph_entry *current;
     void *blas_workspace;
     /* bumped whenever device memory a graph may reference is freed or moved */
