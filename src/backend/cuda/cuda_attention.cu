@@ -1491,11 +1491,12 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
         cuda_log(im, 0, "cuda: head_dim %d is larger than the attention kernel supports (256)", hd);
         return;
     }
-    /* up to 8 splits (the portable cluster size) merge inside their cluster, for steps of up to
+    /* up to ATT_MAX_CLUSTER splits (the portable cluster size, and the partials cluster_merge has room
+     * for) merge inside their cluster, for steps of up to
      * att_cluster tokens: measured on an H100 (8B Q4_0, 128-token prompts), batch 1 447 -> 463 tok/s and
      * 0.6B 1507 -> 1579, but batch 4 1030 -> 984 and 0.6B 3513 -> 3220. A launch the device refuses turns
      * clusters off and runs the scratch merge. */
-    io.cluster = count <= im->att_cluster && splits > 1 && splits <= 8;
+    io.cluster = count <= im->att_cluster && splits > 1 && splits <= ATT_MAX_CLUSTER;
     for (;;) {
         cudaError_t err;
 #define ATT(HPL)                                                                                                    \
