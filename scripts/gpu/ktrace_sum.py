@@ -1,7 +1,8 @@
 """Per-kernel summary of the last decode steps in a ktrace.c timeline: how many times a step runs each
 (kernel, grid), and its marginal time, the time by which its end moves the step's latest end so far (under
 dependent launch a kernel starts before its predecessor ends, so durations overlap and do not add up; the
-marginal times do, to the step's time). Steps end at the token choice (argmax_rows_kernel).
+marginal times do, to the step's time). Steps end at the token choice (argmax_rows_kernel). The fused output
+projections (o_proj, then down, in each layer) share a kernel and a grid: they are told apart by their order.
 Usage: ktrace_sum.py TRACE.csv [STEPS]"""
 import collections
 import re
@@ -35,7 +36,13 @@ def main():
     latest = rows[first - 1][1]
     step_ns = (rows[last - 1][1] - latest) / steps
     per = collections.OrderedDict()
+    occ = collections.Counter()
     for start, end, grid, name in rows[first:last]:
+        if 'argmax' in name:
+            occ.clear()
+        if 'residual_norm' in name:  # the fused output projections: o_proj and down alternate in a step
+            occ[name, grid] += 1
+            name += '[o]' if occ[name, grid] % 2 else '[down]'
         a = per.setdefault((name, grid), [0, 0, 0, 0])
         a[0] += 1
         a[1] += max(0, end - latest)

@@ -450,12 +450,28 @@ __device__ __forceinline__ void finish_due_norm(const norm_link &nl, int64_t dim
     }
 }
 
+/* Weights are read once a product and the activations again by every warp: weights bypass L1 (8B batch 1
+ * on an H100: 477 -> 486 tok/s against __ldg's allocating load; the 0.6B level). GEMV_WEIGHT_L1=0 builds
+ * the allocating load, to measure. */
+#ifndef GEMV_WEIGHT_L1
+#define GEMV_WEIGHT_L1 1
+#endif
+__device__ __forceinline__ int4 gemv_load_weight(const int4 *p) {
+#if GEMV_WEIGHT_L1
+    int4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.s32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+#else
+    return __ldg(p);
+#endif
+}
+
 /* acc[r][t] = the lane's part of the product of row row0 + r of w with token t: R rows a warp share each
  * activation load. */
-template <int DT, int N, int R>
+template <int DT, int N, int R, typename AfterWait>
 __device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t row0, int lane,
                                                 const int8_t *__restrict__ xq, const float2 *__restrict__ xs,
-                                                float (&acc)[R][N]) {
+                                                float (&acc)[R][N], AfterWait after_wait) {
     constexpr int WB = DT == TS_DTYPE_Q8_0 ? 32 : 16; /* quant bytes per group */
     const int groups = (int)(w.cols / 32);
 #pragma unroll
@@ -476,7 +492,7 @@ __device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t ro
                 int64_t row = row0 + r < w.rows ? row0 + r : w.rows - 1; /* a partial last warp recomputes a row */
                 const int4 *p = (const int4 *)(w.q + (size_t)row * w.q_row_bytes + (size_t)g * WB);
 #pragma unroll
-                for (int v = 0; v < WB / 16; v++) wq[u][r][v] = __ldg(p + v);
+                for (int v = 0; v < WB / 16; v++) wq[u][r][v] = gemv_load_weight(p + v);
                 size_t si = (size_t)row * groups + g;
                 d[u][r] = group_scale<DT>(w, si);
                 m[u][r] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * d[u][r] : 0.0f;
@@ -488,6 +504,7 @@ __device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t ro
      * finishes, instead of starting after it. Only the activations wait. */
     load_pass(lane); /* clamped to the last group where the row is shorter */
     pdl_wait();
+    after_wait(); /* the caller's loads of what earlier kernels wrote, beside the first activations' */
     for (int g0 = lane; g0 < groups; g0 += 32 * U) {
         if (g0 != lane) load_pass(g0);
 #pragma unroll
@@ -545,7 +562,9 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
         return;
     }
     float acc[R][N];
-    dp4a_accumulate<DT, N, R>(w, row0, lane, xq, xs, acc);
+    /* (this kernel's loads for the due norm stay after the main loop: issued beside the activations, they
+     * cost q/k/v 2.4 us more than they saved on an 8B layer, its registers 72 -> 112) */
+    dp4a_accumulate<DT, N, R>(w, row0, lane, xq, xs, acc, [] {});
     if (DUE) {
         /* the activations were weight * residual: every row scales by the token's 1/rms */
 #pragma unroll
@@ -569,8 +588,17 @@ __global__ void __launch_bounds__(512) gemv_dp4a_residual_norm_kernel(cuda_weigh
                                                                       const float2 *__restrict__ xs, norm_link nl) {
     constexpr int R = 2;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t groups_out = w.rows / 32, row = (int64_t)blockIdx.x * 32 + lane;
+    /* what the finish reads, loaded early: the norm's weight and the bias before the wait (weights), token
+     * `warp`'s residual right after it (earlier kernels write it), beside the first activations. Loaded
+     * after the main loop, the residual was one more trip to L2 at the end of every output projection:
+     * H100, 8B o_proj 5.65 -> 3.66 us a layer, down 12.8 -> 11.5 (marginal times, scripts/gpu/ktrace.c). */
+    const float wn = __ldg(nl.res_weight + row), b = bias ? bias[row] : 0.0f;
+    float x_own = 0.0f;
     float acc[R][N];
-    dp4a_accumulate<DT, N, R>(w, ((int64_t)blockIdx.x * 16 + warp) * R, lane, xq, xs, acc);
+    dp4a_accumulate<DT, N, R>(w, ((int64_t)blockIdx.x * 16 + warp) * R, lane, xq, xs, acc, [&] {
+        if (warp < N) x_own = nl.res_x[(size_t)warp * w.rows + row];
+    });
     __shared__ float sums[32][N]; /* [row within the block][token] */
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -583,16 +611,15 @@ __global__ void __launch_bounds__(512) gemv_dp4a_residual_norm_kernel(cuda_weigh
         }
     __syncthreads();
     /* warp t: token t's residual add, its sum of squares, int8 groups of weight * residual */
-    const int64_t groups_out = w.rows / 32, row = (int64_t)blockIdx.x * 32 + lane;
     for (int t = warp; t < N; t += 16) {
         size_t i = (size_t)t * w.rows + row;
-        float v = nl.res_x[i] + (sums[lane][t] + (bias ? bias[row] : 0.0f));
+        float v = (t == warp ? x_own : nl.res_x[i]) + (sums[lane][t] + b);
         nl.res_x[i] = v;
         float ss = v * v;
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
         if (lane == 0) nl.res_partials[(size_t)t * groups_out + blockIdx.x] = ss;
-        qact_store_group(__ldg(nl.res_weight + row) * v, (int64_t)t * groups_out + blockIdx.x, lane, nl.res_nibbles,
+        qact_store_group(wn * v, (int64_t)t * groups_out + blockIdx.x, lane, nl.res_nibbles,
                          nl.res_xq, nl.res_xs);
     }
 }
