@@ -562,8 +562,9 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
         return;
     }
     float acc[R][N];
-    /* (this kernel's loads for the due norm stay after the main loop: issued beside the activations, they
-     * cost q/k/v 2.4 us more than they saved on an 8B layer, its registers 72 -> 112) */
+    /* (the due norm's loads stay after the main loop: issued beside the activations, into registers, shared
+     * memory or by cp.async, they took this kernel from 72 to 96-112 registers and cost q/k/v and gate/up
+     * more than the trip to L2 they save; docs/cuda-notes.md v18) */
     dp4a_accumulate<DT, N, R>(w, row0, lane, xq, xs, acc, [] {});
     if (DUE) {
         /* the activations were weight * residual: every row scales by the token's 1/rms */
