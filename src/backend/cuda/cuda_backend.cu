@@ -598,8 +598,7 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     cublasSetStream(im->blas, im->stream);
     /* a fixed workspace keeps cuBLAS from allocating inside captured graphs */
     if (cudaMalloc(&im->blas_workspace, 32u << 20) == cudaSuccess) cublasSetWorkspace(im->blas, im->blas_workspace, 32u << 20);
-    const char *graphs_env = getenv("TESSERA_CUDA_GRAPHS");
-    if (graphs_env && *graphs_env == '0') im->opt.use_graphs = 0;
+    if (switched_off("TESSERA_CUDA_GRAPHS")) im->opt.use_graphs = 0;
     /* FP32 means float32 arithmetic: no TF32 shortcuts in cuBLAS */
     cublasSetMathMode(im->blas, opt->precision == TS_PRECISION_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
     im->code_arch = running_code_arch(im);
@@ -607,8 +606,7 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
         cuda_log(im, 1, "cuda: the module's device code is for sm_%d on an sm_%d%d GPU; tensor-core and dependent-launch "
                  "kernels are off (build with -DCMAKE_CUDA_ARCHITECTURES=%d%d)", im->code_arch / 10, im->prop.major,
                  im->prop.minor, im->prop.major, im->prop.minor);
-    const char *pdl_env = getenv("TESSERA_CUDA_PDL");
-    im->pdl = im->code_arch >= 900 && !(pdl_env && *pdl_env == '0');
+    im->pdl = im->code_arch >= 900 && !switched_off("TESSERA_CUDA_PDL");
     im->pdl_now = im->pdl;
     const char *mma_env = getenv("TESSERA_CUDA_MMA_MIN_TOKENS");
     im->mma_min_tokens = mma_env && *mma_env ? atoi(mma_env) : 9;
@@ -620,8 +618,7 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     const char *b16_parts_env = getenv("TESSERA_CUDA_BW_KPARTS");
     im->batch16_kparts = b16_parts_env && *b16_parts_env ? atoi(b16_parts_env) : 0;
     const int clusters = im->code_arch >= 900 && im->prop.major >= 9; /* thread block clusters: sm_90 */
-    const char *b16_cluster_env = getenv("TESSERA_CUDA_BW_CLUSTER");
-    im->batch16_cluster = clusters && !(b16_cluster_env && *b16_cluster_env == '0');
+    im->batch16_cluster = clusters && !switched_off("TESSERA_CUDA_BW_CLUSTER");
     im->gqa_off = switched_off("TESSERA_CUDA_GQA");
     im->att_mma_off = switched_off("TESSERA_CUDA_ATT_MMA");
     const char *gemv_env = getenv("TESSERA_CUDA_GEMV");
