@@ -93,23 +93,6 @@ struct bw_fmt<1> {
     static __device__ __forceinline__ v2 splat(float f) { return __float2half2_rn(f); }
 };
 
-/* Weights stream through once and bypass L1, which keeps the activations that the warps of an SM read in
- * turn: 8B batch 32 7746 -> 7912 tok/s, batch 16 4820 -> 5012 (H100, against __ldg's allocating load;
- * an L1 evict-first hint measured the same, evict-last on the activations and L2 fetches of 256 bytes
- * added nothing). BW_WEIGHT_L1=0 builds the allocating load, to measure. */
-#ifndef BW_WEIGHT_L1
-#define BW_WEIGHT_L1 1
-#endif
-__device__ __forceinline__ uint2 bw_load_weight(const uint8_t *p) {
-#if BW_WEIGHT_L1
-    uint2 v;
-    asm("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
-    return v;
-#else
-    return __ldg((const uint2 *)p);
-#endif
-}
-
 template <int F16>
 __device__ __forceinline__ void mma_16x8x16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -338,7 +321,7 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 const cuda_weight &wm = PAIRED ? tg.w[mt] : w;
-                q[mt][h] = bw_load_weight(wm.q + woff[mt][h] + (size_t)c * 32);
+                q[mt][h] = load_weight((const uint2 *)(wm.q + woff[mt][h] + (size_t)c * 32));
                 dd[mt][h] = group_scale<DT>(wm, soff[mt][h] + 2 * c);
                 mm[mt][h] = DT == TS_DTYPE_Q4_1 ? __ldg(wm.minv + soff[mt][h] + 2 * c) : 0.0f;
             }

@@ -450,22 +450,6 @@ __device__ __forceinline__ void finish_due_norm(const norm_link &nl, int64_t dim
     }
 }
 
-/* Weights are read once a product and the activations again by every warp: weights bypass L1 (8B batch 1
- * on an H100: 477 -> 486 tok/s against __ldg's allocating load; the 0.6B level). GEMV_WEIGHT_L1=0 builds
- * the allocating load, to measure. */
-#ifndef GEMV_WEIGHT_L1
-#define GEMV_WEIGHT_L1 1
-#endif
-__device__ __forceinline__ int4 gemv_load_weight(const int4 *p) {
-#if GEMV_WEIGHT_L1
-    int4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.s32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
-    return v;
-#else
-    return __ldg(p);
-#endif
-}
-
 /* acc[r][t] = the lane's part of the product of row row0 + r of w with token t: R rows a warp share each
  * activation load. */
 template <int DT, int N, int R, typename AfterWait>
@@ -492,7 +476,7 @@ __device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t ro
                 int64_t row = row0 + r < w.rows ? row0 + r : w.rows - 1; /* a partial last warp recomputes a row */
                 const int4 *p = (const int4 *)(w.q + (size_t)row * w.q_row_bytes + (size_t)g * WB);
 #pragma unroll
-                for (int v = 0; v < WB / 16; v++) wq[u][r][v] = gemv_load_weight(p + v);
+                for (int v = 0; v < WB / 16; v++) wq[u][r][v] = load_weight(p + v);
                 size_t si = (size_t)row * groups + g;
                 d[u][r] = group_scale<DT>(w, si);
                 m[u][r] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * d[u][r] : 0.0f;
