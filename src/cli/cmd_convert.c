@@ -30,11 +30,16 @@ static const ts_opt_spec g_quant_specs[] = {
     {"calibration-tokens", 1, "tokens of the calibration text to use, in windows of 512 (default 8192)"},
     {"gptq-damp", 1, "with --calibration: added to the Hessian's diagonal as a fraction of its mean (default 0.1)"},
     {"gptq-order", 1, "with --calibration: columns by decreasing input energy (act, the default) or in order (natural)"},
+    {"tune-steps", 1, "with --calibration: then tune the block scales and norms end to end against the float model for N "
+                      "steps of 4 windows (default 0: off; tiny-code gained 0.6 points of perplexity at 200)"},
+    {"tune-tokens", 1, "tokens of the calibration text the tuning cycles through (default 65536)"},
+    {"tune-rate", 1, "Adam's step size for the tuning (default 0.001)"},
 };
 
-/* The input Hessians of every linear layer from a float pass over the first `tokens` tokens of file. */
+/* The input Hessians of every linear layer from a float pass over the first `tokens` tokens of file;
+ * *ids_out keeps all of the file's tokens (*n_out of them) for the tuning. */
 static int calibrate(const char *model, const ts_vocab_spec *vocab, const char *file, long long tokens, int threads,
-                     ts_hessian_set *out, ts_error *err) {
+                     ts_hessian_set *out, int32_t **ids_out, size_t *n_out, ts_error *err) {
     char *text = NULL;
     size_t len = 0;
     ts_tokenizer *tok = NULL;
@@ -54,9 +59,12 @@ static int calibrate(const char *model, const ts_vocab_spec *vocab, const char *
         ts_fail(err, "%s: %zu tokens of calibration text; give at least 512 (a few thousand are better)", file, n);
         goto done;
     }
+    *n_out = n;
     if ((long long)n > tokens) n = (size_t)tokens;
     rc = ts_calibrate_hessians(model, ids, (int64_t)n, 512, threads, out, err);
     if (rc == 0) printf("calibrated on %zu tokens of %s\n", n, file);
+    *ids_out = ids;
+    ids = NULL;
 done:
     free(ids);
     ts_tokenizer_free(tok);
@@ -68,16 +76,21 @@ int ts_cmd_quantize(int argc, char **argv) {
     ts_args a;
     int n = (int)(sizeof g_quant_specs / sizeof g_quant_specs[0]);
     const char *usage = "tessera quantize IN (model directory or .gguf) OUT.gguf --type q4_0|q8_0|q4_k|int4|... "
-                        "[--calibration TEXT [--calibration-tokens N] [--gptq-damp D] [--gptq-order act|natural]]";
+                        "[--calibration TEXT [--calibration-tokens N] [--gptq-damp D] [--gptq-order act|natural] "
+                        "[--tune-steps N [--tune-tokens N] [--tune-rate R]]]";
     if (ts_args_parse(&a, g_quant_specs, n, argc, argv, usage) != 0) return 2;
     const char *type = ts_args_get(&a, "type");
     if (a.num_positional != 2 || !type) {
         ts_args_usage(g_quant_specs, n, usage);
         return 2;
     }
-    long long threads, cal_tokens;
+    long long threads, cal_tokens, tune_steps, tune_tokens;
+    double tune_rate;
     if (ts_args_int(&a, "threads", 0, 0, 4096, &threads) ||
-        ts_args_int(&a, "calibration-tokens", 8192, 512, 1ll << 32, &cal_tokens))
+        ts_args_int(&a, "calibration-tokens", 8192, 512, 1ll << 32, &cal_tokens) ||
+        ts_args_int(&a, "tune-steps", 0, 0, 1000000, &tune_steps) ||
+        ts_args_int(&a, "tune-tokens", 65536, 512, 1ll << 32, &tune_tokens) ||
+        ts_args_double(&a, "tune-rate", 1e-3, 1e-7, 1.0, &tune_rate))
         return 2;
     /* Measured on tiny-code (tests/quant/README.md): act-order +2.29 % instead of +2.76 %; damping 0.1
      * rather than the usual 0.01 never did worse over three calibration texts and did better on two. */
@@ -89,6 +102,10 @@ int ts_cmd_quantize(int argc, char **argv) {
         return 2;
     }
     const char *cal_file = ts_args_get(&a, "calibration");
+    if (tune_steps > 0 && !cal_file) {
+        fprintf(stderr, "tessera quantize: --tune-steps needs --calibration TEXT (the text it tunes on)\n");
+        return 2;
+    }
     ts_error err = {{0}};
     ts_quant_scheme scheme;
     if (ts_quant_scheme_parse(type, &scheme, &err) != 0) {
@@ -107,13 +124,27 @@ int ts_cmd_quantize(int argc, char **argv) {
     ts_gptq_options_init(&cal.gptq);
     cal.gptq.act_order = !order || strcmp(order, "act") == 0;
     cal.gptq.damp = damp;
+    ts_tune_options_init(&cal.tune);
+    cal.tune.steps = (int)tune_steps;
+    cal.tune.lr = tune_rate;
+    cal.tune.threads = (int)threads;
+    int32_t *cal_ids = NULL;
+    size_t cal_n = 0;
     int rc = ts_checkpoint_read(in, &cfg, &table, &vocab, &err) == 0 &&
                      (ts_checkpoint_is_gguf(in) || vocab_for(in, &vocab, &err) == 0) &&
                      (!cal_file || calibrate(in, vocab.n_tokens ? &vocab : NULL, cal_file, cal_tokens, (int)threads,
-                                             &hessians, &err) == 0) &&
-                     ts_convert_to_gguf(out, &cfg, &table, vocab.n_tokens ? &vocab : NULL, &scheme,
-                                        threads > 0 ? (int)threads : 0, ts_args_get(&a, "name"), cal_file ? &cal : NULL,
-                                        &budget, &err) == 0
+                                             &hessians, &cal_ids, &cal_n, &err) == 0)
+                 ? 0
+                 : 1;
+    cal.tune_ids = cal_ids;
+    cal.tune_n = (int64_t)cal_n < tune_tokens ? (int64_t)cal_n : tune_tokens;
+    if (rc == 0 && tune_steps > 0 && cal.tune_n < 512) {
+        ts_fail(&err, "%s: %lld tokens; tuning needs at least one window of 512", cal_file, (long long)cal.tune_n);
+        rc = 1;
+    }
+    if (rc == 0)
+        rc = ts_convert_to_gguf(out, &cfg, &table, vocab.n_tokens ? &vocab : NULL, &scheme, threads > 0 ? (int)threads : 0,
+                                ts_args_get(&a, "name"), cal_file ? &cal : NULL, &budget, &err) == 0
                  ? 0
                  : 1;
     if (rc != 0) {
@@ -126,7 +157,13 @@ int ts_cmd_quantize(int argc, char **argv) {
             if (cal.calibrated == 0) printf(" (the --type has no iq4_nl, q4_0 or q4_k matrices: calibration changed nothing)");
             printf("\n");
         }
+        if (tune_steps > 0)
+            printf("tuned %d matrices' block scales and %d norms over %lld tokens: KL %.5f -> %.5f nats a token "
+                   "(%d matrices of other types kept)\n",
+                   cal.tune_report.tuned_matrices, cal.tune_report.tuned_norms, (long long)cal.tune_n,
+                   cal.tune_report.kl_first, cal.tune_report.kl_last, cal.tune_report.fixed_matrices);
     }
+    free(cal_ids);
     ts_hessian_set_free(&hessians);
     ts_vocab_spec_free(&vocab);
     ts_tensor_table_free(&table);

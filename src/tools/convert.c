@@ -71,6 +71,24 @@ static int calibrated(ts_dtype want, const void *src, ts_dtype src_type, int64_t
     return rc;
 }
 
+/* The converted tensors (bufs[i] holds ts[i]'s bytes) tuned against the float table they came from. */
+static int tune_in_place(const ts_model_config *cfg, const ts_tensor_table *table, const ts_gguf_model_tensor *ts,
+                         void **bufs, int n, ts_convert_calibration *cal, ts_error *err) {
+    ts_tune_tensor *tt = calloc((size_t)n, sizeof *tt);
+    if (!tt) return ts_fail(err, "out of memory");
+    for (int i = 0; i < n; i++) {
+        tt[i].name = ts[i].name;
+        tt[i].dtype = ts[i].dtype;
+        tt[i].data = bufs[i];
+        tt[i].rows = ts[i].ndim == 2 ? ts[i].shape[0] : 1;
+        tt[i].cols = ts[i].ndim == 2 ? ts[i].shape[1] : ts[i].shape[0];
+        if (ts[i].ndim != 2 && ts[i].ndim != 1) tt[i].name = ""; /* nothing the tuner asks for */
+    }
+    int rc = ts_tune_quantized(cfg, table, tt, n, cal->tune_ids, cal->tune_n, &cal->tune, &cal->tune_report, err);
+    free(tt);
+    return rc;
+}
+
 int ts_convert_to_gguf(const char *out_path, const ts_model_config *cfg, const ts_tensor_table *table,
                        const ts_vocab_spec *vocab, const ts_quant_scheme *scheme, int threads, const char *name,
                        ts_convert_calibration *cal, ts_quant_budget *budget, ts_error *err) {
@@ -168,6 +186,7 @@ int ts_convert_to_gguf(const char *out_path, const ts_model_config *cfg, const t
         if (budget) ts_quant_budget_add(budget, want, rows * cols);
         n++;
     }
+    if (cal && cal->tune.steps > 0 && tune_in_place(cfg, table, ts, bufs, n, cal, err) != 0) goto done;
     rc = ts_gguf_write_model(out_path, cfg, ts, n, vocab, name, err);
 done:
     for (int i = 0; bufs && i < n + 1 && i <= table->count; i++) free(bufs[i]);

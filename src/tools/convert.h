@@ -9,6 +9,7 @@
 #include "quant/gptq.h"
 #include "quant/scheme.h"
 #include "tools/calibrate.h"
+#include "tools/tune.h"
 #include "tokenizer/vocab_spec.h"
 
 /* The role a tensor plays (for the scheme) and its layer (-1 outside the layers), from its name. */
@@ -24,6 +25,12 @@ typedef struct ts_convert_calibration {
      * against leaving it to the ordinary quantizer (0, the default). */
     int calibrate_tied_embedding;
     int calibrated; /* out: how many matrices GPTQ quantized */
+    /* End-to-end tuning after every matrix is quantized (tools/tune.h): tune.steps > 0 and tune_n tokens
+     * of calibration text. The float model is the table being converted. */
+    ts_tune_options tune;
+    const int32_t *tune_ids;
+    int64_t tune_n;
+    ts_tune_report tune_report; /* out */
 } ts_convert_calibration;
 
 /* cal: NULL quantizes every matrix on its own (no calibration). */

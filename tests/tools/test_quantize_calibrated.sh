@@ -14,16 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 model="$src/models/tiny-code"
 text="$shared/models/tiny-code/heldout.py.txt"
 
-# The first 40 modules of the standard library by name: varied code, a few hundred kB, and no part of
-# tiny-code's held-out file.
-python3 - "$tmp/calibration.py.txt" <<'PY'
-import glob, os, sys
-files = sorted(glob.glob(os.path.join(os.path.dirname(os.__file__), "*.py")))[:40]
-assert len(files) == 40, "fewer than 40 standard-library modules found"
-with open(sys.argv[1], "w") as out:
-    for f in files:
-        out.write(open(f, encoding="utf-8", errors="replace").read())
-PY
+python3 "$src/tests/support/calibration_text.py" "$tmp/calibration.py.txt"
 
 ppl() { "$bin" perplexity --model "$1" --file "$text" --ctx 512 --json | python3 -c "import json,sys; print(json.load(sys.stdin)['perplexity'])"; }
 "$bin" quantize "$model" "$tmp/cal.gguf" --type int4 --calibration "$tmp/calibration.py.txt" | tee "$tmp/q.log"
