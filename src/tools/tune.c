@@ -14,7 +14,9 @@
 #include <string.h>
 
 #include "backend/backend.h"
-#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/matmul.h"
+#include "backend/cpu/threadpool.h"
+#include "base/parallel.h"
 #include "model/rope.h"
 #include "quant/dequantize.h"
 #include "quant/float16.h"
@@ -90,7 +92,8 @@ typedef struct layer_act {
 
 typedef struct tuner {
     ts_model_config cfg;
-    ts_backend *be;
+    ts_threadpool *pool; /* the products' threads; the loops around them use them too */
+    ts_cpu_matmul_ctx *mm;
     int T;                      /* window length */
     int H, NH, NKV, HD, I, V, L, QD, KD;
     smat *mats;
@@ -104,6 +107,7 @@ typedef struct tuner {
     float *cos_t, *sin_t;       /* [T, hd / 2] */
     layer_act *act;
     float *x_out, *rf, *hf, *logits, *tlogp;
+    double *row_kl;
     /* backward pass buffers */
     float *dx, *dh, *dtmp, *dO, *dv, *dS, *dP, *tTT, *bufs;
     float *scratch[8];
@@ -128,36 +132,92 @@ static float *scratch(tuner *tn, int slot, size_t n) {
     return tn->scratch[slot];
 }
 
+/* Loops over rows (or elements) split over the pool. Every body writes only its own range, and sums
+ * across the range are made afterwards in a fixed order, so results do not depend on the thread count. */
+typedef void (*range_fn)(void *ctx, int64_t begin, int64_t end);
+typedef struct range_job {
+    range_fn body;
+    void *ctx;
+    int64_t n, chunk;
+} range_job;
+
+static void range_task(void *c, int task, int thread) {
+    (void)thread;
+    const range_job *j = c;
+    const int64_t b = (int64_t)task * j->chunk, e = b + j->chunk < j->n ? b + j->chunk : j->n;
+    j->body(j->ctx, b, e);
+}
+
+/* min_chunk: the fewest iterations worth a task (a task's hand-off costs about a microsecond) */
+static void par_for(tuner *tn, int64_t n, int64_t min_chunk, range_fn body, void *ctx) {
+    const int64_t want = 4 * (int64_t)ts_threadpool_size(tn->pool);
+    int64_t chunk = (n + want - 1) / want;
+    if (chunk < min_chunk) chunk = min_chunk;
+    const int64_t tasks = n > 0 ? (n + chunk - 1) / chunk : 0;
+    if (tasks <= 1) {
+        if (n > 0) body(ctx, 0, n);
+        return;
+    }
+    range_job j = {body, ctx, n, chunk};
+    ts_threadpool_run(tn->pool, (int)tasks, range_task, &j);
+}
+
 /* y[n, rows] = x[n, cols] . W[rows, cols]^T on the CPU backend's float kernels */
 static void mm(tuner *tn, const float *W, int64_t rows, int64_t cols, const float *x, int n, float *y) {
     ts_weight w = {.dtype = TS_DTYPE_F32, .rows = rows, .cols = cols, .host = W, .row_bytes = (size_t)cols * sizeof(float)};
-    tn->be->ops->matmul(tn->be, &w, x, n, y, NULL);
+    ts_cpu_matmul(tn->mm, &w, x, n, y, NULL);
 }
 
-static void transpose(const float *src, int64_t rows, int64_t cols, float *dst) {
-    for (int64_t r0 = 0; r0 < rows; r0 += 32)
-        for (int64_t c0 = 0; c0 < cols; c0 += 32)
-            for (int64_t r = r0; r < r0 + 32 && r < rows; r++)
-                for (int64_t c = c0; c < c0 + 32 && c < cols; c++) dst[c * rows + r] = src[r * cols + c];
+typedef struct transpose_ctx {
+    const float *src;
+    int64_t rows, cols;
+    float *dst;
+} transpose_ctx;
+
+static void transpose_rows(void *c, int64_t b, int64_t e) { /* b, e: blocks of 32 source rows */
+    const transpose_ctx *t = c;
+    for (int64_t r0 = b * 32; r0 < e * 32 && r0 < t->rows; r0 += 32)
+        for (int64_t c0 = 0; c0 < t->cols; c0 += 32)
+            for (int64_t r = r0; r < r0 + 32 && r < t->rows; r++)
+                for (int64_t k = c0; k < c0 + 32 && k < t->cols; k++) t->dst[k * t->rows + r] = t->src[r * t->cols + k];
+}
+
+static void transpose(tuner *tn, const float *src, int64_t rows, int64_t cols, float *dst) {
+    transpose_ctx t = {src, rows, cols, dst};
+    par_for(tn, (rows + 31) / 32, 4096 / (cols + 1) + 1, transpose_rows, &t);
+}
+
+typedef struct add_ctx {
+    float *acc;
+    const float *x;
+} add_ctx;
+
+static void add_range(void *c, int64_t b, int64_t e) {
+    const add_ctx *a = c;
+    for (int64_t i = b; i < e; i++) a->acc[i] += a->x[i];
+}
+
+static void add_into(tuner *tn, float *acc, const float *x, int64_t n) {
+    add_ctx a = {acc, x};
+    par_for(tn, n, 16384, add_range, &a);
 }
 
 /* acc[rows, cols] += dY^T X for dY [n, rows], X [n, cols]: the weight gradient of y = x W^T */
 static void mm_grad(tuner *tn, const float *dy, int64_t rows, const float *x, int64_t cols, int n, float *acc) {
     float *dyt = scratch(tn, 0, (size_t)rows * n), *xt = scratch(tn, 1, (size_t)cols * n),
           *out = scratch(tn, 2, (size_t)rows * cols);
-    transpose(dy, n, rows, dyt);
-    transpose(x, n, cols, xt);
+    transpose(tn, dy, n, rows, dyt);
+    transpose(tn, x, n, cols, xt);
     mm(tn, xt, cols, n, dyt, (int)rows, out);
-    for (int64_t i = 0; i < rows * cols; i++) acc[i] += out[i];
+    add_into(tn, acc, out, rows * cols);
 }
 
 /* dx[n, cols] (+)= dY[n, rows] . W[rows, cols] */
 static void mm_back(tuner *tn, const float *W, int64_t rows, int64_t cols, const float *dy, int n, float *dx, int add) {
     float *wt = scratch(tn, 3, (size_t)rows * cols), *out = add ? scratch(tn, 4, (size_t)n * cols) : dx;
-    transpose(W, rows, cols, wt);
+    transpose(tn, W, rows, cols, wt);
     mm(tn, wt, cols, rows, dy, n, out);
-    if (add)
-        for (int64_t i = 0; i < (int64_t)n * cols; i++) dx[i] += out[i];
+    if (add) add_into(tn, dx, out, (int64_t)n * cols);
 }
 
 /* y = x / rms(x) * w over rows of n; r[row] = 1 / rms */
@@ -206,18 +266,72 @@ static void rope_apply(const tuner *tn, float *x, int T, int heads, float sign) 
 
 /* ---- the model ---- */
 
-static void student_weights(tuner *tn, smat *m) {
-    if (!m->slots) return;
-    for (int64_t r = 0; r < m->rows; r++)
+typedef struct weights_ctx {
+    smat *m;
+    int exact_scales;
+} weights_ctx;
+
+static void student_rows(void *c, int64_t rb, int64_t re) {
+    const weights_ctx *x = c;
+    smat *m = x->m;
+    for (int64_t r = rb; r < re; r++)
         for (int64_t b = 0; b < m->blocks; b++) {
             float *w = m->w + r * m->cols + b * m->bsize;
             for (int k = 0; k < m->slots->n; k++) {
                 float d = m->d0[k][r * m->blocks + b] * expf(m->s[k][r * m->blocks + b]);
-                if (!tn->exact_scales) d = ts_f16_to_f32(ts_f32_to_f16(d));
+                if (!x->exact_scales) d = ts_f16_to_f32(ts_f32_to_f16(d));
                 const float *u = m->unit[k] + r * m->cols + b * m->bsize;
                 for (int64_t j = 0; j < m->bsize; j++) w[j] = (k ? w[j] : 0.0f) + d * u[j];
             }
         }
+}
+
+static void student_weights(tuner *tn, smat *m) {
+    if (!m->slots) return;
+    weights_ctx x = {m, tn->exact_scales};
+    par_for(tn, m->rows, 8, student_rows, &x);
+}
+
+typedef struct softmax_ctx {
+    float *p;
+    int T;
+    float scale;
+} softmax_ctx;
+
+/* rows of scaled scores -> causal attention probabilities (zero past the diagonal) */
+static void causal_softmax_rows(void *c, int64_t b, int64_t e) {
+    const softmax_ctx *sc = c;
+    for (int64_t t = b; t < e; t++) {
+        float *row = sc->p + t * sc->T, mx = -INFINITY;
+        for (int64_t j = 0; j <= t; j++) {
+            row[j] *= sc->scale;
+            if (row[j] > mx) mx = row[j];
+        }
+        double sum = 0;
+        for (int64_t j = 0; j <= t; j++) sum += (row[j] = expf(row[j] - mx));
+        const float inv = (float)(1.0 / sum);
+        for (int64_t j = 0; j <= t; j++) row[j] *= inv;
+        for (int64_t j = t + 1; j < sc->T; j++) row[j] = 0.0f;
+    }
+}
+
+typedef struct swiglu_ctx {
+    const float *g, *u;
+    float *a, *dg; /* forward: a = silu(g) * u. backward: a holds dL/da in, dL/du out; dg out */
+} swiglu_ctx;
+
+static void swiglu_fwd(void *c, int64_t b, int64_t e) {
+    const swiglu_ctx *x = c;
+    for (int64_t i = b; i < e; i++) x->a[i] = x->g[i] / (1.0f + expf(-x->g[i])) * x->u[i];
+}
+
+static void swiglu_back(void *c, int64_t b, int64_t e) {
+    const swiglu_ctx *x = c;
+    for (int64_t i = b; i < e; i++) {
+        const float g = x->g[i], s = 1.0f / (1.0f + expf(-g)), d = x->a[i];
+        x->dg[i] = d * x->u[i] * s * (1.0f + g * (1.0f - s));
+        x->a[i] = d * g * s;
+    }
 }
 
 /* One window through the model (teacher: the float weights) into tn->act / logits. */
@@ -264,18 +378,8 @@ static void forward(tuner *tn, const int32_t *ids, int T, int teacher) {
                     memcpy(qh + (size_t)t * HD, A->q_rot + ((size_t)t * NH + h) * HD, (size_t)HD * sizeof(float));
                 float *P = A->p + (size_t)h * T * T;
                 mm(tn, kh, T, HD, qh, T, P);
-                for (int t = 0; t < T; t++) {
-                    float *row = P + (size_t)t * T, mx = -INFINITY;
-                    for (int j = 0; j <= t; j++) {
-                        row[j] *= scale;
-                        if (row[j] > mx) mx = row[j];
-                    }
-                    double sum = 0;
-                    for (int j = 0; j <= t; j++) sum += (row[j] = expf(row[j] - mx));
-                    const float inv = (float)(1.0 / sum);
-                    for (int j = 0; j <= t; j++) row[j] *= inv;
-                    for (int j = t + 1; j < T; j++) row[j] = 0.0f;
-                }
+                softmax_ctx sc = {P, T, scale};
+                par_for(tn, T, 16, causal_softmax_rows, &sc);
                 mm(tn, vt, HD, T, P, T, oh);
                 for (int t = 0; t < T; t++)
                     memcpy(A->o + ((size_t)t * NH + h) * HD, oh + (size_t)t * HD, (size_t)HD * sizeof(float));
@@ -286,7 +390,8 @@ static void forward(tuner *tn, const int32_t *ids, int T, int teacher) {
         rmsnorm_fwd(A->x_mid, V_OF(Lw->mlp_norm), T, H, eps, A->r2, A->h2);
         mm(tn, W_OF(Lw->gate), I, H, A->h2, T, A->g);
         mm(tn, W_OF(Lw->up), I, H, A->h2, T, A->u);
-        for (int64_t i = 0; i < (int64_t)T * I; i++) A->a[i] = A->g[i] / (1.0f + expf(-A->g[i])) * A->u[i];
+        swiglu_ctx sw = {A->g, A->u, A->a, NULL};
+        par_for(tn, (int64_t)T * I, 4096, swiglu_fwd, &sw);
         float *next = l + 1 < tn->L ? tn->act[l + 1].x_in : tn->x_out;
         mm(tn, W_OF(Lw->down), H, I, A->a, T, next);
         for (int64_t i = 0; i < (int64_t)T * H; i++) next[i] += A->x_mid[i];
@@ -298,14 +403,55 @@ static void forward(tuner *tn, const int32_t *ids, int T, int teacher) {
 #undef V_OF
 }
 
-static void log_softmax_rows(float *x, int rows, int n) {
-    for (int t = 0; t < rows; t++) {
-        float *r = x + (size_t)t * n, mx = -INFINITY;
-        for (int i = 0; i < n; i++) mx = r[i] > mx ? r[i] : mx;
-        double s = 0;
-        for (int i = 0; i < n; i++) s += exp((double)(r[i] - mx));
-        const float lse = mx + (float)log(s);
-        for (int i = 0; i < n; i++) r[i] -= lse;
+static void log_softmax_row(float *r, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = r[i] > mx ? r[i] : mx;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += exp((double)(r[i] - mx));
+    const float lse = mx + (float)log(s);
+    for (int i = 0; i < n; i++) r[i] -= lse;
+}
+
+typedef struct kl_ctx {
+    float *tlogp, *logits; /* teacher's logits -> log-probabilities; student's logits -> dL/dlogits */
+    double *row_kl;
+    int V;
+    double weight;
+} kl_ctx;
+
+static void kl_rows(void *c, int64_t b, int64_t e) {
+    const kl_ctx *k = c;
+    for (int64_t t = b; t < e; t++) {
+        float *tp = k->tlogp + t * k->V, *lq = k->logits + t * k->V;
+        log_softmax_row(tp, k->V);
+        log_softmax_row(lq, k->V);
+        double kl = 0;
+        for (int i = 0; i < k->V; i++) {
+            const float p = expf(tp[i]);
+            kl += (double)p * (double)(tp[i] - lq[i]);
+            lq[i] = (float)((expf(lq[i]) - p) * k->weight);
+        }
+        k->row_kl[t] = kl;
+    }
+}
+
+typedef struct softmax_back_ctx {
+    const float *p, *dp;
+    float *ds;
+    int T;
+    float scale;
+} softmax_back_ctx;
+
+/* dS = P * (dP - rowsum(P * dP)) times the score scale, zero past the diagonal */
+static void softmax_back_rows(void *c, int64_t b, int64_t e) {
+    const softmax_back_ctx *x = c;
+    for (int64_t t = b; t < e; t++) {
+        const float *pr = x->p + t * x->T, *dpr = x->dp + t * x->T;
+        float *dsr = x->ds + t * x->T;
+        double dot = 0;
+        for (int64_t j = 0; j <= t; j++) dot += (double)pr[j] * dpr[j];
+        for (int64_t j = 0; j <= t; j++) dsr[j] = pr[j] * (dpr[j] - (float)dot) * x->scale;
+        for (int64_t j = t + 1; j < x->T; j++) dsr[j] = 0.0f;
     }
 }
 
@@ -315,16 +461,12 @@ static double window_loss(tuner *tn, const int32_t *ids, int T, double weight, i
     const int H = tn->H, NH = tn->NH, NKV = tn->NKV, HD = tn->HD, I = tn->I, QD = tn->QD, KD = tn->KD, V = tn->V;
     forward(tn, ids, T, 1);
     memcpy(tn->tlogp, tn->logits, (size_t)T * V * sizeof(float));
-    log_softmax_rows(tn->tlogp, T, V);
     forward(tn, ids, T, 0);
-    log_softmax_rows(tn->logits, T, V);
-    double kl = 0;
     float *dlog = tn->logits; /* becomes dL/dlogits in place */
-    for (int64_t i = 0; i < (int64_t)T * V; i++) {
-        const float lp = tn->tlogp[i], lq = dlog[i], p = expf(lp);
-        kl += (double)p * (double)(lp - lq);
-        dlog[i] = (float)((expf(lq) - p) * weight);
-    }
+    kl_ctx kc = {tn->tlogp, dlog, tn->row_kl, V, weight};
+    par_for(tn, T, 1, kl_rows, &kc);
+    double kl = 0;
+    for (int t = 0; t < T; t++) kl += tn->row_kl[t];
     if (!want_grads) return kl;
     float *dx = tn->dx, *dh = tn->dh;
     mm_back(tn, tn->head->w, V, H, dlog, T, dh, 0);
@@ -338,11 +480,8 @@ static double window_loss(tuner *tn, const int32_t *ids, int T, double weight, i
         float *da = tn->dtmp, *dg = tn->dtmp + (size_t)T * I;
         mm_back(tn, Lw->down->w, H, I, dx, T, da, 0);
         mm_grad(tn, dx, H, A->a, I, T, Lw->down->grad);
-        for (int64_t i = 0; i < (int64_t)T * I; i++) {
-            const float g = A->g[i], s = 1.0f / (1.0f + expf(-g)), d = da[i];
-            dg[i] = d * A->u[i] * s * (1.0f + g * (1.0f - s));
-            da[i] = d * g * s; /* now du */
-        }
+        swiglu_ctx sw = {A->g, A->u, da, dg}; /* da becomes du */
+        par_for(tn, (int64_t)T * I, 4096, swiglu_back, &sw);
         mm_back(tn, Lw->gate->w, I, H, dg, T, dh, 0);
         mm_back(tn, Lw->up->w, I, H, da, T, dh, 1);
         mm_grad(tn, dg, I, A->h2, H, T, Lw->gate->grad);
@@ -368,25 +507,19 @@ static double window_loss(tuner *tn, const int32_t *ids, int T, double weight, i
                     memcpy(doh + (size_t)t * HD, dO + ((size_t)t * NH + h) * HD, (size_t)HD * sizeof(float));
                 }
                 mm(tn, vh, T, HD, doh, T, tn->dP); /* dP = dO V^T */
-                for (int t = 0; t < T; t++) {
-                    const float *pr = P + (size_t)t * T, *dpr = tn->dP + (size_t)t * T;
-                    float *dsr = tn->dS + (size_t)t * T;
-                    double dot = 0;
-                    for (int j = 0; j <= t; j++) dot += (double)pr[j] * dpr[j];
-                    for (int j = 0; j <= t; j++) dsr[j] = pr[j] * (dpr[j] - (float)dot) * scale;
-                    for (int j = t + 1; j < T; j++) dsr[j] = 0.0f;
-                }
-                transpose(kh, T, HD, tA); /* dQ = dS K */
+                softmax_back_ctx sb = {P, tn->dP, tn->dS, T, scale};
+                par_for(tn, T, 16, softmax_back_rows, &sb);
+                transpose(tn, kh, T, HD, tA); /* dQ = dS K */
                 mm(tn, tA, HD, T, tn->dS, T, tB);
                 for (int t = 0; t < T; t++)
                     memcpy(dq + ((size_t)t * NH + h) * HD, tB + (size_t)t * HD, (size_t)HD * sizeof(float));
-                transpose(tn->dS, T, T, tn->tTT); /* dK += dS^T Q */
-                transpose(qh, T, HD, tA);
+                transpose(tn, tn->dS, T, T, tn->tTT); /* dK += dS^T Q */
+                transpose(tn, qh, T, HD, tA);
                 mm(tn, tA, HD, T, tn->tTT, T, tB);
                 for (int t = 0; t < T; t++)
                     for (int i = 0; i < HD; i++) dk[((size_t)t * NKV + kvh) * HD + i] += tB[(size_t)t * HD + i];
-                transpose(P, T, T, tn->tTT); /* dV += P^T dO */
-                transpose(doh, T, HD, tA);
+                transpose(tn, P, T, T, tn->tTT); /* dV += P^T dO */
+                transpose(tn, doh, T, HD, tA);
                 mm(tn, tA, HD, T, tn->tTT, T, tB);
                 for (int t = 0; t < T; t++)
                     for (int i = 0; i < HD; i++) dv[((size_t)t * NKV + kvh) * HD + i] += tB[(size_t)t * HD + i];
@@ -537,8 +670,10 @@ static void tuner_free(tuner *tn) {
     float *bs[] = {tn->cos_t, tn->sin_t, tn->x_out, tn->rf, tn->hf, tn->logits, tn->tlogp, tn->dx, tn->dh,
                    tn->dtmp,  tn->dO,    tn->dv,    tn->dS, tn->dP, tn->tTT,   tn->bufs};
     for (size_t k = 0; k < sizeof bs / sizeof bs[0]; k++) free(bs[k]);
+    free(tn->row_kl);
     for (int i = 0; i < 8; i++) free(tn->scratch[i]);
-    if (tn->be) tn->be->ops->destroy(tn->be);
+    if (tn->mm) ts_cpu_matmul_ctx_destroy(tn->mm);
+    if (tn->pool) ts_threadpool_destroy(tn->pool);
     free(tn);
 }
 
@@ -580,15 +715,15 @@ static tuner *tuner_create(const ts_model_config *cfg, const ts_tensor_table *te
     tn->KD = tn->NKV * tn->HD;
     tn->exact_scales = opt->exact_scales;
     const int T = tn->T, H = tn->H, I = tn->I, QD = tn->QD, KD = tn->KD, L = tn->L;
-    ts_cpu_options co = {.threads = opt->threads};
-    tn->be = ts_cpu_backend_create(&co, err);
+    tn->pool = ts_threadpool_create(opt->threads > 0 ? opt->threads : ts_available_cores());
+    tn->mm = tn->pool ? ts_cpu_matmul_ctx_create(tn->pool) : NULL;
     int oom = 0;
     tn->mats = zalloc((size_t)(7 * L + 2) * sizeof(smat), &oom);
     tn->vecs = zalloc((size_t)(4 * L + 1) * sizeof(svec), &oom);
     tn->lw = zalloc((size_t)L * sizeof(layer_w), &oom);
     tn->act = zalloc((size_t)L * sizeof(layer_act), &oom);
-    if (!tn->be || oom) {
-        if (!oom) ts_error_prefix(err, "tuning: ");
+    if (!tn->mm || oom) {
+        if (!tn->mm) ts_fail(err, "tuning: cannot start %d threads", opt->threads);
         else ts_fail(err, "out of memory");
         tuner_free(tn);
         return NULL;
@@ -661,6 +796,7 @@ static tuner *tuner_create(const ts_model_config *cfg, const ts_tensor_table *te
     }
     tn->x_out = zalloc(tf * H, &oom), tn->rf = zalloc(tf, &oom), tn->hf = zalloc(tf * H, &oom);
     tn->logits = zalloc(tf * tn->V, &oom), tn->tlogp = zalloc(tf * tn->V, &oom);
+    tn->row_kl = zalloc((size_t)T * sizeof(double), &oom);
     tn->dx = zalloc(tf * H, &oom), tn->dh = zalloc(tf * H, &oom);
     tn->dtmp = zalloc(tf * (size_t)(2 * I > QD + KD ? 2 * I : QD + KD), &oom);
     tn->dO = zalloc(tf * QD, &oom), tn->dv = zalloc(tf * KD, &oom);
@@ -723,19 +859,34 @@ static void zero_grads(tuner *tn) {
 
 /* dL/ds for s the log multiplier of slot k of block (r, b): d_k * sum_j dL/dW[r, j] * U_k[r, j] over the
  * block's elements j */
-static void grads_get(const tuner *tn, float *g) {
+typedef struct grads_ctx {
+    const smat *m;
+    int k;
+    float *g; /* this slot's [rows * blocks] */
+} grads_ctx;
+
+static void grads_rows(void *c, int64_t rb, int64_t re) {
+    const grads_ctx *x = c;
+    const smat *m = x->m;
+    for (int64_t r = rb; r < re; r++)
+        for (int64_t b = 0; b < m->blocks; b++) {
+            const float *gw = m->grad + r * m->cols + b * m->bsize, *u = m->unit[x->k] + r * m->cols + b * m->bsize;
+            double sum = 0;
+            for (int64_t j = 0; j < m->bsize; j++) sum += (double)gw[j] * u[j];
+            const int64_t at = r * m->blocks + b;
+            x->g[at] = (float)(sum * m->d0[x->k][at] * exp(m->s[x->k][at]));
+        }
+}
+
+static void grads_get(tuner *tn, float *g) {
     for (int i = 0; i < tn->n_mats; i++) {
         const smat *m = &tn->mats[i];
         if (!m->slots) continue;
-        for (int k = 0; k < m->slots->n; k++)
-            for (int64_t r = 0; r < m->rows; r++)
-                for (int64_t b = 0; b < m->blocks; b++) {
-                    const float *gw = m->grad + r * m->cols + b * m->bsize, *u = m->unit[k] + r * m->cols + b * m->bsize;
-                    double sum = 0;
-                    for (int64_t j = 0; j < m->bsize; j++) sum += (double)gw[j] * u[j];
-                    const int64_t at = r * m->blocks + b;
-                    *g++ = (float)(sum * m->d0[k][at] * exp(m->s[k][at]));
-                }
+        for (int k = 0; k < m->slots->n; k++) {
+            grads_ctx x = {m, k, g};
+            par_for(tn, m->rows, 8, grads_rows, &x);
+            g += m->rows * m->blocks;
+        }
     }
     for (int i = 0; i < tn->n_vecs; i++) {
         memcpy(g, tn->vecs[i].grad, (size_t)tn->vecs[i].n * sizeof(float));
