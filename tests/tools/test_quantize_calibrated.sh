@@ -16,24 +16,14 @@ text="$shared/models/tiny-code/heldout.py.txt"
 
 python3 "$src/tests/support/calibration_text.py" "$tmp/calibration.py.txt"
 
-ppl() { "$bin" perplexity --model "$1" --file "$text" --ctx 512 --json | python3 -c "import json,sys; print(json.load(sys.stdin)['perplexity'])"; }
+source "$src/tests/support/quantize_checks.sh"
 "$bin" quantize "$model" "$tmp/cal.gguf" --type int4 --calibration "$tmp/calibration.py.txt" | tee "$tmp/q.log"
 grep -q "GPTQ quantized 56 matrices" "$tmp/q.log"
 grep -q "4.513 bits/weight" "$tmp/q.log"
 base=$(ppl "$model")
 pc=$(ppl "$tmp/cal.gguf")
-python3 - "$base" "$pc" <<'PY'
-import sys
-base, pc = map(float, sys.argv[1:3])
-d = 100 * (pc / base - 1)
-print(f"perplexity: float {base:.4f}; int4 calibrated {pc:.4f} ({d:+.2f} %; uncalibrated int4 is +2.95 %)")
-assert d <= 2.6, "calibrated int4 loses more than +2.6 %"
-PY
-types=$(python3 "$src/tests/support/gguf_types.py" "$tmp/cal.gguf")
-if [ -n "$types" ]; then
-    if [ "$types" != "IQ4_NL Q4_K" ]; then echo "gguf-py reads the matrices as $types, not IQ4_NL Q4_K"; exit 1; fi
-    echo "gguf-py reads the matrices as $types"
-fi
+check_loss "$base" "$pc" 2.6 "int4 calibrated (uncalibrated int4 is +2.95 %)"
+check_types "$tmp/cal.gguf" "IQ4_NL Q4_K"
 
 # what calibration needs, it asks for by name
 if "$bin" quantize "$model" "$tmp/x.gguf" --type int4 --calibration "$tmp/missing.txt" 2>"$tmp/err"; then exit 1; fi

@@ -16,7 +16,7 @@ text="$shared/models/tiny-code/heldout.py.txt"
 
 python3 "$src/tests/support/calibration_text.py" "$tmp/calibration.py.txt"
 
-ppl() { "$bin" perplexity --model "$1" --file "$text" --ctx 512 --json | python3 -c "import json,sys; print(json.load(sys.stdin)['perplexity'])"; }
+source "$src/tests/support/quantize_checks.sh"
 "$bin" quantize "$model" "$tmp/tuned.gguf" --type int4 --calibration "$tmp/calibration.py.txt" --tune-steps 10 | tee "$tmp/q.log"
 grep -q "4.513 bits/weight" "$tmp/q.log"
 # every matrix's scales (IQ4_NL; Q4_K's d and dmin for down_proj) and every norm are tuned
@@ -30,18 +30,8 @@ assert last < 0.92 * first, "the tuning did not lower the KL divergence"
 PY
 base=$(ppl "$model")
 pt=$(ppl "$tmp/tuned.gguf")
-python3 - "$base" "$pt" <<'PY'
-import sys
-base, pt = map(float, sys.argv[1:3])
-d = 100 * (pt / base - 1)
-print(f"perplexity: float {base:.4f}; int4 calibrated and tuned for 10 steps {pt:.4f} ({d:+.2f} %; GPTQ alone +2.26 %)")
-assert d <= 2.10, "tuned int4 loses more than +2.10 %"
-PY
-types=$(python3 "$src/tests/support/gguf_types.py" "$tmp/tuned.gguf")
-if [ -n "$types" ]; then
-    if [ "$types" != "IQ4_NL Q4_K" ]; then echo "gguf-py reads the matrices as $types, not IQ4_NL Q4_K"; exit 1; fi
-    echo "gguf-py reads the matrices as $types"
-fi
+check_loss "$base" "$pt" 2.10 "int4 calibrated and tuned for 10 steps (GPTQ alone +2.26 %)"
+check_types "$tmp/tuned.gguf" "IQ4_NL Q4_K"
 
 # tuning needs calibration text, and the options are checked before any work
 if "$bin" quantize "$model" "$tmp/x.gguf" --type int4 --tune-steps 5 2>"$tmp/err"; then exit 1; fi
