@@ -58,6 +58,7 @@ typedef struct smat {
     const scale_slots *slots;   /* NULL: not tuned (float types, or a type without slots here) */
     int64_t bsize, blocks;      /* elements a block, blocks a row */
     float *w;                   /* [rows, cols] current values */
+    float *wt;                  /* [cols, rows] their transpose, for the backward pass (made once a step) */
     float *unit[2];             /* [rows, cols] U_k */
     float *d0[2], *s[2];        /* [rows * blocks] scales as read, log multipliers */
     float *grad;                /* [rows, cols] dL/dW */
@@ -212,10 +213,9 @@ static void mm_grad(tuner *tn, const float *dy, int64_t rows, const float *x, in
     add_into(tn, acc, out, rows * cols);
 }
 
-/* dx[n, cols] (+)= dY[n, rows] . W[rows, cols] */
-static void mm_back(tuner *tn, const float *W, int64_t rows, int64_t cols, const float *dy, int n, float *dx, int add) {
-    float *wt = scratch(tn, 3, (size_t)rows * cols), *out = add ? scratch(tn, 4, (size_t)n * cols) : dx;
-    transpose(tn, W, rows, cols, wt);
+/* dx[n, cols] (+)= dY[n, rows] . W[rows, cols], from W's transpose wt [cols, rows] */
+static void mm_back(tuner *tn, const float *wt, int64_t rows, int64_t cols, const float *dy, int n, float *dx, int add) {
+    float *out = add ? scratch(tn, 4, (size_t)n * cols) : dx;
     mm(tn, wt, cols, rows, dy, n, out);
     if (add) add_into(tn, dx, out, (int64_t)n * cols);
 }
@@ -290,6 +290,7 @@ static void student_weights(tuner *tn, smat *m) {
     if (!m->slots) return;
     weights_ctx x = {m, tn->exact_scales};
     par_for(tn, m->rows, 8, student_rows, &x);
+    transpose(tn, m->w, m->rows, m->cols, m->wt);
 }
 
 typedef struct softmax_ctx {
@@ -469,7 +470,7 @@ static double window_loss(tuner *tn, const int32_t *ids, int T, double weight, i
     for (int t = 0; t < T; t++) kl += tn->row_kl[t];
     if (!want_grads) return kl;
     float *dx = tn->dx, *dh = tn->dh;
-    mm_back(tn, tn->head->w, V, H, dlog, T, dh, 0);
+    mm_back(tn, tn->head->wt, V, H, dlog, T, dh, 0);
     mm_grad(tn, dlog, V, tn->hf, H, T, tn->head->grad);
     rmsnorm_back(tn->x_out, tn->final_norm->v, tn->rf, dh, T, H, dx, tn->final_norm->grad, 0);
     const float scale = 1.0f / sqrtf((float)HD);
@@ -478,18 +479,18 @@ static double window_loss(tuner *tn, const int32_t *ids, int T, double weight, i
         layer_w *Lw = &tn->lw[l];
         /* MLP: x_next = x_mid + a . Wd^T, a = silu(g) * u */
         float *da = tn->dtmp, *dg = tn->dtmp + (size_t)T * I;
-        mm_back(tn, Lw->down->w, H, I, dx, T, da, 0);
+        mm_back(tn, Lw->down->wt, H, I, dx, T, da, 0);
         mm_grad(tn, dx, H, A->a, I, T, Lw->down->grad);
         swiglu_ctx sw = {A->g, A->u, da, dg}; /* da becomes du */
         par_for(tn, (int64_t)T * I, 4096, swiglu_back, &sw);
-        mm_back(tn, Lw->gate->w, I, H, dg, T, dh, 0);
-        mm_back(tn, Lw->up->w, I, H, da, T, dh, 1);
+        mm_back(tn, Lw->gate->wt, I, H, dg, T, dh, 0);
+        mm_back(tn, Lw->up->wt, I, H, da, T, dh, 1);
         mm_grad(tn, dg, I, A->h2, H, T, Lw->gate->grad);
         mm_grad(tn, da, I, A->h2, H, T, Lw->up->grad);
         rmsnorm_back(A->x_mid, Lw->mlp_norm->v, A->r2, dh, T, H, dx, Lw->mlp_norm->grad, 1);
         /* attention: x_mid = x_in + o . Wo^T */
         float *dO = tn->dO, *dq = tn->dtmp, *dk = tn->dtmp + (size_t)T * QD, *dv = tn->dv;
-        mm_back(tn, Lw->o->w, H, QD, dx, T, dO, 0);
+        mm_back(tn, Lw->o->wt, H, QD, dx, T, dO, 0);
         mm_grad(tn, dx, H, A->o, QD, T, Lw->o->grad);
         memset(dk, 0, (size_t)T * KD * sizeof(float));
         memset(dv, 0, (size_t)T * KD * sizeof(float));
@@ -533,9 +534,9 @@ static double window_loss(tuner *tn, const int32_t *ids, int T, double weight, i
             memcpy(dO, dk, (size_t)T * KD * sizeof(float));
             rmsnorm_back(A->k_pre, Lw->k_norm->v, A->rk, dO, T * NKV, HD, dk, Lw->k_norm->grad, 0);
         }
-        mm_back(tn, Lw->q->w, QD, H, dq, T, dh, 0);
-        mm_back(tn, Lw->k->w, KD, H, dk, T, dh, 1);
-        mm_back(tn, Lw->v->w, KD, H, dv, T, dh, 1);
+        mm_back(tn, Lw->q->wt, QD, H, dq, T, dh, 0);
+        mm_back(tn, Lw->k->wt, KD, H, dk, T, dh, 1);
+        mm_back(tn, Lw->v->wt, KD, H, dv, T, dh, 1);
         mm_grad(tn, dq, QD, A->h1, H, T, Lw->q->grad);
         mm_grad(tn, dk, KD, A->h1, H, T, Lw->k->grad);
         mm_grad(tn, dv, KD, A->h1, H, T, Lw->v->grad);
@@ -590,8 +591,10 @@ static int add_matrix(tuner *tn, const ts_tensor_table *teacher, ts_tune_tensor 
     m->cols = cols;
     int oom = 0;
     m->w = to_float(t->dtype, t->data, rows, cols);
+    m->wt = malloc((size_t)rows * cols * sizeof(float));
     m->grad = zalloc((size_t)rows * cols * sizeof(float), &oom);
-    if (!m->w || oom) return ts_fail(err, "tuning: out of memory for \"%s\"", name);
+    if (!m->w || !m->wt || oom) return ts_fail(err, "tuning: out of memory for \"%s\"", name);
+    transpose(tn, m->w, rows, cols, m->wt);
     if (teacher_float(teacher, name, rows, cols, &m->teacher, err) != 0) return -1;
     const scale_slots *sl = slots_of(t->dtype);
     const int64_t bsize = ts_dtype_get(t->dtype)->block_size;
@@ -653,7 +656,7 @@ static void tuner_free(tuner *tn) {
     for (int i = 0; i < tn->n_mats; i++) {
         smat *m = &tn->mats[i];
         for (int k = 0; k < 2; k++) free(m->unit[k]), free(m->d0[k]), free(m->s[k]);
-        free(m->w), free(m->grad), free(m->teacher);
+        free(m->w), free(m->wt), free(m->grad), free(m->teacher);
     }
     for (int i = 0; i < tn->n_vecs; i++) free(tn->vecs[i].v), free(tn->vecs[i].grad), free(tn->vecs[i].teacher_own);
     free(tn->mats), free(tn->vecs), free(tn->lw);
@@ -953,8 +956,8 @@ static uint64_t tune_bytes(const ts_model_config *c, int T) {
     const uint64_t QD = (uint64_t)c->num_heads * (uint64_t)c->head_dim, KD = (uint64_t)c->num_kv_heads * (uint64_t)c->head_dim;
     const uint64_t weights = (uint64_t)c->num_layers * (H * (QD + 2 * KD) + QD * H + 3 * H * I) +
                              V * H * (c->tie_word_embeddings ? 1 : 2);
-    /* w, grad, teacher, two scale-1 copies; log-scales, their gradient and Adam's two moments */
-    uint64_t floats = weights * 5 + weights / 16 * 6;
+    /* w, its transpose, grad, teacher, two scale-1 copies; log-scales, their gradient and Adam's moments */
+    uint64_t floats = weights * 6 + weights / 16 * 6;
     const uint64_t t = (uint64_t)T;
     floats += (uint64_t)c->num_layers * (t * (3 * H + 2 * QD + 3 * KD + QD + 3 * I + 2) + (uint64_t)c->num_heads * t * t);
     floats += t * (2 * H + 2 * V) + t * (2 * H + 2 * I + 2 * QD + 2 * KD + 3 * t) + t * (uint64_t)c->head_dim * 6;
@@ -973,7 +976,7 @@ int ts_tune_quantized(const ts_model_config *cfg, const ts_tensor_table *teacher
     if (mem.usable_bytes && need > mem.usable_bytes) {
         char a[32], b[32];
         return ts_fail(err, "tuning needs about %s of memory (float32 copies of every matrix: the float model, the "
-                            "student, its gradient and its scale-1 values, and a %d-token window's activations); %s is "
+                            "student, its transpose, its gradient and its scale-1 values, and a %d-token window's activations); %s is "
                             "available. Quantize without --tune-steps, or on a machine with more memory",
                        ts_format_bytes(need, a, sizeof a), opt->ctx, ts_format_bytes(mem.usable_bytes, b, sizeof b));
     }
