@@ -695,7 +695,7 @@ static tuner *tuner_create(const ts_model_config *cfg, const ts_tensor_table *te
         ts_fail(err, "tuning handles SiLU-gated MLPs only");
         return NULL;
     }
-    if (opt->ctx < 2 || cfg->num_heads % cfg->num_kv_heads || cfg->head_dim % 2) {
+    if (opt->ctx < 2 || cfg->num_kv_heads < 1 || cfg->num_heads % cfg->num_kv_heads || cfg->head_dim % 2) {
         ts_fail(err, "tuning: windows of %d tokens, %d heads over %d KV heads of %d: not a shape this pass handles", opt->ctx,
                 cfg->num_heads, cfg->num_kv_heads, cfg->head_dim);
         return NULL;

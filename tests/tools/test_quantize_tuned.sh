@@ -38,4 +38,6 @@ if "$bin" quantize "$model" "$tmp/x.gguf" --type int4 --tune-steps 5 2>"$tmp/err
 grep -q "needs --calibration" "$tmp/err"
 if "$bin" quantize "$model" "$tmp/x.gguf" --type int4 --calibration "$tmp/calibration.py.txt" --tune-rate 0 2>"$tmp/err"; then exit 1; fi
 grep -q "tune-rate" "$tmp/err"
+if "$bin" quantize "$tmp/tuned.gguf" "$tmp/x.gguf" --type int4 --calibration "$tmp/calibration.py.txt" --tune-steps 5 2>"$tmp/err"; then exit 1; fi
+grep -q "Hugging Face checkpoint directory" "$tmp/err"
 echo "ok"
