@@ -2,9 +2,9 @@
  * every activation kept for the backward pass, which the inference path never stores), with all matrix
  * products on the CPU backend's float kernels: y = x W^T in every form, the transposes made explicit.
  *
- * Student matrices: W = d * U, where U holds each block's values at scale 1 (from its codes) and d the
- * block scale; d = d0 * exp(s) with s the tuned parameter, so Adam's step is relative to each block's
- * size. The forward pass sees d rounded to float16 (what the file will hold); the gradient passes that
+ * Student matrices: W = sum over a block's scale slots of d_k * U_k (scale_slots below), U_k fixed by the
+ * codes; d_k = d0_k * exp(s_k) with s_k the tuned parameter, so Adam's step is relative to each scale's
+ * size. The forward pass sees d_k rounded to float16 (what the file will hold); the gradient passes that
  * rounding straight through. */
 #include "tools/tune.h"
 
