@@ -106,7 +106,7 @@ int ts_cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "tessera quantize: --tune-steps needs --calibration TEXT (the text it tunes on)\n");
         return 2;
     }
-    if (tune_steps > 0 && a.num_positional == 2 && ts_checkpoint_is_gguf(a.positional[0])) {
+    if (tune_steps > 0 && ts_checkpoint_is_gguf(a.positional[0])) {
         fprintf(stderr, "tessera quantize: --tune-steps needs the float model as a Hugging Face checkpoint directory, "
                         "not the GGUF file %s\n", a.positional[0]);
         return 2;

@@ -220,6 +220,20 @@ static void mm_back(tuner *tn, const float *wt, int64_t rows, int64_t cols, cons
     if (add) add_into(tn, dx, out, (int64_t)n * cols);
 }
 
+/* head h of x [T, heads, hd] as rows [T, hd] */
+static void head_get(float *rows, const float *x, int T, int heads, int h, int hd) {
+    for (int t = 0; t < T; t++) memcpy(rows + (size_t)t * hd, x + ((size_t)t * heads + h) * hd, (size_t)hd * sizeof(float));
+}
+
+/* rows [T, hd] into head h of x [T, heads, hd], or added to it */
+static void head_put(float *x, const float *rows, int T, int heads, int h, int hd, int add) {
+    for (int t = 0; t < T; t++) {
+        float *dst = x + ((size_t)t * heads + h) * hd;
+        const float *src = rows + (size_t)t * hd;
+        for (int i = 0; i < hd; i++) dst[i] = add ? dst[i] + src[i] : src[i];
+    }
+}
+
 /* y = x / rms(x) * w over rows of n; r[row] = 1 / rms */
 static void rmsnorm_fwd(const float *x, const float *w, int rows, int64_t n, double eps, float *r, float *y) {
     for (int t = 0; t < rows; t++) {
@@ -368,22 +382,19 @@ static void forward(tuner *tn, const int32_t *ids, int T, int teacher) {
         rope_apply(tn, A->q_rot, T, NH, 1.0f);
         rope_apply(tn, A->k_rot, T, NKV, 1.0f);
         float *qh = scratch(tn, 5, (size_t)T * HD), *kh = scratch(tn, 6, (size_t)T * HD), *vt = scratch(tn, 7, (size_t)T * HD);
-        float *oh = scratch(tn, 4, (size_t)T * HD);
+        float *oh = scratch(tn, 4, (size_t)T * HD), *vh = scratch(tn, 3, (size_t)T * HD);
         for (int kvh = 0; kvh < NKV; kvh++) {
-            for (int t = 0; t < T; t++) {
-                memcpy(kh + (size_t)t * HD, A->k_rot + ((size_t)t * NKV + kvh) * HD, (size_t)HD * sizeof(float));
-                for (int i = 0; i < HD; i++) vt[(size_t)i * T + t] = A->v[((size_t)t * NKV + kvh) * HD + i];
-            }
+            head_get(kh, A->k_rot, T, NKV, kvh, HD);
+            head_get(vh, A->v, T, NKV, kvh, HD);
+            transpose(tn, vh, T, HD, vt);
             for (int h = kvh * (NH / NKV); h < (kvh + 1) * (NH / NKV); h++) {
-                for (int t = 0; t < T; t++)
-                    memcpy(qh + (size_t)t * HD, A->q_rot + ((size_t)t * NH + h) * HD, (size_t)HD * sizeof(float));
+                head_get(qh, A->q_rot, T, NH, h, HD);
                 float *P = A->p + (size_t)h * T * T;
                 mm(tn, kh, T, HD, qh, T, P);
                 softmax_ctx sc = {P, T, scale};
                 par_for(tn, T, 16, causal_softmax_rows, &sc);
                 mm(tn, vt, HD, T, P, T, oh);
-                for (int t = 0; t < T; t++)
-                    memcpy(A->o + ((size_t)t * NH + h) * HD, oh + (size_t)t * HD, (size_t)HD * sizeof(float));
+                head_put(A->o, oh, T, NH, h, HD, 0);
             }
         }
         mm(tn, W_OF(Lw->o), H, QD, A->o, T, A->x_mid);
@@ -495,35 +506,28 @@ static double window_loss(tuner *tn, const int32_t *ids, int T, double weight, i
         memset(dk, 0, (size_t)T * KD * sizeof(float));
         memset(dv, 0, (size_t)T * KD * sizeof(float));
         float *qh = tn->bufs, *kh = qh + (size_t)T * HD, *vh = kh + (size_t)T * HD, *doh = vh + (size_t)T * HD,
-              *tA = doh + (size_t)T * HD, *tB = tA + (size_t)T * HD;
+              *tA = doh + (size_t)T * HD, *tB = tA + (size_t)T * HD, *kt = tB + (size_t)T * HD;
         for (int kvh = 0; kvh < NKV; kvh++) {
-            for (int t = 0; t < T; t++) {
-                memcpy(kh + (size_t)t * HD, A->k_rot + ((size_t)t * NKV + kvh) * HD, (size_t)HD * sizeof(float));
-                memcpy(vh + (size_t)t * HD, A->v + ((size_t)t * NKV + kvh) * HD, (size_t)HD * sizeof(float));
-            }
+            head_get(kh, A->k_rot, T, NKV, kvh, HD);
+            head_get(vh, A->v, T, NKV, kvh, HD);
+            transpose(tn, kh, T, HD, kt); /* K^T, shared by the group's query heads */
             for (int h = kvh * (NH / NKV); h < (kvh + 1) * (NH / NKV); h++) {
                 const float *P = A->p + (size_t)h * T * T;
-                for (int t = 0; t < T; t++) {
-                    memcpy(qh + (size_t)t * HD, A->q_rot + ((size_t)t * NH + h) * HD, (size_t)HD * sizeof(float));
-                    memcpy(doh + (size_t)t * HD, dO + ((size_t)t * NH + h) * HD, (size_t)HD * sizeof(float));
-                }
+                head_get(qh, A->q_rot, T, NH, h, HD);
+                head_get(doh, dO, T, NH, h, HD);
                 mm(tn, vh, T, HD, doh, T, tn->dP); /* dP = dO V^T */
                 softmax_back_ctx sb = {P, tn->dP, tn->dS, T, scale};
                 par_for(tn, T, 16, softmax_back_rows, &sb);
-                transpose(tn, kh, T, HD, tA); /* dQ = dS K */
-                mm(tn, tA, HD, T, tn->dS, T, tB);
-                for (int t = 0; t < T; t++)
-                    memcpy(dq + ((size_t)t * NH + h) * HD, tB + (size_t)t * HD, (size_t)HD * sizeof(float));
+                mm(tn, kt, HD, T, tn->dS, T, tB); /* dQ = dS K */
+                head_put(dq, tB, T, NH, h, HD, 0);
                 transpose(tn, tn->dS, T, T, tn->tTT); /* dK += dS^T Q */
                 transpose(tn, qh, T, HD, tA);
                 mm(tn, tA, HD, T, tn->tTT, T, tB);
-                for (int t = 0; t < T; t++)
-                    for (int i = 0; i < HD; i++) dk[((size_t)t * NKV + kvh) * HD + i] += tB[(size_t)t * HD + i];
+                head_put(dk, tB, T, NKV, kvh, HD, 1);
                 transpose(tn, P, T, T, tn->tTT); /* dV += P^T dO */
                 transpose(tn, doh, T, HD, tA);
                 mm(tn, tA, HD, T, tn->tTT, T, tB);
-                for (int t = 0; t < T; t++)
-                    for (int i = 0; i < HD; i++) dv[((size_t)t * NKV + kvh) * HD + i] += tB[(size_t)t * HD + i];
+                head_put(dv, tB, T, NKV, kvh, HD, 1);
             }
         }
         rope_apply(tn, dq, T, NH, -1.0f); /* a rotation's transpose is its inverse */
@@ -804,7 +808,7 @@ static tuner *tuner_create(const ts_model_config *cfg, const ts_tensor_table *te
     tn->dtmp = zalloc(tf * (size_t)(2 * I > QD + KD ? 2 * I : QD + KD), &oom);
     tn->dO = zalloc(tf * QD, &oom), tn->dv = zalloc(tf * KD, &oom);
     tn->dS = zalloc(tf * T, &oom), tn->dP = zalloc(tf * T, &oom), tn->tTT = zalloc(tf * T, &oom);
-    tn->bufs = zalloc(tf * tn->HD * 6, &oom);
+    tn->bufs = zalloc(tf * tn->HD * 7, &oom);
     if (oom) {
         ts_fail(err, "tuning: out of memory for the activations of a %d-token window", T);
         goto fail;
@@ -960,7 +964,7 @@ static uint64_t tune_bytes(const ts_model_config *c, int T) {
     uint64_t floats = weights * 6 + weights / 16 * 6;
     const uint64_t t = (uint64_t)T;
     floats += (uint64_t)c->num_layers * (t * (3 * H + 2 * QD + 3 * KD + QD + 3 * I + 2) + (uint64_t)c->num_heads * t * t);
-    floats += t * (2 * H + 2 * V) + t * (2 * H + 2 * I + 2 * QD + 2 * KD + 3 * t) + t * (uint64_t)c->head_dim * 6;
+    floats += t * (2 * H + 2 * V) + t * (2 * H + 2 * I + 2 * QD + 2 * KD + 3 * t) + t * (uint64_t)c->head_dim * 8;
     return floats * sizeof(float);
 }
 
