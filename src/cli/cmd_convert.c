@@ -24,6 +24,9 @@ static int vocab_for(const char *dir, ts_vocab_spec *spec, ts_error *err) {
 
 static const ts_opt_spec g_quant_specs[] = {
     {"type", 1, "int4, int8, fp16, bf16, none, or a GGUF type: q4_0, q4_1, iq4_nl, q8_0, q4_k, q5_k, q6_k, f16, bf16, f32"},
+    {"tensor-type", 1, "types for some tensors, overriding --type: comma-separated [blk.N.|blk.A-B.]NAME=TYPE, NAME a "
+                       "GGUF tensor name (token_embd, output, attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, "
+                       "ffn_down), e.g. token_embd=q8_0,blk.0-3.ffn_down=q6_k"},
     {"threads", 1, "threads (default: all cores)"},
     {"name", 1, "general.name written into the file"},
     {"calibration", 1, "text file to calibrate on: GPTQ for the iq4_nl, q4_0 and q4_k matrices (never the text you evaluate on)"},
@@ -35,6 +38,12 @@ static const ts_opt_spec g_quant_specs[] = {
     {"tune-tokens", 1, "tokens of the calibration text the tuning cycles through (default 65536)"},
     {"tune-rate", 1, "Adam's step size for the tuning (default 0.001)"},
 };
+
+static int layers_exist(const ts_quant_scheme *scheme, const ts_model_config *cfg, ts_error *err) {
+    if (ts_quant_scheme_check_layers(scheme, cfg->num_layers, err) == 0) return 0;
+    ts_error_prefix(err, "--tensor-type: ");
+    return -1;
+}
 
 /* The input Hessians of every linear layer from a float pass over the first `tokens` tokens of file;
  * *ids_out keeps all of the file's tokens (*n_out of them) for the tuning. */
@@ -76,7 +85,7 @@ int ts_cmd_quantize(int argc, char **argv) {
     ts_args a;
     int n = (int)(sizeof g_quant_specs / sizeof g_quant_specs[0]);
     const char *usage = "tessera quantize IN (model directory or .gguf) OUT.gguf --type q4_0|q8_0|q4_k|int4|... "
-                        "[--calibration TEXT [--calibration-tokens N] [--gptq-damp D] [--gptq-order act|natural] "
+                        "[--tensor-type NAME=TYPE,...] [--calibration TEXT [--calibration-tokens N] [--gptq-damp D] [--gptq-order act|natural] "
                         "[--tune-steps N [--tune-tokens N] [--tune-rate R]]]";
     if (ts_args_parse(&a, g_quant_specs, n, argc, argv, usage) != 0) return 2;
     const char *type = ts_args_get(&a, "type");
@@ -117,6 +126,11 @@ int ts_cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "tessera: --type: %s\n", err.message);
         return 2;
     }
+    const char *tensor_types = ts_args_get(&a, "tensor-type");
+    if (tensor_types && ts_quant_scheme_add_overrides(&scheme, tensor_types, &err) != 0) {
+        fprintf(stderr, "tessera: --tensor-type: %s\n", err.message);
+        return 2;
+    }
     const char *in = a.positional[0], *out = a.positional[1];
     ts_model_config cfg;
     ts_tensor_table table;
@@ -136,6 +150,7 @@ int ts_cmd_quantize(int argc, char **argv) {
     int32_t *cal_ids = NULL;
     size_t cal_n = 0;
     int rc = ts_checkpoint_read(in, &cfg, &table, &vocab, &err) == 0 &&
+                     layers_exist(&scheme, &cfg, &err) == 0 &&
                      (ts_checkpoint_is_gguf(in) || vocab_for(in, &vocab, &err) == 0) &&
                      (!cal_file || calibrate(in, vocab.n_tokens ? &vocab : NULL, cal_file, cal_tokens, (int)threads,
                                              &hessians, &cal_ids, &cal_n, &err) == 0)
@@ -235,7 +250,7 @@ int ts_cmd_synth(int argc, char **argv) {
     }
     if (ts_synth_table(&cfg, type, (uint64_t)seed, threads > 0 ? (int)threads : 8, &table, &err) != 0) goto fail;
     if (gguf) {
-        ts_quant_scheme keep = {TS_QUANT_NONE, TS_DTYPE_F32};
+        ts_quant_scheme keep = {.kind = TS_QUANT_NONE, .exact = TS_DTYPE_F32};
         ts_quant_budget budget;
         if (ts_convert_to_gguf(out, &cfg, &table, vocab.n_tokens ? &vocab : NULL, &keep, (int)threads, "tessera synth",
                                NULL, &budget, &err) != 0)

@@ -1,5 +1,6 @@
 #include "quant/scheme.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -35,6 +36,92 @@ const char *ts_quant_scheme_name(const ts_quant_scheme *s, char *buf, int cap) {
     return buf;
 }
 
+static const struct {
+    const char *name;
+    ts_weight_role role;
+    int in_layers;
+} g_tensor_names[] = {
+    {"token_embd", TS_ROLE_EMBEDDING, 0}, {"output", TS_ROLE_OUTPUT, 0},      {"attn_q", TS_ROLE_ATTN_Q, 1},
+    {"attn_k", TS_ROLE_ATTN_K, 1},        {"attn_v", TS_ROLE_ATTN_V, 1},      {"attn_output", TS_ROLE_ATTN_OUT, 1},
+    {"ffn_gate", TS_ROLE_FFN_GATE, 1},    {"ffn_up", TS_ROLE_FFN_UP, 1},      {"ffn_down", TS_ROLE_FFN_DOWN, 1},
+    {"ffn_gate_inp", TS_ROLE_ROUTER, 1},
+};
+#define N_TENSOR_NAMES ((int)(sizeof g_tensor_names / sizeof g_tensor_names[0]))
+
+/* A layer number: digits only, below 100000. */
+static int parse_layer(const char *p, const char *end, int *out) {
+    if (p == end || end - p > 5) return -1;
+    int v = 0;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9') return -1;
+        v = v * 10 + (*p - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* One rule, item [p, end) of the list (number `item` from 1, for messages). */
+static int parse_override(const char *p, const char *end, int item, ts_quant_override *o, ts_error *err) {
+    const int len = (int)(end - p);
+    const char *eq = memchr(p, '=', (size_t)(end - p));
+    if (!eq) return ts_fail(err, "item %d \"%.*s\": expected NAME=TYPE, e.g. token_embd=q8_0", item, len, p);
+    o->layer_lo = o->layer_hi = -1;
+    const char *name = p;
+    if (end - p > 4 && !memcmp(p, "blk.", 4)) {
+        const char *dot = memchr(p + 4, '.', (size_t)(eq - (p + 4)));
+        const char *dash = dot ? memchr(p + 4, '-', (size_t)(dot - (p + 4))) : NULL;
+        if (!dot || parse_layer(p + 4, dash ? dash : dot, &o->layer_lo) != 0 ||
+            parse_layer(dash ? dash + 1 : p + 4, dot, &o->layer_hi) != 0 || o->layer_hi < o->layer_lo)
+            return ts_fail(err, "item %d \"%.*s\": expected blk.N.NAME or blk.FIRST-LAST.NAME with FIRST <= LAST", item,
+                           len, p);
+        name = dot + 1;
+    }
+    int found = -1;
+    for (int i = 0; i < N_TENSOR_NAMES; i++)
+        if ((size_t)(eq - name) == strlen(g_tensor_names[i].name) && !memcmp(name, g_tensor_names[i].name, (size_t)(eq - name)))
+            found = i;
+    if (found < 0)
+        return ts_fail(err, "item %d \"%.*s\": unknown tensor name \"%.*s\" (expected token_embd, output, attn_q, attn_k, "
+                            "attn_v, attn_output, ffn_gate, ffn_up, ffn_down or ffn_gate_inp, with blk.N. for one layer)",
+                       item, len, p, (int)(eq - name), name);
+    if (o->layer_lo >= 0 && !g_tensor_names[found].in_layers)
+        return ts_fail(err, "item %d \"%.*s\": %s is not a layer's tensor (drop the blk. prefix)", item, len, p,
+                       g_tensor_names[found].name);
+    o->role = g_tensor_names[found].role;
+    char type[32];
+    if (end - (eq + 1) <= 0 || end - (eq + 1) >= (ptrdiff_t)sizeof type)
+        return ts_fail(err, "item %d \"%.*s\": expected a storage type after '='", item, len, p);
+    memcpy(type, eq + 1, (size_t)(end - (eq + 1)));
+    type[end - (eq + 1)] = 0;
+    if (ts_dtype_from_name(type, &o->dtype) != 0 || o->dtype == TS_DTYPE_Q8_K)
+        return ts_fail(err, "item %d \"%.*s\": unknown type \"%s\" (expected f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, "
+                            "q4_k, q5_k or q6_k)",
+                       item, len, p, type);
+    return 0;
+}
+
+int ts_quant_scheme_add_overrides(ts_quant_scheme *s, const char *spec, ts_error *err) {
+    int item = 1;
+    for (const char *p = spec;; item++) {
+        const char *end = strchr(p, ',');
+        if (!end) end = p + strlen(p);
+        if (s->n_overrides >= TS_QUANT_MAX_OVERRIDES)
+            return ts_fail(err, "more than %d rules", TS_QUANT_MAX_OVERRIDES);
+        if (parse_override(p, end, item, &s->overrides[s->n_overrides], err) != 0) return -1;
+        s->n_overrides++;
+        if (!*end) return 0;
+        p = end + 1;
+    }
+}
+
+int ts_quant_scheme_check_layers(const ts_quant_scheme *s, int num_layers, ts_error *err) {
+    for (int i = 0; i < s->n_overrides; i++)
+        if (s->overrides[i].layer_hi >= num_layers)
+            return ts_fail(err, "rule %d names layer %d, but the model has %d layers (0..%d)", i + 1,
+                           s->overrides[i].layer_hi, num_layers, num_layers - 1);
+    return 0;
+}
+
 static int fits(ts_dtype t, int64_t cols) { return cols % ts_dtype_get(t)->block_size == 0; }
 
 /* The finest-to-coarsest chain used when a preferred block size does not divide the row. */
@@ -54,9 +141,13 @@ static ts_dtype fallback(ts_dtype want, int64_t cols) {
 
 ts_dtype ts_quant_scheme_dtype(const ts_quant_scheme *s, ts_weight_role role, int layer, int num_layers,
                                ts_dtype source, int64_t cols) {
-    (void)layer;
     (void)num_layers;
     if (role == TS_ROLE_VECTOR) return TS_DTYPE_F32;
+    for (int i = s->n_overrides - 1; i >= 0; i--) {
+        const ts_quant_override *o = &s->overrides[i];
+        if (o->role == role && (o->layer_lo < 0 || (layer >= o->layer_lo && layer <= o->layer_hi)))
+            return fallback(o->dtype, cols);
+    }
     switch (s->kind) {
     case TS_QUANT_NONE: return source;
     case TS_QUANT_BF16: return TS_DTYPE_BF16;

@@ -34,17 +34,36 @@ typedef enum ts_weight_role {
     TS_ROLE_POSITION,   /* learned position embeddings */
 } ts_weight_role;
 
+/* One rule of `tessera quantize --tensor-type`: the weights of `role` in layers layer_lo..layer_hi (every
+ * layer, and the weights outside the layers, where layer_lo < 0) are stored as `dtype`. */
+typedef struct ts_quant_override {
+    ts_weight_role role;
+    int layer_lo, layer_hi;
+    ts_dtype dtype;
+} ts_quant_override;
+
+#define TS_QUANT_MAX_OVERRIDES 32
+
 typedef struct ts_quant_scheme {
     ts_quant_kind kind;
     ts_dtype exact; /* for TS_QUANT_EXACT */
+    int n_overrides;
+    ts_quant_override overrides[TS_QUANT_MAX_OVERRIDES]; /* the last matching rule wins */
 } ts_quant_scheme;
 
 /* "int4", "int8", "fp16", "bf16", "none", "q4_0", "q8_0", "q4_k" ... (case-insensitive). */
 int ts_quant_scheme_parse(const char *name, ts_quant_scheme *out, ts_error *err);
 const char *ts_quant_scheme_name(const ts_quant_scheme *s, char *buf, int cap);
 
-/* Storage type for one weight of `cols` inputs. Falls back to a finer type when cols does not fill
- * the preferred type's blocks. `source` is the type in the file (returned for TS_QUANT_NONE).
+/* Adds rules from a comma-separated list of [blk.N.|blk.A-B.]NAME=TYPE, NAME a GGUF tensor name without
+ * its ".weight" (token_embd, output, attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down,
+ * ffn_gate_inp) and TYPE a storage type (q8_0, q6_k, f16 ...): "token_embd=q8_0,blk.0-3.ffn_down=q6_k". */
+int ts_quant_scheme_add_overrides(ts_quant_scheme *s, const char *spec, ts_error *err);
+/* A rule that names a layer the model does not have is an error, not a silent no-op. */
+int ts_quant_scheme_check_layers(const ts_quant_scheme *s, int num_layers, ts_error *err);
+
+/* Storage type for one weight of `cols` inputs: the last override that matches, else the scheme's choice.
+ * Falls back to a finer type when cols does not fill the preferred type's blocks. `source` is the type in the file (returned for TS_QUANT_NONE).
  * int4 keeps every matrix at 4.5 bits a weight (Q4_K where rows fill 256-wide blocks, else IQ4_NL):
  * tessera has no type below 4.5 bits to pay for more precise sensitive tensors, so its accuracy comes
  * from the error-minimising quantizer (quant/quantize.h) rather than from a mix. */

@@ -137,7 +137,7 @@ int ts_calibrate_hessians(const char *path, const int32_t *ids, int64_t n, int c
     rec.be.ops = &rec.ops;
     ts_model_options mo;
     ts_model_options_init(&mo);
-    mo.quant = (ts_quant_scheme){TS_QUANT_EXACT, TS_DTYPE_F32};
+    mo.quant = (ts_quant_scheme){.kind = TS_QUANT_EXACT, .exact = TS_DTYPE_F32};
     mo.threads = threads;
     ts_model *m = NULL;
     float *logits = NULL;

@@ -34,7 +34,7 @@ def rope(x, T):
     c, s = COS[:T, None, :], SIN[:T, None, :]
     return x * c + torch.cat([-x[..., HD // 2:], x[..., :HD // 2]], -1) * s
 
-def forward(ids, W):  # ids [B, T]
+def forward(ids, W, head=None):  # ids [B, T]; head: another table for the output head than the lookups' (tied)
     B, T = ids.shape
     x = W["model.embed_tokens.weight"][ids]
     for l in range(L):
@@ -51,15 +51,15 @@ def forward(ids, W):  # ids [B, T]
         h = rms(x, W[p + "post_attention_layernorm.weight"])
         x = x + (F.silu(h @ W[p + "mlp.gate_proj.weight"].T) * (h @ W[p + "mlp.up_proj.weight"].T)) @ W[p + "mlp.down_proj.weight"].T
     x = rms(x, W["model.norm.weight"])
-    return x @ W["model.embed_tokens.weight"].T
+    return x @ (W["model.embed_tokens.weight"] if head is None else head).T
 
-def ppl(W, ids, ctx=512):
+def ppl(W, ids, ctx=512, head=None):
     nll, n = 0.0, 0
     with torch.no_grad():
         for s in range(0, len(ids), ctx):
             w = ids[s:s + ctx]
             if len(w) < 2: continue
-            lg = forward(torch.tensor([w]), W)[0, :-1].double()
+            lg = forward(torch.tensor([w]), W, head)[0, :-1].double()
             nll -= F.log_softmax(lg, -1)[torch.arange(len(w) - 1), torch.tensor(w[1:])].sum().item()
             n += len(w) - 1
     return math.exp(nll / n)

@@ -274,6 +274,66 @@ static void test_scheme_accounting(void **state) {
     assert_true(fabs(ts_quant_scheme_bits_per_weight(&s, w, n - 1, 8, NULL) - 8.5) < 1e-9);
 }
 
+/* --tensor-type rules: by role, by one layer or a range, the last matching rule first, the block-size
+ * fallback applied to the rule's type; malformed lists and layers the model lacks are errors that quote
+ * the item. */
+static void test_scheme_overrides(void **state) {
+    (void)state;
+    ts_quant_scheme s;
+    ts_error err = {{0}};
+    assert_int_equal(ts_quant_scheme_parse("int4", &s, &err), 0);
+    assert_int_equal(ts_quant_scheme_add_overrides(&s, "token_embd=q8_0,ffn_down=q6_k,blk.2-3.ffn_down=q8_0,blk.5.attn_v=f16,"
+                                                       "attn_q=q4_k", &err), 0);
+    assert_int_equal(s.n_overrides, 5);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_EMBEDDING, -1, 8, TS_DTYPE_BF16, 384), TS_DTYPE_Q8_0);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_FFN_DOWN, 0, 8, TS_DTYPE_BF16, 1024), TS_DTYPE_Q6_K);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_FFN_DOWN, 2, 8, TS_DTYPE_BF16, 1024), TS_DTYPE_Q8_0);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_FFN_DOWN, 3, 8, TS_DTYPE_BF16, 1024), TS_DTYPE_Q8_0);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_FFN_DOWN, 4, 8, TS_DTYPE_BF16, 1024), TS_DTYPE_Q6_K);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_ATTN_V, 5, 8, TS_DTYPE_BF16, 384), TS_DTYPE_F16);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_ATTN_V, 4, 8, TS_DTYPE_BF16, 384), TS_DTYPE_IQ4_NL);
+    /* Q4_K's 256-wide blocks do not fill 384 columns: Q4_1, as for --type q4_k */
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_ATTN_Q, 0, 8, TS_DTYPE_BF16, 384), TS_DTYPE_Q4_1);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_VECTOR, 0, 8, TS_DTYPE_BF16, 384), TS_DTYPE_F32);
+    assert_int_equal(ts_quant_scheme_check_layers(&s, 8, &err), 0);
+    assert_int_equal(ts_quant_scheme_check_layers(&s, 5, &err), -1);
+    assert_non_null(strstr(err.message, "layer 5, but the model has 5 layers"));
+    /* rules apply under any --type, none included */
+    assert_int_equal(ts_quant_scheme_parse("none", &s, &err), 0);
+    assert_int_equal(ts_quant_scheme_add_overrides(&s, "output=q6_k", &err), 0);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_OUTPUT, -1, 8, TS_DTYPE_BF16, 4096), TS_DTYPE_Q6_K);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_EMBEDDING, -1, 8, TS_DTYPE_BF16, 4096), TS_DTYPE_BF16);
+    static const struct {
+        const char *spec, *says;
+    } bad[] = {
+        {"token_embd", "item 1 \"token_embd\": expected NAME=TYPE"},
+        {"attn_v=q8_0,ffn_dwn=q6_k", "item 2 \"ffn_dwn=q6_k\": unknown tensor name \"ffn_dwn\""},
+        {"attn_v=q9_0", "unknown type \"q9_0\""},
+        {"attn_v=q8_k", "unknown type \"q8_k\""},
+        {"attn_v=", "expected a storage type"},
+        {"blk.1.token_embd=q8_0", "token_embd is not a layer's tensor"},
+        {"blk.3-1.attn_v=q8_0", "FIRST <= LAST"},
+        {"blk.x.attn_v=q8_0", "expected blk.N.NAME"},
+        {"blk.1attn_v=q8_0", "expected blk.N.NAME"},
+        {"blk.123456.attn_v=q8_0", "expected blk.N.NAME"},
+        {"attn_v=q8_0,", "item 2 \"\": expected NAME=TYPE"},
+        {",", "item 1 \"\": expected NAME=TYPE"},
+        {"=q8_0", "unknown tensor name \"\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(ts_quant_scheme_parse("int4", &s, &err), 0);
+        memset(&err, 0, sizeof err);
+        if (ts_quant_scheme_add_overrides(&s, bad[i].spec, &err) == 0) fail_msg("\"%s\" was accepted", bad[i].spec);
+        if (!strstr(err.message, bad[i].says)) fail_msg("\"%s\": \"%s\" does not say \"%s\"", bad[i].spec, err.message, bad[i].says);
+    }
+    /* more rules than the scheme holds */
+    char many[2048] = "";
+    for (int i = 0; i <= TS_QUANT_MAX_OVERRIDES; i++) strcat(many, i ? ",attn_v=q8_0" : "attn_v=q8_0");
+    assert_int_equal(ts_quant_scheme_parse("int4", &s, &err), 0);
+    assert_int_equal(ts_quant_scheme_add_overrides(&s, many, &err), -1);
+    assert_non_null(strstr(err.message, "more than"));
+}
+
 /* Helper modes for the Python scripts (test_quant_gguf_py.py, measure_int4.py):
  *   --quantize TYPE IN.f32 OUT             reference quantizer, the whole file as one row
  *   --dequantize TYPE IN OUT.f32
@@ -362,6 +422,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_importance_lowers_weighted_error),
         cmocka_unit_test(test_tensor_conversion),
         cmocka_unit_test(test_scheme_accounting),
+        cmocka_unit_test(test_scheme_overrides),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

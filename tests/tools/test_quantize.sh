@@ -3,6 +3,7 @@
 # - the tiny-code model quantized to int8 keeps its perplexity within +0.1 % (issue 4's aim); int4 (Q4_K where
 #   rows fill 256, IQ4_NL elsewhere: +2.95 %) and iq4_nl everywhere (+2.84 %) both stay within +3.5 %, reported
 #   with their bits per weight, and the iq4_nl GGUF file must read in gguf-py as IQ4_NL;
+# - --tensor-type rules give the named tensors their types (gguf-py cross-read) and a Q8_0 embedding helps;
 # - a GGUF written from safetensors (f32) computes exactly the same logits, and a GGUF can be requantized;
 # - synth writes a loadable GGUF (q4_k, with the tokenizer inside) and a loadable Hugging Face directory.
 # ctest-labels: no_sanitizer
@@ -40,6 +41,37 @@ if [ -n "$types" ]; then
     *) echo "gguf-py reads no IQ4_NL matrices in the iq4_nl file: $types"; exit 1 ;;
     esac
 fi
+
+# --tensor-type: the named tensors take the named types (as gguf-py reads them), the rest int4's; the
+# embedding at Q8_0 must score better than int4 alone; a layer the model lacks is refused before any work
+"$bin" quantize "$model" "$tmp/mixed.gguf" --type int4 --tensor-type token_embd=q8_0,blk.0-1.ffn_down=q6_k | tee "$tmp/mixed.log"
+grep -q "q8_0 20.0%" "$tmp/mixed.log"
+pm=$(ppl "$tmp/mixed.gguf")
+python3 - "$p4" "$pm" <<'PY'
+import sys
+p4, pm = map(float, sys.argv[1:3])
+print(f"int4 {p4:.4f}; int4 with a Q8_0 embedding and Q6_K ffn_down in layers 0-1 {pm:.4f}")
+assert pm < p4, "the Q8_0 embedding did not help: were the rules applied?"
+PY
+python3 - "$tmp/mixed.gguf" <<'PY'
+import sys
+try:
+    import gguf
+except ImportError:
+    print("gguf-py not installed: the mixed file's types are not cross-read", file=sys.stderr)
+    sys.exit(0)
+types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(sys.argv[1]).tensors if len(t.shape) == 2}
+want = {"token_embd.weight": "Q8_0", "blk.0.ffn_down.weight": "Q6_K", "blk.1.ffn_down.weight": "Q6_K",
+        "blk.2.ffn_down.weight": "Q4_K", "blk.0.attn_v.weight": "IQ4_NL"}
+for name, t in want.items():
+    assert types[name] == t, f"{name}: {types[name]}, not {t}"
+print("gguf-py reads the mixed file's types as asked")
+PY
+if "$bin" quantize "$model" "$tmp/bad.gguf" --type int4 --tensor-type blk.8.attn_v=q8_0 2> "$tmp/bad.err"; then
+    echo "a rule for layer 8 of an 8-layer model was accepted"; exit 1
+fi
+grep -q "names layer 8, but the model has 8 layers" "$tmp/bad.err"
+test ! -e "$tmp/bad.gguf"
 
 # f32 GGUF from safetensors: the same numbers, so the same logits
 "$bin" quantize "$shared/testdata/qwen2-small" "$tmp/qwen2.gguf" --type f32 >/dev/null
