@@ -1423,6 +1423,7 @@ static void launch_attention(cuda_impl *im, T *kbase, T *vbase, const float *q, 
     const int32_t *list = tiled ? st->decode_tokens : NULL;
     int count = tiled ? st->n_decode : st->n_tokens;
     if (count == 0) return;
+    im->att_heads = n_heads; /* graph_begin keys the next steps' graphs by the split count with it */
     int splits = cuda_attention_splits(im, st->max_pos, st->n_tokens);
     size_t pairs = (size_t)count * n_heads, parts = pairs * splits;
     attn_io io;

@@ -202,6 +202,7 @@ struct cuda_impl {
     size_t norm_partials_bytes;
     int fuse_norm_off;      /* TESSERA_CUDA_FUSE_NORM=0: output projections, residual adds and norms apart */
     int att_split_work;     /* tokens x splits at most (TESSERA_CUDA_ATT_SPLIT_WORK; 0: as below) */
+    int att_heads;      /* query heads of the last attention launched: the split count's floor (cuda_attention_splits) */
     int att_batch_pairs;    /* tokens x splits of a batch whose attn_decode_mma blocks fill one wave (set with the cache) */
     int att_fill_positions; /* a short context's splits hold this many positions (TESSERA_CUDA_ATT_FILL) */
     int att_cluster; /* decode steps of up to this many tokens merge their attention splits through a
@@ -497,8 +498,12 @@ __device__ __forceinline__ void qact_store_group(float v, int64_t g, int lane, i
 }
 
 /* Split-K decode attention: positions per split aim at ATT_CHUNK, with at least a few splits once a
- * context is long enough to share, rounded up to a power of two so that graph replays of growing
- * contexts keep one grid; each token divides its own positions evenly among the splits. A batch
+ * context is long enough to share, rounded to the nearest power of two (so that graph replays of growing
+ * contexts keep one grid), then raised while the (token, head) blocks would leave multiprocessors idle.
+ * Rounding up, as before, gave a context just past 1024 or 2048 positions twice the splits at about 65
+ * positions each, and past 8 splits a merge through global memory instead of inside one cluster (H100,
+ * decode tok/s after 2048-token prompts: 0.6B 1039 -> 1211, 8B 336 -> 378; after 512: 8B 431 -> 457;
+ * docs/cuda-notes.md v19); each token divides its own positions evenly among the splits. A batch
  * already fills the GPU with (token, head) blocks, so tokens x splits stays within ATT_MAX_SPLIT_WORK;
  * a batch on the tensor-core kernel (attn_decode_mma) within att_batch_pairs, the splits whose blocks
  * run in one wave (8B batch 32 on an H100: one split 6755 tok/s, two 6469, four 6134; after 1024-token
@@ -521,8 +526,16 @@ static inline int cuda_attention_splits(const cuda_impl *im, int max_pos, int n_
     int n = (max_pos + ATT_CHUNK - 1) / ATT_CHUNK, fill = (max_pos + fill_positions - 1) / fill_positions;
     if (fill > 4) fill = 4;
     if (n < fill) n = fill;
-    int splits = 1;
-    while (splits < n && splits * 2 * (n_tokens > 0 ? n_tokens : 1) <= split_work) splits *= 2;
+    const int tokens = n_tokens > 0 ? n_tokens : 1;
+    int splits = 1; /* doubled while twice the splits is at most n times the square root of 2 */
+    while (2 * (2 * splits) * (2 * splits) <= 4 * n * n && splits * 2 * tokens <= split_work) splits *= 2;
+    /* and while the (token, head) blocks leave multiprocessors idle, each split keeping a pass of
+     * positions: after 512-token prompts the 0.6B's 16 heads ran 1439 tok/s with 4 splits of about 140
+     * positions (64 blocks) and 1583 with 8 */
+    const int heads = im->att_heads > 0 ? im->att_heads : 1, passes = (max_pos + fill_positions - 1) / fill_positions;
+    while (splits * 2 * heads * tokens <= im->prop.multiProcessorCount && splits * 2 <= passes &&
+           splits * 2 * tokens <= split_work)
+        splits *= 2;
     return splits;
 }
 /* Blocks of the batch decode attention on the tensor cores for head_dim hd that run at once on the GPU;
