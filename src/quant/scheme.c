@@ -88,15 +88,17 @@ static int parse_override(const char *p, const char *end, int item, ts_quant_ove
         return ts_fail(err, "item %d \"%.*s\": %s is not a layer's tensor (drop the blk. prefix)", item, len, p,
                        g_tensor_names[found].name);
     o->role = g_tensor_names[found].role;
-    char type[32];
-    if (end - (eq + 1) <= 0 || end - (eq + 1) >= (ptrdiff_t)sizeof type)
-        return ts_fail(err, "item %d \"%.*s\": expected a storage type after '='", item, len, p);
-    memcpy(type, eq + 1, (size_t)(end - (eq + 1)));
-    type[end - (eq + 1)] = 0;
-    if (ts_dtype_from_name(type, &o->dtype) != 0 || o->dtype == TS_DTYPE_Q8_K)
-        return ts_fail(err, "item %d \"%.*s\": unknown type \"%s\" (expected f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, "
-                            "q4_k, q5_k or q6_k)",
-                       item, len, p, type);
+    char type[32] = "";
+    const ptrdiff_t type_len = end - (eq + 1);
+    if (type_len <= 0) return ts_fail(err, "item %d \"%.*s\": expected a storage type after '='", item, len, p);
+    if (type_len < (ptrdiff_t)sizeof type) {
+        memcpy(type, eq + 1, (size_t)type_len);
+        type[type_len] = 0;
+    }
+    if (type_len >= (ptrdiff_t)sizeof type || ts_dtype_from_name(type, &o->dtype) != 0 || o->dtype == TS_DTYPE_Q8_K)
+        return ts_fail(err, "item %d \"%.*s\": unknown type \"%.*s\" (expected f32, f16, bf16, q8_0, q4_0, q4_1, "
+                            "iq4_nl, q4_k, q5_k or q6_k)",
+                       item, len, p, (int)type_len, eq + 1);
     return 0;
 }
 

@@ -310,6 +310,7 @@ static void test_scheme_overrides(void **state) {
         {"attn_v=q8_0,ffn_dwn=q6_k", "item 2 \"ffn_dwn=q6_k\": unknown tensor name \"ffn_dwn\""},
         {"attn_v=q9_0", "unknown type \"q9_0\""},
         {"attn_v=q8_k", "unknown type \"q8_k\""},
+        {"attn_v=q4_0_and_a_name_longer_than_any_type", "unknown type \"q4_0_and_a_name_longer_than_any_type\""},
         {"attn_v=", "expected a storage type"},
         {"blk.1.token_embd=q8_0", "token_embd is not a layer's tensor"},
         {"blk.3-1.attn_v=q8_0", "FIRST <= LAST"},
