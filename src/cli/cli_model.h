@@ -11,7 +11,7 @@
         {"synth", 1, "instead of --model: random weights shaped by this config.json (benchmarks)"},   \
         {"synth-type", 1, "weight type of --synth models (default q4_0)"},                           \
         {"threads", 1, "CPU threads (default: all available cores)"},                                 \
-        {"quant", 1, "quantize on load: int4, int8, fp16, bf16, none, or a GGUF type (default none)"}, \
+        {"quant", 1, "quantize on load: int4, int8, fp16, bf16, none, or a GGUF type (default none); :NAME=TYPE,... after it gives some tensors their own (int4:token_embd=q8_0)"}, \
         {"device", 1, "cpu, cuda or auto (default cpu)"},                                            \
         {"precision", 1, "GPU arithmetic: fp32, bf16 or fp16 (default bf16)"},                       \
         {"unified-memory", 0, "keep GPU weights in mapped host memory (models larger than the GPU)"},   \

@@ -24,7 +24,7 @@ static const ts_opt_spec g_specs[] = {
     {"metrics-port", 1, "port of the Prometheus /metrics endpoint (default 8002; 0 picks a free one)"},
     {"api-key", 1, "require 'Authorization: Bearer KEY' on every endpoint but health (also $TESSERA_API_KEY)"},
     {"threads", 1, "CPU threads per model (default: the cores available)"},
-    {"quant", 1, "quantize on load: int4, int8, fp16, bf16, none, or a GGUF type"},
+    {"quant", 1, "quantize on load: int4, int8, fp16, bf16, none, or a GGUF type; :NAME=TYPE,... after it gives some tensors their own (int4:token_embd=q8_0)"},
     {"context", 1, "tokens per sequence, prompt and output (default: min(model positions, 4096))"},
     {"max-running", 1, "sequences decoded together (default 32)"},
     {"max-queue", 1, "requests waiting for a slot before new ones get 503 (default 256)"},

@@ -126,6 +126,10 @@ static ts_model *model_new(const char *path, ts_backend *be, const ts_model_opti
 static int model_bind(ts_model *m, ts_error *err) {
     const char *path = m->path;
     if (m->opt.rope_theta > 0) m->cfg.rope_theta = m->opt.rope_theta;
+    if (ts_quant_scheme_check_layers(&m->opt.quant, m->cfg.num_layers, err) != 0) {
+        ts_error_prefix(err, "%s: quantization rules: ", path);
+        return -1;
+    }
     ts_quant_budget_init(&m->budget);
     m->impl = ts_arch_impl_for(m->cfg.arch);
     if (!m->impl) return ts_fail(err, "%s: architecture %s has no forward pass", path, ts_arch_name(m->cfg.arch));

@@ -5,7 +5,25 @@
 #include <string.h>
 #include <strings.h>
 
+static int parse_kind(const char *name, ts_quant_scheme *out, ts_error *err);
+
 int ts_quant_scheme_parse(const char *name, ts_quant_scheme *out, ts_error *err) {
+    const char *colon = strchr(name, ':');
+    if (!colon) return parse_kind(name, out, err);
+    char kind[32];
+    if ((size_t)(colon - name) >= sizeof kind)
+        return ts_fail(err, "unknown quantization \"%.*s\" before ':'", (int)(colon - name), name);
+    memcpy(kind, name, (size_t)(colon - name));
+    kind[colon - name] = 0;
+    if (parse_kind(kind, out, err) != 0) return -1;
+    if (ts_quant_scheme_add_overrides(out, colon + 1, err) != 0) {
+        ts_error_prefix(err, "after \"%s:\": ", kind);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_kind(const char *name, ts_quant_scheme *out, ts_error *err) {
     static const struct {
         const char *name;
         ts_quant_kind kind;
@@ -26,7 +44,7 @@ int ts_quant_scheme_parse(const char *name, ts_quant_scheme *out, ts_error *err)
         out->exact = t;
         return 0;
     }
-    return ts_fail(err, "unknown quantization \"%s\" (expected int4, int8, fp16, bf16, none, or one of f32, q8_0, q4_0, q4_1, iq4_nl, q4_k, q5_k, q6_k)", name);
+    return ts_fail(err, "unknown quantization \"%s\" (expected int4, int8, fp16, bf16, none, or one of f32, q8_0, q4_0, q4_1, iq4_nl, q4_k, q5_k, q6_k; then optionally :NAME=TYPE,... for some tensors)", name);
 }
 
 const char *ts_quant_scheme_name(const ts_quant_scheme *s, char *buf, int cap) {

@@ -51,7 +51,9 @@ typedef struct ts_quant_scheme {
     ts_quant_override overrides[TS_QUANT_MAX_OVERRIDES]; /* the last matching rule wins */
 } ts_quant_scheme;
 
-/* "int4", "int8", "fp16", "bf16", "none", "q4_0", "q8_0", "q4_k" ... (case-insensitive). */
+/* "int4", "int8", "fp16", "bf16", "none", "q4_0", "q8_0", "q4_k" ... (case-insensitive), optionally followed
+ * by ':' and rules as for ts_quant_scheme_add_overrides: "int4:token_embd=q8_0,ffn_down=q6_k" (for --quant on
+ * load and the repository's MODEL_QUANTIZATION, which have no option of their own for them). */
 int ts_quant_scheme_parse(const char *name, ts_quant_scheme *out, ts_error *err);
 const char *ts_quant_scheme_name(const ts_quant_scheme *s, char *buf, int cap);
 

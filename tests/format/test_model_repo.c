@@ -126,7 +126,7 @@ static int setup_repo(void **state) {
     /* GGUF file in the version folder */
     make_dir("i_gguf/1");
     write_text("i_gguf/config.pbtxt",
-               "parameters: [ { key: \"MODEL_QUANTIZATION\" value: { string_value: \"q8_0\" } } ]\n");
+               "parameters: [ { key: \"MODEL_QUANTIZATION\" value: { string_value: \"q8_0:token_embd=f16\" } } ]\n");
     link_shared("testdata/gguf/qwen3-tiny-tok-q8_0.gguf", "i_gguf/1/qwen3-tiny-tok-q8_0.gguf");
 
     /* a Hugging Face directory inside the version folder */
@@ -234,6 +234,10 @@ static void test_scan(void **state) {
     snprintf(want, sizeof want, "%s/i_gguf/1/qwen3-tiny-tok-q8_0.gguf", g_repo);
     assert_string_equal(v->model_path, want);
     assert_int_equal(find(&repo, "i_gguf")->config->quantization.kind, TS_QUANT_EXACT);
+    /* with a rule after the colon, as `--quant` takes it */
+    assert_int_equal(find(&repo, "i_gguf")->config->quantization.n_overrides, 1);
+    assert_int_equal(find(&repo, "i_gguf")->config->quantization.overrides[0].role, TS_ROLE_EMBEDDING);
+    assert_int_equal(find(&repo, "i_gguf")->config->quantization.overrides[0].dtype, TS_DTYPE_F16);
 
     v = ts_repo_latest(find(&repo, "j_subfolder"));
     snprintf(want, sizeof want, "%s/j_subfolder/1/Qwen3-small", g_repo);

@@ -327,6 +327,30 @@ static void test_scheme_overrides(void **state) {
         if (ts_quant_scheme_add_overrides(&s, bad[i].spec, &err) == 0) fail_msg("\"%s\" was accepted", bad[i].spec);
         if (!strstr(err.message, bad[i].says)) fail_msg("\"%s\": \"%s\" does not say \"%s\"", bad[i].spec, err.message, bad[i].says);
     }
+    /* the same rules after the scheme's name and ':' (for --quant on load and MODEL_QUANTIZATION) */
+    assert_int_equal(ts_quant_scheme_parse("INT4:token_embd=q8_0,blk.1.attn_v=f16", &s, &err), 0);
+    assert_int_equal(s.kind, TS_QUANT_INT4);
+    assert_int_equal(s.n_overrides, 2);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_EMBEDDING, -1, 8, TS_DTYPE_BF16, 384), TS_DTYPE_Q8_0);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_ATTN_V, 1, 8, TS_DTYPE_BF16, 384), TS_DTYPE_F16);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_ATTN_V, 2, 8, TS_DTYPE_BF16, 384), TS_DTYPE_IQ4_NL);
+    assert_int_equal(ts_quant_scheme_parse("q4_0:ffn_down=q8_0", &s, &err), 0);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_FFN_DOWN, 0, 8, TS_DTYPE_BF16, 1024), TS_DTYPE_Q8_0);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_FFN_UP, 0, 8, TS_DTYPE_BF16, 384), TS_DTYPE_Q4_0);
+    static const struct {
+        const char *spec, *says;
+    } bad_full[] = {
+        {"int4:", "after \"int4:\": item 1 \"\": expected NAME=TYPE"},
+        {"int5:token_embd=q8_0", "unknown quantization \"int5\""},
+        {"int4:tok=q8_0", "unknown tensor name \"tok\""},
+        {"a_scheme_name_longer_than_any_there_is:token_embd=q8_0", "before ':'"},
+    };
+    for (size_t i = 0; i < sizeof bad_full / sizeof bad_full[0]; i++) {
+        memset(&err, 0, sizeof err);
+        if (ts_quant_scheme_parse(bad_full[i].spec, &s, &err) == 0) fail_msg("\"%s\" was accepted", bad_full[i].spec);
+        if (!strstr(err.message, bad_full[i].says))
+            fail_msg("\"%s\": \"%s\" does not say \"%s\"", bad_full[i].spec, err.message, bad_full[i].says);
+    }
     /* more rules than the scheme holds */
     char many[2048] = "";
     for (int i = 0; i <= TS_QUANT_MAX_OVERRIDES; i++) strcat(many, i ? ",attn_v=q8_0" : "attn_v=q8_0");

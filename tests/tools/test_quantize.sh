@@ -4,6 +4,7 @@
 #   rows fill 256, IQ4_NL elsewhere: +2.95 %) and iq4_nl everywhere (+2.84 %) both stay within +3.5 %, reported
 #   with their bits per weight, and the iq4_nl GGUF file must read in gguf-py as IQ4_NL;
 # - --tensor-type rules give the named tensors their types (gguf-py cross-read) and a Q8_0 embedding helps;
+#   the same rules on load (--quant int4:RULES) give the same perplexity;
 # - a GGUF written from safetensors (f32) computes exactly the same logits, and a GGUF can be requantized;
 # - synth writes a loadable GGUF (q4_k, with the tokenizer inside) and a loadable Hugging Face directory.
 # ctest-labels: no_sanitizer
@@ -16,7 +17,7 @@ trap 'rm -rf "$tmp"' EXIT
 model="$src/models/tiny-code"
 text="$shared/models/tiny-code/heldout.py.txt"
 
-ppl() { "$bin" perplexity --model "$1" --file "$text" --ctx 512 --json | python3 -c "import json,sys; print(json.load(sys.stdin)['perplexity'])"; }
+ppl() { "$bin" perplexity --model "$1" --file "$text" --ctx 512 --json "${@:2}" | python3 -c "import json,sys; print(json.load(sys.stdin)['perplexity'])"; }
 base=$(ppl "$model")
 "$bin" quantize "$model" "$tmp/int8.gguf" --type int8 | tee "$tmp/int8.log"
 "$bin" quantize "$model" "$tmp/int4.gguf" --type int4 | tee "$tmp/int4.log"
@@ -67,6 +68,13 @@ for name, t in want.items():
     assert types[name] == t, f"{name}: {types[name]}, not {t}"
 print("gguf-py reads the mixed file's types as asked")
 PY
+# the same rules on load (--quant int4:RULES): the same quantizers, so the same perplexity as the file
+pl=$(ppl "$model" --quant int4:token_embd=q8_0,blk.0-1.ffn_down=q6_k)
+[ "$pl" = "$pm" ] || { echo "--quant int4:RULES on load gives $pl, the quantized file $pm"; exit 1; }
+if "$bin" perplexity --model "$model" --file "$text" --quant int4:blk.8.attn_v=q8_0 2> "$tmp/bad.err"; then
+    echo "a rule for layer 8 of an 8-layer model was accepted on load"; exit 1
+fi
+grep -q "names layer 8, but the model has 8 layers" "$tmp/bad.err"
 if "$bin" quantize "$model" "$tmp/bad.gguf" --type int4 --tensor-type blk.8.attn_v=q8_0 2> "$tmp/bad.err"; then
     echo "a rule for layer 8 of an 8-layer model was accepted"; exit 1
 fi
