@@ -44,7 +44,7 @@ static int parse_kind(const char *name, ts_quant_scheme *out, ts_error *err) {
         out->exact = t;
         return 0;
     }
-    return ts_fail(err, "unknown quantization \"%s\" (expected int4, int8, fp16, bf16, none, or one of f32, q8_0, q4_0, q4_1, iq4_nl, q4_k, q5_k, q6_k; then optionally :NAME=TYPE,... for some tensors)", name);
+    return ts_fail(err, "unknown quantization \"%s\" (expected int4, int8, fp16, bf16, none, or one of f32, q8_0, q4_0, q4_1, iq4_nl, q4_k, q5_k, q6_k)", name);
 }
 
 const char *ts_quant_scheme_name(const ts_quant_scheme *s, char *buf, int cap) {
