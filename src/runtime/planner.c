@@ -182,6 +182,10 @@ static uint64_t runtime_bytes(const ts_plan_request *r, uint64_t reserve) {
 static int normalise(const ts_plan_request *in, ts_plan_request *r, ts_error *err) {
     *r = *in;
     if (check_config(r->config, err) != 0) return -1;
+    if (ts_quant_scheme_check_layers(&r->quant, r->config->num_layers, err) != 0) {
+        ts_error_prefix(err, "planner: quantization rules: ");
+        return -1;
+    }
     if (r->context_length <= 0)
         r->context_length = r->config->max_position_embeddings > 0 ? r->config->max_position_embeddings : 2048;
     if (r->batch <= 0) r->batch = 1;

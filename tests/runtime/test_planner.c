@@ -467,8 +467,30 @@ static void test_incomplete_config_is_refused(void **state) {
                         "planner: the model configuration is incomplete (layers, hidden size, heads, vocabulary)");
 }
 
+/* Tensor rules in the scheme count in the weights' bytes; a rule for a layer the model lacks is refused. */
+static void test_tensor_rules(void **state) {
+    (void)state;
+    ts_model_config c = load_config("qwen3-0.6b");
+    ts_quant_scheme plain, mixed;
+    ts_error err = {{0}};
+    assert_int_equal(ts_quant_scheme_parse("int4", &plain, &err), 0);
+    assert_int_equal(ts_quant_scheme_parse("int4:token_embd=q8_0", &mixed, &err), 0);
+    uint64_t b_plain = 0, b_mixed = 0;
+    int64_t params = 0;
+    assert_int_equal(ts_plan_weight_bytes(&c, &plain, &b_plain, &params, &err), 0);
+    assert_int_equal(ts_plan_weight_bytes(&c, &mixed, &b_mixed, &params, &err), 0);
+    /* the tied embedding, vocab x hidden, from 4.5 (Q4_K) to 8.5 bits a weight */
+    assert_int_equal(b_mixed - b_plain, (uint64_t)c.vocab_size * (uint64_t)c.hidden_size / 2);
+    ts_plan_request req = {.config = &c, .context_length = 1024, .batch = 1};
+    assert_int_equal(ts_quant_scheme_parse("int4:blk.28.ffn_down=q6_k", &req.quant, &err), 0);
+    ts_plan p;
+    assert_int_equal(ts_plan_compute(&req, &p, &err), -1);
+    assert_non_null(strstr(err.message, "planner: quantization rules: rule 1 names layer 28, but the model has 28 layers"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tensor_rules),
         cmocka_unit_test(test_qwen3_0_6b),
         cmocka_unit_test(test_qwen3_8b),
         cmocka_unit_test(test_qwen3_30b_a3b),
