@@ -1,7 +1,7 @@
 # Checks shared by the quantize tests (sourced; expects $bin, $src and $text to be set).
 
-# perplexity of model $1 on $text at ctx 512
-ppl() { "$bin" perplexity --model "$1" --file "$text" --ctx 512 --json | python3 -c "import json,sys; print(json.load(sys.stdin)['perplexity'])"; }
+# perplexity of model $1 on $text at ctx 512 (further arguments go to tessera perplexity)
+ppl() { "$bin" perplexity --model "$1" --file "$text" --ctx 512 --json "${@:2}" | python3 -c "import json,sys; print(json.load(sys.stdin)['perplexity'])"; }
 
 # check_loss BASE PPL LIMIT LABEL: fails when PPL loses more than LIMIT percent against BASE
 check_loss() {

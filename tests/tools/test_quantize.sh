@@ -17,7 +17,7 @@ trap 'rm -rf "$tmp"' EXIT
 model="$src/models/tiny-code"
 text="$shared/models/tiny-code/heldout.py.txt"
 
-ppl() { "$bin" perplexity --model "$1" --file "$text" --ctx 512 --json "${@:2}" | python3 -c "import json,sys; print(json.load(sys.stdin)['perplexity'])"; }
+source "$src/tests/support/quantize_checks.sh"
 base=$(ppl "$model")
 "$bin" quantize "$model" "$tmp/int8.gguf" --type int8 | tee "$tmp/int8.log"
 "$bin" quantize "$model" "$tmp/int4.gguf" --type int4 | tee "$tmp/int4.log"
