@@ -23,13 +23,13 @@ static int vocab_for(const char *dir, ts_vocab_spec *spec, ts_error *err) {
 }
 
 static const ts_opt_spec g_quant_specs[] = {
-    {"type", 1, "int4, int8, fp16, bf16, none, or a GGUF type: q4_0, q4_1, iq4_nl, q8_0, q4_k, q5_k, q6_k, f16, bf16, f32"},
+    {"type", 1, "int4, int8, fp16, bf16, none, or a GGUF type: q4_0, q4_1, iq4_nl, iq4_xs, q8_0, q4_k, q5_k, q6_k, f16, bf16, f32"},
     {"tensor-type", 1, "types for some tensors, overriding --type: comma-separated [blk.N.|blk.A-B.]NAME=TYPE, NAME a "
                        "GGUF tensor name (token_embd, output, attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, "
                        "ffn_down), e.g. token_embd=q8_0,blk.0-3.ffn_down=q6_k"},
     {"threads", 1, "threads (default: all cores)"},
     {"name", 1, "general.name written into the file"},
-    {"calibration", 1, "text file to calibrate on: GPTQ for the iq4_nl, q4_0 and q4_k matrices (never the text you evaluate on)"},
+    {"calibration", 1, "text file to calibrate on: GPTQ for the iq4_nl, iq4_xs, q4_0 and q4_k matrices (never the text you evaluate on)"},
     {"calibration-tokens", 1, "tokens of the calibration text to use, in windows of 512 (default 8192)"},
     {"gptq-damp", 1, "with --calibration: added to the Hessian's diagonal as a fraction of its mean (default 0.1)"},
     {"gptq-order", 1, "with --calibration: columns by decreasing input energy (act, the default) or in order (natural)"},
@@ -174,7 +174,7 @@ int ts_cmd_quantize(int argc, char **argv) {
         printf("wrote %s: %s\n", out, ts_quant_budget_str(&budget, buf, sizeof buf));
         if (cal_file) {
             printf("GPTQ quantized %d matrices", cal.calibrated);
-            if (cal.calibrated == 0) printf(" (the --type has no iq4_nl, q4_0 or q4_k matrices: calibration changed nothing)");
+            if (cal.calibrated == 0) printf(" (the --type has no iq4_nl, iq4_xs, q4_0 or q4_k matrices: calibration changed nothing)");
             printf("\n");
         }
         if (tune_steps > 0)

@@ -92,6 +92,7 @@ static ts_dtype dtype_from_file_type(int64_t ft, ts_dtype fallback) {
     case 17: return TS_DTYPE_Q5_K;
     case 18: return TS_DTYPE_Q6_K;
     case 25: return TS_DTYPE_IQ4_NL;
+    case 30: return TS_DTYPE_IQ4_XS;
     case 32: return TS_DTYPE_BF16;
     default: return fallback;
     }

@@ -44,6 +44,7 @@ static int file_type_of(const ts_gguf_model_tensor *t, int n) {
     case TS_DTYPE_Q5_K: return 17;
     case TS_DTYPE_Q6_K: return 18;
     case TS_DTYPE_IQ4_NL: return 25;
+    case TS_DTYPE_IQ4_XS: return 30;
     default: return 0;
     }
 }

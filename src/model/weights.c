@@ -57,7 +57,7 @@ static const char *file_of(const ts_model *m, const ts_tensor_desc *d) { return 
 
 static int check_usable(const ts_model *m, const ts_tensor_desc *d, ts_error *err) {
     if (d->dtype == TS_DTYPE_COUNT || d->dtype == TS_DTYPE_Q8_K)
-        return ts_fail(err, "%s: tensor \"%s\" has type %s, which tessera cannot compute with (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K)",
+        return ts_fail(err, "%s: tensor \"%s\" has type %s, which tessera cannot compute with (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)",
                        file_of(m, d), d->name, d->file_dtype);
     return 0;
 }

@@ -137,6 +137,21 @@ void ts_dequantize_row(ts_dtype t, const void *src, float *dst, int64_t n) {
         }
         break;
     }
+    case TS_DTYPE_IQ4_XS: {
+        const ts_block_iq4_xs *b = src;
+        for (int64_t i = 0; i < nb; i++) {
+            float d = ts_f16_to_f32(b[i].d);
+            for (int j = 0; j < 8; j++, dst += 32) {
+                float dl = d * (float)ts_iq4_xs_sub_scale(&b[i], j);
+                const uint8_t *qs = b[i].qs + 16 * j;
+                for (int k = 0; k < 16; k++) {
+                    dst[k] = dl * (float)ts_iq4_nl_values[qs[k] & 0x0f];
+                    dst[k + 16] = dl * (float)ts_iq4_nl_values[qs[k] >> 4];
+                }
+            }
+        }
+        break;
+    }
     default: break;
     }
 }

@@ -14,6 +14,7 @@ static const ts_dtype_info g_info[TS_DTYPE_COUNT] = {
     [TS_DTYPE_Q6_K] = {"q6_k", TS_QK_K, sizeof(ts_block_q6_k), 14},
     [TS_DTYPE_Q8_K] = {"q8_k", TS_QK_K, sizeof(ts_block_q8_k), 15},
     [TS_DTYPE_IQ4_NL] = {"iq4_nl", TS_QK4_NL, sizeof(ts_block_iq4_nl), 20},
+    [TS_DTYPE_IQ4_XS] = {"iq4_xs", TS_QK_K, sizeof(ts_block_iq4_xs), 23},
 };
 
 /* The levels GGUF's IQ4_NL uses (ggml type 20), so that files match llama.cpp's bit for bit. */

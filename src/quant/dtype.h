@@ -24,6 +24,7 @@ typedef enum ts_dtype {
     TS_DTYPE_Q6_K,
     TS_DTYPE_Q8_K, /* activations only: the partner of the K-quant dot products */
     TS_DTYPE_IQ4_NL, /* 4-bit indices into a fixed non-uniform grid (ts_iq4_nl_values), fp16 scale per 32 */
+    TS_DTYPE_IQ4_XS, /* IQ4_NL's grid in 256-wide super-blocks: fp16 scale, 6-bit scale per 32 (4.25 bits) */
     TS_DTYPE_COUNT
 } ts_dtype;
 
@@ -71,6 +72,28 @@ typedef struct {
 } ts_block_iq4_nl;
 extern const int8_t ts_iq4_nl_values[16];
 
+/* IQ4_XS: eight IQ4_NL blocks sharing one fp16 scale d; sub-block j (elements 32j..32j+31) has the
+ * signed 6-bit scale ts_iq4_xs_sub_scale(b, j) in -32..31 (low 4 bits in scales_l, nibble j % 2 of byte
+ * j / 2; high 2 bits at bit 2j of scales_h), and its 16 bytes of indices at qs + 16j in IQ4_NL's order.
+ * Element 32j + k is d * sub_scale * ts_iq4_nl_values[index]. */
+typedef struct {
+    uint16_t d;
+    uint16_t scales_h;
+    uint8_t scales_l[TS_QK_K / 64];
+    uint8_t qs[TS_QK_K / 2];
+} ts_block_iq4_xs;
+
+static inline int ts_iq4_xs_sub_scale(const ts_block_iq4_xs *b, int j) {
+    int ls = ((b->scales_l[j / 2] >> (4 * (j % 2))) & 0x0f) | (((b->scales_h >> (2 * j)) & 3) << 4);
+    return ls - 32;
+}
+
+static inline void ts_iq4_xs_set_sub_scale(ts_block_iq4_xs *b, int j, int s) {
+    int ls = s + 32;
+    b->scales_l[j / 2] = (uint8_t)((b->scales_l[j / 2] & (0xf0 >> (4 * (j % 2)))) | ((ls & 0x0f) << (4 * (j % 2))));
+    b->scales_h = (uint16_t)((b->scales_h & ~(3u << (2 * j))) | ((unsigned)(ls >> 4) << (2 * j)));
+}
+
 typedef struct {
     uint16_t d;
     int8_t qs[TS_QK8_0];
@@ -106,6 +129,7 @@ typedef struct {
 
 TS_STATIC_ASSERT(sizeof(ts_block_q4_0) == 18, "q4_0 layout");
 TS_STATIC_ASSERT(sizeof(ts_block_iq4_nl) == sizeof(ts_block_q4_0), "iq4_nl shares q4_0's layout");
+TS_STATIC_ASSERT(sizeof(ts_block_iq4_xs) == 136, "iq4_xs layout");
 TS_STATIC_ASSERT(sizeof(ts_block_q4_1) == 20, "q4_1 layout");
 TS_STATIC_ASSERT(sizeof(ts_block_q8_0) == 34, "q8_0 layout");
 TS_STATIC_ASSERT(sizeof(ts_block_q4_k) == 144, "q4_k layout");

@@ -19,7 +19,9 @@ void ts_gptq_options_init(ts_gptq_options *o) {
     o->act_order = 0;
 }
 
-int ts_gptq_supported(ts_dtype t) { return t == TS_DTYPE_IQ4_NL || t == TS_DTYPE_Q4_0 || t == TS_DTYPE_Q4_K; }
+int ts_gptq_supported(ts_dtype t) {
+    return t == TS_DTYPE_IQ4_NL || t == TS_DTYPE_IQ4_XS || t == TS_DTYPE_Q4_0 || t == TS_DTYPE_Q4_K;
+}
 
 int ts_gptq_inverse_factor(const double *h, int64_t n, double damp, float *u, ts_error *err) {
     double *v = malloc((size_t)n * (size_t)n * sizeof *v), *acc = malloc((size_t)n * sizeof *acc);
@@ -82,7 +84,8 @@ void ts_gptq_feedback(float *x, const float *u, int64_t n, int64_t j, float q) {
 
 /* One block's decoding parameters, read back from the block the ordinary quantizer wrote. */
 typedef struct block_params {
-    float scale[8], offset[8]; /* per 32 values: value = scale * level - offset (Q4_K); scale[0] only otherwise */
+    float scale[8], offset[8]; /* per 32 values: value = scale * level - offset (Q4_K), scale * grid value
+                                  (IQ4_XS); scale[0] only otherwise */
 } block_params;
 
 static void read_params(ts_dtype t, const void *blk, block_params *p) {
@@ -96,6 +99,9 @@ static void read_params(ts_dtype t, const void *blk, block_params *p) {
             p->scale[j] = d * (float)sc;
             p->offset[j] = dmin * (float)m;
         }
+    } else if (t == TS_DTYPE_IQ4_XS) {
+        const ts_block_iq4_xs *b = blk;
+        for (int j = 0; j < 8; j++) p->scale[j] = ts_f16_to_f32(b->d) * (float)ts_iq4_xs_sub_scale(b, j);
     } else if (t == TS_DTYPE_Q4_0) {
         p->scale[0] = ts_f16_to_f32(((const ts_block_q4_0 *)blk)->d);
     } else {
@@ -113,7 +119,7 @@ static uint8_t quantize_one(ts_dtype t, const block_params *p, int k, float x, f
         *q = a * (float)l - b;
         return (uint8_t)l;
     }
-    float d = p->scale[0];
+    float d = p->scale[t == TS_DTYPE_IQ4_XS ? k / 32 : 0];
     if (t == TS_DTYPE_Q4_0) {
         int l = d != 0.0f ? clamp15(ts_nearest_int(x / d) + 8) : 8;
         *q = d * (float)(l - 8);
@@ -127,6 +133,10 @@ static uint8_t quantize_one(ts_dtype t, const block_params *p, int k, float x, f
 static void pack_levels(ts_dtype t, const uint8_t *L, void *blk) {
     if (t == TS_DTYPE_Q4_K) {
         ts_pack_q4_k_levels(L, ((ts_block_q4_k *)blk)->qs);
+        return;
+    }
+    if (t == TS_DTYPE_IQ4_XS) {
+        for (int j = 0; j < 8; j++) ts_pack_q4_32_levels(L + 32 * j, ((ts_block_iq4_xs *)blk)->qs + 16 * j);
         return;
     }
     ts_pack_q4_32_levels(L, t == TS_DTYPE_Q4_0 ? ((ts_block_q4_0 *)blk)->qs : ((ts_block_iq4_nl *)blk)->qs);
@@ -186,7 +196,7 @@ done:
 int ts_gptq_quantize(ts_dtype t, const float *w, int64_t rows, int64_t cols, const double *h,
                      const ts_gptq_options *opt, void *dst, int n_threads, ts_error *err) {
     if (!ts_gptq_supported(t))
-        return ts_fail(err, "gptq: calibrated quantization writes iq4_nl, q4_0 or q4_k, not %s", ts_dtype_get(t)->name);
+        return ts_fail(err, "gptq: calibrated quantization writes iq4_nl, iq4_xs, q4_0 or q4_k, not %s", ts_dtype_get(t)->name);
     int bs = ts_dtype_get(t)->block_size;
     if (rows <= 0 || cols <= 0 || cols % bs != 0)
         return ts_fail(err, "gptq: a [%lld, %lld] matrix does not fill whole %s blocks of %d", (long long)rows,

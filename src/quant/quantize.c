@@ -19,6 +19,7 @@ void ts_quantize_row_best(ts_dtype t, const float *src, void *dst, int64_t n, co
     case TS_DTYPE_Q5_K: ts_search_q5_k(src, dst, nb, importance); break;
     case TS_DTYPE_Q6_K: ts_search_q6_k(src, dst, nb, importance); break;
     case TS_DTYPE_IQ4_NL: ts_search_iq4_nl(src, dst, nb, importance); break;
+    case TS_DTYPE_IQ4_XS: ts_search_iq4_xs(src, dst, nb, importance); break;
     default: ts_quantize_row(t, src, dst, n); break;
     }
 }

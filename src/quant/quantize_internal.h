@@ -64,5 +64,6 @@ void ts_search_q5_k(const float *x, ts_block_q5_k *y, int64_t nb, const float *w
 void ts_search_q6_k(const float *x, ts_block_q6_k *y, int64_t nb, const float *w);
 void ts_search_q4_0(const float *x, ts_block_q4_0 *y, int64_t nb, const float *w);
 void ts_search_iq4_nl(const float *x, ts_block_iq4_nl *y, int64_t nb, const float *w);
+void ts_search_iq4_xs(const float *x, ts_block_iq4_xs *y, int64_t nb, const float *w);
 
 #endif

@@ -302,6 +302,37 @@ static void ref_iq4_nl(const float *x, ts_block_iq4_nl *y, int64_t nb) {
     }
 }
 
+/* IQ4_XS without a search: each sub-block's scale as IQ4_NL's reference takes it, the super-block's d
+ * so that the sub-scale of largest magnitude is -32, every sub-scale rounded to its nearest multiple of
+ * d, then every element to its nearest level under its sub-block's scale. */
+static void ref_iq4_xs(const float *x, ts_block_iq4_xs *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += TS_QK_K) {
+        float s[8], smax = 0.0f, amax = 0.0f;
+        for (int j = 0; j < 8; j++) {
+            float a;
+            s[j] = ts_max_magnitude(x + 32 * j, 32, &a) / (float)ts_iq4_nl_values[0];
+            if (fabsf(s[j]) > amax) {
+                amax = fabsf(s[j]);
+                smax = s[j];
+            }
+        }
+        memset(&y[i], 0, sizeof y[i]);
+        y[i].d = ts_f32_to_f16(smax / -32.0f);
+        float d = ts_f16_to_f32(y[i].d), id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int j = 0; j < 8; j++) {
+            int l = ts_nearest_int(s[j] * id);
+            l = l < -32 ? -32 : l > 31 ? 31 : l;
+            ts_iq4_xs_set_sub_scale(&y[i], j, l);
+            float dl = d * (float)l, idl = dl != 0.0f ? 1.0f / dl : 0.0f;
+            const float *xj = x + 32 * j;
+            for (int k = 0; k < 16; k++) {
+                int lo = ts_iq4_nl_nearest(xj[k] * idl), hi = ts_iq4_nl_nearest(xj[k + 16] * idl);
+                y[i].qs[16 * j + k] = (uint8_t)(lo | (hi << 4));
+            }
+        }
+    }
+}
+
 void ts_quantize_row(ts_dtype t, const float *src, void *dst, int64_t n) {
     int64_t nb = n / ts_dtype_get(t)->block_size;
     switch (t) {
@@ -324,6 +355,7 @@ void ts_quantize_row(ts_dtype t, const float *src, void *dst, int64_t n) {
     case TS_DTYPE_Q6_K: ref_q6_k(src, dst, nb); break;
     case TS_DTYPE_Q8_K: ref_q8_k(src, dst, nb); break;
     case TS_DTYPE_IQ4_NL: ref_iq4_nl(src, dst, nb); break;
+    case TS_DTYPE_IQ4_XS: ref_iq4_xs(src, dst, nb); break;
     default: break;
     }
 }

@@ -396,3 +396,110 @@ void ts_search_iq4_nl(const float *x, ts_block_iq4_nl *y, int64_t nb, const floa
         ts_pack_q4_32_levels(best_L, y[i].qs);
     }
 }
+
+/* The grid index nearest v by comparisons against the midpoints between neighbouring levels: the same
+ * choice as ts_iq4_nl_nearest away from exact midpoints, in four comparisons instead of sixteen. */
+static inline int iq4_nearest_fast(float v) {
+    static const float mid[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
+                                  7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
+    int i = v > mid[7] ? 8 : 0;
+    i += v > mid[i + 3] ? 4 : 0;
+    i += v > mid[i + 1] ? 2 : 0;
+    i += v > mid[i] ? 1 : 0;
+    return i;
+}
+
+/* Weighted error of the n elements of x at scale d with their nearest levels (written to L). */
+static double iq4_group_error(const float *x, const float *w, int n, float d, uint8_t *L) {
+    float inv = d != 0.0f ? 1.0f / d : 0.0f;
+    double err = 0.0;
+    for (int k = 0; k < n; k++) {
+        L[k] = (uint8_t)(d != 0.0f ? iq4_nearest_fast(x[k] * inv) : 8);
+        double e = (double)d * ts_iq4_nl_values[L[k]] - x[k];
+        err += (double)w[k] * e * e;
+    }
+    return err;
+}
+
+/* The least-squares scale of 32 elements on the grid, as ts_search_iq4_nl searches it (unrounded). */
+static float iq4_best_scale(const float *x, const float *w) {
+    float amax;
+    const float max = ts_max_magnitude(x, 32, &amax);
+    double best_err = INFINITY;
+    float best = 0.0f;
+    uint8_t L[32];
+    for (int step = -9; step <= 9 && amax > 0.0f; step++) {
+        float s = max / (-127.0f + 0.1f * (float)step);
+        for (int pass = 0; pass < 2; pass++) {
+            double num = 0.0, den = 0.0, inv = 1.0 / s;
+            for (int k = 0; k < 32; k++) {
+                double q = ts_iq4_nl_values[iq4_nearest_fast((float)(x[k] * inv))];
+                num += (double)w[k] * q * x[k];
+                den += (double)w[k] * q * q;
+            }
+            if (!(den > 0.0) || num == 0.0) break;
+            s = (float)(num / den);
+        }
+        double err = iq4_group_error(x, w, 32, s, L);
+        if (err < best_err) {
+            best_err = err;
+            best = s;
+        }
+    }
+    return best;
+}
+
+/* IQ4_XS: each sub-block's best scale as for IQ4_NL; then candidate super-block scales d that put the
+ * sub-scale of largest magnitude at -32 down to -28.5 (or at 31), rounded to fp16; under each, every
+ * sub-block takes whichever of the two integer sub-scales around its own scale gives the smaller error
+ * with nearest levels. The candidate with the least total weighted error wins. */
+void ts_search_iq4_xs(const float *x, ts_block_iq4_xs *y, int64_t nb, const float *imp) {
+    float w[TS_QK_K], s[8];
+    uint8_t L[32], best_L[TS_QK_K], cand_L[TS_QK_K];
+    int best_l[8], cand_l[8];
+    group_stats gs;
+    for (int64_t i = 0; i < nb; i++, x += TS_QK_K, imp = imp ? imp + TS_QK_K : NULL) {
+        float smax = 0.0f;
+        for (int j = 0; j < 8; j++) {
+            group_weights(x + 32 * j, imp ? imp + 32 * j : NULL, 32, w + 32 * j, &gs);
+            s[j] = iq4_best_scale(x + 32 * j, w + 32 * j);
+            if (fabsf(s[j]) > fabsf(smax)) smax = s[j];
+        }
+        memset(&y[i], 0, sizeof y[i]);
+        memset(best_L, 8, sizeof best_L);
+        for (int j = 0; j < 8; j++) best_l[j] = 0;
+        uint16_t best_d = 0;
+        double best_err = INFINITY;
+        for (int c = 0; c <= 8 && smax != 0.0f; c++) {
+            uint16_t hd = ts_f32_to_f16(c < 8 ? smax / (-32.0f + 0.5f * (float)c) : smax / 31.0f);
+            float d = ts_f16_to_f32(hd);
+            if (d == 0.0f || !isfinite(d)) continue;
+            double err = 0.0;
+            for (int j = 0; j < 8 && err < best_err; j++) {
+                int l0 = (int)floorf(s[j] / d);
+                double ej = INFINITY;
+                for (int l = l0; l <= l0 + 1; l++) {
+                    int lc = clampi(l, -32, 31);
+                    double e = iq4_group_error(x + 32 * j, w + 32 * j, 32, d * (float)lc, L);
+                    if (e < ej) {
+                        ej = e;
+                        cand_l[j] = lc;
+                        memcpy(cand_L + 32 * j, L, 32);
+                    }
+                }
+                err += ej;
+            }
+            if (err < best_err) {
+                best_err = err;
+                best_d = hd;
+                memcpy(best_l, cand_l, sizeof best_l);
+                memcpy(best_L, cand_L, sizeof best_L);
+            }
+        }
+        y[i].d = best_d;
+        for (int j = 0; j < 8; j++) {
+            ts_iq4_xs_set_sub_scale(&y[i], j, best_l[j]);
+            ts_pack_q4_32_levels(best_L + 32 * j, y[i].qs + 16 * j);
+        }
+    }
+}

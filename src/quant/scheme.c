@@ -44,7 +44,7 @@ static int parse_kind(const char *name, ts_quant_scheme *out, ts_error *err) {
         out->exact = t;
         return 0;
     }
-    return ts_fail(err, "unknown quantization \"%s\" (expected int4, int8, fp16, bf16, none, or one of f32, q8_0, q4_0, q4_1, iq4_nl, q4_k, q5_k, q6_k)", name);
+    return ts_fail(err, "unknown quantization \"%s\" (expected int4, int8, fp16, bf16, none, or one of f32, q8_0, q4_0, q4_1, iq4_nl, iq4_xs, q4_k, q5_k, q6_k)", name);
 }
 
 const char *ts_quant_scheme_name(const ts_quant_scheme *s, char *buf, int cap) {
@@ -115,7 +115,7 @@ static int parse_override(const char *p, const char *end, int item, ts_quant_ove
     }
     if (type_len >= (ptrdiff_t)sizeof type || ts_dtype_from_name(type, &o->dtype) != 0 || o->dtype == TS_DTYPE_Q8_K)
         return ts_fail(err, "item %d \"%.*s\": unknown type \"%.*s\" (expected f32, f16, bf16, q8_0, q4_0, q4_1, "
-                            "iq4_nl, q4_k, q5_k or q6_k)",
+                            "iq4_nl, iq4_xs, q4_k, q5_k or q6_k)",
                        item, len, p, (int)type_len, eq + 1);
     return 0;
 }
@@ -149,6 +149,7 @@ static ts_dtype fallback(ts_dtype want, int64_t cols) {
     if (fits(want, cols)) return want;
     switch (want) {
     case TS_DTYPE_Q4_K: return fallback(TS_DTYPE_Q4_1, cols);
+    case TS_DTYPE_IQ4_XS: return fallback(TS_DTYPE_IQ4_NL, cols);
     case TS_DTYPE_Q5_K:
     case TS_DTYPE_Q6_K: return fallback(TS_DTYPE_Q8_0, cols);
     case TS_DTYPE_Q4_0:
@@ -179,8 +180,10 @@ ts_dtype ts_quant_scheme_dtype(const ts_quant_scheme *s, ts_weight_role role, in
         /* Everything else at 4.5 bits: Q4_K (scale and minimum per 32, searched) where the row fills its
          * 256-wide super-blocks, else IQ4_NL (same size as Q4_0, non-uniform levels: tiny-code +2.95 %
          * instead of +4.6 % with Q4_0 there; it runs at Q4_0's speed on the CPU, ~10 % slower in GPU
-         * decode, and GPU batches of it take the int8 tensor-core kernel, not the faster 16-bit one). Measured on tiny-code, raising the tied embedding to Q8_0
-         * or mixing in Q6_K costs far more bits than the perplexity it buys (see tests/quant/README.md). */
+         * decode). IQ4_XS (`--quant iq4_xs`: IQ4_NL's grid at 4.25 bits where rows fill 256) loses no more on
+         * tiny-code and is smaller (on the GPU 4.31 bits against Q4_K's 6 as repacked there), but its grid
+         * lookups cost single-sequence GPU decode: on an H100 8B 399 tok/s against Q4_K's 411, 0.6B 1510
+         * against 1747 (tests/quant/README.md); int4 keeps the faster type. */
         if (fits(TS_DTYPE_Q4_K, cols)) return TS_DTYPE_Q4_K;
         return fallback(TS_DTYPE_IQ4_NL, cols);
     case TS_QUANT_EXACT: return fallback(s->exact, cols);

@@ -66,9 +66,8 @@ int ts_quant_scheme_check_layers(const ts_quant_scheme *s, int num_layers, ts_er
 
 /* Storage type for one weight of `cols` inputs: the last override that matches, else the scheme's choice.
  * Falls back to a finer type when cols does not fill the preferred type's blocks. `source` is the type in the file (returned for TS_QUANT_NONE).
- * int4 keeps every matrix at 4.5 bits a weight (Q4_K where rows fill 256-wide blocks, else IQ4_NL):
- * tessera has no type below 4.5 bits to pay for more precise sensitive tensors, so its accuracy comes
- * from the error-minimising quantizer (quant/quantize.h) rather than from a mix. */
+ * int4 keeps every matrix at 4.5 bits a weight (Q4_K where rows fill 256-wide blocks, else IQ4_NL), the
+ * types the GPU's fastest kernels read; iq4_xs is the smaller choice (4.25 bits where rows fill 256). */
 ts_dtype ts_quant_scheme_dtype(const ts_quant_scheme *s, ts_weight_role role, int layer, int num_layers,
                                ts_dtype source, int64_t cols);
 

@@ -85,6 +85,10 @@ static void *fill_part(void *arg) {
                 memcpy(p + 2, &dm, 2);
                 break;
             }
+            case TS_DTYPE_IQ4_XS: /* random 6-bit sub-scales (rms about 18.5) times grid values (about 70) */
+                d = ts_f32_to_f16(j->std / 1295.0f);
+                memcpy(p, &d, 2);
+                break;
             case TS_DTYPE_Q6_K:
                 d = ts_f32_to_f16(j->std / 18.0f / 64.0f);
                 memcpy(p + 208, &d, 2);

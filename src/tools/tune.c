@@ -32,7 +32,7 @@ void ts_tune_options_init(ts_tune_options *o) {
 
 /* Where a block type keeps its float16 scales. Every type here dequantizes linearly in them jointly (w =
  * d * code for Q4_0, IQ4_NL and Q8_0; d * code + m for Q4_1; d * sc * q - dmin * m for Q4_K and Q5_K, whose
- * 6-bit sub-block scales stay; d * sc * q for Q6_K), so with U_k the block dequantized with slot k set to 1
+ * 6-bit sub-block scales stay; d * sc * q for Q6_K and IQ4_XS), so with U_k the block dequantized with slot k set to 1
  * and the other slots to 0, W = sum over k of d_k U_k. */
 typedef struct scale_slots {
     ts_dtype type;
@@ -43,6 +43,7 @@ typedef struct scale_slots {
 static const scale_slots g_slots[] = {
     {TS_DTYPE_Q4_0, 1, {0}},    {TS_DTYPE_IQ4_NL, 1, {0}}, {TS_DTYPE_Q8_0, 1, {0}}, {TS_DTYPE_Q4_1, 2, {0, 2}},
     {TS_DTYPE_Q4_K, 2, {0, 2}}, {TS_DTYPE_Q5_K, 2, {0, 2}}, {TS_DTYPE_Q6_K, 1, {208}},
+    {TS_DTYPE_IQ4_XS, 1, {0}},
 };
 
 static const scale_slots *slots_of(ts_dtype t) {

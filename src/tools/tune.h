@@ -3,7 +3,7 @@
  * how the errors of all matrices add up at the output. Here the student (the quantized model: its codes
  * fixed) and the teacher (the float model) both run over windows of calibration text, and Adam moves the
  * student's float16 block scales (d, and the minimum's scale where the type has one: Q4_0, IQ4_NL, Q8_0,
- * Q4_1, Q4_K, Q5_K, Q6_K) and RMSNorm weights to lower the KL divergence of its next-token distributions
+ * Q4_1, Q4_K, Q5_K, Q6_K, IQ4_XS) and RMSNorm weights to lower the KL divergence of its next-token distributions
  * from the teacher's, through a full backward pass. Codes, types and file size stay the same: a tuned
  * file is an ordinary GGUF file.
  *

@@ -77,6 +77,7 @@ static void *rand_weight(ts_dtype t, int64_t rows, int64_t cols) {
         case TS_DTYPE_Q8_0: ((ts_block_q8_0 *)p)->d = rand_scale(0.001f, 0.02f); break;
         case TS_DTYPE_Q4_0:
         case TS_DTYPE_IQ4_NL: ((ts_block_q4_0 *)p)->d = rand_scale(0.01f, 0.2f); break;
+        case TS_DTYPE_IQ4_XS: ((ts_block_iq4_xs *)p)->d = rand_scale(0.0005f, 0.01f); break;
         case TS_DTYPE_Q4_1:
             ((ts_block_q4_1 *)p)->d = rand_scale(0.01f, 0.2f);
             ((ts_block_q4_1 *)p)->m = rand_scale(-1.0f, 0.0f);
@@ -171,7 +172,8 @@ static void check_matmul(ts_backend *gpu, ts_dtype t, int64_t rows, int64_t cols
 static void test_matmul_every_type(void **state) {
     (void)state;
     const ts_dtype types[] = {TS_DTYPE_F32, TS_DTYPE_F16, TS_DTYPE_BF16, TS_DTYPE_Q8_0, TS_DTYPE_Q4_0,
-                              TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K, TS_DTYPE_IQ4_NL};
+                              TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K, TS_DTYPE_IQ4_NL,
+                              TS_DTYPE_IQ4_XS};
     const int ns[] = {1, 3, 8, 9, 16, 25, 32, 33};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         int64_t cols = ts_dtype_get(types[i])->block_size == 256 ? 768 : 96;
@@ -205,7 +207,7 @@ static void test_matmul_every_type(void **state) {
  * (few rows, long rows), every token count of a tile, bf16 and fp16. */
 static void test_batch_tensor_cores(void **state) {
     (void)state;
-    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_IQ4_NL};
+    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_IQ4_NL, TS_DTYPE_IQ4_XS};
     const int64_t shapes[][2] = {{37, 512}, {1031, 2048}, {200, 12288}};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         for (size_t s = 0; s < 3; s++)
@@ -949,18 +951,18 @@ static void test_fused_projection(void **state) {
     /* the producer kernel for every integer layout at 1-8 tokens; rows not in groups of 32 and batches
      * beyond one pass take the unfused operations; readers in another element order (Q8_0 after 4-bit),
      * of another kernel (bf16), the host, and a second product after the first */
-    const ts_dtype types[4] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_IQ4_NL, TS_DTYPE_Q8_0};
+    const ts_dtype types[5] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_IQ4_NL, TS_DTYPE_Q8_0, TS_DTYPE_IQ4_XS};
     const int tokens[4] = {1, 3, 8, 12};
-    for (int ti = 0; ti < 4; ti++)
+    for (int ti = 0; ti < 5; ti++)
         for (int ni = 0; ni < 4; ni++) {
             ts_dtype reader = types[ti] == TS_DTYPE_Q8_0 ? TS_DTYPE_Q8_0 : TS_DTYPE_Q4_0;
-            int64_t cols = types[ti] == TS_DTYPE_Q4_K ? 1024 : 1056;
+            int64_t cols = ts_dtype_get(types[ti])->block_size == 256 ? 1024 : 1056;
             check_fused_projection(g_gpu16, types[ti], 1056, cols, tokens[ni], reader, READ_BY_PRODUCT, 1e-2);
             check_fused_projection(g_gpuh, types[ti], 1056, cols, tokens[ni], reader, READ_BY_PRODUCT, 1e-2);
         }
     /* rows of several passes a warp: an odd and an even number of passes, the last one partial */
-    const int64_t long_cols[4] = {32 * (3 * 128 + 5), 256 * 33, 32 * (2 * 128 + 1), 32 * (2 * 64 + 3)};
-    for (int ti = 0; ti < 4; ti++)
+    const int64_t long_cols[5] = {32 * (3 * 128 + 5), 256 * 33, 32 * (2 * 128 + 1), 32 * (2 * 64 + 3), 256 * 17};
+    for (int ti = 0; ti < 5; ti++)
         for (int n = 1; n <= 2; n++) {
             ts_dtype reader = types[ti] == TS_DTYPE_Q8_0 ? TS_DTYPE_Q8_0 : TS_DTYPE_Q4_0;
             check_fused_projection(g_gpu16, types[ti], 160, long_cols[ti], n, reader, READ_BY_PRODUCT, 1e-2);

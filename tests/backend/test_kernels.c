@@ -51,7 +51,7 @@ static void *xmalloc(size_t n) {
 }
 
 static const ts_dtype g_quant_types[] = {TS_DTYPE_Q8_0, TS_DTYPE_Q4_0, TS_DTYPE_Q4_1, TS_DTYPE_IQ4_NL,
-                                         TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K};
+                                         TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K, TS_DTYPE_IQ4_XS};
 #define N_QUANT (sizeof g_quant_types / sizeof g_quant_types[0])
 
 static void put16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
@@ -72,7 +72,8 @@ static uint8_t *make_quant_rows(ts_dtype t, int64_t rows, int64_t cols, int unit
             switch (t) {
             case TS_DTYPE_Q8_0:
             case TS_DTYPE_Q4_0:
-            case TS_DTYPE_IQ4_NL: put16(blk, unit ? one : rnd_f16_finite()); break;
+            case TS_DTYPE_IQ4_NL:
+            case TS_DTYPE_IQ4_XS: put16(blk, unit ? one : rnd_f16_finite()); break;
             case TS_DTYPE_Q4_1:
                 put16(blk, unit ? one : rnd_f16_finite());
                 put16(blk + 2, unit ? ts_f32_to_f16((float)((int)(rnd() % 17) - 8)) : rnd_f16_finite());
@@ -418,6 +419,7 @@ static void test_matmul_driver(void **state) {
         check_driver(TS_DTYPE_Q4_0, 100, 256, 1, 3);
         check_driver(TS_DTYPE_Q4_K, 45, 512, 7, 2);
         check_driver(TS_DTYPE_Q6_K, 33, 256, 40, 3);
+        check_driver(TS_DTYPE_IQ4_XS, 37, 768, 9, 2);
         check_driver(TS_DTYPE_Q8_0, 70, 128, 19, 1);
         check_driver(TS_DTYPE_BF16, 29, 200, 5, 3);
         check_driver(TS_DTYPE_BF16, 40, 96, 33, 2);

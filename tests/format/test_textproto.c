@@ -625,7 +625,7 @@ static void test_malformed_configurations(void **state) {
          "found 1 output(s), first \"logits\""},
         {"parameters: [ { key: \"MODEL_QUANTIZATION\" value: { string_value: \"int3\" } } ]",
          "bad.pbtxt:1:66: parameter MODEL_QUANTIZATION: unknown quantization \"int3\" (expected int4, int8, fp16, "
-         "bf16, none, or one of f32, q8_0, q4_0, q4_1, iq4_nl, q4_k, q5_k, q6_k)"},
+         "bf16, none, or one of f32, q8_0, q4_0, q4_1, iq4_nl, iq4_xs, q4_k, q5_k, q6_k)"},
         {"parameters { key: \"PYTORCH_ENABLE_MPS_FALLBACK\" value: { string_value: \"maybe\" } }",
          "bad.pbtxt:1:72: parameter PYTORCH_ENABLE_MPS_FALLBACK is \"maybe\"; expected 1 or 0 (true/false, yes/no, "
          "on/off)"},

@@ -171,7 +171,7 @@ static void dequantize_matrix(ts_dtype t, const void *src, int64_t rows, int64_t
 
 static void test_beats_uncalibrated(void **state) {
     (void)state;
-    const ts_dtype types[] = {TS_DTYPE_IQ4_NL, TS_DTYPE_Q4_0, TS_DTYPE_Q4_K};
+    const ts_dtype types[] = {TS_DTYPE_IQ4_NL, TS_DTYPE_Q4_0, TS_DTYPE_Q4_K, TS_DTYPE_IQ4_XS};
     int64_t rows = 24, cols = 256;
     double *h = correlated_hessian(cols, 1024, 5);
     float *w = malloc(sizeof(float) * (size_t)(rows * cols)), *q = malloc(sizeof(float) * (size_t)(rows * cols));

@@ -1,7 +1,7 @@
 """tessera's quantizers and dequantizers against gguf-py (PyPI `gguf`, whose numpy code llama.cpp's
 converter uses): bit-identical quantization for every type gguf-py can quantize (Q4_0, Q4_1, Q8_0,
 BF16, F16) and bit-identical dequantization for every type it can dequantize (those plus Q4_K, Q5_K,
-Q6_K, IQ4_NL), on random data of awkward sizes including all-zero blocks, constant blocks and huge and tiny
+Q6_K, IQ4_NL, IQ4_XS), on random data of awkward sizes including all-zero blocks, constant blocks and huge and tiny
 magnitudes. The C side runs through quant_test_quantize --quantize/--dequantize.
 
 Skips (exit 0 with a message) when `gguf` or `numpy` is not installed."""
@@ -21,10 +21,10 @@ except ImportError:
 BUILD = os.environ.get("TESSERA_BUILD_DIR", "build")
 HELPER = os.path.join(BUILD, "quant_test_quantize")
 NAMES = {Q.F16: "f16", Q.BF16: "bf16", Q.Q8_0: "q8_0", Q.Q4_0: "q4_0", Q.Q4_1: "q4_1", Q.Q4_K: "q4_k",
-         Q.Q5_K: "q5_k", Q.Q6_K: "q6_k", Q.IQ4_NL: "iq4_nl"}
+         Q.Q5_K: "q5_k", Q.Q6_K: "q6_k", Q.IQ4_NL: "iq4_nl", Q.IQ4_XS: "iq4_xs"}
 # where the fp16 factors sit in each block (byte offsets), so random blocks can hold finite values
 FP16_FIELDS = {Q.Q8_0: [0], Q.Q4_0: [0], Q.Q4_1: [0, 2], Q.Q4_K: [0, 2], Q.Q5_K: [0, 2], Q.Q6_K: [208],
-               Q.IQ4_NL: [0]}
+               Q.IQ4_NL: [0], Q.IQ4_XS: [0]}
 
 rng = np.random.default_rng(20240611)
 failures = []
@@ -93,7 +93,7 @@ def random_blocks(qtype, nblocks):
 
 
 def test_dequantize(tmp):
-    for qtype in (Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.IQ4_NL, Q.BF16, Q.F16):
+    for qtype in (Q.Q4_0, Q.Q4_1, Q.Q8_0, Q.Q4_K, Q.Q5_K, Q.Q6_K, Q.IQ4_NL, Q.IQ4_XS, Q.BF16, Q.F16):
         block, size = gguf.GGML_QUANT_SIZES[qtype]
         for _ in range(6):
             nb = int(rng.integers(1, 50)) if block > 1 else int(rng.integers(1, 3000))

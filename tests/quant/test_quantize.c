@@ -144,7 +144,8 @@ static void test_search_beats_reference(void **state) {
     const int64_t n = 256 * 64;
     float *x = malloc((size_t)n * sizeof *x);
     weightlike(x, n, 42);
-    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1, TS_DTYPE_IQ4_NL, TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K};
+    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1, TS_DTYPE_IQ4_NL, TS_DTYPE_Q4_K,
+                              TS_DTYPE_Q5_K, TS_DTYPE_Q6_K, TS_DTYPE_IQ4_XS};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         double ref = sq_error(types[i], x, n, 0), best = sq_error(types[i], x, n, 1);
         fprintf(stderr, "%-5s rmse reference %.6g  search %.6g  (%.1f%% lower)\n", ts_dtype_get(types[i])->name,
@@ -236,8 +237,9 @@ static void test_tensor_conversion(void **state) {
     free(q4b);
 }
 
-/* int4 keeps every matrix at 4.5 bits (Q4_K where rows fill 256-wide blocks, else IQ4_NL); the
- * accounting reports the average including float32 vectors. Shapes of tiny-code (hidden 384). */
+/* int4 keeps every matrix at 4.5 bits (Q4_K where rows fill 256-wide blocks, else IQ4_NL); iq4_xs puts 4.25
+ * bits where rows fill 256 (IQ4_NL elsewhere). The accounting reports the average including float32 vectors.
+ * Shapes of tiny-code (hidden 384): at iq4_xs one layer and the embedding come to 4.48 bits a weight. */
 static void test_scheme_accounting(void **state) {
     (void)state;
     ts_weight_shape w[] = {
@@ -270,6 +272,18 @@ static void test_scheme_accounting(void **state) {
     assert_non_null(strstr(buf, "4.50"));
     assert_non_null(strstr(buf, "iq4_nl"));
     assert_non_null(strstr(buf, "q4_k"));
+    assert_int_equal(ts_quant_scheme_parse("iq4_xs", &s, &err), 0);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_FFN_DOWN, 0, 8, TS_DTYPE_BF16, 1024), TS_DTYPE_IQ4_XS);
+    assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_ATTN_Q, 0, 8, TS_DTYPE_BF16, 384), TS_DTYPE_IQ4_NL);
+    bpw = ts_quant_scheme_bits_per_weight(&s, w, n, 8, &b);
+    bits = 0;
+    for (int i = 0; i < n; i++)
+        bits += (double)(w[i].rows * w[i].cols) * (i == n - 1 ? 32.0 : w[i].role == TS_ROLE_FFN_DOWN ? 4.25 : 4.5);
+    assert_true(fabs(bpw - bits / weights) < 1e-9);
+    assert_true(bpw > 4.47 && bpw < 4.49);
+    ts_quant_budget_str(&b, buf, sizeof buf);
+    assert_non_null(strstr(buf, "4.48"));
+    assert_non_null(strstr(buf, "iq4_xs"));
     assert_int_equal(ts_quant_scheme_parse("int8", &s, &err), 0);
     assert_true(fabs(ts_quant_scheme_bits_per_weight(&s, w, n - 1, 8, NULL) - 8.5) < 1e-9);
 }
@@ -302,6 +316,12 @@ static void test_scheme_overrides(void **state) {
     assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_ATTN_Q, 0, 8, TS_DTYPE_BF16, 384), TS_DTYPE_Q4_1);
     assert_int_equal(ts_quant_scheme_dtype(&s, TS_ROLE_VECTOR, 0, 8, TS_DTYPE_BF16, 384), TS_DTYPE_F32);
     assert_int_equal(ts_quant_scheme_check_layers(&s, 8, &err), 0);
+    /* IQ4_XS's super-blocks do not fill 384 columns either: IQ4_NL, its grid at 32-wide blocks */
+    ts_quant_scheme xs;
+    assert_int_equal(ts_quant_scheme_parse("int8", &xs, &err), 0);
+    assert_int_equal(ts_quant_scheme_add_overrides(&xs, "attn_k=iq4_xs", &err), 0);
+    assert_int_equal(ts_quant_scheme_dtype(&xs, TS_ROLE_ATTN_K, 0, 8, TS_DTYPE_BF16, 384), TS_DTYPE_IQ4_NL);
+    assert_int_equal(ts_quant_scheme_dtype(&xs, TS_ROLE_ATTN_K, 0, 8, TS_DTYPE_BF16, 512), TS_DTYPE_IQ4_XS);
     assert_int_equal(ts_quant_scheme_check_layers(&s, 5, &err), -1);
     assert_non_null(strstr(err.message, "layer 5, but the model has 5 layers"));
     /* rules apply under any --type, none included */

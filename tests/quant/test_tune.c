@@ -96,8 +96,9 @@ static void fixture_init(fixture *f, int qwen2, uint64_t seed) {
         add(f, NAME("model.layers.%d.self_attn.o_proj.weight", l), 64, 64, types[l % 3], 0.15, 0);
         add(f, NAME("model.layers.%d.mlp.gate_proj.weight", l), 256, 64, l ? TS_DTYPE_Q4_1 : types[1], 0.15, 0);
         add(f, NAME("model.layers.%d.mlp.up_proj.weight", l), 256, 64, TS_DTYPE_IQ4_NL, 0.15, 0);
-        /* the 256-wide rows take the super-block types: two scales a block (Q4_K, Q5_K) or one at its end (Q6_K) */
-        const ts_dtype down[2][2] = {{TS_DTYPE_Q4_K, TS_DTYPE_Q6_K}, {TS_DTYPE_Q5_K, TS_DTYPE_Q4_K}};
+        /* the 256-wide rows take the super-block types: two scales a block (Q4_K, Q5_K), one at its end (Q6_K)
+         * or at its start (IQ4_XS) */
+        const ts_dtype down[2][2] = {{TS_DTYPE_Q4_K, TS_DTYPE_Q6_K}, {TS_DTYPE_Q5_K, TS_DTYPE_IQ4_XS}};
         add(f, NAME("model.layers.%d.mlp.down_proj.weight", l), 64, 256, down[qwen2][l], 0.1, 0);
         add(f, NAME("model.layers.%d.input_layernorm.weight", l), 1, 64, TS_DTYPE_F32, 0.2, 1.0);
         add(f, NAME("model.layers.%d.post_attention_layernorm.weight", l), 1, 64, TS_DTYPE_F32, 0.2, 1.0);
@@ -242,7 +243,7 @@ static void test_tuning_lowers_kl(void **state) {
             continue;
         }
         /* the bytes of each block's float16 scales (d, and dmin or m where the type has one) */
-        const int k = t->dtype == TS_DTYPE_Q4_K || t->dtype == TS_DTYPE_Q5_K || t->dtype == TS_DTYPE_Q6_K;
+        const int k = ts_dtype_get(t->dtype)->block_size == 256;
         size_t bb = rb / (size_t)(t->cols / (k ? 256 : 32)), lo = t->dtype == TS_DTYPE_Q6_K ? 208 : 0;
         size_t hi = lo + (t->dtype == TS_DTYPE_Q4_K || t->dtype == TS_DTYPE_Q5_K || t->dtype == TS_DTYPE_Q4_1 ? 4 : 2);
         for (size_t off = 0; off < rb * (size_t)t->rows; off++) {

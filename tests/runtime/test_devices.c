@@ -427,7 +427,7 @@ static void test_accelerator_errors(void **state) {
     expect_config_error("optimization { execution_accelerators { cpu_execution_accelerator [ {\n"
                         "  name: \"amx\"\n  parameters { key: \"quantization_support\" value: \"int2\" }\n} ] } }\n",
                         "acc.pbtxt:3:51: amx parameter quantization_support: unknown quantization \"int2\" (expected "
-                        "int4, int8, fp16, bf16, none, or one of f32, q8_0, q4_0, q4_1, iq4_nl, q4_k, q5_k, q6_k)");
+                        "int4, int8, fp16, bf16, none, or one of f32, q8_0, q4_0, q4_1, iq4_nl, iq4_xs, q4_k, q5_k, q6_k)");
     expect_config_error("optimization { execution_accelerators { gpu_execution_accelerator [ {\n"
                         "  name: \"mps\"\n  parameters { key: \"precision\" value: \"fp8\" }\n} ] } }\n",
                         "acc.pbtxt:3:40: mps parameter precision is \"fp8\"; expected fp16, bf16 or fp32");

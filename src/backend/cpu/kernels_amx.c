@@ -299,12 +299,14 @@ const ts_cpu_kernels ts_cpu_kernels_amx = {
             [TS_DTYPE_Q5_K] = mm_raw,
             [TS_DTYPE_Q6_K] = mm_raw,
             [TS_DTYPE_IQ4_NL] = mm_raw,
+            [TS_DTYPE_IQ4_XS] = mm_raw,
         },
     .mm_packed =
         {
             [TS_DTYPE_Q8_0] = mm_packed,
             [TS_DTYPE_Q4_0] = mm_packed,
             [TS_DTYPE_IQ4_NL] = mm_packed,
+            [TS_DTYPE_IQ4_XS] = mm_packed,
             [TS_DTYPE_Q4_1] = mm_packed,
             [TS_DTYPE_Q4_K] = mm_packed,
             [TS_DTYPE_Q5_K] = mm_packed,

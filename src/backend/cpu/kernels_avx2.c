@@ -123,6 +123,19 @@ static void dec_iq4_nl(const uint8_t *p, uint8_t *u) {
     for (int h = 0; h < 2; h++) put_scales8(u, 32, h, load_f16x8(p + 16 * h), _mm256_setzero_ps());
 }
 
+/* IQ4_XS: eight IQ4_NL blocks whose scales are d times a signed 6-bit sub-scale (exact in float). */
+static void dec_iq4_xs(const uint8_t *p, uint8_t *u) {
+    const __m128i levels = _mm_xor_si128(_mm_loadu_si128((const __m128i *)ts_iq4_nl_values), _mm_set1_epi8((char)0x80));
+    for (int h = 0; h < 2; h++) {
+        __m256 d = load_f16x8(p + 16 * h);
+        for (int j = 0; j < 8; j++) {
+            __m256 sc = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 32 + 16 * j + 8 * h))));
+            put_scales8(u + 640 * j, 32, h, _mm256_mul_ps(d, sc), _mm256_setzero_ps());
+        }
+    }
+    for (int j = 0; j < 8; j++) nibbles_to_block(p + 160 + 256 * j, u + 640 * j, &levels);
+}
+
 static void dec_q4_1(const uint8_t *p, uint8_t *u) {
     nibbles_to_block(p + 64, u, NULL);
     for (int h = 0; h < 2; h++) put_scales8(u, 32, h, load_f16x8(p + 16 * h), load_f16x8(p + 32 + 16 * h));
@@ -204,6 +217,7 @@ static void decode_packed(ts_dtype t, const uint8_t *src, size_t row_bytes, int 
         case TS_DTYPE_Q8_0: dec_q8_0(p, dst); dst += 640; break;
         case TS_DTYPE_Q4_0: dec_q4_0(p, dst); dst += 640; break;
         case TS_DTYPE_IQ4_NL: dec_iq4_nl(p, dst); dst += 640; break;
+        case TS_DTYPE_IQ4_XS: dec_iq4_xs(p, dst); dst += 8 * 640; break;
         case TS_DTYPE_Q4_1: dec_q4_1(p, dst); dst += 640; break;
         case TS_DTYPE_Q4_K: dec_qk45(p, dst, 0); dst += 8 * 640; break;
         case TS_DTYPE_Q5_K: dec_qk45(p, dst, 1); dst += 8 * 640; break;
@@ -598,10 +612,10 @@ static void attention_tile_f32(const ts_attn_tile *t) {
 #define AVX2_TABLE(RAW, PACKED)                                                                                        \
     .mm = {[TS_DTYPE_F32] = mm_f32, [TS_DTYPE_F16] = mm_f16, [TS_DTYPE_BF16] = mm_bf16, [TS_DTYPE_Q8_0] = RAW,         \
            [TS_DTYPE_Q4_0] = RAW,   [TS_DTYPE_Q4_1] = RAW,   [TS_DTYPE_Q4_K] = RAW,     [TS_DTYPE_Q5_K] = RAW,         \
-           [TS_DTYPE_Q6_K] = RAW,   [TS_DTYPE_IQ4_NL] = RAW},                                                          \
+           [TS_DTYPE_Q6_K] = RAW,   [TS_DTYPE_IQ4_NL] = RAW, [TS_DTYPE_IQ4_XS] = RAW},                                 \
     .mm_packed = {[TS_DTYPE_Q8_0] = PACKED, [TS_DTYPE_Q4_0] = PACKED, [TS_DTYPE_Q4_1] = PACKED,                        \
                   [TS_DTYPE_Q4_K] = PACKED, [TS_DTYPE_Q5_K] = PACKED, [TS_DTYPE_Q6_K] = PACKED,                        \
-                  [TS_DTYPE_IQ4_NL] = PACKED}
+                  [TS_DTYPE_IQ4_NL] = PACKED, [TS_DTYPE_IQ4_XS] = PACKED}
 
 const ts_cpu_kernels ts_cpu_kernels_avx2 = {
     .name = "avx2",

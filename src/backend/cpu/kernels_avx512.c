@@ -99,6 +99,17 @@ static void dec_iq4_nl(const uint8_t *p, uint8_t *u, int signed_out) {
     put_scales(u, 32, load_f16x16(p), _mm512_setzero_ps());
 }
 
+/* IQ4_XS: eight IQ4_NL blocks whose scales are d times a signed 6-bit sub-scale (exact in float). */
+static void dec_iq4_xs(const uint8_t *p, uint8_t *u, int signed_out) {
+    const __m128i levels = iq4_nl_levels(signed_out);
+    const __m512 d = load_f16x16(p);
+    for (int j = 0; j < 8; j++) {
+        __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 32 + 16 * j))));
+        nibbles_to_block(p + 160 + 256 * j, u + 640 * j, 0, &levels);
+        put_scales(u + 640 * j, 32, _mm512_mul_ps(d, sc), _mm512_setzero_ps());
+    }
+}
+
 static void dec_q4_1(const uint8_t *p, uint8_t *u) {
     nibbles_to_block(p + 64, u, 0, NULL);
     put_scales(u, 32, load_f16x16(p), load_f16x16(p + 32));
@@ -176,6 +187,7 @@ void ts_avx512_decode_packed(ts_dtype t, const uint8_t *group, int64_t nb0, int6
         case TS_DTYPE_Q8_0: dec_q8_0(p, dst, signed_out); dst += 640; break;
         case TS_DTYPE_Q4_0: dec_q4_0(p, dst, signed_out); dst += 640; break;
         case TS_DTYPE_IQ4_NL: dec_iq4_nl(p, dst, signed_out); dst += 640; break;
+        case TS_DTYPE_IQ4_XS: dec_iq4_xs(p, dst, signed_out); dst += 8 * 640; break;
         case TS_DTYPE_Q4_1: dec_q4_1(p, dst); dst += 640; break;
         case TS_DTYPE_Q4_K: dec_qk45(p, dst, 0); dst += 8 * 640; break;
         case TS_DTYPE_Q5_K: dec_qk45(p, dst, 1); dst += 8 * 640; break;
@@ -834,12 +846,14 @@ const ts_cpu_kernels ts_cpu_kernels_avx512 = {
             [TS_DTYPE_Q5_K] = mm_raw,
             [TS_DTYPE_Q6_K] = mm_raw,
             [TS_DTYPE_IQ4_NL] = mm_raw,
+            [TS_DTYPE_IQ4_XS] = mm_raw,
         },
     .mm_packed =
         {
             [TS_DTYPE_Q8_0] = mm_packed,
             [TS_DTYPE_Q4_0] = mm_packed,
             [TS_DTYPE_IQ4_NL] = mm_packed,
+            [TS_DTYPE_IQ4_XS] = mm_packed,
             [TS_DTYPE_Q4_1] = mm_packed,
             [TS_DTYPE_Q4_K] = mm_packed,
             [TS_DTYPE_Q5_K] = mm_packed,

@@ -89,18 +89,37 @@ static double dot_q8_0_row(const ts_block_q8_0 *w, const void *act, int64_t cols
  * 0..15, high nibbles 16..31) and differ only in the value an index stands for. */
 static const int8_t g_q4_0_levels[16] = {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7};
 
+/* The integer sum of one such block's 32 values with 32 activation values. */
+static int32_t isum_4bit(const uint8_t qs[16], const int8_t levels[16], const int8_t *x) {
+    int32_t isum = 0;
+    for (int j = 0; j < 16; j++) {
+        isum += levels[qs[j] & 0x0f] * x[j];
+        isum += levels[qs[j] >> 4] * x[j + 16];
+    }
+    return isum;
+}
+
 static double dot_4bit_row(const ts_block_q4_0 *w, const int8_t levels[16], const void *act, int64_t cols) {
     const int8_t *xq = ts_act_q(act);
     const float *xd = ts_act_d(act, cols);
     double acc = 0.0;
-    for (int64_t b = 0; b < cols / 32; b++) {
-        const int8_t *x = xq + b * 32;
-        int32_t isum = 0;
-        for (int j = 0; j < 16; j++) {
-            isum += levels[w[b].qs[j] & 0x0f] * x[j];
-            isum += levels[w[b].qs[j] >> 4] * x[j + 16];
+    for (int64_t b = 0; b < cols / 32; b++)
+        acc += (double)(ts_f16_to_f32(w[b].d) * xd[b]) * isum_4bit(w[b].qs, levels, xq + b * 32);
+    return acc;
+}
+
+/* IQ4_XS: IQ4_NL's nibble order and grid in sub-block j of 32, each with scale d * sub_scale(j). */
+static double dot_iq4_xs_row(const ts_block_iq4_xs *w, const void *act, int64_t cols) {
+    const int8_t *xq = ts_act_q(act);
+    const float *xd = ts_act_d(act, cols);
+    double acc = 0.0;
+    for (int64_t i = 0; i < cols / 256; i++) {
+        float d = ts_f16_to_f32(w[i].d);
+        for (int j = 0; j < 8; j++) {
+            const int64_t b = i * 8 + j;
+            int32_t isum = isum_4bit(w[i].qs + 16 * j, ts_iq4_nl_values, xq + b * 32);
+            acc += (double)(d * (float)ts_iq4_xs_sub_scale(&w[i], j) * xd[b]) * isum;
         }
-        acc += (double)(ts_f16_to_f32(w[b].d) * xd[b]) * isum;
     }
     return acc;
 }
@@ -194,6 +213,7 @@ static double dot_row(ts_dtype t, const uint8_t *w, const uint8_t *act, int64_t 
     case TS_DTYPE_Q5_K: return dot_q5_k_row((const ts_block_q5_k *)w, act, cols);
     case TS_DTYPE_Q6_K: return dot_q6_k_row((const ts_block_q6_k *)w, act, cols);
     case TS_DTYPE_IQ4_NL: return dot_4bit_row((const ts_block_q4_0 *)w, ts_iq4_nl_values, act, cols);
+    case TS_DTYPE_IQ4_XS: return dot_iq4_xs_row((const ts_block_iq4_xs *)w, act, cols);
     default: return 0.0;
     }
 }
@@ -288,6 +308,7 @@ const ts_cpu_kernels ts_cpu_kernels_generic = {
             [TS_DTYPE_Q5_K] = mm_generic,
             [TS_DTYPE_Q6_K] = mm_generic,
             [TS_DTYPE_IQ4_NL] = mm_generic,
+            [TS_DTYPE_IQ4_XS] = mm_generic,
         },
     .dot_f32 = dot_f32_ref,
     .axpy_f32 = axpy_f32_ref,

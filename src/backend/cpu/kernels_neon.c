@@ -297,6 +297,7 @@ const ts_cpu_kernels ts_cpu_kernels_neon = {
             [TS_DTYPE_Q5_K] = mm_raw,
             [TS_DTYPE_Q6_K] = mm_raw,
             [TS_DTYPE_IQ4_NL] = mm_raw,
+            [TS_DTYPE_IQ4_XS] = mm_raw,
         },
     .dot_f32 = dot_f32,
     .axpy_f32 = axpy_f32,

@@ -20,6 +20,7 @@ size_t ts_pack_block_bytes(ts_pack_kind kind, ts_dtype t) {
     case TS_DTYPE_Q4_K: return 2368;
     case TS_DTYPE_Q5_K: return 2880;
     case TS_DTYPE_Q6_K: return 3360;
+    case TS_DTYPE_IQ4_XS: return 2208;
     default: return 0;
     }
 }
@@ -77,6 +78,15 @@ static void pack_block(ts_dtype t, const uint8_t *src, int r, uint8_t *dst) {
         for (int j = 0; j < 128; j++) dst[320 + slice_pos(j, r)] = qs[j];
         if (t == TS_DTYPE_Q5_K)
             for (int j = 0; j < 32; j++) dst[2368 + slice_pos(j, r)] = b5->qh[j];
+        break;
+    }
+    case TS_DTYPE_IQ4_XS: {
+        const ts_block_iq4_xs *b = (const ts_block_iq4_xs *)src;
+        put_f16(dst, r, b->d);
+        for (int j = 0; j < 8; j++) {
+            dst[32 + j * 16 + r] = (uint8_t)(int8_t)ts_iq4_xs_sub_scale(b, j);
+            for (int k = 0; k < 16; k++) dst[160 + 256 * j + slice_pos(k, r)] = b->qs[16 * j + k];
+        }
         break;
     }
     case TS_DTYPE_Q6_K: {

@@ -11,6 +11,7 @@
  *   Q4_K: fp16 d[16] | fp16 dmin[16] | u8 sc[8][16] | u8 m[8][16] | 32 slices of qs       2368
  *   Q5_K: as Q4_K | 8 slices of qh                                                        2880
  *   Q6_K: fp16 d[16] | i8 sc[16][16] | 32 slices of ql | 16 slices of qh                  3360
+ *   IQ4_XS: fp16 d[16] | i8 sub-scale[8][16] | per sub-block, 4 slices of qs              2208
  * TS_PACK_AMX_BF16 (BF16 weights for AMX tiles): per pair of columns, 16 rows x 2 bf16 (64 bytes);
  * an odd last column is padded with zero. */
 #ifndef TS_BACKEND_CPU_PACK_H

@@ -14,6 +14,7 @@ static const ts_unified_desc g_desc[TS_DTYPE_COUNT] = {
     [TS_DTYPE_Q5_K] = {32, 0, 1, 256},
     [TS_DTYPE_Q6_K] = {16, 32, 0, 256},
     [TS_DTYPE_IQ4_NL] = {32, 128, 0, 32}, /* grid values + 128, as Q8_0's */
+    [TS_DTYPE_IQ4_XS] = {32, 128, 0, 256},
 };
 
 const ts_unified_desc *ts_unified_desc_of(ts_dtype t) {
@@ -99,6 +100,20 @@ static void decode_native(ts_dtype t, const uint8_t *blk, int *v, float *scale, 
         }
         scale[0] = ts_f16_to_f32(b->d);
         mb[0] = 0.0f;
+        break;
+    }
+    case TS_DTYPE_IQ4_XS: {
+        const ts_block_iq4_xs *b = (const ts_block_iq4_xs *)blk;
+        float d = ts_f16_to_f32(b->d);
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *qs = b->qs + 16 * j;
+            for (int k = 0; k < 16; k++) {
+                v[32 * j + k] = ts_iq4_nl_values[qs[k] & 0x0f] + 128;
+                v[32 * j + k + 16] = ts_iq4_nl_values[qs[k] >> 4] + 128;
+            }
+            scale[j] = d * (float)ts_iq4_xs_sub_scale(b, j);
+            mb[j] = 0.0f;
+        }
         break;
     }
     default: break;

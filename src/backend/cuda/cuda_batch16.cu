@@ -93,6 +93,34 @@ struct bw_fmt<1> {
     static __device__ __forceinline__ v2 splat(float f) { return __float2half2_rn(f); }
 };
 
+/* IQ4_NL's grid (IQ4_NL and IQ4_XS weights) as the kernel's 16-bit values: the 8 codes of a word (nibble i:
+ * element i) become the four A-fragment registers pair[p] = (element p, element p + 4), the same pairs the
+ * masks give the linear types. Each level's encoding is looked up a byte at a time, four codes at once, as
+ * iq4_nl_levels4 does (byte permutes over the two 8-entry halves of a table, a third choosing by the code's
+ * bit 3); the tables hold the low and high bytes of the 16 levels (-127 ... 113) in bf16 or fp16, where all
+ * of them are exact. About 1.5 times the instructions of the masks. */
+template <int F16>
+__device__ __forceinline__ void bw_grid_pairs(uint32_t word, uint32_t (&pair)[4]) {
+    constexpr uint32_t L0 = F16 ? 0x103080f0u : 0x82a6d0feu, L1 = F16 ? 0x00806020u : 0x20b00c44u;
+    constexpr uint32_t L2 = F16 ? 0xc0408000u : 0x18c85080u, L3 = F16 ? 0x109050a0u : 0xe2b28a54u;
+    constexpr uint32_t H0 = F16 ? 0xd4d5d6d7u : 0xc2c2c2c2u, H1 = F16 ? 0xc9cdd0d2u : 0xc1c1c2c2u;
+    constexpr uint32_t H2 = F16 ? 0x504e4a3cu : 0x4241413fu, H3 = F16 ? 0x57555452u : 0x42424242u;
+    uint32_t lo[2], hi[2];
+#pragma unroll
+    for (int q = 0; q < 2; q++) {
+        const uint32_t sel = q ? word >> 16 : word & 0xffffu;
+        const uint32_t s3 = sel & 0x7777u, pick = 0x3210u | ((sel & 0x8888u) >> 1);
+        lo[q] = __byte_perm(__byte_perm(L0, L1, s3), __byte_perm(L2, L3, s3), pick);
+        hi[q] = __byte_perm(__byte_perm(H0, H1, s3), __byte_perm(H2, H3, s3), pick);
+    }
+    const uint32_t a01 = __byte_perm(lo[0], hi[0], 0x5140u), a23 = __byte_perm(lo[0], hi[0], 0x7362u);
+    const uint32_t b01 = __byte_perm(lo[1], hi[1], 0x5140u), b23 = __byte_perm(lo[1], hi[1], 0x7362u);
+    pair[0] = __byte_perm(a01, b01, 0x5410u);
+    pair[1] = __byte_perm(a01, b01, 0x7632u);
+    pair[2] = __byte_perm(a23, b23, 0x5410u);
+    pair[3] = __byte_perm(a23, b23, 0x7632u);
+}
+
 template <int F16>
 __device__ __forceinline__ void mma_16x8x16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -355,8 +383,14 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
                 d2[mt][h] = bw_fmt<F16>::splat(d[mt][h]);
                 m2[mt][h] = bw_fmt<F16>::splat(m[mt][h]);
             }
+        uint32_t gp[BW_MT][2][4]; /* grid types: this word's four pairs (word x for s 0-1, y for 2-3) */
 #pragma unroll
         for (int s = 0; s < 4; s++) {
+            if (grid4(DT) && (s == 0 || s == 2))
+#pragma unroll
+                for (int mt = 0; mt < BW_MT; mt++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) bw_grid_pairs<F16>(s == 0 ? wq[mt][h].x : wq[mt][h].y, gp[mt][h]);
             uint32_t b[NT][2];
 #pragma unroll
             for (int nt = 0; nt < NT; nt++) {
@@ -371,10 +405,15 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
                 for (int r = 0; r < 4; r++) {
                     /* a0, a1: pair 2s of rows gid, gid + 8; a2, a3: pair 2s + 1 */
                     const int h = r & 1, p = 2 * s + (r >> 1);
-                    const uint32_t word = p < 4 ? wq[mt][h].x : wq[mt][h].y;
-                    uint32_t raw = ((word >> (4 * (p & 3))) & 0x000f000fu) | bw_fmt<F16>::MAGIC;
-                    v2 v = __hsub2(*(v2 *)&raw, bias2); /* the code (minus 8 for Q4_0), exactly */
-                    v = DT == TS_DTYPE_Q4_1 ? __hfma2(v, d2[mt][h], m2[mt][h]) : __hmul2(v, d2[mt][h]);
+                    v2 v;
+                    if (grid4(DT)) {
+                        v = __hmul2(*(v2 *)&gp[mt][h][p & 3], d2[mt][h]);
+                    } else {
+                        const uint32_t word = p < 4 ? wq[mt][h].x : wq[mt][h].y;
+                        uint32_t raw = ((word >> (4 * (p & 3))) & 0x000f000fu) | bw_fmt<F16>::MAGIC;
+                        v = __hsub2(*(v2 *)&raw, bias2); /* the code (minus 8 for Q4_0), exactly */
+                        v = DT == TS_DTYPE_Q4_1 ? __hfma2(v, d2[mt][h], m2[mt][h]) : __hmul2(v, d2[mt][h]);
+                    }
                     a[r] = *(uint32_t *)&v;
                 }
 #pragma unroll
@@ -434,6 +473,17 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     bw_finish<F16, NT, PAIRED>(tg, trows, y, bias, BW_FROM_PARTS, red, part, n_tok, rblock, 0, 1, due ? inv_rms : NULL);
 }
 
+/* Calls CALL(DT, F16) for the layouts the kernel reads (cuda_batch16_eligible's), at the precision's format. */
+#define BW_DISPATCH(dtype, f16, CALL)                                                   \
+    do {                                                                                \
+        switch (dtype) {                                                                \
+        case TS_DTYPE_Q4_0: if (f16) CALL(TS_DTYPE_Q4_0, 1); else CALL(TS_DTYPE_Q4_0, 0); break;       \
+        case TS_DTYPE_IQ4_NL: if (f16) CALL(TS_DTYPE_IQ4_NL, 1); else CALL(TS_DTYPE_IQ4_NL, 0); break; \
+        case TS_DTYPE_IQ4_XS: if (f16) CALL(TS_DTYPE_IQ4_XS, 1); else CALL(TS_DTYPE_IQ4_XS, 0); break; \
+        default: if (f16) CALL(TS_DTYPE_Q4_1, 1); else CALL(TS_DTYPE_Q4_1, 0); break;  \
+        }                                                                               \
+    } while (0)
+
 int cuda_batch16_takes(const cuda_impl *im, int n, int64_t cols) {
     if (im->batch16_off || im->code_arch < 800 || n < im->batch16_min_tokens || n > BW_MAX_TOKENS) return 0;
     if (im->opt.precision != TS_PRECISION_BF16 && im->opt.precision != TS_PRECISION_FP16) return 0;
@@ -442,7 +492,7 @@ int cuda_batch16_takes(const cuda_impl *im, int n, int64_t cols) {
 
 int cuda_batch16_eligible(const cuda_impl *im, const cuda_weight *w, int n) {
     if (!cuda_batch16_takes(im, n, w->cols)) return 0;
-    if (w->dtype != TS_DTYPE_Q4_0 && w->dtype != TS_DTYPE_Q4_1) return 0;
+    if (w->dtype != TS_DTYPE_Q4_0 && w->dtype != TS_DTYPE_Q4_1 && !grid4(w->dtype)) return 0;
     /* 32-bit offsets in the kernel */
     return (size_t)w->rows * w->q_row_bytes < ((size_t)1 << 32) && (size_t)w->rows * (size_t)(w->cols / 32) < ((size_t)1 << 31);
 }
@@ -623,13 +673,9 @@ static void launch_residual_norm(cuda_impl *im, const cuda_weight *w, const floa
 void cuda_batch16_matmul(cuda_impl *im, int count, const cuda_weight *const *ws, const float *x, int n,
                          float *const *ys, const float *const *biases) {
     int f16 = im->opt.precision == TS_PRECISION_FP16;
-    if (ws[0]->dtype == TS_DTYPE_Q4_0) {
-        if (f16) launch_typed<TS_DTYPE_Q4_0, 1, false>(im, count, ws, x, n, ys, biases, NULL, NULL);
-        else launch_typed<TS_DTYPE_Q4_0, 0, false>(im, count, ws, x, n, ys, biases, NULL, NULL);
-    } else {
-        if (f16) launch_typed<TS_DTYPE_Q4_1, 1, false>(im, count, ws, x, n, ys, biases, NULL, NULL);
-        else launch_typed<TS_DTYPE_Q4_1, 0, false>(im, count, ws, x, n, ys, biases, NULL, NULL);
-    }
+#define BW_MATMUL(DT, F) launch_typed<DT, F, false>(im, count, ws, x, n, ys, biases, NULL, NULL)
+    BW_DISPATCH(ws[0]->dtype, f16, BW_MATMUL);
+#undef BW_MATMUL
 }
 
 int cuda_batch16_fuses_norm(const cuda_impl *im, const cuda_weight *w, int n) {
@@ -640,13 +686,9 @@ int cuda_batch16_fuses_norm(const cuda_impl *im, const cuda_weight *w, int n) {
 void cuda_batch16_residual_norm(cuda_impl *im, const cuda_weight *w, const float *in, int n, const float *bias, float *x,
                                 const float *norm_weight, float eps, float *out) {
     int f16 = im->opt.precision == TS_PRECISION_FP16;
-    if (w->dtype == TS_DTYPE_Q4_0) {
-        if (f16) launch_residual_norm<TS_DTYPE_Q4_0, 1>(im, w, in, n, bias, x, norm_weight, eps, out);
-        else launch_residual_norm<TS_DTYPE_Q4_0, 0>(im, w, in, n, bias, x, norm_weight, eps, out);
-    } else {
-        if (f16) launch_residual_norm<TS_DTYPE_Q4_1, 1>(im, w, in, n, bias, x, norm_weight, eps, out);
-        else launch_residual_norm<TS_DTYPE_Q4_1, 0>(im, w, in, n, bias, x, norm_weight, eps, out);
-    }
+#define BW_RESIDUAL(DT, F) launch_residual_norm<DT, F>(im, w, in, n, bias, x, norm_weight, eps, out)
+    BW_DISPATCH(w->dtype, f16, BW_RESIDUAL);
+#undef BW_RESIDUAL
 }
 
 int cuda_batch16_reads_due(const cuda_impl *im, int count, const cuda_weight *const *ws, int n) {
@@ -674,13 +716,9 @@ void cuda_batch16_swiglu(cuda_impl *im, const cuda_weight *gate, const cuda_weig
     const cuda_weight *ws[2] = {gate, up};
     float *ys[2] = {out, NULL};
     const int f16 = im->opt.precision == TS_PRECISION_FP16;
-    if (gate->dtype == TS_DTYPE_Q4_0) {
-        if (f16) launch_typed<TS_DTYPE_Q4_0, 1, true>(im, 2, ws, x, n, ys, NULL, NULL, dense);
-        else launch_typed<TS_DTYPE_Q4_0, 0, true>(im, 2, ws, x, n, ys, NULL, NULL, dense);
-    } else {
-        if (f16) launch_typed<TS_DTYPE_Q4_1, 1, true>(im, 2, ws, x, n, ys, NULL, NULL, dense);
-        else launch_typed<TS_DTYPE_Q4_1, 0, true>(im, 2, ws, x, n, ys, NULL, NULL, dense);
-    }
+#define BW_SWIGLU(DT, F) launch_typed<DT, F, true>(im, 2, ws, x, n, ys, NULL, NULL, dense)
+    BW_DISPATCH(gate->dtype, f16, BW_SWIGLU);
+#undef BW_SWIGLU
     /* the down projection reads out in this form (launch_typed may have registered x's) */
     if (dense) im->qact = cuda_qact_dense(out, n, gate->rows, dense, 3 + f16);
     else im->qact.src = NULL;

@@ -25,6 +25,8 @@ struct cuda_weight {
     void *scale;     /* [rows][cols / 32]: __half for Q4_0 and Q8_0 (their GGUF scales, exactly), float for
                         Q4_1 (Q4_K's products d * sc need more bits than a half has); see group_scale */
     float *minv;     /* [rows][cols / 32] for Q4_1 */
+    int8_t *sub_scale; /* IQ4_XS: [rows][cols / 32] signed 6-bit sub-scales; scale then holds one __half d
+                          per 8 groups (the file's super-block), so the GPU keeps its 4.25 bits + 1/4 */
     size_t q_row_bytes;
     size_t bytes;    /* device (or mapped host) bytes held */
     int host_mapped; /* q/scale live in pinned host memory (unified memory mode) */
@@ -32,11 +34,15 @@ struct cuda_weight {
     int gpu_supported;
 };
 
-/* The scale of group si of a repacked Q4_0, Q4_1 or Q8_0 weight. Half scales keep Q4_0 at 4.5 bits a
+/* Whether a layout's 4-bit codes index IQ4_NL's grid (IQ4_NL, and IQ4_XS repacked to the same codes). */
+__host__ __device__ constexpr bool grid4(int dt) { return dt == TS_DTYPE_IQ4_NL || dt == TS_DTYPE_IQ4_XS; }
+
+/* The scale of group si of a repacked Q4_0, Q4_1, Q8_0, IQ4_NL or IQ4_XS weight. Half scales keep Q4_0 at 4.5 bits a
  * weight on the GPU as in the file (float scales made decode read 11 % more bytes). */
 template <int DT>
 __device__ __forceinline__ float group_scale(const cuda_weight &w, size_t si) {
     if (DT == TS_DTYPE_Q4_1) return __ldg((const float *)w.scale + si);
+    if (DT == TS_DTYPE_IQ4_XS) return __half2float(__ldg((const __half *)w.scale + (si >> 3))) * (float)__ldg(w.sub_scale + si);
     return __half2float(__ldg((const __half *)w.scale + si));
 }
 

@@ -17,14 +17,15 @@
 #define GEMM_PANEL_BYTES (256u << 20)
 
 static const char *dtype_name(ts_dtype t) {
-    static const char *names[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "q8_k", "iq4_nl"};
+    static const char *names[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k", "q8_k", "iq4_nl", "iq4_xs"};
     return (int)t >= 0 && (int)t < (int)(sizeof names / sizeof names[0]) ? names[t] : "unknown";
 }
 
 static int gpu_has_kernel(ts_dtype t) {
     switch (t) {
     case TS_DTYPE_F32: case TS_DTYPE_F16: case TS_DTYPE_BF16: case TS_DTYPE_Q8_0: case TS_DTYPE_Q4_0:
-    case TS_DTYPE_Q4_1: case TS_DTYPE_Q4_K: case TS_DTYPE_Q5_K: case TS_DTYPE_Q6_K: case TS_DTYPE_IQ4_NL: return 1;
+    case TS_DTYPE_Q4_1: case TS_DTYPE_Q4_K: case TS_DTYPE_Q5_K: case TS_DTYPE_Q6_K: case TS_DTYPE_IQ4_NL:
+    case TS_DTYPE_IQ4_XS: return 1;
     default: return 0;
     }
 }
@@ -62,28 +63,33 @@ static void natural_nibbles(const uint8_t *src, uint8_t *dst) {
     for (int k = 0; k < 16; k++) dst[k] = (uint8_t)(e[2 * k] | (e[2 * k + 1] << 4));
 }
 
-/* Q4_0/IQ4_NL/Q4_1/Q8_0/Q4_K blocks -> quants [rows][...] and scales (and minimums) [rows][cols / 32];
- * Q4_K's sub-blocks of 32 become Q4_1 groups exactly (scale d * sc, minimum -dmin * m). */
+/* Q4_0/IQ4_NL/Q4_1/Q8_0/Q4_K/IQ4_XS blocks -> quants [rows][...] and scales (and minimums) [rows][cols / 32];
+ * Q4_K's sub-blocks of 32 become Q4_1 groups exactly (scale d * sc, minimum -dmin * m); IQ4_XS's become
+ * IQ4_NL's codes with the super-block's d kept once per 8 groups beside an int8 sub-scale per group. */
 static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
     int64_t groups = w->cols / 32;
     size_t qbytes_per_group = w->dtype == TS_DTYPE_Q8_0 ? 32 : 16;
     cw->dtype = w->dtype == TS_DTYPE_Q4_K ? TS_DTYPE_Q4_1 : w->dtype;
     cw->q_row_bytes = (size_t)groups * qbytes_per_group;
+    const int xs = cw->dtype == TS_DTYPE_IQ4_XS;
     int half = cw->dtype != TS_DTYPE_Q4_1; /* see group_scale */
     size_t selem = half ? sizeof(uint16_t) : sizeof(float);
-    size_t qbytes = cw->q_row_bytes * (size_t)w->rows, sbytes = (size_t)groups * (size_t)w->rows * selem;
-    size_t mbytes = (size_t)groups * (size_t)w->rows * sizeof(float);
+    int64_t sgroups = xs ? groups / 8 : groups; /* scales a row */
+    size_t qbytes = cw->q_row_bytes * (size_t)w->rows, sbytes = (size_t)sgroups * (size_t)w->rows * selem;
+    size_t mbytes = (size_t)groups * (size_t)w->rows * sizeof(float), xbytes = (size_t)groups * (size_t)w->rows;
     int mapped = cw->host_mapped;
     if (device_alloc(im, (void **)&cw->q, qbytes, mapped) || device_alloc(im, (void **)&cw->scale, sbytes, mapped))
         return -1;
     if (cw->dtype == TS_DTYPE_Q4_1 && device_alloc(im, (void **)&cw->minv, mbytes, mapped)) return -1;
-    cw->bytes = qbytes + sbytes + (cw->dtype == TS_DTYPE_Q4_1 ? mbytes : 0);
+    if (xs && device_alloc(im, (void **)&cw->sub_scale, xbytes, mapped)) return -1;
+    cw->bytes = qbytes + sbytes + (cw->dtype == TS_DTYPE_Q4_1 ? mbytes : 0) + (xs ? xbytes : 0);
     /* repack a panel of rows at a time on the host, then copy */
     int64_t panel = (int64_t)(64u << 20) / (int64_t)(cw->q_row_bytes + 8 * groups) + 1;
     uint8_t *hq = (uint8_t *)malloc(cw->q_row_bytes * (size_t)panel);
     float *hs = (float *)malloc((size_t)groups * panel * sizeof(float));
     uint16_t *hs16 = (uint16_t *)hs;
     float *hm = (float *)malloc((size_t)groups * panel * sizeof(float));
+    int8_t *hx = (int8_t *)hm; /* IQ4_XS's sub-scales (it has no minimums) */
     int rc = (hq && hs && hm) ? 0 : -1;
     for (int64_t r0 = 0; rc == 0 && r0 < w->rows; r0 += panel) {
         int64_t nr = w->rows - r0 < panel ? w->rows - r0 : panel;
@@ -100,6 +106,11 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
                     const ts_block_q4_0 *b = (const ts_block_q4_0 *)src + g;
                     hs16[si] = b->d;
                     natural_nibbles(b->qs, dq);
+                } else if (xs) { /* group g is sub-block g % 8 of block g / 8 */
+                    const ts_block_iq4_xs *b = (const ts_block_iq4_xs *)src + g / 8;
+                    if (g % 8 == 0) hs16[(size_t)r * sgroups + g / 8] = b->d;
+                    hx[si] = (int8_t)ts_iq4_xs_sub_scale(b, (int)(g % 8));
+                    natural_nibbles(b->qs + 16 * (g % 8), dq);
                 } else if (w->dtype == TS_DTYPE_Q4_1) {
                     const ts_block_q4_1 *b = (const ts_block_q4_1 *)src + g;
                     hs[si] = ts_f16_to_f32(b->d);
@@ -119,8 +130,9 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
             }
         }
         rc = upload(im, cw->q + (size_t)r0 * cw->q_row_bytes, hq, cw->q_row_bytes * (size_t)nr) ||
-             upload(im, (uint8_t *)cw->scale + (size_t)r0 * groups * selem, hs, (size_t)groups * nr * selem) ||
-             (cw->dtype == TS_DTYPE_Q4_1 && upload(im, cw->minv + (size_t)r0 * groups, hm, (size_t)groups * nr * sizeof(float)))
+             upload(im, (uint8_t *)cw->scale + (size_t)r0 * sgroups * selem, hs, (size_t)sgroups * nr * selem) ||
+             (cw->dtype == TS_DTYPE_Q4_1 && upload(im, cw->minv + (size_t)r0 * groups, hm, (size_t)groups * nr * sizeof(float))) ||
+             (xs && upload(im, cw->sub_scale + (size_t)r0 * groups, hx, (size_t)groups * nr))
                  ? -1 : 0;
     }
     free(hq);
@@ -153,7 +165,7 @@ int cuda_prepare_weight(ts_backend *be, ts_weight *w, ts_error *err) {
     }
     int rc;
     if (w->dtype == TS_DTYPE_Q4_0 || w->dtype == TS_DTYPE_Q4_1 || w->dtype == TS_DTYPE_Q8_0 || w->dtype == TS_DTYPE_Q4_K ||
-        w->dtype == TS_DTYPE_IQ4_NL) {
+        grid4(w->dtype)) {
         rc = repack_blocks(im, w, cw);
     } else {
         cw->q_row_bytes = w->row_bytes;
@@ -183,6 +195,7 @@ void cuda_release_weight(ts_backend *be, ts_weight *w) {
     device_free(cw->q, cw->host_mapped);
     device_free(cw->scale, cw->host_mapped);
     device_free(cw->minv, cw->host_mapped);
+    device_free(cw->sub_scale, cw->host_mapped);
     if (cw->dense) cudaFree(cw->dense);
     im->weight_bytes -= cw->bytes;
     free(cw);
@@ -253,7 +266,7 @@ struct quad_pair {
 /* The scale and offset of the group holding element e of a row (unpack_quad's d and m). */
 template <int DT>
 __device__ __forceinline__ void quad_scale(const cuda_weight &w, int64_t row_index, int64_t e, float *d, float *m) {
-    if (DT == TS_DTYPE_Q8_0 || DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL) {
+    if (DT == TS_DTYPE_Q8_0 || DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || grid4(DT)) {
         size_t si = (size_t)row_index * (w.cols / 32) + e / 32;
         *d = group_scale<DT>(w, si);
         *m = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * *d : 0.0f;
@@ -289,7 +302,7 @@ __device__ __forceinline__ void unpack_quad(const uint32_t *r, float d, float m,
         }
     } else if (DT == TS_DTYPE_Q8_0) {
         for (int i = 0; i < 4; i++) v[i] = d * (float)(int8_t)(r[0] >> (8 * i));
-    } else if (DT == TS_DTYPE_IQ4_NL) {
+    } else if (grid4(DT)) {
         uint32_t q = iq4_nl_levels4(r[0] & 0xffff);
         for (int i = 0; i < 4; i++) v[i] = d * (float)(int8_t)(q >> (8 * i));
     } else {
@@ -514,7 +527,7 @@ __device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t ro
 #pragma unroll
                         for (int e = 0; e < 4; e++) {
                             uint32_t lo = ww[e] & 0x0f0f0f0f, hi = (ww[e] >> 4) & 0x0f0f0f0f;
-                            if (DT == TS_DTYPE_IQ4_NL) { /* indices -> signed grid levels, no offset */
+                            if (grid4(DT)) { /* indices -> signed grid levels, no offset */
                                 lo = iq4_nl_levels4_bytes(lo);
                                 hi = iq4_nl_levels4_bytes(hi);
                             }
@@ -698,7 +711,7 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, MMA_MIN_BLOCKS)
                 for (int mt = 0; mt < MMA_MT; mt++) {
                     uint32_t a[4] = {wv[u][mt][0] & 0x0f0f0f0fu, wv[u][mt][1] & 0x0f0f0f0fu,
                                      (wv[u][mt][0] >> 4) & 0x0f0f0f0fu, (wv[u][mt][1] >> 4) & 0x0f0f0f0fu};
-                    if (DT == TS_DTYPE_IQ4_NL) /* codes -> signed grid levels (no offset term below) */
+                    if (grid4(DT)) /* codes -> signed grid levels (no offset term below) */
 #pragma unroll
                         for (int i = 0; i < 4; i++) a[i] = iq4_nl_levels4_bytes(a[i]);
                     int c[4];
@@ -739,7 +752,7 @@ static int uses_dp4a(const cuda_impl *im, const cuda_weight *w, int n, int force
     ts_dtype t = w->dtype;
     return !force_fp32 && !im->float_gemv && im->opt.precision != TS_PRECISION_FP32 && n <= DP4A_MAX_TOKENS &&
            (n <= GEMV_MAX_TOKENS || !w->dense) &&
-           (t == TS_DTYPE_Q4_0 || t == TS_DTYPE_Q4_1 || t == TS_DTYPE_Q8_0 || t == TS_DTYPE_IQ4_NL);
+           (t == TS_DTYPE_Q4_0 || t == TS_DTYPE_Q4_1 || t == TS_DTYPE_Q8_0 || grid4(t));
 }
 
 /* Whether a product of n tokens with w runs through cuBLAS (gemm_path), as matmul_impl chooses. */
@@ -933,6 +946,7 @@ static void dispatch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *cons
     if (ws[0]->dtype == TS_DTYPE_Q4_0) launch_gemv_dp4a<TS_DTYPE_Q4_0>(im, count, ws, x, n, ys, biases);
     else if (ws[0]->dtype == TS_DTYPE_Q4_1) launch_gemv_dp4a<TS_DTYPE_Q4_1>(im, count, ws, x, n, ys, biases);
     else if (ws[0]->dtype == TS_DTYPE_IQ4_NL) launch_gemv_dp4a<TS_DTYPE_IQ4_NL>(im, count, ws, x, n, ys, biases);
+    else if (ws[0]->dtype == TS_DTYPE_IQ4_XS) launch_gemv_dp4a<TS_DTYPE_IQ4_XS>(im, count, ws, x, n, ys, biases);
     else launch_gemv_dp4a<TS_DTYPE_Q8_0>(im, count, ws, x, n, ys, biases);
 }
 
@@ -985,6 +999,7 @@ void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in
     if (cw->dtype == TS_DTYPE_Q4_0) launch_fused_projection<TS_DTYPE_Q4_0>(im, cw, in, n, bias, x, norm_weight, eps, out);
     else if (cw->dtype == TS_DTYPE_Q4_1) launch_fused_projection<TS_DTYPE_Q4_1>(im, cw, in, n, bias, x, norm_weight, eps, out);
     else if (cw->dtype == TS_DTYPE_IQ4_NL) launch_fused_projection<TS_DTYPE_IQ4_NL>(im, cw, in, n, bias, x, norm_weight, eps, out);
+    else if (cw->dtype == TS_DTYPE_IQ4_XS) launch_fused_projection<TS_DTYPE_IQ4_XS>(im, cw, in, n, bias, x, norm_weight, eps, out);
     else launch_fused_projection<TS_DTYPE_Q8_0>(im, cw, in, n, bias, x, norm_weight, eps, out);
     CUDA_CHECK_LAUNCH(im, "matmul_add_rmsnorm");
 }
@@ -1024,7 +1039,7 @@ template <int DT>
 static void launch_gemv(cuda_impl *im, const cuda_weight &w, const float *x, int n, float *y, const float *bias) {
     dim3 grid((unsigned)((w.rows + GEMV_WARPS - 1) / GEMV_WARPS)), block(32 * GEMV_WARPS);
     constexpr bool fast = DT == TS_DTYPE_F32 || DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 || DT == TS_DTYPE_Q8_0 ||
-                          DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL;
+                          DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || grid4(DT);
     constexpr int FT = fast ? DT : TS_DTYPE_F32;
     constexpr int U = (FT == TS_DTYPE_F32) ? 1 : (FT == TS_DTYPE_F16 || FT == TS_DTYPE_BF16) ? 2 : 4;
     switch (n) {
@@ -1105,7 +1120,7 @@ __global__ void __launch_bounds__(DEQUANT_THREADS) dequant_oct_kernel(const __gr
     const uint8_t *rowp = w.q + (size_t)row * w.q_row_bytes;
     uint32_t raw[2][WORDS];
     float d = 0.0f, m = 0.0f, v[8];
-    if (DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || DT == TS_DTYPE_IQ4_NL) {
+    if (DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || grid4(DT)) {
         uint32_t word = __ldg((const uint32_t *)(rowp + e / 2));
         raw[0][0] = word & 0xffffu;
         raw[1][0] = word >> 16;
@@ -1122,7 +1137,7 @@ __global__ void __launch_bounds__(DEQUANT_THREADS) dequant_oct_kernel(const __gr
 /* The layouts load_quad reads (dequant_oct_kernel, dequant_quad_kernel). */
 static constexpr bool oct_layout(int t) {
     return t == TS_DTYPE_F32 || t == TS_DTYPE_F16 || t == TS_DTYPE_BF16 || t == TS_DTYPE_Q8_0 || t == TS_DTYPE_Q4_0 ||
-           t == TS_DTYPE_Q4_1 || t == TS_DTYPE_IQ4_NL;
+           t == TS_DTYPE_Q4_1 || grid4(t);
 }
 
 /* One launch of dequant_oct_kernel for the job's parts (one layout, rows whole runs of 8). */

@@ -84,7 +84,7 @@ __device__ __forceinline__ void decode_group(const cuda_weight &w, int64_t row, 
             v[2 * k] = d * (float)(byte & 0x0f) + m;
             v[2 * k + 1] = d * (float)(byte >> 4) + m;
         }
-    } else if (DT == TS_DTYPE_IQ4_NL) {
+    } else if (grid4(DT)) {
         const uint4 u = __ldg((const uint4 *)(w.q + (size_t)row * w.q_row_bytes) + g);
         float d = group_scale<DT>(w, (size_t)row * (w.cols / 32) + g);
         uint32_t words[4] = {u.x, u.y, u.z, u.w};
@@ -145,6 +145,7 @@ __device__ __forceinline__ void decode_group(const cuda_weight &w, int64_t row, 
     case TS_DTYPE_Q5_K: CALL(TS_DTYPE_Q5_K); break;              \
     case TS_DTYPE_Q6_K: CALL(TS_DTYPE_Q6_K); break;              \
     case TS_DTYPE_IQ4_NL: CALL(TS_DTYPE_IQ4_NL); break;          \
+    case TS_DTYPE_IQ4_XS: CALL(TS_DTYPE_IQ4_XS); break;          \
     default: break;                                              \
     }
 
