@@ -10,15 +10,25 @@
 typedef struct {
     const ts_model_config *c;
     const ts_quant_scheme *q;
-    ts_plan *plan; /* NULL when only totals are wanted */
+    ts_device_kind device; /* whose layouts the bytes are of */
+    ts_plan *plan;         /* NULL when only totals are wanted */
     uint64_t bytes;
     int64_t params;
 } walk;
 
+uint64_t ts_plan_row_bytes_on(ts_device_kind device, ts_dtype t, int64_t cols) {
+    if (device == TS_DEVICE_CUDA && cols % 32 == 0) {
+        const uint64_t groups = (uint64_t)(cols / 32);
+        if (t == TS_DTYPE_Q4_1 || t == TS_DTYPE_Q4_K) return groups * 24;
+        if (t == TS_DTYPE_IQ4_XS) return groups * 17 + groups / 8 * 2;
+    }
+    return ts_dtype_row_bytes(t, cols);
+}
+
 /* Adds `count` tensors of rows x cols with one role to the walk. layer < 0: outside the layers. */
 static void add(walk *w, const char *group, ts_weight_role role, int layer, int64_t count, int64_t rows, int64_t cols) {
     ts_dtype t = ts_quant_scheme_dtype(w->q, role, layer < 0 ? 0 : layer, w->c->num_layers, w->c->dtype, cols);
-    uint64_t bytes = (uint64_t)count * (uint64_t)rows * ts_dtype_row_bytes(t, cols);
+    uint64_t bytes = (uint64_t)count * (uint64_t)rows * ts_plan_row_bytes_on(w->device, t, cols);
     int64_t params = count * rows * cols;
     w->bytes += bytes;
     w->params += params;
@@ -108,10 +118,16 @@ static void run_walk(walk *w) {
     else walk_decoder(w);
 }
 
+static uint64_t weight_bytes_on(ts_device_kind device, const ts_model_config *c, const ts_quant_scheme *q) {
+    walk w = {.c = c, .q = q, .device = device};
+    run_walk(&w);
+    return w.bytes;
+}
+
 int ts_plan_weight_bytes(const ts_model_config *c, const ts_quant_scheme *q, uint64_t *bytes, int64_t *params,
                          ts_error *err) {
     if (check_config(c, err) != 0) return -1;
-    walk w = {.c = c, .q = q};
+    walk w = {.c = c, .q = q, .device = TS_DEVICE_CPU};
     run_walk(&w);
     *bytes = w.bytes;
     if (params) *params = w.params;
@@ -243,28 +259,31 @@ static int64_t max_context_fitting(const ts_plan_request *base, uint64_t weights
 
 /* GPU holds the last n layers, their KV cache, the output head and final norm (and the embedding when
  * the head is tied to it); the CPU holds the embedding and the other layers with their KV cache. Both
- * sides need activations and scratch and their own reserve. */
-static void split_bytes(const ts_plan_request *r, const ts_plan *weights, int n, uint64_t *gpu, uint64_t *cpu) {
+ * sides need activations and scratch and their own reserve. Weights in each side's layouts: on_gpu's and
+ * on_cpu's per-layer bytes. */
+static void split_bytes(const ts_plan_request *r, const ts_plan *on_gpu, const ts_plan *on_cpu, int n, uint64_t *gpu,
+                        uint64_t *cpu) {
     const int layers = r->config->num_layers;
     const uint64_t kv_layer = kv_per_token_per_layer(r) * (uint64_t)r->context_length * (uint64_t)r->batch;
     const uint64_t work = activation_bytes(r) + scratch_bytes(r);
-    uint64_t g = weights->output_bytes + work + TS_PLAN_CUDA_RESERVE, c = work + TS_PLAN_CPU_RESERVE;
-    if (r->config->tie_word_embeddings) g += weights->embedding_bytes;
-    else c += weights->embedding_bytes;
+    uint64_t g = on_gpu->output_bytes + work + TS_PLAN_CUDA_RESERVE, c = work + TS_PLAN_CPU_RESERVE;
+    if (r->config->tie_word_embeddings) g += on_gpu->embedding_bytes;
+    else c += on_cpu->embedding_bytes;
     for (int l = 0; l < layers; l++) {
-        if (l >= layers - n) g += weights->layer_bytes[l] + kv_layer;
-        else c += weights->layer_bytes[l] + kv_layer;
+        if (l >= layers - n) g += on_gpu->layer_bytes[l] + kv_layer;
+        else c += on_cpu->layer_bytes[l] + kv_layer;
     }
     *gpu = g;
     *cpu = c;
 }
 
 /* The most layers that fit on the GPU with the rest fitting in host memory; -1 when none. */
-static int best_split(const ts_plan_request *r, const ts_plan *weights, uint64_t *gpu_out, uint64_t *cpu_out) {
+static int best_split(const ts_plan_request *r, const ts_plan *on_gpu, const ts_plan *on_cpu, uint64_t *gpu_out,
+                      uint64_t *cpu_out) {
     int best = -1;
     for (int n = r->config->num_layers; n >= 1; n--) {
         uint64_t g, c;
-        split_bytes(r, weights, n, &g, &c);
+        split_bytes(r, on_gpu, on_cpu, n, &g, &c);
         if (g <= r->device_bytes && c <= r->host_bytes) {
             best = n;
             *gpu_out = g;
@@ -275,9 +294,9 @@ static int best_split(const ts_plan_request *r, const ts_plan *weights, uint64_t
     return best;
 }
 
-static void fill_layers(const ts_plan_request *r, const ts_quant_scheme *q, ts_plan *scratch) {
+static void fill_layers(const ts_plan_request *r, const ts_quant_scheme *q, ts_device_kind device, ts_plan *scratch) {
     memset(scratch, 0, sizeof *scratch);
-    walk w = {.c = r->config, .q = q, .plan = scratch};
+    walk w = {.c = r->config, .q = q, .device = device, .plan = scratch};
     run_walk(&w);
     scratch->weight_bytes = w.bytes;
 }
@@ -287,7 +306,7 @@ int ts_plan_compute(const ts_plan_request *in, ts_plan *out, ts_error *err) {
     ts_plan_request r;
     if (normalise(in, &r, err) != 0) return -1;
     out->req = r;
-    walk w = {.c = r.config, .q = &r.quant, .plan = out};
+    walk w = {.c = r.config, .q = &r.quant, .device = r.device, .plan = out};
     run_walk(&w);
     out->weight_bytes = w.bytes;
     out->weight_params = w.params;
@@ -301,10 +320,13 @@ int ts_plan_compute(const ts_plan_request *in, ts_plan *out, ts_error *err) {
     out->available_bytes = r.device_bytes;
     out->fits = out->total_bytes <= r.device_bytes;
     out->host_side_fits = 1;
+    /* a split's CPU side in the file's layouts (the plan's own figures are the device's) */
+    ts_plan on_cpu;
     if (r.gpu_layers > 0) {
         /* the requested split: the GPU side is what must fit the device, the CPU side the host */
         uint64_t g = 0, c = 0;
-        split_bytes(&r, out, r.gpu_layers, &g, &c);
+        fill_layers(&r, &r.quant, TS_DEVICE_CPU, &on_cpu);
+        split_bytes(&r, out, &on_cpu, r.gpu_layers, &g, &c);
         out->total_bytes = g;
         out->host_side_bytes = c;
         out->host_side_fits = r.host_bytes == 0 || c <= r.host_bytes;
@@ -315,7 +337,7 @@ int ts_plan_compute(const ts_plan_request *in, ts_plan *out, ts_error *err) {
     for (int i = 0; i < 3; i++) {
         ts_plan_alternative *a = &out->alternatives[out->num_alternatives++];
         a->quant.kind = kinds[i];
-        ts_plan_weight_bytes(r.config, &a->quant, &a->weight_bytes, NULL, err);
+        a->weight_bytes = weight_bytes_on(r.device, r.config, &a->quant);
         a->total_bytes = total_for(&r, a->weight_bytes);
         a->fits = a->total_bytes <= r.device_bytes;
     }
@@ -333,11 +355,12 @@ int ts_plan_compute(const ts_plan_request *in, ts_plan *out, ts_error *err) {
             if (kinds[i] == TS_QUANT_INT8 && r.quant.kind == TS_QUANT_INT4) continue;
             if (kinds[i] != r.quant.kind) order[n++] = (ts_quant_scheme){.kind = kinds[i]};
         }
-        ts_plan layers;
+        ts_plan on_gpu;
         for (int i = 0; i < n && out->split_gpu_layers < 0; i++) {
-            fill_layers(&r, &order[i], &layers);
+            fill_layers(&r, &order[i], TS_DEVICE_CUDA, &on_gpu);
+            fill_layers(&r, &order[i], TS_DEVICE_CPU, &on_cpu);
             uint64_t g = 0, c = 0;
-            int best = best_split(&r, &layers, &g, &c);
+            int best = best_split(&r, &on_gpu, &on_cpu, &g, &c);
             if (best >= 1 && best < r.config->num_layers) {
                 out->split_gpu_layers = best;
                 out->split_quant = order[i];

@@ -8,7 +8,8 @@
  *   weights      every tensor the loader keeps: token embedding, output head when untied, per layer the
  *                attention projections, their biases, q/k norms, layer norms, the dense MLP or the
  *                router and all experts of a mixture-of-experts layer, the final norm (and GPT-2's
- *                position table). Norms and biases are float32.
+ *                position table). Norms and biases are float32. Bytes as the device keeps them: on a
+ *                CUDA device the module's repacked layouts (ts_plan_row_bytes_on), elsewhere the file's.
  *   KV cache     2 (K and V) x layers x kv_heads x head_dim x element size per token, for
  *                context x sequences tokens.
  *   activations  float32 tensors alive during one forward step over T tokens (T = step_tokens: the
@@ -108,7 +109,14 @@ typedef struct ts_plan {
 
 int ts_plan_compute(const ts_plan_request *req, ts_plan *out, ts_error *err);
 
-/* Weight bytes and parameter count alone (the loader's figure for one quantization). */
+/* Bytes of one row of `cols` weights of type t as `device` keeps it. The CUDA module repacks some layouts
+ * (cuda_matmul.cu, repack_blocks): Q4_1 and Q4_K become 32-value groups of codes with a float scale and a
+ * float minimum (24 bytes a group, 6 bits a weight where Q4_K's file holds 4.5), IQ4_XS becomes IQ4_NL's
+ * codes with an int8 sub-scale a group and its fp16 d once per 8 groups (4.31 bits); it keeps the others
+ * as the file has them, and so does the CPU. */
+uint64_t ts_plan_row_bytes_on(ts_device_kind device, ts_dtype t, int64_t cols);
+
+/* Weight bytes and parameter count alone (the loader's figure for one quantization, the file's bytes). */
 int ts_plan_weight_bytes(const ts_model_config *c, const ts_quant_scheme *q, uint64_t *bytes, int64_t *params,
                          ts_error *err);
 

@@ -84,8 +84,15 @@ char *ts_plan_format_text(const ts_plan *p) {
         sb_printf(&s, "  %-24s %-6s %8d %20s %12s\n", r->name, ts_dtype_get(r->dtype)->name, r->tensors,
                   with_commas(r->params, n1, sizeof n1), ts_format_bytes(r->bytes, a, sizeof a));
     }
-    sb_printf(&s, "  %-24s %-6s %8s %20s %12s\n\n", "all weights", "", "", with_commas(p->weight_params, n1, sizeof n1),
+    sb_printf(&s, "  %-24s %-6s %8s %20s %12s\n", "all weights", "", "", with_commas(p->weight_params, n1, sizeof n1),
               ts_format_bytes(p->weight_bytes, a, sizeof a));
+    int repacked = 0;
+    for (int i = 0; i < p->num_rows; i++)
+        repacked |= p->rows[i].dtype == TS_DTYPE_Q4_1 || p->rows[i].dtype == TS_DTYPE_Q4_K || p->rows[i].dtype == TS_DTYPE_IQ4_XS;
+    if (p->req.device == TS_DEVICE_CUDA && repacked)
+        sb_printf(&s, "  (bytes as the GPU holds them: q4_k and q4_1 in 32-value groups with a float scale and\n"
+                      "   minimum, 6 bits a weight; iq4_xs with an 8-bit scale a group, 4.31 bits)\n");
+    sb_printf(&s, "\n");
 
     sb_printf(&s, "%-14s%12s  %s per token (2 x %d layers x %d KV heads x %d x %d bytes) x %" PRId64 " x %d\n",
               "KV cache", ts_format_bytes(p->kv_bytes, a, sizeof a),

@@ -14,6 +14,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "quant/dequantize.h"
 #include "quant/float16.h"
+#include "runtime/planner.h"
 #include "runtime/sampler.h"
 #include "support/testlib.h"
 
@@ -1477,6 +1478,26 @@ static void test_prequantized_activations(void **state) {
     }
 }
 
+/* The module holds each layout in the bytes the memory planner counts for it (ts_plan_row_bytes_on). */
+static void test_weight_bytes_match_planner(void **state) {
+    (void)state;
+    const ts_dtype types[] = {TS_DTYPE_F32,  TS_DTYPE_F16,  TS_DTYPE_BF16, TS_DTYPE_Q8_0,   TS_DTYPE_Q4_0, TS_DTYPE_Q4_1,
+                              TS_DTYPE_Q4_K, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K, TS_DTYPE_IQ4_NL, TS_DTYPE_IQ4_XS};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        ts_backend_stats before, after;
+        g_gpu32->ops->stats(g_gpu32, &before);
+        void *bytes;
+        ts_weight w = prepared_rand_weight(g_gpu32, types[i], 37, 768, &bytes);
+        g_gpu32->ops->stats(g_gpu32, &after);
+        if (after.weight_bytes - before.weight_bytes != 37 * ts_plan_row_bytes_on(TS_DEVICE_CUDA, types[i], 768))
+            fail_msg("%s: the module holds %llu bytes, the planner counts %llu", ts_dtype_get(types[i])->name,
+                     (unsigned long long)(after.weight_bytes - before.weight_bytes),
+                     (unsigned long long)(37 * ts_plan_row_bytes_on(TS_DEVICE_CUDA, types[i], 768)));
+        g_gpu32->ops->release_weight(g_gpu32, &w);
+        free(bytes);
+    }
+}
+
 static void test_embedding(void **state) {
     (void)state;
     const ts_dtype types[] = {TS_DTYPE_BF16, TS_DTYPE_Q4_0, TS_DTYPE_Q6_K, TS_DTYPE_F32};
@@ -1603,6 +1624,7 @@ int main(void) {
         cmocka_unit_test(test_prequantized_activations), cmocka_unit_test(test_rope_attention),
         cmocka_unit_test(test_rope_attention_batch), cmocka_unit_test(test_fused_projection_batch),
         cmocka_unit_test(test_gate_up_silu), cmocka_unit_test(test_staged_products), cmocka_unit_test(test_matmul_concat),
+        cmocka_unit_test(test_weight_bytes_match_planner),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_gpu32->ops->destroy(g_gpu32);

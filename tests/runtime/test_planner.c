@@ -273,7 +273,8 @@ static void test_what_would_fit_fewer_sequences_or_context(void **state) {
 }
 
 /* With a GPU: the last N layers on the GPU, the rest on the CPU. Checked against per-layer bytes by
- * hand (every layer of this model is the same). */
+ * hand (every layer of this model is the same): the GPU holds Q4_K as 32-value groups of codes with a float
+ * scale and minimum (24 bytes a group), the CPU as the file has it (144 bytes a 256). */
 static void test_gpu_cpu_split(void **state) {
     (void)state;
     fields f = read_fields("qwen3-235b-a22b");
@@ -287,18 +288,23 @@ static void test_gpu_cpu_split(void **state) {
     assert_true(n > 0 && n < f.layers);
 
     /* per layer at int4: attention and experts q4_k, router f16, norms f32; plus its KV cache */
-    long long attn = (f.heads * f.head_dim * f.hidden * 2 + f.kv_heads * f.head_dim * f.hidden * 2) * 144 / 256;
-    long long experts = f.experts * 3 * f.moe_intermediate * f.hidden * 144 / 256;
-    long long layer = attn + experts + f.experts * f.hidden * 2 + (2 * f.head_dim + 2 * f.hidden) * 4;
+    long long q4k[2][2] = {{144, 256}, {24, 32}}; /* bytes a weight as a fraction: on the CPU, on the GPU */
+    long long layer_on[2], head_on[2];
+    for (int g = 0; g < 2; g++) {
+        long long attn = (f.heads * f.head_dim * f.hidden * 2 + f.kv_heads * f.head_dim * f.hidden * 2) * q4k[g][0] / q4k[g][1];
+        long long experts = f.experts * 3 * f.moe_intermediate * f.hidden * q4k[g][0] / q4k[g][1];
+        layer_on[g] = attn + experts + f.experts * f.hidden * 2 + (2 * f.head_dim + 2 * f.hidden) * 4;
+        head_on[g] = f.vocab * f.hidden * q4k[g][0] / q4k[g][1];
+    }
     long long kv_layer = 2 * f.kv_heads * f.head_dim * 2 * 40960;
-    long long head = f.vocab * f.hidden * 144 / 256 + f.hidden * 4; /* output head and final norm */
+    long long head = head_on[1] + f.hidden * 4; /* output head and final norm */
     long long work = (long long)(p->activation_bytes + p->scratch_bytes);
-    long long on_gpu = head + n * (layer + kv_layer) + work + (1ll << 30);
-    long long on_gpu_one_more = on_gpu + layer + kv_layer;
+    long long on_gpu = head + n * (layer_on[1] + kv_layer) + work + (1ll << 30);
+    long long on_gpu_one_more = on_gpu + layer_on[1] + kv_layer;
     assert_int_equal(p->split_gpu_bytes, on_gpu);
     assert_true(on_gpu <= (long long)gpu);
     assert_true(on_gpu_one_more > (long long)gpu);
-    long long on_cpu = f.vocab * f.hidden * 144 / 256 + (f.layers - n) * (layer + kv_layer) + work + (256ll << 20);
+    long long on_cpu = head_on[0] + (f.layers - n) * (layer_on[0] + kv_layer) + work + (256ll << 20);
     assert_int_equal(p->split_cpu_bytes, on_cpu);
 
     char buf[2048], want[256];
@@ -467,6 +473,33 @@ static void test_incomplete_config_is_refused(void **state) {
                         "planner: the model configuration is incomplete (layers, hidden size, heads, vocabulary)");
 }
 
+/* Bytes of a row as each device keeps it: the file's on the CPU; on a CUDA device Q4_1 and Q4_K as 32-value
+ * groups with a float scale and minimum, IQ4_XS with an int8 sub-scale a group and its d once per 256, the
+ * rest as in the file (test_cuda_ops checks these against what the module allocates). */
+static void test_device_row_bytes(void **state) {
+    (void)state;
+    const ts_dtype same[] = {TS_DTYPE_F32, TS_DTYPE_F16, TS_DTYPE_BF16, TS_DTYPE_Q8_0, TS_DTYPE_Q4_0,
+                             TS_DTYPE_IQ4_NL, TS_DTYPE_Q5_K, TS_DTYPE_Q6_K};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CUDA, same[i], 4096), ts_dtype_row_bytes(same[i], 4096));
+        assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CPU, same[i], 4096), ts_dtype_row_bytes(same[i], 4096));
+    }
+    assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CPU, TS_DTYPE_Q4_K, 4096), 4096 / 256 * 144);
+    assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CUDA, TS_DTYPE_Q4_K, 4096), 4096 / 32 * 24);
+    assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CUDA, TS_DTYPE_Q4_1, 4096), 4096 / 32 * 24);
+    assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CPU, TS_DTYPE_IQ4_XS, 4096), 4096 / 256 * 136);
+    assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CUDA, TS_DTYPE_IQ4_XS, 4096), 4096 / 32 * 17 + 4096 / 256 * 2);
+    /* the 8B at int4 takes a third more on the GPU than in its file */
+    ts_model_config c = load_config("qwen3-8b");
+    ts_plan *cpu = plan_for(&c, INT4_SCHEME, 4096, 1, TS_DEVICE_CPU, 1ull << 40, 0);
+    ts_plan *gpu = plan_for(&c, INT4_SCHEME, 4096, 1, TS_DEVICE_CUDA, 1ull << 40, 0);
+    double ratio = (double)gpu->weight_bytes / (double)cpu->weight_bytes;
+    assert_true(ratio > 1.32 && ratio < 1.34);
+    assert_true(gpu->alternatives[2].weight_bytes == gpu->weight_bytes);
+    free(cpu);
+    free(gpu);
+}
+
 /* Tensor rules in the scheme count in the weights' bytes; a rule for a layer the model lacks is refused. */
 static void test_tensor_rules(void **state) {
     (void)state;
@@ -491,6 +524,7 @@ static void test_tensor_rules(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tensor_rules),
+        cmocka_unit_test(test_device_row_bytes),
         cmocka_unit_test(test_qwen3_0_6b),
         cmocka_unit_test(test_qwen3_8b),
         cmocka_unit_test(test_qwen3_30b_a3b),
