@@ -181,9 +181,9 @@ ts_dtype ts_quant_scheme_dtype(const ts_quant_scheme *s, ts_weight_role role, in
          * 256-wide super-blocks, else IQ4_NL (same size as Q4_0, non-uniform levels: tiny-code +2.95 %
          * instead of +4.6 % with Q4_0 there; it runs at Q4_0's speed on the CPU, ~10 % slower in GPU
          * decode). IQ4_XS (`--quant iq4_xs`: IQ4_NL's grid at 4.25 bits where rows fill 256) loses no more on
-         * tiny-code and is smaller (on the GPU 4.31 bits against Q4_K's 6 as repacked there), but its grid
-         * lookups cost single-sequence GPU decode: on an H100 8B 399 tok/s against Q4_K's 411, 0.6B 1510
-         * against 1747 (tests/quant/README.md); int4 keeps the faster type. */
+         * tiny-code and is smaller (on the GPU 4.31 bits against Q4_K's 4.625), but its grid lookups cost
+         * single-sequence GPU decode: on an H200 8B 434 tok/s against Q4_K's 587, 0.6B 1540 against 1750
+         * (docs/cuda-notes.md v20); int4 keeps the faster type. */
         if (fits(TS_DTYPE_Q4_K, cols)) return TS_DTYPE_Q4_K;
         return fallback(TS_DTYPE_IQ4_NL, cols);
     case TS_QUANT_EXACT: return fallback(s->exact, cols);

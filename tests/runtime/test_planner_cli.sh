@@ -27,16 +27,16 @@ expect 0 "total            445.7 GiB  of 23.0 GiB available: DOES NOT FIT" -- "$
 expect 0 "nothing tried fits: even int4 needs 131.0 GiB" -- "$bin" plan --config "$big" --available 23GiB --kv-dtype f16
 expect 0 "int4   weights  123.2 GiB" -- "$bin" plan --config "$big" --available 23GiB
 expect 3 "DOES NOT FIT" -- "$bin" plan --config "$big" --available 23GiB --check
-expect 0 "split: int4 with the last 43 of 94 layers on the GPU" -- \
+expect 0 "split: int4 with the last 55 of 94 layers on the GPU" -- \
   "$bin" plan --config "$big" --device cuda --available 80GiB --host-available 512GiB --quant int4 --kv-dtype f16
-# --gpu-layers as asked: the GPU side of that split must fit (43 does, 44 does not: the GPU holds Q4_K at 6 bits a
-# weight, as the module repacks it), and the CPU side too
+# --gpu-layers as asked: the GPU side of that split must fit (55 does, 56 does not: the GPU holds Q4_K at 4.625
+# bits a weight, as the module repacks it), and the CPU side too
 split="--config $big --device cuda --available 80GiB --host-available 512GiB --quant int4 --kv-dtype f16"
-expect 0 "the last 43 of 94 layers, their KV cache and the output head on the GPU, of 80.0 GiB available: fits" -- \
-  "$bin" plan $split --gpu-layers 43 --check
-expect 3 "with the last 44 of 94 layers on the GPU, the GPU side needs 81.5 GiB" -- "$bin" plan $split --gpu-layers 44 --check
-expect 3 "the embedding and layers 0..50 on the CPU, of 40.0 GiB: DOES NOT FIT" -- \
-  "$bin" plan $split --gpu-layers 43 --host-available 40GiB --check
+expect 0 "the last 55 of 94 layers, their KV cache and the output head on the GPU, of 80.0 GiB available: fits" -- \
+  "$bin" plan $split --gpu-layers 55 --check
+expect 3 "with the last 56 of 94 layers on the GPU, the GPU side needs 80.9 GiB" -- "$bin" plan $split --gpu-layers 56 --check
+expect 3 "the embedding and layers 0..38 on the CPU, of 40.0 GiB: DOES NOT FIT" -- \
+  "$bin" plan $split --gpu-layers 55 --host-available 40GiB --check
 expect 0 "at int4: up to" -- "$bin" plan --config "$big" --quant int4 --ctx 8192 --available 200GiB
 # works without --available too (whatever this machine has)
 expect 0 "437.9 GiB" -- "$bin" plan --config "$big"

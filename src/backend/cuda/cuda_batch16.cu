@@ -350,8 +350,7 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
             for (int h = 0; h < 2; h++) {
                 const cuda_weight &wm = PAIRED ? tg.w[mt] : w;
                 q[mt][h] = load_weight((const uint2 *)(wm.q + woff[mt][h] + (size_t)c * 32));
-                dd[mt][h] = group_scale<DT>(wm, soff[mt][h] + 2 * c);
-                mm[mt][h] = DT == TS_DTYPE_Q4_1 ? __ldg(wm.minv + soff[mt][h] + 2 * c) : 0.0f;
+                group_scale_min<DT>(wm, soff[mt][h] + 2 * c, &dd[mt][h], &mm[mt][h]);
             }
     };
     /* activations: registers 0-3 of the next chunk are loaded once steps 0-1 have used this chunk's,
@@ -412,7 +411,7 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
                         const uint32_t word = p < 4 ? wq[mt][h].x : wq[mt][h].y;
                         uint32_t raw = ((word >> (4 * (p & 3))) & 0x000f000fu) | bw_fmt<F16>::MAGIC;
                         v = __hsub2(*(v2 *)&raw, bias2); /* the code (minus 8 for Q4_0), exactly */
-                        v = DT == TS_DTYPE_Q4_1 ? __hfma2(v, d2[mt][h], m2[mt][h]) : __hmul2(v, d2[mt][h]);
+                        v = has_min(DT) ? __hfma2(v, d2[mt][h], m2[mt][h]) : __hmul2(v, d2[mt][h]);
                     }
                     a[r] = *(uint32_t *)&v;
                 }
@@ -480,6 +479,7 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
         case TS_DTYPE_Q4_0: if (f16) CALL(TS_DTYPE_Q4_0, 1); else CALL(TS_DTYPE_Q4_0, 0); break;       \
         case TS_DTYPE_IQ4_NL: if (f16) CALL(TS_DTYPE_IQ4_NL, 1); else CALL(TS_DTYPE_IQ4_NL, 0); break; \
         case TS_DTYPE_IQ4_XS: if (f16) CALL(TS_DTYPE_IQ4_XS, 1); else CALL(TS_DTYPE_IQ4_XS, 0); break; \
+        case TS_DTYPE_Q4_K: if (f16) CALL(TS_DTYPE_Q4_K, 1); else CALL(TS_DTYPE_Q4_K, 0); break;       \
         default: if (f16) CALL(TS_DTYPE_Q4_1, 1); else CALL(TS_DTYPE_Q4_1, 0); break;  \
         }                                                                               \
     } while (0)
@@ -492,7 +492,7 @@ int cuda_batch16_takes(const cuda_impl *im, int n, int64_t cols) {
 
 int cuda_batch16_eligible(const cuda_impl *im, const cuda_weight *w, int n) {
     if (!cuda_batch16_takes(im, n, w->cols)) return 0;
-    if (w->dtype != TS_DTYPE_Q4_0 && w->dtype != TS_DTYPE_Q4_1 && !grid4(w->dtype)) return 0;
+    if (w->dtype != TS_DTYPE_Q4_0 && !has_min(w->dtype) && !grid4(w->dtype)) return 0;
     /* 32-bit offsets in the kernel */
     return (size_t)w->rows * w->q_row_bytes < ((size_t)1 << 32) && (size_t)w->rows * (size_t)(w->cols / 32) < ((size_t)1 << 31);
 }

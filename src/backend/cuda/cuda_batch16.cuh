@@ -10,7 +10,7 @@
  * known): producers of activations then write its fragment order. */
 int cuda_batch16_takes(const cuda_impl *im, int n, int64_t cols);
 
-/* Whether a product of n tokens with w goes to cuda_batch16_matmul (Q4_0 and Q4_1 / Q4_K weights,
+/* Whether a product of n tokens with w goes to cuda_batch16_matmul (Q4_0, Q4_1, Q4_K, IQ4_NL, IQ4_XS weights,
  * widths in chunks of 64, under bf16 or fp16, sm_80 and later; TESSERA_CUDA_BATCH16=0 turns it off). */
 int cuda_batch16_eligible(const cuda_impl *im, const cuda_weight *w, int n);
 

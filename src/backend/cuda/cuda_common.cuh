@@ -14,19 +14,21 @@
 #include "backend/cuda_module.h"
 
 /* A weight as the GPU keeps it. Q4_0, Q4_1 and Q8_0 are repacked into quants in natural element order
- * (4-bit: byte k holds elements 2k and 2k + 1) with float scales (and minimums) per 32 elements, so
- * that rows start aligned and lanes can read neighbouring elements; Q4_K is repacked exactly into the
- * Q4_1 layout (its 6-bit sub-scales folded into float scales); Q5_K and Q6_K keep GGUF's block
+ * (4-bit: byte k holds elements 2k and 2k + 1) with scales (and minimums) per 32 elements, so
+ * that rows start aligned and lanes can read neighbouring elements; Q4_K and IQ4_XS the same way with their
+ * super-block's fp16 factors once per 8 groups and each group's codes for them; Q5_K and Q6_K keep GGUF's block
  * layout; floats stay as they are. dtype is the layout the kernels see. */
 struct cuda_weight {
     ts_dtype dtype;
     int64_t rows, cols;
     uint8_t *q;      /* quants or raw blocks or float data */
-    void *scale;     /* [rows][cols / 32]: __half for Q4_0 and Q8_0 (their GGUF scales, exactly), float for
-                        Q4_1 (Q4_K's products d * sc need more bits than a half has); see group_scale */
+    void *scale;     /* [rows][cols / 32]: __half for Q4_0, Q8_0 and IQ4_NL (their GGUF scales, exactly), float for
+                        Q4_1; per 8 groups for Q4_K and IQ4_XS (below); see group_scale */
     float *minv;     /* [rows][cols / 32] for Q4_1 */
     int8_t *sub_scale; /* IQ4_XS: [rows][cols / 32] signed 6-bit sub-scales; scale then holds one __half d
                           per 8 groups (the file's super-block), so the GPU keeps its 4.25 bits + 1/4 */
+    uint8_t *k_codes;  /* Q4_K: [rows][cols / 32][2] its 6-bit scale and minimum codes; scale then holds a
+                          __half2 (d, dmin) per 8 groups: 4.625 bits a weight */
     size_t q_row_bytes;
     size_t bytes;    /* device (or mapped host) bytes held */
     int host_mapped; /* q/scale live in pinned host memory (unified memory mode) */
@@ -43,7 +45,34 @@ template <int DT>
 __device__ __forceinline__ float group_scale(const cuda_weight &w, size_t si) {
     if (DT == TS_DTYPE_Q4_1) return __ldg((const float *)w.scale + si);
     if (DT == TS_DTYPE_IQ4_XS) return __half2float(__ldg((const __half *)w.scale + (si >> 3))) * (float)__ldg(w.sub_scale + si);
+    if (DT == TS_DTYPE_Q4_K) return __low2float(__ldg((const __half2 *)w.scale + (si >> 3))) * (float)__ldg(w.k_codes + 2 * si);
     return __half2float(__ldg((const __half *)w.scale + si));
+}
+
+/* Layouts whose groups have a minimum term: value = scale * code + minimum. */
+__host__ __device__ constexpr bool has_min(int dt) { return dt == TS_DTYPE_Q4_1 || dt == TS_DTYPE_Q4_K; }
+
+/* The minimum term of group si (d: its scale): Q4_1's as stored, Q4_K's -dmin * m (exact in float, as the CPU
+ * decodes it), Q4_0's -8 d, none for the others. */
+template <int DT>
+__device__ __forceinline__ float group_min(const cuda_weight &w, size_t si, float d) {
+    if (DT == TS_DTYPE_Q4_1) return __ldg(w.minv + si);
+    if (DT == TS_DTYPE_Q4_K) return -(__high2float(__ldg((const __half2 *)w.scale + (si >> 3))) * (float)__ldg(w.k_codes + 2 * si + 1));
+    return DT == TS_DTYPE_Q4_0 ? -8.0f * d : 0.0f;
+}
+
+/* Both at once: Q4_K's pair of factors and pair of codes in one load each. */
+template <int DT>
+__device__ __forceinline__ void group_scale_min(const cuda_weight &w, size_t si, float *d, float *m) {
+    if (DT == TS_DTYPE_Q4_K) {
+        const float2 f = __half22float2(__ldg((const __half2 *)w.scale + (si >> 3)));
+        const unsigned c = __ldg((const unsigned short *)w.k_codes + si); /* low byte the scale's code */
+        *d = f.x * (float)(c & 0xffu);
+        *m = -(f.y * (float)(c >> 8));
+        return;
+    }
+    *d = group_scale<DT>(w, si);
+    *m = group_min<DT>(w, si, *d);
 }
 
 struct cuda_step {

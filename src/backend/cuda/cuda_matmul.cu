@@ -63,33 +63,37 @@ static void natural_nibbles(const uint8_t *src, uint8_t *dst) {
     for (int k = 0; k < 16; k++) dst[k] = (uint8_t)(e[2 * k] | (e[2 * k + 1] << 4));
 }
 
-/* Q4_0/IQ4_NL/Q4_1/Q8_0/Q4_K/IQ4_XS blocks -> quants [rows][...] and scales (and minimums) [rows][cols / 32];
- * Q4_K's sub-blocks of 32 become Q4_1 groups exactly (scale d * sc, minimum -dmin * m); IQ4_XS's become
- * IQ4_NL's codes with the super-block's d kept once per 8 groups beside an int8 sub-scale per group. */
+/* Q4_0/IQ4_NL/Q4_1/Q8_0/Q4_K/IQ4_XS blocks -> quants [rows][...] in natural order and scales (and minimums)
+ * [rows][cols / 32]. The super-block types keep their fp16 factors once per 8 groups beside each group's codes
+ * for them (Q4_K: __half2 (d, dmin) and the (scale, minimum) byte pair of a group; IQ4_XS: __half d and an int8
+ * sub-scale), so that group_scale and group_min form exactly the float products the CPU decodes with and the
+ * GPU reads about as many bytes as the file holds (Q4_K 4.625 bits a weight, IQ4_XS 4.31). */
 static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
     int64_t groups = w->cols / 32;
     size_t qbytes_per_group = w->dtype == TS_DTYPE_Q8_0 ? 32 : 16;
-    cw->dtype = w->dtype == TS_DTYPE_Q4_K ? TS_DTYPE_Q4_1 : w->dtype;
+    cw->dtype = w->dtype;
     cw->q_row_bytes = (size_t)groups * qbytes_per_group;
-    const int xs = cw->dtype == TS_DTYPE_IQ4_XS;
-    int half = cw->dtype != TS_DTYPE_Q4_1; /* see group_scale */
-    size_t selem = half ? sizeof(uint16_t) : sizeof(float);
-    int64_t sgroups = xs ? groups / 8 : groups; /* scales a row */
+    const int xs = cw->dtype == TS_DTYPE_IQ4_XS, qk = cw->dtype == TS_DTYPE_Q4_K;
+    /* scale elements a row and their size (see group_scale) */
+    int64_t sgroups = xs || qk ? groups / 8 : groups;
+    size_t selem = qk ? 2 * sizeof(uint16_t) : cw->dtype == TS_DTYPE_Q4_1 ? sizeof(float) : sizeof(uint16_t);
     size_t qbytes = cw->q_row_bytes * (size_t)w->rows, sbytes = (size_t)sgroups * (size_t)w->rows * selem;
-    size_t mbytes = (size_t)groups * (size_t)w->rows * sizeof(float), xbytes = (size_t)groups * (size_t)w->rows;
+    size_t mbytes = (size_t)groups * (size_t)w->rows * sizeof(float);
+    size_t cbytes = (size_t)groups * (size_t)w->rows * (qk ? 2 : xs ? 1 : 0); /* per-group codes */
     int mapped = cw->host_mapped;
     if (device_alloc(im, (void **)&cw->q, qbytes, mapped) || device_alloc(im, (void **)&cw->scale, sbytes, mapped))
         return -1;
     if (cw->dtype == TS_DTYPE_Q4_1 && device_alloc(im, (void **)&cw->minv, mbytes, mapped)) return -1;
-    if (xs && device_alloc(im, (void **)&cw->sub_scale, xbytes, mapped)) return -1;
-    cw->bytes = qbytes + sbytes + (cw->dtype == TS_DTYPE_Q4_1 ? mbytes : 0) + (xs ? xbytes : 0);
+    if (xs && device_alloc(im, (void **)&cw->sub_scale, cbytes, mapped)) return -1;
+    if (qk && device_alloc(im, (void **)&cw->k_codes, cbytes, mapped)) return -1;
+    cw->bytes = qbytes + sbytes + (cw->dtype == TS_DTYPE_Q4_1 ? mbytes : 0) + cbytes;
     /* repack a panel of rows at a time on the host, then copy */
     int64_t panel = (int64_t)(64u << 20) / (int64_t)(cw->q_row_bytes + 8 * groups) + 1;
     uint8_t *hq = (uint8_t *)malloc(cw->q_row_bytes * (size_t)panel);
     float *hs = (float *)malloc((size_t)groups * panel * sizeof(float));
     uint16_t *hs16 = (uint16_t *)hs;
     float *hm = (float *)malloc((size_t)groups * panel * sizeof(float));
-    int8_t *hx = (int8_t *)hm; /* IQ4_XS's sub-scales (it has no minimums) */
+    uint8_t *hc = (uint8_t *)hm; /* the per-group codes (these types have no float minimums) */
     int rc = (hq && hs && hm) ? 0 : -1;
     for (int64_t r0 = 0; rc == 0 && r0 < w->rows; r0 += panel) {
         int64_t nr = w->rows - r0 < panel ? w->rows - r0 : panel;
@@ -109,7 +113,7 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
                 } else if (xs) { /* group g is sub-block g % 8 of block g / 8 */
                     const ts_block_iq4_xs *b = (const ts_block_iq4_xs *)src + g / 8;
                     if (g % 8 == 0) hs16[(size_t)r * sgroups + g / 8] = b->d;
-                    hx[si] = (int8_t)ts_iq4_xs_sub_scale(b, (int)(g % 8));
+                    hc[si] = (uint8_t)(int8_t)ts_iq4_xs_sub_scale(b, (int)(g % 8));
                     natural_nibbles(b->qs + 16 * (g % 8), dq);
                 } else if (w->dtype == TS_DTYPE_Q4_1) {
                     const ts_block_q4_1 *b = (const ts_block_q4_1 *)src + g;
@@ -120,8 +124,12 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
                     const ts_block_q4_k *b = (const ts_block_q4_k *)src + g / 8;
                     int sub = (int)(g % 8), sc, mn;
                     ts_k_scale_min(sub, b->scales, &sc, &mn);
-                    hs[si] = ts_f16_to_f32(b->d) * (float)sc;
-                    hm[si] = -ts_f16_to_f32(b->dmin) * (float)mn;
+                    if (sub == 0) {
+                        hs16[2 * ((size_t)r * sgroups + g / 8)] = b->d;
+                        hs16[2 * ((size_t)r * sgroups + g / 8) + 1] = b->dmin;
+                    }
+                    hc[2 * si] = (uint8_t)sc;
+                    hc[2 * si + 1] = (uint8_t)mn;
                     const uint8_t *q = b->qs + 32 * (sub / 2);
                     int shift = (sub & 1) * 4;
                     for (int k = 0; k < 16; k++)
@@ -129,10 +137,12 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
                 }
             }
         }
+        size_t per_row = cbytes / (size_t)w->rows;
         rc = upload(im, cw->q + (size_t)r0 * cw->q_row_bytes, hq, cw->q_row_bytes * (size_t)nr) ||
              upload(im, (uint8_t *)cw->scale + (size_t)r0 * sgroups * selem, hs, (size_t)sgroups * nr * selem) ||
              (cw->dtype == TS_DTYPE_Q4_1 && upload(im, cw->minv + (size_t)r0 * groups, hm, (size_t)groups * nr * sizeof(float))) ||
-             (xs && upload(im, cw->sub_scale + (size_t)r0 * groups, hx, (size_t)groups * nr))
+             (xs && upload(im, cw->sub_scale + (size_t)r0 * per_row, hc, per_row * (size_t)nr)) ||
+             (qk && upload(im, cw->k_codes + (size_t)r0 * per_row, hc, per_row * (size_t)nr))
                  ? -1 : 0;
     }
     free(hq);
@@ -196,6 +206,7 @@ void cuda_release_weight(ts_backend *be, ts_weight *w) {
     device_free(cw->scale, cw->host_mapped);
     device_free(cw->minv, cw->host_mapped);
     device_free(cw->sub_scale, cw->host_mapped);
+    device_free(cw->k_codes, cw->host_mapped);
     if (cw->dense) cudaFree(cw->dense);
     im->weight_bytes -= cw->bytes;
     free(cw);
@@ -250,8 +261,8 @@ __global__ void gemv_kernel(cuda_weight w, const float *__restrict__ x, float *_
     store_row_sums<N>(acc, lane, y, w.rows, row, bias);
 }
 
-/* Matrix-vector products for the layouts that dominate decode (floats, Q8_0, Q4_0, Q4_1 and Q4_K
- * repacked as Q4_1). A warp walks its row in chunks of 256 elements; lane l takes elements 4l..4l+3
+/* Matrix-vector products for the layouts that dominate decode (floats, Q8_0, Q4_0, Q4_1, and Q4_K and the
+ * grid types as repacked). A warp walks its row in chunks of 256 elements; lane l takes elements 4l..4l+3
  * and 128+4l..128+4l+3 of each chunk, so both the weight loads and the activation loads of a warp are
  * contiguous (coalesced) and activations are read once per chunk. UNROLL chunks are loaded before
  * any is used, to keep enough bytes in flight. */
@@ -266,10 +277,9 @@ struct quad_pair {
 /* The scale and offset of the group holding element e of a row (unpack_quad's d and m). */
 template <int DT>
 __device__ __forceinline__ void quad_scale(const cuda_weight &w, int64_t row_index, int64_t e, float *d, float *m) {
-    if (DT == TS_DTYPE_Q8_0 || DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || grid4(DT)) {
+    if (DT == TS_DTYPE_Q8_0 || DT == TS_DTYPE_Q4_0 || has_min(DT) || grid4(DT)) {
         size_t si = (size_t)row_index * (w.cols / 32) + e / 32;
-        *d = group_scale<DT>(w, si);
-        *m = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * *d : 0.0f;
+        group_scale_min<DT>(w, si, d, m);
     }
 }
 
@@ -491,8 +501,7 @@ __device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t ro
 #pragma unroll
                 for (int v = 0; v < WB / 16; v++) wq[u][r][v] = load_weight(p + v);
                 size_t si = (size_t)row * groups + g;
-                d[u][r] = group_scale<DT>(w, si);
-                m[u][r] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : DT == TS_DTYPE_Q4_0 ? -8.0f * d[u][r] : 0.0f;
+                group_scale_min<DT>(w, si, &d[u][r], &m[u][r]);
             }
         }
     };
@@ -691,9 +700,8 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, MMA_MIN_BLOCKS)
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
                     wv[u][mt][h] = __ldg((const uint32_t *)(w.q + woff[mt][h] + (size_t)g * 16));
-                    d[u][mt][h] = group_scale<DT>(w, soff[mt][h] + g);
                     /* Q4_0's minimum is -8 d, IQ4_NL has none: computed where used rather than held */
-                    m[u][mt][h] = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + soff[mt][h] + g) : 0.0f;
+                    group_scale_min<DT>(w, soff[mt][h] + g, &d[u][mt][h], &m[u][mt][h]);
                 }
         }
 #pragma unroll
@@ -718,8 +726,8 @@ __global__ void __launch_bounds__(32 * MMA_WARPS, MMA_MIN_BLOCKS)
                     mma_s8_16x8x32(c, a, b0, b1);
                     /* c0, c1: row gid, tokens 2t, 2t + 1; c2, c3: row gid + 8 */
                     float dm0 = d[u][mt][0], dm1 = d[u][mt][1];
-                    float mm0 = DT == TS_DTYPE_Q4_1 ? m[u][mt][0] : DT == TS_DTYPE_Q4_0 ? -8.0f * dm0 : 0.0f;
-                    float mm1 = DT == TS_DTYPE_Q4_1 ? m[u][mt][1] : DT == TS_DTYPE_Q4_0 ? -8.0f * dm1 : 0.0f;
+                    float mm0 = has_min(DT) ? m[u][mt][0] : DT == TS_DTYPE_Q4_0 ? -8.0f * dm0 : 0.0f;
+                    float mm1 = has_min(DT) ? m[u][mt][1] : DT == TS_DTYPE_Q4_0 ? -8.0f * dm1 : 0.0f;
                     acc[mt][nt][0] = fmaf(s0.x, fmaf(dm0, (float)c[0], mm0 * s0.y), acc[mt][nt][0]);
                     acc[mt][nt][1] = fmaf(s1.x, fmaf(dm0, (float)c[1], mm0 * s1.y), acc[mt][nt][1]);
                     acc[mt][nt][2] = fmaf(s0.x, fmaf(dm1, (float)c[2], mm1 * s0.y), acc[mt][nt][2]);
@@ -752,7 +760,7 @@ static int uses_dp4a(const cuda_impl *im, const cuda_weight *w, int n, int force
     ts_dtype t = w->dtype;
     return !force_fp32 && !im->float_gemv && im->opt.precision != TS_PRECISION_FP32 && n <= DP4A_MAX_TOKENS &&
            (n <= GEMV_MAX_TOKENS || !w->dense) &&
-           (t == TS_DTYPE_Q4_0 || t == TS_DTYPE_Q4_1 || t == TS_DTYPE_Q8_0 || grid4(t));
+           (t == TS_DTYPE_Q4_0 || has_min(t) || t == TS_DTYPE_Q8_0 || grid4(t));
 }
 
 /* Whether a product of n tokens with w runs through cuBLAS (gemm_path), as matmul_impl chooses. */
@@ -945,6 +953,7 @@ static void dispatch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *cons
     }
     if (ws[0]->dtype == TS_DTYPE_Q4_0) launch_gemv_dp4a<TS_DTYPE_Q4_0>(im, count, ws, x, n, ys, biases);
     else if (ws[0]->dtype == TS_DTYPE_Q4_1) launch_gemv_dp4a<TS_DTYPE_Q4_1>(im, count, ws, x, n, ys, biases);
+    else if (ws[0]->dtype == TS_DTYPE_Q4_K) launch_gemv_dp4a<TS_DTYPE_Q4_K>(im, count, ws, x, n, ys, biases);
     else if (ws[0]->dtype == TS_DTYPE_IQ4_NL) launch_gemv_dp4a<TS_DTYPE_IQ4_NL>(im, count, ws, x, n, ys, biases);
     else if (ws[0]->dtype == TS_DTYPE_IQ4_XS) launch_gemv_dp4a<TS_DTYPE_IQ4_XS>(im, count, ws, x, n, ys, biases);
     else launch_gemv_dp4a<TS_DTYPE_Q8_0>(im, count, ws, x, n, ys, biases);
@@ -998,6 +1007,7 @@ void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in
     }
     if (cw->dtype == TS_DTYPE_Q4_0) launch_fused_projection<TS_DTYPE_Q4_0>(im, cw, in, n, bias, x, norm_weight, eps, out);
     else if (cw->dtype == TS_DTYPE_Q4_1) launch_fused_projection<TS_DTYPE_Q4_1>(im, cw, in, n, bias, x, norm_weight, eps, out);
+    else if (cw->dtype == TS_DTYPE_Q4_K) launch_fused_projection<TS_DTYPE_Q4_K>(im, cw, in, n, bias, x, norm_weight, eps, out);
     else if (cw->dtype == TS_DTYPE_IQ4_NL) launch_fused_projection<TS_DTYPE_IQ4_NL>(im, cw, in, n, bias, x, norm_weight, eps, out);
     else if (cw->dtype == TS_DTYPE_IQ4_XS) launch_fused_projection<TS_DTYPE_IQ4_XS>(im, cw, in, n, bias, x, norm_weight, eps, out);
     else launch_fused_projection<TS_DTYPE_Q8_0>(im, cw, in, n, bias, x, norm_weight, eps, out);
@@ -1039,7 +1049,7 @@ template <int DT>
 static void launch_gemv(cuda_impl *im, const cuda_weight &w, const float *x, int n, float *y, const float *bias) {
     dim3 grid((unsigned)((w.rows + GEMV_WARPS - 1) / GEMV_WARPS)), block(32 * GEMV_WARPS);
     constexpr bool fast = DT == TS_DTYPE_F32 || DT == TS_DTYPE_F16 || DT == TS_DTYPE_BF16 || DT == TS_DTYPE_Q8_0 ||
-                          DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || grid4(DT);
+                          DT == TS_DTYPE_Q4_0 || has_min(DT) || grid4(DT);
     constexpr int FT = fast ? DT : TS_DTYPE_F32;
     constexpr int U = (FT == TS_DTYPE_F32) ? 1 : (FT == TS_DTYPE_F16 || FT == TS_DTYPE_BF16) ? 2 : 4;
     switch (n) {
@@ -1120,7 +1130,7 @@ __global__ void __launch_bounds__(DEQUANT_THREADS) dequant_oct_kernel(const __gr
     const uint8_t *rowp = w.q + (size_t)row * w.q_row_bytes;
     uint32_t raw[2][WORDS];
     float d = 0.0f, m = 0.0f, v[8];
-    if (DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1 || grid4(DT)) {
+    if (DT == TS_DTYPE_Q4_0 || has_min(DT) || grid4(DT)) {
         uint32_t word = __ldg((const uint32_t *)(rowp + e / 2));
         raw[0][0] = word & 0xffffu;
         raw[1][0] = word >> 16;
@@ -1137,7 +1147,7 @@ __global__ void __launch_bounds__(DEQUANT_THREADS) dequant_oct_kernel(const __gr
 /* The layouts load_quad reads (dequant_oct_kernel, dequant_quad_kernel). */
 static constexpr bool oct_layout(int t) {
     return t == TS_DTYPE_F32 || t == TS_DTYPE_F16 || t == TS_DTYPE_BF16 || t == TS_DTYPE_Q8_0 || t == TS_DTYPE_Q4_0 ||
-           t == TS_DTYPE_Q4_1 || grid4(t);
+           has_min(t) || grid4(t);
 }
 
 /* One launch of dequant_oct_kernel for the job's parts (one layout, rows whole runs of 8). */

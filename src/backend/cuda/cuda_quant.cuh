@@ -71,11 +71,11 @@ __device__ __forceinline__ void decode_group(const cuda_weight &w, int64_t row, 
 #pragma unroll
             for (int k = 0; k < 16; k++) v[16 * j + k] = d * (float)(int8_t)(words[k / 4] >> (8 * (k % 4)));
         }
-    } else if (DT == TS_DTYPE_Q4_0 || DT == TS_DTYPE_Q4_1) {
+    } else if (DT == TS_DTYPE_Q4_0 || has_min(DT)) {
         const uint4 u = __ldg((const uint4 *)(w.q + (size_t)row * w.q_row_bytes) + g);
         size_t si = (size_t)row * (w.cols / 32) + g;
-        float d = group_scale<DT>(w, si);
-        float m = DT == TS_DTYPE_Q4_1 ? __ldg(w.minv + si) : -8.0f * d;
+        float d, m;
+        group_scale_min<DT>(w, si, &d, &m);
         uint32_t words[4] = {u.x, u.y, u.z, u.w};
         /* repacked in natural order: byte k holds elements 2k (low nibble) and 2k + 1 */
 #pragma unroll
@@ -98,21 +98,20 @@ __device__ __forceinline__ void decode_group(const cuda_weight &w, int64_t row, 
                 v[8 * j + 4 + i] = d * (float)(int8_t)(b >> (8 * i));
             }
         }
-    } else if (DT == TS_DTYPE_Q4_K || DT == TS_DTYPE_Q5_K) {
-        const int bsz = DT == TS_DTYPE_Q4_K ? 144 : 176;
-        const uint8_t *b = w.q + (size_t)row * w.q_row_bytes + (size_t)(g / 8) * bsz;
+    } else if (DT == TS_DTYPE_Q5_K) { /* GGUF's blocks as they are */
+        const uint8_t *b = w.q + (size_t)row * w.q_row_bytes + (size_t)(g / 8) * 176;
         int sub = g % 8;
         float d = h2f(*(const uint16_t *)b), dmin = h2f(*(const uint16_t *)(b + 2));
         float sc, mn;
         k_scale_min(sub, b + 4, &sc, &mn);
         float d1 = d * sc, m1 = dmin * mn;
-        const uint8_t *qs = b + (DT == TS_DTYPE_Q4_K ? 16 : 48) + 32 * (sub / 2);
+        const uint8_t *qs = b + 48 + 32 * (sub / 2);
         const uint8_t *qh = b + 16;
         int shift = (sub & 1) * 4;
 #pragma unroll
         for (int l = 0; l < 32; l++) {
             int q = (qs[l] >> shift) & 0x0f;
-            if (DT == TS_DTYPE_Q5_K) q += (qh[l] >> sub) & 1 ? 16 : 0;
+            q += (qh[l] >> sub) & 1 ? 16 : 0;
             v[l] = d1 * (float)q - m1;
         }
     } else if (DT == TS_DTYPE_Q6_K) {
