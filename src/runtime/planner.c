@@ -19,7 +19,6 @@ typedef struct {
 uint64_t ts_plan_row_bytes_on(ts_device_kind device, ts_dtype t, int64_t cols) {
     if (device == TS_DEVICE_CUDA && cols % 32 == 0) {
         const uint64_t groups = (uint64_t)(cols / 32);
-        if (t == TS_DTYPE_Q4_1) return groups * 24;
         if (t == TS_DTYPE_Q4_K) return groups * 18 + groups / 8 * 4;
         if (t == TS_DTYPE_IQ4_XS) return groups * 17 + groups / 8 * 2;
     }

@@ -110,8 +110,7 @@ typedef struct ts_plan {
 int ts_plan_compute(const ts_plan_request *req, ts_plan *out, ts_error *err);
 
 /* Bytes of one row of `cols` weights of type t as `device` keeps it. The CUDA module repacks some layouts
- * (cuda_matmul.cu, repack_blocks) into 32-value groups of codes: Q4_1 with a float scale and a float minimum
- * (24 bytes a group, 6 bits a weight where the file holds 5), Q4_K with its scale and minimum codes a group
+ * (cuda_matmul.cu, repack_blocks) into 32-value groups of codes: Q4_K with its scale and minimum codes a group
  * and its fp16 d and dmin once per 8 groups (4.625 bits; the file 4.5), IQ4_XS with an int8 sub-scale a group
  * and its fp16 d once per 8 groups (4.31 bits; the file 4.25); it keeps the others as the file has them, and
  * so does the CPU. */

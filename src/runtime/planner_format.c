@@ -88,9 +88,9 @@ char *ts_plan_format_text(const ts_plan *p) {
               ts_format_bytes(p->weight_bytes, a, sizeof a));
     int repacked = 0;
     for (int i = 0; i < p->num_rows; i++)
-        repacked |= p->rows[i].dtype == TS_DTYPE_Q4_1 || p->rows[i].dtype == TS_DTYPE_Q4_K || p->rows[i].dtype == TS_DTYPE_IQ4_XS;
+        repacked |= p->rows[i].dtype == TS_DTYPE_Q4_K || p->rows[i].dtype == TS_DTYPE_IQ4_XS;
     if (p->req.device == TS_DEVICE_CUDA && repacked)
-        sb_printf(&s, "  (bytes as the GPU holds them: q4_k at 4.625 bits a weight, q4_1 at 6, iq4_xs at 4.31)\n");
+        sb_printf(&s, "  (bytes as the GPU holds them: q4_k at 4.625 bits a weight, iq4_xs at 4.31)\n");
     sb_printf(&s, "\n");
 
     sb_printf(&s, "%-14s%12s  %s per token (2 x %d layers x %d KV heads x %d x %d bytes) x %" PRId64 " x %d\n",

@@ -473,10 +473,9 @@ static void test_incomplete_config_is_refused(void **state) {
                         "planner: the model configuration is incomplete (layers, hidden size, heads, vocabulary)");
 }
 
-/* Bytes of a row as each device keeps it: the file's on the CPU; on a CUDA device Q4_1 as 32-value groups
- * with a float scale and minimum, Q4_K with two code bytes a group and d, dmin once per 256, IQ4_XS with an
- * int8 sub-scale a group and its d once per 256, the rest as in the file (test_cuda_ops checks these against
- * what the module allocates). */
+/* Bytes of a row as each device keeps it: the file's on the CPU; on a CUDA device Q4_K with two code bytes a
+ * group and d, dmin once per 256, IQ4_XS with an int8 sub-scale a group and its d once per 256, the rest as in
+ * the file (test_cuda_ops checks these against what the module allocates). */
 static void test_device_row_bytes(void **state) {
     (void)state;
     const ts_dtype same[] = {TS_DTYPE_F32, TS_DTYPE_F16, TS_DTYPE_BF16, TS_DTYPE_Q8_0, TS_DTYPE_Q4_0,
@@ -487,7 +486,7 @@ static void test_device_row_bytes(void **state) {
     }
     assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CPU, TS_DTYPE_Q4_K, 4096), 4096 / 256 * 144);
     assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CUDA, TS_DTYPE_Q4_K, 4096), 4096 / 32 * 18 + 4096 / 256 * 4);
-    assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CUDA, TS_DTYPE_Q4_1, 4096), 4096 / 32 * 24);
+    assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CUDA, TS_DTYPE_Q4_1, 4096), ts_dtype_row_bytes(TS_DTYPE_Q4_1, 4096));
     assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CPU, TS_DTYPE_IQ4_XS, 4096), 4096 / 256 * 136);
     assert_int_equal(ts_plan_row_bytes_on(TS_DEVICE_CUDA, TS_DTYPE_IQ4_XS, 4096), 4096 / 32 * 17 + 4096 / 256 * 2);
     /* the 8B at int4 (Q4_K) takes 4.625 / 4.5 of its file's bytes on the GPU */

@@ -22,9 +22,8 @@ struct cuda_weight {
     ts_dtype dtype;
     int64_t rows, cols;
     uint8_t *q;      /* quants or raw blocks or float data */
-    void *scale;     /* [rows][cols / 32]: __half for Q4_0, Q8_0 and IQ4_NL (their GGUF scales, exactly), float for
-                        Q4_1; per 8 groups for Q4_K and IQ4_XS (below); see group_scale */
-    float *minv;     /* [rows][cols / 32] for Q4_1 */
+    void *scale;     /* [rows][cols / 32]: __half for Q4_0, Q8_0 and IQ4_NL, __half2 (d, m) for Q4_1 (their GGUF
+                        factors, exactly); per 8 groups for Q4_K and IQ4_XS (below); see group_scale */
     int8_t *sub_scale; /* IQ4_XS: [rows][cols / 32] signed 6-bit sub-scales; scale then holds one __half d
                           per 8 groups (the file's super-block), so the GPU keeps its 4.25 bits + 1/4 */
     uint8_t *k_codes;  /* Q4_K: [rows][cols / 32][2] its 6-bit scale and minimum codes; scale then holds a
@@ -43,7 +42,7 @@ __host__ __device__ constexpr bool grid4(int dt) { return dt == TS_DTYPE_IQ4_NL 
  * weight on the GPU as in the file (float scales made decode read 11 % more bytes). */
 template <int DT>
 __device__ __forceinline__ float group_scale(const cuda_weight &w, size_t si) {
-    if (DT == TS_DTYPE_Q4_1) return __ldg((const float *)w.scale + si);
+    if (DT == TS_DTYPE_Q4_1) return __low2float(__ldg((const __half2 *)w.scale + si));
     if (DT == TS_DTYPE_IQ4_XS) return __half2float(__ldg((const __half *)w.scale + (si >> 3))) * (float)__ldg(w.sub_scale + si);
     if (DT == TS_DTYPE_Q4_K) return __low2float(__ldg((const __half2 *)w.scale + (si >> 3))) * (float)__ldg(w.k_codes + 2 * si);
     return __half2float(__ldg((const __half *)w.scale + si));
@@ -56,14 +55,20 @@ __host__ __device__ constexpr bool has_min(int dt) { return dt == TS_DTYPE_Q4_1 
  * decodes it), Q4_0's -8 d, none for the others. */
 template <int DT>
 __device__ __forceinline__ float group_min(const cuda_weight &w, size_t si, float d) {
-    if (DT == TS_DTYPE_Q4_1) return __ldg(w.minv + si);
+    if (DT == TS_DTYPE_Q4_1) return __high2float(__ldg((const __half2 *)w.scale + si));
     if (DT == TS_DTYPE_Q4_K) return -(__high2float(__ldg((const __half2 *)w.scale + (si >> 3))) * (float)__ldg(w.k_codes + 2 * si + 1));
     return DT == TS_DTYPE_Q4_0 ? -8.0f * d : 0.0f;
 }
 
-/* Both at once: Q4_K's pair of factors and pair of codes in one load each. */
+/* Both at once: Q4_1's pair of factors in one load, Q4_K's pair of factors and pair of codes in one load each. */
 template <int DT>
 __device__ __forceinline__ void group_scale_min(const cuda_weight &w, size_t si, float *d, float *m) {
+    if (DT == TS_DTYPE_Q4_1) {
+        const float2 f = __half22float2(__ldg((const __half2 *)w.scale + si));
+        *d = f.x;
+        *m = f.y;
+        return;
+    }
     if (DT == TS_DTYPE_Q4_K) {
         const float2 f = __half22float2(__ldg((const __half2 *)w.scale + (si >> 3)));
         const unsigned c = __ldg((const unsigned short *)w.k_codes + si); /* low byte the scale's code */

@@ -64,7 +64,7 @@ static void natural_nibbles(const uint8_t *src, uint8_t *dst) {
 }
 
 /* Q4_0/IQ4_NL/Q4_1/Q8_0/Q4_K/IQ4_XS blocks -> quants [rows][...] in natural order and scales (and minimums)
- * [rows][cols / 32]. The super-block types keep their fp16 factors once per 8 groups beside each group's codes
+ * [rows][cols / 32], Q4_1's fp16 scale and minimum side by side. The super-block types keep their fp16 factors once per 8 groups beside each group's codes
  * for them (Q4_K: __half2 (d, dmin) and the (scale, minimum) byte pair of a group; IQ4_XS: __half d and an int8
  * sub-scale), so that group_scale and group_min form exactly the float products the CPU decodes with and the
  * GPU reads about as many bytes as the file holds (Q4_K 4.625 bits a weight, IQ4_XS 4.31). */
@@ -76,25 +76,22 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
     const int xs = cw->dtype == TS_DTYPE_IQ4_XS, qk = cw->dtype == TS_DTYPE_Q4_K;
     /* scale elements a row and their size (see group_scale) */
     int64_t sgroups = xs || qk ? groups / 8 : groups;
-    size_t selem = qk ? 2 * sizeof(uint16_t) : cw->dtype == TS_DTYPE_Q4_1 ? sizeof(float) : sizeof(uint16_t);
+    size_t selem = qk || cw->dtype == TS_DTYPE_Q4_1 ? 2 * sizeof(uint16_t) : sizeof(uint16_t);
     size_t qbytes = cw->q_row_bytes * (size_t)w->rows, sbytes = (size_t)sgroups * (size_t)w->rows * selem;
-    size_t mbytes = (size_t)groups * (size_t)w->rows * sizeof(float);
     size_t cbytes = (size_t)groups * (size_t)w->rows * (qk ? 2 : xs ? 1 : 0); /* per-group codes */
     int mapped = cw->host_mapped;
     if (device_alloc(im, (void **)&cw->q, qbytes, mapped) || device_alloc(im, (void **)&cw->scale, sbytes, mapped))
         return -1;
-    if (cw->dtype == TS_DTYPE_Q4_1 && device_alloc(im, (void **)&cw->minv, mbytes, mapped)) return -1;
     if (xs && device_alloc(im, (void **)&cw->sub_scale, cbytes, mapped)) return -1;
     if (qk && device_alloc(im, (void **)&cw->k_codes, cbytes, mapped)) return -1;
-    cw->bytes = qbytes + sbytes + (cw->dtype == TS_DTYPE_Q4_1 ? mbytes : 0) + cbytes;
+    cw->bytes = qbytes + sbytes + cbytes;
     /* repack a panel of rows at a time on the host, then copy */
     int64_t panel = (int64_t)(64u << 20) / (int64_t)(cw->q_row_bytes + 8 * groups) + 1;
     uint8_t *hq = (uint8_t *)malloc(cw->q_row_bytes * (size_t)panel);
     float *hs = (float *)malloc((size_t)groups * panel * sizeof(float));
     uint16_t *hs16 = (uint16_t *)hs;
-    float *hm = (float *)malloc((size_t)groups * panel * sizeof(float));
-    uint8_t *hc = (uint8_t *)hm; /* the per-group codes (these types have no float minimums) */
-    int rc = (hq && hs && hm) ? 0 : -1;
+    uint8_t *hc = (uint8_t *)malloc((size_t)groups * panel * 2); /* the per-group codes */
+    int rc = (hq && hs && hc) ? 0 : -1;
     for (int64_t r0 = 0; rc == 0 && r0 < w->rows; r0 += panel) {
         int64_t nr = w->rows - r0 < panel ? w->rows - r0 : panel;
         for (int64_t r = 0; r < nr; r++) {
@@ -117,8 +114,8 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
                     natural_nibbles(b->qs + 16 * (g % 8), dq);
                 } else if (w->dtype == TS_DTYPE_Q4_1) {
                     const ts_block_q4_1 *b = (const ts_block_q4_1 *)src + g;
-                    hs[si] = ts_f16_to_f32(b->d);
-                    hm[si] = ts_f16_to_f32(b->m);
+                    hs16[2 * si] = b->d;
+                    hs16[2 * si + 1] = b->m;
                     natural_nibbles(b->qs, dq);
                 } else { /* Q4_K: group g is sub-block g % 8 of block g / 8 */
                     const ts_block_q4_k *b = (const ts_block_q4_k *)src + g / 8;
@@ -140,14 +137,13 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
         size_t per_row = cbytes / (size_t)w->rows;
         rc = upload(im, cw->q + (size_t)r0 * cw->q_row_bytes, hq, cw->q_row_bytes * (size_t)nr) ||
              upload(im, (uint8_t *)cw->scale + (size_t)r0 * sgroups * selem, hs, (size_t)sgroups * nr * selem) ||
-             (cw->dtype == TS_DTYPE_Q4_1 && upload(im, cw->minv + (size_t)r0 * groups, hm, (size_t)groups * nr * sizeof(float))) ||
              (xs && upload(im, cw->sub_scale + (size_t)r0 * per_row, hc, per_row * (size_t)nr)) ||
              (qk && upload(im, cw->k_codes + (size_t)r0 * per_row, hc, per_row * (size_t)nr))
                  ? -1 : 0;
     }
     free(hq);
     free(hs);
-    free(hm);
+    free(hc);
     return rc;
 }
 
@@ -204,7 +200,6 @@ void cuda_release_weight(ts_backend *be, ts_weight *w) {
     im->mem_generation++;
     device_free(cw->q, cw->host_mapped);
     device_free(cw->scale, cw->host_mapped);
-    device_free(cw->minv, cw->host_mapped);
     device_free(cw->sub_scale, cw->host_mapped);
     device_free(cw->k_codes, cw->host_mapped);
     if (cw->dense) cudaFree(cw->dense);
