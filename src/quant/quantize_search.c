@@ -350,6 +350,19 @@ void ts_search_q4_0(const float *x, ts_block_q4_0 *y, int64_t nb, const float *i
     }
 }
 
+/* The grid index nearest v by comparisons against the midpoints between neighbouring levels: the choice
+ * ts_iq4_nl_nearest makes for every finite v (at a midpoint both take the lower level; near one, the
+ * distances it compares are exact), in four comparisons instead of sixteen. */
+static inline int iq4_nearest_fast(float v) {
+    static const float mid[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
+                                  7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
+    int i = v > mid[7] ? 8 : 0;
+    i += v > mid[i + 3] ? 4 : 0;
+    i += v > mid[i + 1] ? 2 : 0;
+    i += v > mid[i] ? 1 : 0;
+    return i;
+}
+
 /* IQ4_NL: 19 candidate scales that map the largest-magnitude element near the grid's end (-127 +- 0.9),
  * each rounded to the nearest levels, refitted by weighted least squares, re-rounded and refitted once
  * more; the candidate with the least weighted error (at its fp16 scale) wins. */
@@ -357,7 +370,7 @@ static float iq4_nl_fit(const float *x, const float *w, float scale, uint8_t *L)
     double num = 0.0, den = 0.0;
     float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
     for (int k = 0; k < TS_QK4_NL; k++) {
-        L[k] = (uint8_t)ts_iq4_nl_nearest(x[k] * inv);
+        L[k] = (uint8_t)iq4_nearest_fast(x[k] * inv);
         double q = ts_iq4_nl_values[L[k]];
         num += (double)w[k] * q * x[k];
         den += (double)w[k] * q * q;
@@ -397,18 +410,6 @@ void ts_search_iq4_nl(const float *x, ts_block_iq4_nl *y, int64_t nb, const floa
     }
 }
 
-/* The grid index nearest v by comparisons against the midpoints between neighbouring levels: the same
- * choice as ts_iq4_nl_nearest away from exact midpoints, in four comparisons instead of sixteen. */
-static inline int iq4_nearest_fast(float v) {
-    static const float mid[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
-                                  7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
-    int i = v > mid[7] ? 8 : 0;
-    i += v > mid[i + 3] ? 4 : 0;
-    i += v > mid[i + 1] ? 2 : 0;
-    i += v > mid[i] ? 1 : 0;
-    return i;
-}
-
 /* Weighted error of the n elements of x at scale d with their nearest levels (written to L). */
 static double iq4_group_error(const float *x, const float *w, int n, float d, uint8_t *L) {
     float inv = d != 0.0f ? 1.0f / d : 0.0f;
@@ -421,7 +422,8 @@ static double iq4_group_error(const float *x, const float *w, int n, float d, ui
     return err;
 }
 
-/* The least-squares scale of 32 elements on the grid, as ts_search_iq4_nl searches it (unrounded). */
+/* The least-squares scale of 32 elements on the grid: ts_search_iq4_nl's candidates and fits, each
+ * candidate judged at its unrounded scale (IQ4_XS rounds its sub-block scales to multiples of d instead). */
 static float iq4_best_scale(const float *x, const float *w) {
     float amax;
     const float max = ts_max_magnitude(x, 32, &amax);
@@ -429,17 +431,8 @@ static float iq4_best_scale(const float *x, const float *w) {
     float best = 0.0f;
     uint8_t L[32];
     for (int step = -9; step <= 9 && amax > 0.0f; step++) {
-        float s = max / (-127.0f + 0.1f * (float)step);
-        for (int pass = 0; pass < 2; pass++) {
-            double num = 0.0, den = 0.0, inv = 1.0 / s;
-            for (int k = 0; k < 32; k++) {
-                double q = ts_iq4_nl_values[iq4_nearest_fast((float)(x[k] * inv))];
-                num += (double)w[k] * q * x[k];
-                den += (double)w[k] * q * q;
-            }
-            if (!(den > 0.0) || num == 0.0) break;
-            s = (float)(num / den);
-        }
+        float s = iq4_nl_fit(x, w, max / (-127.0f + 0.1f * (float)step), L);
+        s = iq4_nl_fit(x, w, s, L);
         double err = iq4_group_error(x, w, 32, s, L);
         if (err < best_err) {
             best_err = err;

@@ -118,19 +118,18 @@ static void run_walk(walk *w) {
     else walk_decoder(w);
 }
 
-static uint64_t weight_bytes_on(ts_device_kind device, const ts_model_config *c, const ts_quant_scheme *q) {
+static uint64_t weight_bytes_on(ts_device_kind device, const ts_model_config *c, const ts_quant_scheme *q,
+                                int64_t *params) {
     walk w = {.c = c, .q = q, .device = device};
     run_walk(&w);
+    if (params) *params = w.params;
     return w.bytes;
 }
 
 int ts_plan_weight_bytes(const ts_model_config *c, const ts_quant_scheme *q, uint64_t *bytes, int64_t *params,
                          ts_error *err) {
     if (check_config(c, err) != 0) return -1;
-    walk w = {.c = c, .q = q, .device = TS_DEVICE_CPU};
-    run_walk(&w);
-    *bytes = w.bytes;
-    if (params) *params = w.params;
+    *bytes = weight_bytes_on(TS_DEVICE_CPU, c, q, params);
     return 0;
 }
 
@@ -337,7 +336,7 @@ int ts_plan_compute(const ts_plan_request *in, ts_plan *out, ts_error *err) {
     for (int i = 0; i < 3; i++) {
         ts_plan_alternative *a = &out->alternatives[out->num_alternatives++];
         a->quant.kind = kinds[i];
-        a->weight_bytes = weight_bytes_on(r.device, r.config, &a->quant);
+        a->weight_bytes = weight_bytes_on(r.device, r.config, &a->quant, NULL);
         a->total_bytes = total_for(&r, a->weight_bytes);
         a->fits = a->total_bytes <= r.device_bytes;
     }

@@ -23,7 +23,7 @@ struct cuda_weight {
     int64_t rows, cols;
     uint8_t *q;      /* quants or raw blocks or float data */
     void *scale;     /* [rows][cols / 32]: __half for Q4_0, Q8_0 and IQ4_NL, __half2 (d, m) for Q4_1 (their GGUF
-                        factors, exactly); per 8 groups for Q4_K and IQ4_XS (below); see group_scale */
+                        factors, exactly); per 8 groups for Q4_K and IQ4_XS (below); see group_scale_min */
     int8_t *sub_scale; /* IQ4_XS: [rows][cols / 32] signed 6-bit sub-scales; scale then holds one __half d
                           per 8 groups (the file's super-block), so the GPU keeps its 4.25 bits + 1/4 */
     uint8_t *k_codes;  /* Q4_K: [rows][cols / 32][2] its 6-bit scale and minimum codes; scale then holds a
@@ -38,29 +38,21 @@ struct cuda_weight {
 /* Whether a layout's 4-bit codes index IQ4_NL's grid (IQ4_NL, and IQ4_XS repacked to the same codes). */
 __host__ __device__ constexpr bool grid4(int dt) { return dt == TS_DTYPE_IQ4_NL || dt == TS_DTYPE_IQ4_XS; }
 
-/* The scale of group si of a repacked Q4_0, Q4_1, Q8_0, IQ4_NL or IQ4_XS weight. Half scales keep Q4_0 at 4.5 bits a
- * weight on the GPU as in the file (float scales made decode read 11 % more bytes). */
+/* The scale of group si of a repacked Q4_0, Q8_0, IQ4_NL or IQ4_XS weight (the types without a minimum; those
+ * with one take group_scale_min). Half scales keep Q4_0 at 4.5 bits a weight on the GPU as in the file (float
+ * scales made decode read 11 % more bytes). */
 template <int DT>
 __device__ __forceinline__ float group_scale(const cuda_weight &w, size_t si) {
-    if (DT == TS_DTYPE_Q4_1) return __low2float(__ldg((const __half2 *)w.scale + si));
     if (DT == TS_DTYPE_IQ4_XS) return __half2float(__ldg((const __half *)w.scale + (si >> 3))) * (float)__ldg(w.sub_scale + si);
-    if (DT == TS_DTYPE_Q4_K) return __low2float(__ldg((const __half2 *)w.scale + (si >> 3))) * (float)__ldg(w.k_codes + 2 * si);
     return __half2float(__ldg((const __half *)w.scale + si));
 }
 
 /* Layouts whose groups have a minimum term: value = scale * code + minimum. */
 __host__ __device__ constexpr bool has_min(int dt) { return dt == TS_DTYPE_Q4_1 || dt == TS_DTYPE_Q4_K; }
 
-/* The minimum term of group si (d: its scale): Q4_1's as stored, Q4_K's -dmin * m (exact in float, as the CPU
- * decodes it), Q4_0's -8 d, none for the others. */
-template <int DT>
-__device__ __forceinline__ float group_min(const cuda_weight &w, size_t si, float d) {
-    if (DT == TS_DTYPE_Q4_1) return __high2float(__ldg((const __half2 *)w.scale + si));
-    if (DT == TS_DTYPE_Q4_K) return -(__high2float(__ldg((const __half2 *)w.scale + (si >> 3))) * (float)__ldg(w.k_codes + 2 * si + 1));
-    return DT == TS_DTYPE_Q4_0 ? -8.0f * d : 0.0f;
-}
-
-/* Both at once: Q4_1's pair of factors in one load, Q4_K's pair of factors and pair of codes in one load each. */
+/* The scale and minimum term of group si: Q4_1's fp16 pair in one load; Q4_K's pair of factors (d, dmin)
+ * and pair of codes in one load each, formed into d * sc and -(dmin * m), exact in float as the CPU decodes
+ * them; Q4_0's minimum is -8 d, the others have none. */
 template <int DT>
 __device__ __forceinline__ void group_scale_min(const cuda_weight &w, size_t si, float *d, float *m) {
     if (DT == TS_DTYPE_Q4_1) {
@@ -77,7 +69,7 @@ __device__ __forceinline__ void group_scale_min(const cuda_weight &w, size_t si,
         return;
     }
     *d = group_scale<DT>(w, si);
-    *m = group_min<DT>(w, si, *d);
+    *m = DT == TS_DTYPE_Q4_0 ? -8.0f * *d : 0.0f;
 }
 
 struct cuda_step {

@@ -64,9 +64,9 @@ static void natural_nibbles(const uint8_t *src, uint8_t *dst) {
 }
 
 /* Q4_0/IQ4_NL/Q4_1/Q8_0/Q4_K/IQ4_XS blocks -> quants [rows][...] in natural order and scales (and minimums)
- * [rows][cols / 32], Q4_1's fp16 scale and minimum side by side. The super-block types keep their fp16 factors once per 8 groups beside each group's codes
- * for them (Q4_K: __half2 (d, dmin) and the (scale, minimum) byte pair of a group; IQ4_XS: __half d and an int8
- * sub-scale), so that group_scale and group_min form exactly the float products the CPU decodes with and the
+ * [rows][cols / 32], Q4_1's fp16 scale and minimum side by side. The super-block types keep their fp16
+ * factors once per 8 groups beside each group's codes for them (Q4_K: __half2 (d, dmin) and the (scale,
+ * minimum) byte pair of a group; IQ4_XS: __half d and an int8 sub-scale), so that group_scale and group_scale_min form exactly the float products the CPU decodes with and the
  * GPU reads about as many bytes as the file holds (Q4_K 4.625 bits a weight, IQ4_XS 4.31). */
 static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
     int64_t groups = w->cols / 32;
@@ -74,7 +74,7 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
     cw->dtype = w->dtype;
     cw->q_row_bytes = (size_t)groups * qbytes_per_group;
     const int xs = cw->dtype == TS_DTYPE_IQ4_XS, qk = cw->dtype == TS_DTYPE_Q4_K;
-    /* scale elements a row and their size (see group_scale) */
+    /* scale elements a row and their size (see group_scale_min) */
     int64_t sgroups = xs || qk ? groups / 8 : groups;
     size_t selem = qk || cw->dtype == TS_DTYPE_Q4_1 ? 2 * sizeof(uint16_t) : sizeof(uint16_t);
     size_t qbytes = cw->q_row_bytes * (size_t)w->rows, sbytes = (size_t)sgroups * (size_t)w->rows * selem;
@@ -88,10 +88,9 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
     /* repack a panel of rows at a time on the host, then copy */
     int64_t panel = (int64_t)(64u << 20) / (int64_t)(cw->q_row_bytes + 8 * groups) + 1;
     uint8_t *hq = (uint8_t *)malloc(cw->q_row_bytes * (size_t)panel);
-    float *hs = (float *)malloc((size_t)groups * panel * sizeof(float));
-    uint16_t *hs16 = (uint16_t *)hs;
+    uint16_t *hs16 = (uint16_t *)malloc((size_t)groups * panel * 2 * sizeof(uint16_t)); /* at most two halves a group */
     uint8_t *hc = (uint8_t *)malloc((size_t)groups * panel * 2); /* the per-group codes */
-    int rc = (hq && hs && hc) ? 0 : -1;
+    int rc = (hq && hs16 && hc) ? 0 : -1;
     for (int64_t r0 = 0; rc == 0 && r0 < w->rows; r0 += panel) {
         int64_t nr = w->rows - r0 < panel ? w->rows - r0 : panel;
         for (int64_t r = 0; r < nr; r++) {
@@ -136,13 +135,13 @@ static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
         }
         size_t per_row = cbytes / (size_t)w->rows;
         rc = upload(im, cw->q + (size_t)r0 * cw->q_row_bytes, hq, cw->q_row_bytes * (size_t)nr) ||
-             upload(im, (uint8_t *)cw->scale + (size_t)r0 * sgroups * selem, hs, (size_t)sgroups * nr * selem) ||
+             upload(im, (uint8_t *)cw->scale + (size_t)r0 * sgroups * selem, hs16, (size_t)sgroups * nr * selem) ||
              (xs && upload(im, cw->sub_scale + (size_t)r0 * per_row, hc, per_row * (size_t)nr)) ||
              (qk && upload(im, cw->k_codes + (size_t)r0 * per_row, hc, per_row * (size_t)nr))
                  ? -1 : 0;
     }
     free(hq);
-    free(hs);
+    free(hs16);
     free(hc);
     return rc;
 }
