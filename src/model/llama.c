@@ -85,8 +85,13 @@ void ts_llama_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer
         if (l == 0 || l == m->split) be->ops->rmsnorm(be, m->s->x, L->attn_norm, n, d, eps, m->s->xn);
         int host_layer = l < m->split;
         ts_block_rope_attention(m, L, host_layer ? l : l - m->split, host_layer ? step->host_kv : kv, step, L->ffn_norm);
-        /* the next layer's norm, unless that layer runs on the other side of the split */
+        /* the next layer's norm, unless that layer runs on the other side of the split; after the last
+         * layer the final norm where the step asks for it (the head runs on the last layer's side) */
         const float *next_norm = l + 1 < c->num_layers && l + 1 != m->split ? m->layers[l + 1].attn_norm : NULL;
+        if (l + 1 == c->num_layers && m->final_norm_wanted) {
+            next_norm = m->final_norm;
+            m->final_norm_done = 1;
+        }
         if (L->is_moe) {
             be->ops->moe(be, &L->moe, m->s->xn, n, m->s->proj);
             if (next_norm) ts_fused_add_rmsnorm(be, m->s->x, m->s->proj, next_norm, n, d, eps, m->s->xn);

@@ -277,6 +277,12 @@ static int forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *log
     /* a split model starts on the host; the device's step begins where the stream crosses (layers) */
     ts_model_activate(m, m->split > 0);
     if (m->be->ops->begin_step) m->be->ops->begin_step(m->be, step);
+    /* decode steps want every token's logits in order: the final norm can then follow the last product
+     * in one fused operation, as the norms between layers do (no gather, no add and norm apart) */
+    int all_rows = !probe && step->n_logits == step->n_tokens && step->n_logits <= m->logit_chunk;
+    for (int i = 0; all_rows && i < step->n_logits; i++) all_rows = step->logit_rows[i] == i;
+    m->final_norm_wanted = all_rows;
+    m->final_norm_done = 0;
     m->impl->layers(m, kv, step, probe, probe_ctx);
     ts_backend *be = m->be; /* the head runs where the last layer ran */
     if (probe) {
@@ -287,9 +293,13 @@ static int forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *log
     size_t vocab = (size_t)c->vocab_size;
     for (int r0 = 0; r0 < step->n_logits; r0 += m->logit_chunk) {
         int rows = step->n_logits - r0 < m->logit_chunk ? step->n_logits - r0 : m->logit_chunk;
-        be->ops->gather_rows(be, m->s->x, step->logit_rows + r0, rows, c->hidden_size, m->s->xn);
-        m->impl->final_norm(m, m->s->xn, rows, m->s->logit_rows);
-        be->ops->matmul(be, &m->output, m->s->logit_rows, rows, m->s->logit_out, NULL);
+        const float *head_in = m->s->xn; /* the last layer's fused final norm: every row, in order */
+        if (!m->final_norm_done) {
+            be->ops->gather_rows(be, m->s->x, step->logit_rows + r0, rows, c->hidden_size, m->s->xn);
+            m->impl->final_norm(m, m->s->xn, rows, m->s->logit_rows);
+            head_in = m->s->logit_rows;
+        }
+        be->ops->matmul(be, &m->output, head_in, rows, m->s->logit_out, NULL);
         if (tokens && draws) {
             for (int i = 0; host_rows && i < rows; i++)
                 if (host_rows[r0 + i])

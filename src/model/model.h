@@ -83,6 +83,11 @@ struct ts_model {
 
     ts_scratch *s; /* the scratch of m->be: &dev_scratch, or &host_scratch on the host side of a split */
     int logit_chunk;
+    /* Set by the forward step for its layers: every token's logits are wanted, in order, in one chunk, so the
+     * last layer may add its output to the residual and apply the final norm in one fused operation (into
+     * s->xn, as between layers) instead of a plain add, a row gather and the norm apart; a layers function
+     * that does so sets final_norm_done. */
+    int final_norm_wanted, final_norm_done;
 
     /* A GPU/CPU split (--gpu-layers): the embedding and layers [0, split) run on host_be with their KV
      * entries in the step's host_kv; layers [split, num_layers), the final norm and the head on dev_be
