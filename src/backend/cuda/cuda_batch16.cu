@@ -371,6 +371,12 @@ __global__ void __launch_bounds__(32 * BW_RS * BW_KS, BW_MIN_BLOCKS)
     __shared__ float inv_rms[BW_MAX_TOKENS];
     const bool due = tg.norm.in_partials != NULL;
     if (due) bw_due_norm<NT>(tg.norm, w.cols, n_tok, inv_rms);
+    /* the chunk loop unrolled: the next chunk's loads and address arithmetic interleave with this one's
+     * products, and the weights' double buffer needs no copies. H200 microbenchmark, Q4_0, us, rolled /
+     * unrolled 2 / 4: 32 tokens gate/up 37.9 / 35.7 / 39.0, down 18.3 / 17.7 / 19.1, the head 240.5 /
+     * 225.7 / 247.3; 16 tokens gate/up 32.4 / 31.0 / 28.7, the head 202.3 / 190.0 / 173.2 */
+    constexpr int CHUNK_UNROLL = NT <= 2 ? 4 : 2;
+#pragma unroll CHUNK_UNROLL
     for (int c = cbeg + ks; c < cend; c += BW_KS) {
         const int c_next = c + BW_KS < cend ? c + BW_KS : c;
         load_weights(c_next, wq_next, d_next, m_next);
