@@ -505,6 +505,10 @@ __device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t ro
     load_pass(lane); /* clamped to the last group where the row is shorter */
     pdl_wait();
     after_wait(); /* the caller's loads of what earlier kernels wrote, beside the first activations' */
+    /* unrolled: a row of several passes (the 8B's 12288-wide down projection has three) gets its next
+     * pass's loads scheduled among this one's products. H200, same run, decode tok/s after 128-token
+     * prompts: 8B batch 1 594.9, 599.9 -> 607.3, 611.4; 0.6B (one pass a row) 1815, 1818 -> 1837, 1824 */
+#pragma unroll 2
     for (int g0 = lane; g0 < groups; g0 += 32 * U) {
         if (g0 != lane) load_pass(g0);
 #pragma unroll
