@@ -36,6 +36,9 @@ typedef struct ts_weight {
     size_t row_bytes;
     void *prepared;            /* backend-private; released by ops->release_weight */
     const ts_backend *prepared_by;
+    /* set by prepare_weight where the backend computes from its own copy and never reads host again (the
+     * CPU backend's repacked layouts): a loader that converted host may then free it */
+    int host_unused;
 } ts_weight;
 
 /* One sequence taking part in a forward step. Its tokens are contiguous in the step's token list;

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/kernels.h"
 #include "runtime/sequence.h"
 #include "support/testlib.h"
 #include "tokenizer/model_tokenizer.h"
@@ -88,6 +89,44 @@ static void test_dialogpt_f32(void **state) {
     compare("testdata/gguf/dialogpt-tiny-f32.gguf", "testdata/dialogpt-tiny", 0, 1e-6);
 }
 
+/* A matrix quantized on load whose CPU layout is repacked keeps only the packed copy (the converted bytes
+ * are freed: an int4 8B would otherwise hold 4.5 GB twice); the embedding keeps its rows for lookups and
+ * the tied head; the model computes as before (q8_0 of the bf16 checkpoint within 3e-2 of it, as the
+ * stored q8_0 file is). */
+static void test_quantized_on_load_held_once(void **state) {
+    (void)state;
+    char b[1024];
+    ts_test_shared_path("testdata/qwen3-tiny-tok", b, sizeof b);
+    ts_model_options mo;
+    ts_model_options_init(&mo);
+    ts_error err = {{0}};
+    if (ts_quant_scheme_parse("q8_0", &mo.quant, &err) != 0) fail_msg("%s", err.message);
+    ts_model *m = NULL;
+    if (ts_model_load(b, g_cpu, &mo, &m, &err) != 0) fail_msg("%s", err.message);
+    assert_non_null(m->tok_embed.host);
+    int freed = 0;
+    for (int l = 0; l < m->cfg.num_layers; l++) {
+        const ts_weight *ws[3] = {&m->layers[l].wq, &m->layers[l].w_up, &m->layers[l].w_down};
+        for (int i = 0; i < 3; i++) {
+            if ((ws[i]->host == NULL) != (ws[i]->host_unused != 0))
+                fail_msg("layer %d matrix %d: host %p with host_unused %d", l, i, ws[i]->host, ws[i]->host_unused);
+            freed += ws[i]->host == NULL;
+        }
+    }
+    /* every x86 table packs Q8_0 (the generic one, with features hidden, does not) */
+    if (ts_cpu_kernels_active()->mm_packed[TS_DTYPE_Q8_0] && freed != 3 * m->cfg.num_layers)
+        fail_msg("%d of %d repacked q8_0 matrices still hold their converted bytes", 3 * m->cfg.num_layers - freed,
+                 3 * m->cfg.num_layers);
+    ts_model_free(m);
+    const int32_t ids[] = {785, 1042, 220, 17, 15, 17, 21, 1030, 220, 18, 21, 20, 2849, 13};
+    int va = 0, vb = 0;
+    float *q = logits_of_quant(b, 0, "q8_0", ids, 14, &va), *f = logits_of(b, 0, ids, 14, &vb);
+    double e = ts_test_rel_l2(q, f, (size_t)va);
+    if (!(e <= 3e-2)) fail_msg("q8_0 on load vs bf16: relative error %.3g", e);
+    free(q);
+    free(f);
+}
+
 /* The vocabulary inside the GGUF file tokenizes like the model's tokenizer.json. */
 static void test_gguf_tokenizer(void **state) {
     (void)state;
@@ -117,7 +156,7 @@ int main(void) {
     g_cpu = ts_cpu_backend_create(&co, &err);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qwen3_bf16), cmocka_unit_test(test_qwen3_q8_0), cmocka_unit_test(test_dialogpt_f32),
-        cmocka_unit_test(test_gguf_tokenizer),
+        cmocka_unit_test(test_gguf_tokenizer), cmocka_unit_test(test_quantized_on_load_held_once),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_cpu->ops->destroy(g_cpu);

@@ -72,6 +72,7 @@ static int cpu_prepare_weight(ts_backend *be, ts_weight *w, ts_error *err) {
     cpu_impl *im = impl_of(be);
     if (ts_cpu_matmul_prepare(im->mm, w, err) != 0) return -1;
     w->prepared_by = be;
+    w->host_unused = !ts_cpu_matmul_reads_host(w); /* every product reads the packed copy */
     pthread_mutex_lock(&im->stats_lock);
     im->weight_bytes += ts_cpu_matmul_prepared_bytes(w);
     pthread_mutex_unlock(&im->stats_lock);

@@ -145,6 +145,11 @@ void ts_cpu_matmul_release(ts_weight *w) {
     w->prepared = NULL;
 }
 
+int ts_cpu_matmul_reads_host(const ts_weight *w) {
+    const ts_cpu_prepared *p = prepared_of(w);
+    return !(p && p->kind == TS_PACK_I16); /* choose_kernel takes that layout whenever it exists */
+}
+
 size_t ts_cpu_matmul_prepared_bytes(const ts_weight *w) {
     const ts_cpu_prepared *p = prepared_of(w);
     return p ? p->bytes : 0;

@@ -23,6 +23,8 @@ void ts_cpu_matmul_set_bf16_activations(ts_cpu_matmul_ctx *ctx, int on);
 int ts_cpu_matmul_prepare(ts_cpu_matmul_ctx *ctx, ts_weight *w, ts_error *err);
 /* Frees what ts_cpu_matmul_prepare attached (w->prepared becomes NULL). */
 void ts_cpu_matmul_release(ts_weight *w);
+/* Whether products with w may still read w->host (not once it has an integer packed layout). */
+int ts_cpu_matmul_reads_host(const ts_weight *w);
 /* Bytes held by w's prepared copy (0 when none). */
 size_t ts_cpu_matmul_prepared_bytes(const ts_weight *w);
 
