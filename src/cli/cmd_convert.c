@@ -35,7 +35,7 @@ static const ts_opt_spec g_quant_specs[] = {
     {"gptq-order", 1, "with --calibration: columns by decreasing input energy (act, the default) or in order (natural)"},
     {"tune-steps", 1, "with --calibration: then tune the block scales and norms end to end against the float model for N "
                       "steps of 4 windows (default 0: off; tiny-code gained 0.6 points of perplexity at 200)"},
-    {"tune-tokens", 1, "tokens of the calibration text the tuning cycles through (default 65536)"},
+    {"tune-tokens", 1, "tokens of the calibration text the tuning cycles through (default 262144)"},
     {"tune-rate", 1, "Adam's step size for the tuning (default 0.001)"},
 };
 
@@ -98,7 +98,7 @@ int ts_cmd_quantize(int argc, char **argv) {
     if (ts_args_int(&a, "threads", 0, 0, 4096, &threads) ||
         ts_args_int(&a, "calibration-tokens", 8192, 512, 1ll << 32, &cal_tokens) ||
         ts_args_int(&a, "tune-steps", 0, 0, 1000000, &tune_steps) ||
-        ts_args_int(&a, "tune-tokens", 65536, 512, 1ll << 32, &tune_tokens) ||
+        ts_args_int(&a, "tune-tokens", 262144, 512, 1ll << 32, &tune_tokens) ||
         ts_args_double(&a, "tune-rate", 1e-3, 1e-7, 1.0, &tune_rate))
         return 2;
     /* Measured on tiny-code (tests/quant/README.md): act-order +2.29 % instead of +2.76 %; damping 0.1

@@ -21,7 +21,7 @@ source "$src/tests/support/quantize_checks.sh"
 "$bin" quantize "$model" "$tmp/tuned.gguf" --type iq4_xs --calibration "$tmp/calibration.py.txt" --tune-steps 10 | tee "$tmp/q.log"
 grep -q "4.463 bits/weight" "$tmp/q.log"
 # every matrix's scales (IQ4_NL's, and IQ4_XS's super-block d for down_proj) and every norm are tuned
-grep -q "tuned 57 matrices' block scales and 33 norms over 65536 tokens" "$tmp/q.log"
+grep -q "tuned 57 matrices' block scales and 33 norms over 262144 tokens" "$tmp/q.log"
 python3 - "$tmp/q.log" <<'PY'
 import re, sys
 m = re.search(r"KL ([0-9.]+) -> ([0-9.]+) nats", open(sys.argv[1]).read())
