@@ -150,10 +150,11 @@ int ts_bind_matrix_opt(ts_model *m, const char *name, ts_weight_role role, int l
         return -1;
     }
     /* A matrix converted on load whose backend keeps its own copy (the CPU's repacked layout) would
-     * otherwise stay in memory twice (an 8B at int4: 4.5 GB more). Embeddings keep theirs: lookups read
-     * rows from it, and a tied head shares it. */
-    if (out->host_unused && out->host != d->data && role != TS_ROLE_EMBEDDING && role != TS_ROLE_POSITION &&
-        m->num_owned > 0 && m->owned[m->num_owned - 1] == out->host) {
+     * otherwise stay in memory twice (an 8B at int4: about 4.3 GB more). Embeddings keep theirs: lookups
+     * read rows from it, and a tied head shares it. Only the buffer just converted (the last one owned) goes;
+     * bytes used in place from the mapped file are never owned. */
+    if (out->host_unused && role != TS_ROLE_EMBEDDING && role != TS_ROLE_POSITION && m->num_owned > 0 &&
+        m->owned[m->num_owned - 1] == out->host) {
         free(m->owned[--m->num_owned]);
         out->host = NULL;
     }

@@ -66,8 +66,9 @@ static void natural_nibbles(const uint8_t *src, uint8_t *dst) {
 /* Q4_0/IQ4_NL/Q4_1/Q8_0/Q4_K/IQ4_XS blocks -> quants [rows][...] in natural order and scales (and minimums)
  * [rows][cols / 32], Q4_1's fp16 scale and minimum side by side. The super-block types keep their fp16
  * factors once per 8 groups beside each group's codes for them (Q4_K: __half2 (d, dmin) and the (scale,
- * minimum) byte pair of a group; IQ4_XS: __half d and an int8 sub-scale), so that group_scale and group_scale_min form exactly the float products the CPU decodes with and the
- * GPU reads about as many bytes as the file holds (Q4_K 4.625 bits a weight, IQ4_XS 4.31). */
+ * minimum) byte pair of a group; IQ4_XS: __half d and an int8 sub-scale), so that group_scale and
+ * group_scale_min form exactly the float products the CPU decodes with and the GPU reads about as many
+ * bytes as the file holds (Q4_K 4.625 bits a weight, IQ4_XS 4.31). */
 static int repack_blocks(cuda_impl *im, const ts_weight *w, cuda_weight *cw) {
     int64_t groups = w->cols / 32;
     size_t qbytes_per_group = w->dtype == TS_DTYPE_Q8_0 ? 32 : 16;
