@@ -470,7 +470,9 @@ __device__ __forceinline__ void finish_due_norm(const norm_link &nl, int64_t dim
 
 /* acc[r][t] = the lane's part of the product of row row0 + r of w with token t: R rows a warp share each
  * activation load. */
-template <int DT, int N, int R, typename AfterWait>
+__host__ __device__ constexpr int dp4a_groups_per_lane(int dt) { return dt == TS_DTYPE_Q8_0 ? 2 : 4; }
+
+template <int DT, int N, int R, int U, typename AfterWait>
 __device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t row0, int lane,
                                                 const int8_t *__restrict__ xq, const float2 *__restrict__ xs,
                                                 float (&acc)[R][N], AfterWait after_wait) {
@@ -480,9 +482,9 @@ __device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t ro
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int t = 0; t < N; t++) acc[r][t] = 0.0f;
-    /* U groups per lane per pass, all loads issued before any arithmetic: a warp needs several hundred
-     * bytes in flight to cover memory latency on the narrower matrices, whose grids fill one wave */
-    constexpr int U = DT == TS_DTYPE_Q8_0 ? 2 : 4;
+    /* U groups per lane per pass (dp4a_groups_per_lane), all loads issued before any arithmetic: a warp
+     * needs several hundred bytes in flight to cover memory latency on the narrower matrices, whose grids
+     * fill one wave */
     int4 wq[U][R][WB / 16];
     float d[U][R], m[U][R];
     auto load_pass = [&](int g0) {
@@ -550,9 +552,9 @@ __device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t ro
     }
 }
 
-/* R rows per warp; GEMV_WARPS warps a block. DUE: x is a due norm's output (nl's in_ fields): the rows
- * scale by each token's 1/rms and the launch writes the norm's float output. */
-template <int DT, int N, int R, bool DUE>
+/* R rows per warp, U groups a lane per pass; GEMV_WARPS warps a block. DUE: x is a due norm's output (nl's
+ * in_ fields): the rows scale by each token's 1/rms and the launch writes the norm's float output. */
+template <int DT, int N, int R, int U, bool DUE>
 __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq, const float2 *__restrict__ xs,
                                  norm_link nl) {
     int k = blockIdx.x >= tg.first_block[1] ? (blockIdx.x >= tg.first_block[2] ? 2 : 1) : 0;
@@ -570,7 +572,7 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
     /* (the due norm's loads stay after the main loop: issued beside the activations, into registers, shared
      * memory or by cp.async, they took this kernel from 72 to 96-112 registers and cost q/k/v and gate/up
      * more than the trip to L2 they save; docs/cuda-notes.md v18) */
-    dp4a_accumulate<DT, N, R>(w, row0, lane, xq, xs, acc, [] {});
+    dp4a_accumulate<DT, N, R, U>(w, row0, lane, xq, xs, acc, [] {});
     if (DUE) {
         /* the activations were weight * residual: every row scales by the token's 1/rms */
 #pragma unroll
@@ -602,7 +604,7 @@ __global__ void __launch_bounds__(512) gemv_dp4a_residual_norm_kernel(cuda_weigh
     const float wn = __ldg(nl.res_weight + row), b = bias ? bias[row] : 0.0f;
     float x_own = 0.0f;
     float acc[R][N];
-    dp4a_accumulate<DT, N, R>(w, ((int64_t)blockIdx.x * 16 + warp) * R, lane, xq, xs, acc, [&] {
+    dp4a_accumulate<DT, N, R, dp4a_groups_per_lane(DT)>(w, ((int64_t)blockIdx.x * 16 + warp) * R, lane, xq, xs, acc, [&] {
         if (warp < N) x_own = nl.res_x[(size_t)warp * w.rows + row];
     });
     __shared__ float sums[32][N]; /* [row within the block][token] */
@@ -842,6 +844,13 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
     } else if (dp4a_input(im, x, n, cols, nibbles, &xq, &xs) != 0) {
         return;
     }
+    /* A single token's rows of at most 32 groups give each lane one group: the wide kernel's other three load
+     * slots would only reload the last group. Such rows go one group a lane, 2 rows a warp, or 4 for the
+     * largest matrices. H200, 0.6B (1024-wide rows) decode at batch 1, marginal us (scripts/gpu/ktrace.c):
+     * the head (151936 rows) 41.6 -> 33.3 at 4 rows a warp (41.2 at 2, 49.1 at 8); q/k/v 2.43 -> 2.24 and
+     * gate/up 2.44 -> 2.31 at 2 (2.57 and 2.83 at 4) */
+    const int narrow_rows = n == 1 && cols <= 1024 ? (ws[0]->rows >= 32768 ? 4 : 2) : 0;
+    const int rows_per_block = GEMV_WARPS * (narrow_rows ? narrow_rows : DP4A_ROWS);
     dp4a_targets tg;
     memset(&tg, 0, sizeof tg);
     unsigned blocks = 0;
@@ -850,7 +859,7 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         if (k >= count) continue;
         tg.w[k] = *ws[k];
         tg.bias[k] = biases ? biases[k] : NULL;
-        blocks += (unsigned)((ws[k]->rows + GEMV_WARPS * DP4A_ROWS - 1) / (GEMV_WARPS * DP4A_ROWS));
+        blocks += (unsigned)((ws[k]->rows + rows_per_block - 1) / rows_per_block);
     }
     tg.first_block[MAX_PRODUCT_TARGETS] = blocks;
     if (!dp4a_passes_take(im, count, ws, n)) {
@@ -879,20 +888,35 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         for (int k = 0; k < count; k++) tg.y[k] = ys[k] + (size_t)t0 * (size_t)ws[k]->rows;
         const int8_t *pxq = xq + (size_t)t0 * (size_t)cols;
         const float2 *pxs = xs + (size_t)t0 * (size_t)(cols / 32);
+        constexpr int U_WIDE = dp4a_groups_per_lane(DT);
+        if (narrow_rows) {
+#define NARROW_CASE(R)                                                                                              \
+    case R:                                                                                                         \
+        if (nl.in_partials)                                                                                         \
+            cuda_launch(im, gemv_dp4a_kernel<DT, 1, R, 1, true>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg, pxq,    \
+                        pxs, nl);                                                                                   \
+        else                                                                                                        \
+            cuda_launch(im, gemv_dp4a_kernel<DT, 1, R, 1, false>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg, pxq,   \
+                        pxs, nl);                                                                                   \
+        break;
+            switch (narrow_rows) { NARROW_CASE(2) NARROW_CASE(4) }
+#undef NARROW_CASE
+            break; /* one token: one pass */
+        }
         switch (take) { /* a due norm has at most FUSED_NORM_MAX_TOKENS tokens: one pass of 8 or fewer */
 #define DP4A_CASE(N)                                                                                                \
     case N:                                                                                                         \
         if (nl.in_partials)                                                                                         \
-            cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS, true>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg,   \
-                        pxq, pxs, nl);                                                                              \
+            cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS, U_WIDE, true>, dim3(blocks), dim3(32 * GEMV_WARPS),  \
+                        0, tg, pxq, pxs, nl);                                                                       \
         else                                                                                                        \
-            cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS, false>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg,  \
-                        pxq, pxs, nl);                                                                              \
+            cuda_launch(im, gemv_dp4a_kernel<DT, N, DP4A_ROWS, U_WIDE, false>, dim3(blocks), dim3(32 * GEMV_WARPS), \
+                        0, tg, pxq, pxs, nl);                                                                       \
         break;
             DP4A_CASE(1) DP4A_CASE(2) DP4A_CASE(3) DP4A_CASE(4) DP4A_CASE(5) DP4A_CASE(6) DP4A_CASE(7) DP4A_CASE(8)
 #undef DP4A_CASE
         case 16:
-            cuda_launch(im, gemv_dp4a_kernel<DT, 16, DP4A_ROWS, false>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg, pxq,
+            cuda_launch(im, gemv_dp4a_kernel<DT, 16, DP4A_ROWS, U_WIDE, false>, dim3(blocks), dim3(32 * GEMV_WARPS), 0, tg, pxq,
                         pxs, nl);
             break;
         }
