@@ -185,6 +185,7 @@ struct cuda_impl {
     int pdl_fence;    /* a copy or memset was queued since the last launch: the next kernel waits for it fully */
     void *argmax_scratch;
     size_t argmax_scratch_bytes;
+    int argmax_half; /* the half of argmax_scratch the next argmax launch merges into */
     void *draw_scratch; /* the step's draws and chosen tokens (cuda_sample_rows) */
     size_t draw_scratch_bytes;
     int float_gemv;   /* TESSERA_CUDA_GEMV=float: decode products in float arithmetic even under bf16/fp16 */

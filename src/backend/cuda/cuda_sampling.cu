@@ -18,9 +18,13 @@ __device__ __forceinline__ unsigned long long argmax_key(float v, int i) {
     return ((unsigned long long)u << 32) | (unsigned)~(unsigned)i;
 }
 
-/* Block (row, slice) finds the best pair of its slice and merges it into keys[row]. */
-__global__ void argmax_rows_kernel(const float *__restrict__ x, int dim, int slice, unsigned long long *__restrict__ keys) {
-    pdl_wait();
+/* Block (row, slice) finds the best pair of its slice and merges it into keys[row]; block (0, 0) also zeroes
+ * the next launch's keys (see launch_argmax). */
+__global__ void argmax_rows_kernel(const float *__restrict__ x, int dim, int slice, unsigned long long *__restrict__ keys,
+                                   unsigned long long *__restrict__ next_keys, int n_next) {
+    pdl_wait(); /* whatever read the next keys (the previous launch's results) has finished */
+    if (blockIdx.x == 0 && blockIdx.y == 0)
+        for (int i = threadIdx.x; i < n_next; i += blockDim.x) next_keys[i] = 0;
     __shared__ float sv[ARGMAX_THREADS / 32];
     __shared__ int si[ARGMAX_THREADS / 32];
     const float *row = x + (size_t)blockIdx.x * dim;
@@ -58,16 +62,26 @@ __global__ void argmax_rows_kernel(const float *__restrict__ x, int dim, int sli
     }
 }
 
-/* keys[r] = argmax_key of row r's best pair, on the device; NULL on failure (logged). */
+/* keys[r] = argmax_key of row r's best pair, on the device; NULL on failure (logged). The keys come in two
+ * halves used in turn: each launch merges into one and zeroes the other for the next launch, so that no
+ * memset comes between the step's last kernel and this one (a memset ends the chain of early launches). */
 static unsigned long long *launch_argmax(cuda_impl *im, const float *x, int rows, int dim) {
-    size_t bytes = (size_t)rows * sizeof(unsigned long long);
-    unsigned long long *d = (unsigned long long *)cuda_scratch(im, &im->argmax_scratch, &im->argmax_scratch_bytes, bytes);
-    if (!d) return NULL;
+    const size_t key = sizeof(unsigned long long);
+    size_t cap = im->argmax_scratch_bytes / (2 * key);
+    if ((size_t)rows > cap) {
+        if (!cuda_scratch(im, &im->argmax_scratch, &im->argmax_scratch_bytes, 2 * (size_t)rows * key)) return NULL;
+        cuda_check(im, cudaMemsetAsync(im->argmax_scratch, 0, im->argmax_scratch_bytes, im->stream), "argmax reset");
+        cuda_queued_copy(im);
+        cap = im->argmax_scratch_bytes / (2 * key);
+        im->argmax_half = 0;
+    }
+    unsigned long long *base = (unsigned long long *)im->argmax_scratch;
+    unsigned long long *d = base + (size_t)im->argmax_half * cap, *next = base + (size_t)(1 - im->argmax_half) * cap;
+    im->argmax_half ^= 1;
     int slice = ARGMAX_THREADS * ARGMAX_PER_THREAD;
     unsigned slices = (unsigned)((dim + slice - 1) / slice);
-    cuda_check(im, cudaMemsetAsync(d, 0, bytes, im->stream), "argmax reset");
-    cuda_queued_copy(im);
-    cuda_launch(im, argmax_rows_kernel, dim3((unsigned)rows, slices), dim3(ARGMAX_THREADS), 0, x, dim, slice, d);
+    cuda_launch(im, argmax_rows_kernel, dim3((unsigned)rows, slices), dim3(ARGMAX_THREADS), 0, x, dim, slice, d, next,
+                (int)cap);
     return CUDA_CHECK_LAUNCH(im, "argmax") ? NULL : d;
 }
 
