@@ -969,6 +969,21 @@ static uint64_t tune_bytes(const ts_model_config *c, int T) {
     return floats * sizeof(float);
 }
 
+int64_t *ts_tune_window_order(int64_t windows, int shuffle) {
+    int64_t *order = malloc((size_t)windows * sizeof *order);
+    if (!order) return NULL;
+    for (int64_t i = 0; i < windows; i++) order[i] = i;
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+    for (int64_t i = windows - 1; shuffle && i > 0; i--) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        const int64_t j = (int64_t)((state >> 33) % (uint64_t)(i + 1));
+        const int64_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    return order;
+}
+
 int ts_tune_quantized(const ts_model_config *cfg, const ts_tensor_table *teacher, ts_tune_tensor *student, int n_student,
                       const int32_t *ids, int64_t n, const ts_tune_options *opt, ts_tune_report *rep, ts_error *err) {
     memset(rep, 0, sizeof *rep);
@@ -1003,12 +1018,18 @@ int ts_tune_quantized(const ts_model_config *cfg, const ts_tensor_table *teacher
     params_set(tn, p);
     const double b1 = 0.9, b2 = 0.999, adam_eps = 1e-8;
     const int T = opt->ctx, W = opt->windows_per_step;
+    int64_t *order = ts_tune_window_order(windows, opt->shuffle);
+    if (!order) {
+        free(p), free(g), free(m1), free(m2);
+        tuner_free(tn);
+        return ts_fail(err, "tuning: out of memory for the order of %lld windows", (long long)windows);
+    }
     int rc = 0;
     for (int step = 0; step < opt->steps; step++) {
         zero_grads(tn);
         double kl = 0;
         for (int k = 0; k < W; k++) {
-            const int64_t win = ((int64_t)step * W + k) % windows;
+            const int64_t win = order[((int64_t)step * W + k) % windows];
             kl += window_loss(tn, ids + win * T, T, 1.0 / ((double)T * W), 1);
         }
         kl /= (double)T * W;
@@ -1034,6 +1055,7 @@ int ts_tune_quantized(const ts_model_config *cfg, const ts_tensor_table *teacher
         fflush(stdout);
     }
     if (rc == 0) write_back(tn, rep);
+    free(order);
     free(p), free(g), free(m1), free(m2);
     tuner_free(tn);
     return rc;

@@ -257,6 +257,32 @@ static void test_tuning_lowers_kl(void **state) {
     fixture_free(&f);
 }
 
+/* Each cycle through the windows visits every window once, in the text's order or in one fixed shuffle. */
+static void test_window_order(void **state) {
+    (void)state;
+    const int64_t windows = 1000;
+    int64_t *text = ts_tune_window_order(windows, 0), *a = ts_tune_window_order(windows, 1),
+            *b = ts_tune_window_order(windows, 1);
+    assert_non_null(text);
+    assert_non_null(a);
+    assert_non_null(b);
+    int seen[1000] = {0}, moved = 0;
+    for (int64_t i = 0; i < windows; i++) {
+        assert_int_equal(text[i], i);
+        assert_true(a[i] >= 0 && a[i] < windows);
+        seen[a[i]]++;
+        assert_int_equal(a[i], b[i]); /* the same order on every run */
+        moved += a[i] != i;
+    }
+    for (int64_t i = 0; i < windows; i++) assert_int_equal(seen[i], 1);
+    assert_true(moved > 900);
+    free(text), free(a), free(b);
+    int64_t *one = ts_tune_window_order(1, 1);
+    assert_non_null(one);
+    assert_int_equal(one[0], 0);
+    free(one);
+}
+
 static void test_refusals(void **state) {
     (void)state;
     fixture f;
@@ -305,6 +331,7 @@ int main(void) {
         cmocka_unit_test(test_gradients_qwen3),
         cmocka_unit_test(test_gradients_qwen2),
         cmocka_unit_test(test_tuning_lowers_kl),
+        cmocka_unit_test(test_window_order),
         cmocka_unit_test(test_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,7 +18,8 @@ text="$shared/models/tiny-code/heldout.py.txt"
 python3 "$src/tests/support/calibration_text.py" "$tmp/calibration.py.txt"
 
 source "$src/tests/support/quantize_checks.sh"
-"$bin" quantize "$model" "$tmp/tuned.gguf" --type iq4_xs --calibration "$tmp/calibration.py.txt" --tune-steps 10 | tee "$tmp/q.log"
+"$bin" quantize "$model" "$tmp/tuned.gguf" --type iq4_xs --calibration "$tmp/calibration.py.txt" --tune-steps 10 \
+    --tune-tokens 262144 | tee "$tmp/q.log"
 grep -q "4.463 bits/weight" "$tmp/q.log"
 # every matrix's scales (IQ4_NL's, and IQ4_XS's super-block d for down_proj) and every norm are tuned
 grep -q "tuned 57 matrices' block scales and 33 norms over 262144 tokens" "$tmp/q.log"
@@ -39,6 +40,8 @@ if "$bin" quantize "$model" "$tmp/x.gguf" --type int4 --tune-steps 5 2>"$tmp/err
 grep -q "needs --calibration" "$tmp/err"
 if "$bin" quantize "$model" "$tmp/x.gguf" --type int4 --calibration "$tmp/calibration.py.txt" --tune-rate 0 2>"$tmp/err"; then exit 1; fi
 grep -q "tune-rate" "$tmp/err"
+if "$bin" quantize "$model" "$tmp/x.gguf" --type int4 --calibration "$tmp/calibration.py.txt" --tune-steps 5 --tune-order sideways 2>"$tmp/err"; then exit 1; fi
+grep -q "tune-order must be text or shuffled" "$tmp/err"
 if "$bin" quantize "$tmp/tuned.gguf" "$tmp/x.gguf" --type int4 --calibration "$tmp/calibration.py.txt" --tune-steps 5 2>"$tmp/err"; then exit 1; fi
 grep -q "Hugging Face checkpoint directory" "$tmp/err"
 echo "ok"
