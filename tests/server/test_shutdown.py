@@ -15,15 +15,19 @@ LONG = 3000
 GRACE = os.environ.get("TESSERA_TEST_SHUTDOWN_GRACE", "4")
 
 
-def consume(srv, path, body, out, key):
+def consume(srv, path, body, out, key, admitted=None):
     events, status = [], None
     try:
         for ev in srv.stream(path, body, timeout=120):
             events.append(ev)
+            if admitted:
+                admitted.set()
         status = "ended"
     except Exception as e:  # the outcome is checked below
         status = "exception: %r" % e
     out[key] = (status, events)
+    if admitted:
+        admitted.set()
 
 
 def blocking(srv, body, out, key):
@@ -55,10 +59,14 @@ def main():
         deadline = time.time() + 60
         while srv.metrics()[("tessera_num_requests_running", "tiny-code")] < 5 and time.time() < deadline:
             time.sleep(0.02)
+        # the short requests must be running (their first chunk streamed) when SIGTERM comes: a fixed pause
+        # was too short under the sanitizers on a slow machine, where they then arrived after it (503)
+        admitted = [threading.Event() for _ in range(2)]
         for i in range(2):
             start(consume, "/v1/completions", {"model": "tiny-code", "prompt": "x = %d\n" % i, "max_tokens": 12,
-                                               "ignore_eos": True, "stream": True}, out, "short-%d" % i)
-        time.sleep(0.05)
+                                               "ignore_eos": True, "stream": True}, out, "short-%d" % i, admitted[i])
+        for ev in admitted:
+            ev.wait(60)
         srv.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         status, body, _, headers = srv.post("/v1/completions", {"model": "tiny-code", "prompt": "x", "max_tokens": 2})
