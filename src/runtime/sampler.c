@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/splitmix.h"
 
 typedef struct {
     int32_t token;
@@ -21,13 +22,6 @@ struct ts_sampler {
     float *cand_val;
     int cand_cap;
 };
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
@@ -95,7 +89,7 @@ ts_sampler *ts_sampler_create(const ts_sampling_params *p, const int32_t *prompt
         clock_gettime(CLOCK_REALTIME, &ts);
         seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)s;
     }
-    for (int i = 0; i < 4; i++) s->rng[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++) s->rng[i] = ts_splitmix64(&seed);
     if (grow(s) != 0) {
         free(s);
         return NULL;

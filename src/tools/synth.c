@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/parallel.h"
+#include "base/splitmix.h"
 #include "quant/float16.h"
 
 typedef struct {
@@ -17,14 +18,7 @@ typedef struct {
     float std;
 } fill_job;
 
-static uint64_t next(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static float uniform(uint64_t *s) { return (float)((double)(next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
+static float uniform(uint64_t *s) { return (float)((double)(ts_splitmix64(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0); }
 
 /* Random bytes everywhere, then scales overwritten with plausible values so that the decoded weights
  * have roughly the requested standard deviation. */
@@ -48,7 +42,7 @@ static void *fill_part(void *arg) {
             continue;
         }
         for (size_t b = 0; b < row_bytes; b += 8) {
-            uint64_t v = next(&s);
+            uint64_t v = ts_splitmix64(&s);
             memcpy(row + b, &v, row_bytes - b < 8 ? row_bytes - b : 8);
         }
         int64_t blocks = j->cols / in->block_size;
@@ -152,7 +146,7 @@ int ts_synth_table(const ts_model_config *c, ts_dtype type, uint64_t seed, int t
 #define MAT(nm, rows, cols)                                                                                  \
     do {                                                                                                     \
         ts_dtype tt = (cols) % ts_dtype_get(type)->block_size == 0 ? type : TS_DTYPE_F16;                    \
-        if (add_tensor(t, nm, tt, rows, cols, 1.0f / sqrtf((float)(cols)), next(&s), threads, err) != 0)     \
+        if (add_tensor(t, nm, tt, rows, cols, 1.0f / sqrtf((float)(cols)), ts_splitmix64(&s), threads, err) != 0)     \
             return -1;                                                                                       \
     } while (0)
     if (c->arch == TS_ARCH_GPT2) {
@@ -205,7 +199,7 @@ int ts_synth_table(const ts_model_config *c, ts_dtype type, uint64_t seed, int t
         if (add_vector(t, name, d, 1.0f, err)) return -1;
         if (ts_model_config_layer_is_moe(c, l)) {
             snprintf(name, sizeof name, "model.layers.%d.mlp.gate.weight", l);
-            if (add_tensor(t, name, TS_DTYPE_F32, c->num_experts, d, 1.0f / sqrtf((float)d), next(&s), threads, err)) return -1;
+            if (add_tensor(t, name, TS_DTYPE_F32, c->num_experts, d, 1.0f / sqrtf((float)d), ts_splitmix64(&s), threads, err)) return -1;
             for (int e = 0; e < c->num_experts; e++) {
                 int64_t inner = c->moe_intermediate_size;
                 snprintf(name, sizeof name, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, e);
