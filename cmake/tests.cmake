@@ -68,5 +68,15 @@ if(NOT TESSERA_KERNELS_ONLY)
     string(REPLACE "# ctest-labels: " "" extra_labels "${extra_labels}")
     set_tests_properties(${area}.${name} PROPERTIES TIMEOUT 900 LABELS "${area};script;${extra_labels}" SKIP_RETURN_CODE 77
       ENVIRONMENT "TESSERA_BINARY=$<TARGET_FILE:tessera>;TESSERA_SHARED_DIR=${TESSERA_SHARED_DIR};TESSERA_SOURCE_DIR=${CMAKE_SOURCE_DIR};TESSERA_BUILD_DIR=${CMAKE_BINARY_DIR}")
+    # "# ctest-cost: N" (about N seconds under the sanitizers): a fresh clone has no timings of its own, and
+    # ctest -j starts costlier tests first, so the longest do not end the run alone on one core
+    file(STRINGS ${script} cost REGEX "^# ctest-cost: " LIMIT_COUNT 1)
+    if(cost)
+      string(REPLACE "# ctest-cost: " "" cost "${cost}")
+      set_tests_properties(${area}.${name} PROPERTIES COST ${cost})
+    endif()
   endforeach()
+  # the compiled tests that take longest (seconds under the sanitizers, 2-core machine)
+  set_tests_properties(quant.test_tune PROPERTIES COST 55)
+  set_tests_properties(model.test_reference PROPERTIES COST 35)
 endif()

@@ -1,6 +1,7 @@
 """`tessera run` with text prompts: the tiny-code model reproduces its reference greedy continuations
 (ids and text), and qwen3-tiny-tok reproduces its reference greedy ids when its prompts are given as
 text (the reference ids decoded with Hugging Face tokenizers, re-encoded by tessera)."""
+# ctest-cost: 27
 import json
 import os
 import subprocess

@@ -7,6 +7,7 @@
  - a file gguf.GGUFWriter produced with every metadata type reads identically in our reader.
 
 Skips (exit 0 with a message) when `gguf` or `numpy` is not installed."""
+# ctest-cost: 36
 import glob
 import json
 import math

