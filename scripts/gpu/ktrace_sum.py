@@ -1,8 +1,9 @@
 """Per-kernel summary of the last decode steps in a ktrace.c timeline: how many times a step runs each
 (kernel, grid), and its marginal time, the time by which its end moves the step's latest end so far (under
 dependent launch a kernel starts before its predecessor ends, so durations overlap and do not add up; the
-marginal times do, to the step's time). Steps end at the token choice (argmax_rows_kernel). The fused output
-projections (o_proj, then down, in each layer) share a kernel and a grid: they are told apart by their order.
+marginal times do, to the step's time). Steps end at the token choice (argmax_rows_kernel, or the head's
+gemv_dp4a_pick_kernel). The fused output projections (o_proj, then down, in each layer) share a kernel and a
+grid: they are told apart by their order.
 Usage: ktrace_sum.py TRACE.csv [STEPS]"""
 import collections
 import re
@@ -27,11 +28,12 @@ def main():
             rows.append((int(f[0]), int(f[1]), 'x'.join(f[2:5]), short_name(f[6])))
     rows.sort()
     names = [r[3] for r in rows]
-    ends = [i for i, n in enumerate(names) if 'argmax' in n and (i + 1 == len(names) or 'argmax' not in names[i + 1])]
+    chooses = lambda n: 'argmax' in n or 'pick' in n  # the argmax launch, or the head that picks the token itself
+    ends = [i for i, n in enumerate(names) if chooses(n) and (i + 1 == len(names) or not chooses(names[i + 1]))]
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     steps = min(steps, len(ends) - 1)
     if steps < 1:
-        sys.exit('fewer than two steps ending in argmax_rows_kernel in the trace')
+        sys.exit('fewer than two steps ending in a token choice in the trace')
     first, last = ends[-steps - 1] + 1, ends[-1] + 1
     latest = rows[first - 1][1]
     step_ns = (rows[last - 1][1] - latest) / steps

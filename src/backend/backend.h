@@ -214,6 +214,9 @@ typedef struct ts_backend_ops {
      * one by one at n tokens (the caller then uses matmul_many). NULL where it never would. */
     int (*matmul_concat)(ts_backend *be, int count, const ts_weight *const *ws, const float *x, int n, float *y,
                          const float *const *biases);
+    /* Optional: the head of a greedy step, matmul (y [n, w->rows] = x . w^T) then argmax_rows of y into
+     * out_host, where the backend may pick the tokens inside the product. Ends the step like to_host. */
+    void (*matmul_argmax)(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, int32_t *out_host);
 } ts_backend_ops;
 
 struct ts_backend {

@@ -299,6 +299,10 @@ static int forward(ts_model *m, ts_kv_store *kv, const ts_step *step, float *log
             m->impl->final_norm(m, m->s->xn, rows, m->s->logit_rows);
             head_in = m->s->logit_rows;
         }
+        if (tokens && !draws && be->ops->matmul_argmax) {
+            be->ops->matmul_argmax(be, &m->output, head_in, rows, m->s->logit_out, tokens + r0);
+            continue;
+        }
         be->ops->matmul(be, &m->output, head_in, rows, m->s->logit_out, NULL);
         if (tokens && draws) {
             for (int i = 0; host_rows && i < rows; i++)

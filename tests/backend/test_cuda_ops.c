@@ -219,6 +219,120 @@ static void test_matmul_narrow_rows(void **state) {
     }
 }
 
+/* The head of one greedy token (matmul_argmax) on gpu: optionally after a fused output projection, so that
+ * the head reads a due norm (x += in . o^T, xn = rmsnorm(x) * g); with pick, in one launch, otherwise as
+ * the product and argmax_rows. Returns the logits (host) and the token. */
+typedef struct {
+    ts_weight *o;                  /* NULL: the head reads xh as it is */
+    const float *in, *g;           /* o's input [o->cols], the norm's weight [head->cols] */
+} head_input;
+
+static float *greedy_head(ts_backend *gpu, const ts_weight *head, const float *xh, const head_input *via, int pick,
+                          int32_t *tok) {
+    const int64_t hidden = head->cols, vocab = head->rows;
+    ts_error err = {{0}};
+    float *dx = dev_from(gpu, xh, (size_t)hidden), *dy = gpu->ops->alloc(gpu, (size_t)vocab * sizeof(float), &err);
+    float *din = NULL, *dg = NULL, *dxn = NULL, *dproj = NULL, *head_in = dx;
+    assert_non_null(dy);
+    if (via) {
+        din = dev_from(gpu, via->in, (size_t)via->o->cols);
+        dg = dev_from(gpu, via->g, (size_t)hidden);
+        dxn = gpu->ops->alloc(gpu, (size_t)hidden * sizeof(float), &err);
+        dproj = gpu->ops->alloc(gpu, (size_t)hidden * sizeof(float), &err);
+        gpu->ops->matmul_add_rmsnorm(gpu, via->o, din, 1, NULL, dx, dg, 1e-6f, dxn, dproj);
+        head_in = dxn;
+    }
+    if (pick) {
+        gpu->ops->matmul_argmax(gpu, head, head_in, 1, dy, tok);
+    } else {
+        gpu->ops->matmul(gpu, head, head_in, 1, dy, NULL);
+        gpu->ops->argmax_rows(gpu, dy, 1, (int)vocab, tok);
+    }
+    float *y = host_from(gpu, dy, (size_t)vocab);
+    float *bufs[] = {dx, dy, din, dg, dxn, dproj};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) gpu->ops->free(gpu, bufs[i]);
+    return y;
+}
+
+/* The picked head against the product and argmax_rows apart: the same logits bit for bit and the same
+ * token, which is ts_argmax of them. */
+static void check_greedy_head(const ts_weight *head, const float *xh, const head_input *via, const char *what,
+                              int32_t *picked) {
+    int32_t t_pick = -1, t_apart = -2;
+    float *y_pick = greedy_head(g_gpu16, head, xh, via, 1, &t_pick);
+    float *y_apart = greedy_head(g_gpu16, head, xh, via, 0, &t_apart);
+    const char *name = ts_dtype_get(head->dtype)->name;
+    if (memcmp(y_pick, y_apart, (size_t)head->rows * sizeof(float)) != 0)
+        fail_msg("%s head %lld x %lld (%s): the picking product's logits differ from the plain product's", name,
+                 (long long)head->rows, (long long)head->cols, what);
+    const int32_t want = ts_argmax(y_apart, (int)head->rows);
+    if (t_pick != want || t_apart != want)
+        fail_msg("%s head %lld x %lld (%s): picked %d, apart %d, host %d", name, (long long)head->rows,
+                 (long long)head->cols, what, t_pick, t_apart, want);
+    *picked = t_pick;
+    free(y_pick);
+    free(y_apart);
+}
+
+/* The greedy head in one launch (matmul_argmax): heads of rows of 1024 (the narrow kernel, 4 rows a warp)
+ * and 2048 (the wide one), of 4- and 8-bit weights and a row count that leaves the last block part empty;
+ * reading activations as they are and a fused projection's due norm; launch after launch (the slots and
+ * the count reset themselves), a tie across blocks (the lower index wins), and two tokens (the argmax
+ * launch). Last in the list, so that the random data of the other tests stays as it was. */
+static void test_matmul_argmax(void **state) {
+    (void)state;
+    const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q8_0, TS_DTYPE_Q4_K};
+    const int64_t widths[] = {1024, 2048};
+    const int64_t vocab = 40003;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (size_t wi = 0; wi < 2; wi++) {
+            const int64_t hidden = widths[wi];
+            void *hb = NULL, *ob = NULL;
+            ts_weight head = prepared_rand_weight(g_gpu16, types[ti], vocab, hidden, &hb);
+            ts_weight o = prepared_rand_weight(g_gpu16, types[ti] == TS_DTYPE_Q8_0 ? TS_DTYPE_Q8_0 : TS_DTYPE_Q4_0,
+                                               hidden, hidden, &ob);
+            float *g = rand_floats((size_t)hidden, 1.0f), *in = rand_floats((size_t)hidden, 1.0f);
+            head_input via = {&o, in, g};
+            int32_t tok = -1;
+            for (int round = 0; round < 3; round++) {
+                float *x = rand_floats((size_t)hidden, 1.0f);
+                check_greedy_head(&head, x, NULL, "plain activations", &tok);
+                check_greedy_head(&head, x, &via, "a due norm", &tok);
+                free(x);
+            }
+            /* the best row copied to row 5: both give the same logit, row 5 (or the best, if lower) wins */
+            float *x = rand_floats((size_t)hidden, 1.0f);
+            check_greedy_head(&head, x, NULL, "before the tie", &tok);
+            g_gpu16->ops->release_weight(g_gpu16, &head);
+            memcpy((uint8_t *)hb + 5 * head.row_bytes, (uint8_t *)hb + (size_t)tok * head.row_bytes, head.row_bytes);
+            ts_error err = {{0}};
+            if (g_gpu16->ops->prepare_weight(g_gpu16, &head, &err) != 0) fail_msg("%s", err.message);
+            int32_t tied = -1;
+            check_greedy_head(&head, x, NULL, "a tie", &tied);
+            assert_int_equal(tied, tok < 5 ? tok : 5);
+            /* two tokens: the product, then the argmax launch */
+            float *x2 = rand_floats((size_t)(2 * hidden), 1.0f);
+            float *dx2 = dev_from(g_gpu16, x2, (size_t)(2 * hidden));
+            float *dy2 = g_gpu16->ops->alloc(g_gpu16, (size_t)(2 * vocab) * sizeof(float), &err);
+            int32_t two[2];
+            g_gpu16->ops->matmul_argmax(g_gpu16, &head, dx2, 2, dy2, two);
+            float *y2 = host_from(g_gpu16, dy2, (size_t)(2 * vocab));
+            for (int r = 0; r < 2; r++) assert_int_equal(two[r], ts_argmax(y2 + (size_t)r * vocab, (int)vocab));
+            g_gpu16->ops->free(g_gpu16, dx2);
+            g_gpu16->ops->free(g_gpu16, dy2);
+            free(x2);
+            free(y2);
+            free(x);
+            free(g);
+            free(in);
+            g_gpu16->ops->release_weight(g_gpu16, &head);
+            g_gpu16->ops->release_weight(g_gpu16, &o);
+            free(hb);
+            free(ob);
+        }
+}
+
 static void test_batch_tensor_cores(void **state) {
     (void)state;
     const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_IQ4_NL, TS_DTYPE_IQ4_XS};
@@ -1638,6 +1752,7 @@ int main(void) {
         cmocka_unit_test(test_rope_attention_batch), cmocka_unit_test(test_fused_projection_batch),
         cmocka_unit_test(test_gate_up_silu), cmocka_unit_test(test_staged_products), cmocka_unit_test(test_matmul_concat),
         cmocka_unit_test(test_weight_bytes_match_planner), cmocka_unit_test(test_matmul_narrow_rows),
+        cmocka_unit_test(test_matmul_argmax),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_gpu32->ops->destroy(g_gpu32);

@@ -170,6 +170,81 @@ static void test_batch_decode(void **state) {
     ts_model_free(m);
 }
 
+/* One decode step of sequence s (token tok) on m; the next token, chosen on the device (greedy) or by the
+ * host from the step's logits. */
+static int32_t decode_one(ts_model *m, ts_kv_cache *c, ts_kv_seq *s, int32_t tok, int greedy, float *logits) {
+    ts_error err = {{0}};
+    if (ts_kv_seq_reserve(c, s, s->num_tokens + 1, &err) != 0) fail_msg("%s", err.message);
+    int32_t pos = s->num_tokens, row = 0, next = -1;
+    ts_seq_view view = {.first_token = 0, .n_tokens = 1, .start_pos = pos, .n_blocks = s->num_blocks, .blocks = s->blocks};
+    ts_step st = {.n_tokens = 1, .tokens = &tok, .positions = &pos, .n_seqs = 1, .seqs = &view, .n_logits = 1,
+                  .logit_rows = &row, .host_kv = c->host_store};
+    int rc = greedy ? ts_model_forward_greedy(m, c->store, &st, logits, &next, &err)
+                    : ts_model_forward(m, c->store, &st, logits, NULL, NULL, &err);
+    if (rc != 0) fail_msg("%s", err.message);
+    s->num_tokens++;
+    return greedy ? next : ts_argmax(logits, m->cfg.vocab_size);
+}
+
+/* Greedy decoding where the head's product picks the token (matmul_argmax), with recorded graphs: random
+ * Q4_0 weights in the shapes of Qwen3-0.6B (a head of 1024-wide rows: the narrow kernel) and 1.7B (2048:
+ * the wide one), cut to `layers` layers. Sequence A decodes greedily on the device and B the same prompt
+ * from its logits on the host, one after the other (the first records the graph the second replays:
+ * greedy_first says which), then both in turn: the tokens must be the same at every step (the logits are
+ * the same; only where the choice is made differs). */
+static void check_greedy_head(const char *config, int layers, int greedy_first) {
+    char path[1024];
+    ts_test_shared_path(config, path, sizeof path);
+    ts_error err = {{0}};
+    ts_model_config cfg;
+    if (ts_model_config_load(path, &cfg, &err) != 0) fail_msg("%s", err.message);
+    cfg.num_layers = layers;
+    ts_model *m = load_synthetic(g_bf16b, path, &cfg);
+    enum { PROMPT = 5, STEPS = 8 };
+    ts_kv_cache c;
+    if (ts_kv_cache_init_for(&c, m, PROMPT + 3 * STEPS, 2, &err) != 0) fail_msg("%s", err.message);
+    float *logits = malloc((size_t)cfg.vocab_size * sizeof(float));
+    int32_t ids[PROMPT], seen[STEPS], a, b;
+    for (int j = 0; j < PROMPT; j++) ids[j] = (int32_t)(((size_t)j * 104729u + 11u) % (size_t)cfg.vocab_size);
+    ts_kv_seq sa, sb;
+    ts_kv_seq_init(&sa);
+    ts_kv_seq_init(&sb);
+    if (ts_seq_forward(m, &c, &sa, ids, PROMPT, 0, logits, &err) != 0) fail_msg("%s", err.message);
+    a = ts_argmax(logits, cfg.vocab_size);
+    if (ts_seq_forward(m, &c, &sb, ids, PROMPT, 0, logits, &err) != 0) fail_msg("%s", err.message);
+    b = ts_argmax(logits, cfg.vocab_size);
+    assert_int_equal(a, b);
+    for (int i = 0; i < STEPS; i++) {
+        if (greedy_first) seen[i] = a = decode_one(m, &c, &sa, a, 1, logits);
+        else seen[i] = b = decode_one(m, &c, &sb, b, 0, logits);
+    }
+    for (int i = 0; i < STEPS; i++) {
+        int32_t now = greedy_first ? (b = decode_one(m, &c, &sb, b, 0, logits)) : (a = decode_one(m, &c, &sa, a, 1, logits));
+        if (now != seen[i])
+            fail_msg("%s, step %d: %d %s, %d before %s", config, i, now, greedy_first ? "from the logits" : "picked on the device",
+                     seen[i], greedy_first ? "picked on the device" : "from the logits");
+    }
+    for (int i = 0; i < STEPS; i++) {
+        a = decode_one(m, &c, &sa, a, 1, logits);
+        b = decode_one(m, &c, &sb, b, 0, logits);
+        if (a != b) fail_msg("%s, step %d in turn: %d picked on the device, %d from the logits", config, STEPS + i, a, b);
+    }
+    ts_kv_seq_release(&c, &sa);
+    ts_kv_seq_release(&c, &sb);
+    ts_kv_cache_destroy(&c);
+    free(logits);
+    ts_model_free(m);
+}
+
+static void test_greedy_head(void **state) {
+    (void)state;
+    if (!g_bf16b) skip();
+    check_greedy_head("configs/qwen3-0.6b.json", 2, 1);
+    check_greedy_head("configs/qwen3-1.7b.json", 1, 0);
+    check_greedy_head("configs/qwen3-0.6b.json", 1, 0);
+    check_greedy_head("configs/qwen3-1.7b.json", 1, 1);
+}
+
 /* One step that prefills a 45-token prompt while four sequences decode a token each (a continuous-batching
  * step): prefill-sized, so q/k/v come from one product side by side and the attention reads them with
  * strides, the SwiGLU products run in bf16 and the residual is added inside cuBLAS; bf16 without dense copies
@@ -238,7 +313,7 @@ int main(void) {
         cmocka_unit_test(test_qwen3moe_small), cmocka_unit_test(test_qwen2_small),
         cmocka_unit_test(test_dialogpt_tiny),  cmocka_unit_test(test_llama_small),
         cmocka_unit_test(test_qwen3moe_nonorm), cmocka_unit_test(test_split_layers),
-        cmocka_unit_test(test_batch_decode), cmocka_unit_test(test_mixed_step),
+        cmocka_unit_test(test_batch_decode), cmocka_unit_test(test_mixed_step), cmocka_unit_test(test_greedy_head),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_fp32->ops->destroy(g_fp32);

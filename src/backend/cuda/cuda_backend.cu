@@ -178,6 +178,7 @@ static void graph_begin(cuda_impl *im, const ts_step *step) {
         cuda_check(im, cudaGraphLaunch(e->exec, im->stream), "graph launch");
     } else if (e->seen++ >= 1) {
         e->generation = im->mem_generation;
+        e->argmax_fused = 0; /* until the capture's head product picks the token */
         if (cudaStreamBeginCapture(im->stream, cudaStreamCaptureModeRelaxed) == cudaSuccess) im->capturing = 1;
     }
 }
@@ -373,6 +374,7 @@ static void cu_destroy(ts_backend *be) {
     if (im->act_scratch) cudaFree(im->act_scratch);
     if (im->xq_scratch) cudaFree(im->xq_scratch);
     if (im->argmax_scratch) cudaFree(im->argmax_scratch);
+    if (im->head_argmax.slots) cudaFree(im->head_argmax.slots);
     if (im->draw_scratch) cudaFree(im->draw_scratch);
     if (im->attn_scratch) cudaFree(im->attn_scratch);
     if (im->attn_done) cudaFree(im->attn_done);
@@ -476,7 +478,7 @@ static const ts_backend_ops g_cuda_ops = {
     cuda_add,          cuda_gather_rows, cuda_moe,         cu_sync,        cu_stats,            cu_destroy,
     cu_roofline,       cuda_argmax_rows, cuda_matmul_many, cuda_add_rmsnorm, cuda_qk_norm_rope,
     cuda_sample_rows,  cuda_matmul_add_rmsnorm, cuda_rope_attention, cuda_gate_up_silu, cuda_stage_products,
-    cuda_matmul_concat,
+    cuda_matmul_concat, cuda_matmul_argmax,
 };
 
 /* ---- optional per-operation timing (TESSERA_CUDA_PROFILE=1): every operation is synchronised and
@@ -541,6 +543,7 @@ static const ts_backend_ops g_cuda_prof_ops = {
     NULL, NULL, NULL, /* the fused output projection, rope_attention and gate_up_silu: profiled as their unfused operations */
     NULL,             /* no staging: products dequantize where they are timed */
     NULL,             /* q/k/v products one by one, each timed */
+    NULL,             /* the greedy head as its product and the argmax launch, each timed */
 };
 
 __global__ void code_arch_kernel(int *out) {
@@ -641,6 +644,19 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     im->stage_off = switched_off("TESSERA_CUDA_STAGE");
     im->concat_off = switched_off("TESSERA_CUDA_CONCAT");
     im->swiglu16_off = switched_off("TESSERA_CUDA_SWIGLU16");
+    im->head_argmax_off = switched_off("TESSERA_CUDA_HEAD_ARGMAX");
+    /* the greedy head's slots, best key and count (argmax_sink), zero from here on between launches */
+    void *sink = NULL;
+    const size_t sink_bytes = (ARGMAX_SLOTS + 1) * sizeof(unsigned long long) + sizeof(unsigned);
+    if (cudaMalloc(&sink, sink_bytes) == cudaSuccess && cudaMemsetAsync(sink, 0, sink_bytes, im->stream) == cudaSuccess) {
+        cuda_queued_copy(im);
+        im->head_argmax.slots = (unsigned long long *)sink;
+        im->head_argmax.best = im->head_argmax.slots + ARGMAX_SLOTS;
+        im->head_argmax.count = (unsigned *)(im->head_argmax.best + 1);
+    } else {
+        if (sink) cudaFree(sink);
+        (void)cudaGetLastError(); /* without it the head's product and the argmax run apart */
+    }
     const char *prof = getenv("TESSERA_CUDA_PROFILE");
     be->ops = prof && *prof && *prof != '0' ? &g_cuda_prof_ops : &g_cuda_ops;
     if (be->ops == &g_cuda_prof_ops) im->opt.use_graphs = 0; /* its synchronisations cannot be captured */

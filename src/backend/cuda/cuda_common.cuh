@@ -152,10 +152,31 @@ struct cuda_stage_slot {
     cudaEvent_t ready, done;
 };
 
+/* A (value, index) pair as one integer whose order is the pairs' order: the float's bits made monotonic in
+ * the high half, the complemented index (lower wins) in the low half. Zero is below every real pair, so
+ * keys start at zero and merge with atomicMax. */
+__device__ __forceinline__ unsigned long long argmax_key(float v, int i) {
+    unsigned u = __float_as_uint(v);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ((unsigned long long)u << 32) | (unsigned)~(unsigned)i;
+}
+
+/* The greedy token of a one-token head product, chosen by the product's own blocks (argmax_fold in
+ * cuda_matmul.cu): each block merges its best key into one of ARGMAX_SLOTS slots, so that thousands of
+ * blocks do not queue on one address, and the block that completes the count folds the slots into best
+ * and zeroes them and the count. Nothing needs a reset between launches, so a recorded graph replays as is. */
+#define ARGMAX_SLOTS 128
+struct argmax_sink {
+    unsigned long long *slots; /* [ARGMAX_SLOTS], zero between launches */
+    unsigned long long *best;  /* the last launch's key */
+    unsigned *count;           /* blocks finished, zero between launches */
+};
+
 /* A captured decode step, replayed whenever a step of the same shape comes again. */
 struct cuda_graph_entry {
     int n_tokens, n_seqs, n_logits, splits;
     int seen;
+    int argmax_fused; /* its head product picks the greedy token (cuda_matmul_argmax) */
     unsigned long generation; /* mem_generation when captured */
     cudaGraphExec_t exec;
 };
@@ -186,6 +207,10 @@ struct cuda_impl {
     void *argmax_scratch;
     size_t argmax_scratch_bytes;
     int argmax_half; /* the half of argmax_scratch the next argmax launch merges into */
+    argmax_sink head_argmax; /* where a greedy step's head product leaves its token (cuda_matmul_argmax) */
+    int head_argmax_want;    /* the product being launched may pick the token ... */
+    int head_argmax_used;    /* ... and did */
+    int head_argmax_off;     /* TESSERA_CUDA_HEAD_ARGMAX=0: the product, then the argmax launch */
     void *draw_scratch; /* the step's draws and chosen tokens (cuda_sample_rows) */
     size_t draw_scratch_bytes;
     int float_gemv;   /* TESSERA_CUDA_GEMV=float: decode products in float arithmetic even under bf16/fp16 */
@@ -316,6 +341,7 @@ void cuda_sample_rows(ts_backend *be, float *x, int rows, int dim, const ts_draw
 void cuda_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_heads *k, int n, float eps,
                        const int32_t *positions, const ts_rope *rope);
 void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host);
+void cuda_matmul_argmax(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, int32_t *out_host);
 void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in, int n, const float *bias, float *x,
                              const float *norm_weight, float eps, float *out, float *proj);
 void cuda_rope_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const ts_rope_heads *q,

@@ -426,6 +426,7 @@ struct dp4a_targets {
     float *y[MAX_PRODUCT_TARGETS];
     const float *bias[MAX_PRODUCT_TARGETS];
     unsigned first_block[MAX_PRODUCT_TARGETS + 1];
+    argmax_sink pick; /* gemv_dp4a_pick_kernel: the greedy head's choice */
 };
 
 /* How a launch of the integer kernel takes part in a fused output projection + residual add + RMSNorm
@@ -552,6 +553,46 @@ __device__ __forceinline__ void dp4a_accumulate(const cuda_weight &w, int64_t ro
     }
 }
 
+/* A block's part of the greedy choice of a one-token head product (argmax_sink): its best key into a
+ * slot, then, in the block that finishes last, the slots folded into pick.best and every slot and the
+ * count zeroed. All threads of the block call it, with their warp's best key (0: none). */
+__device__ __forceinline__ void argmax_fold(const argmax_sink &pick, unsigned long long best, unsigned n_blocks) {
+    __shared__ unsigned long long warp_best[GEMV_WARPS];
+    __shared__ unsigned prior;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) warp_best[warp] = best;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long b = 0;
+        for (int w = 0; w < GEMV_WARPS; w++) b = warp_best[w] > b ? warp_best[w] : b;
+        if (b) atomicMax(pick.slots + blockIdx.x % ARGMAX_SLOTS, b);
+        __threadfence(); /* the slot's key before the count */
+        prior = atomicAdd(pick.count, 1u);
+    }
+    __syncthreads();
+    if (prior != n_blocks - 1) return;
+    __threadfence();
+    unsigned long long b = 0;
+    for (int i = threadIdx.x; i < ARGMAX_SLOTS; i += blockDim.x) {
+        const unsigned long long v = __ldcg(pick.slots + i);
+        b = v > b ? v : b;
+        pick.slots[i] = 0;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const unsigned long long v = __shfl_xor_sync(0xffffffffu, b, o);
+        b = v > b ? v : b;
+    }
+    __syncthreads(); /* warp_best is read above by thread 0 only, before the count */
+    if (lane == 0) warp_best[warp] = b;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 0; w < GEMV_WARPS; w++) b = warp_best[w] > b ? warp_best[w] : b;
+        *pick.best = b;
+        *pick.count = 0;
+    }
+}
+
 /* R rows per warp, U groups a lane per pass; GEMV_WARPS warps a block. DUE: x is a due norm's output (nl's
  * in_ fields): the rows scale by each token's 1/rms and the launch writes the norm's float output. */
 template <int DT, int N, int R, int U, bool DUE>
@@ -586,6 +627,47 @@ __global__ void gemv_dp4a_kernel(dp4a_targets tg, const int8_t *__restrict__ xq,
 #pragma unroll
     for (int r = 0; r < R; r++)
         if (row0 + r < w.rows) store_row_sums<N>(acc[r], lane, y, w.rows, row0 + r, bias);
+}
+
+/* gemv_dp4a_kernel for one token of one weight (a greedy step's head) that also picks the largest output
+ * (argmax_fold into tg.pick). Its blocks stride over the weight's tiles of GEMV_WARPS * R rows (tiles:
+ * tg.first_block[1]), one resident wave of them: with a block a tile, the 8B head's 18992 blocks each
+ * waited on the count's atomic before leaving (H200, 8B decode: 602-607 tok/s with the argmax launch
+ * apart, 592-595 with a block a tile). */
+template <int DT, int R, int U, bool DUE>
+__global__ void gemv_dp4a_pick_kernel(dp4a_targets tg, const int8_t *__restrict__ xq, const float2 *__restrict__ xs,
+                                      norm_link nl) {
+    const cuda_weight &w = tg.w[0];
+    float *__restrict__ y = tg.y[0];
+    const float *__restrict__ bias = tg.bias[0];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    unsigned long long best = 0;
+    float inv = 1.0f;
+    bool have_inv = false;
+    for (unsigned tile = blockIdx.x; tile < tg.first_block[1]; tile += gridDim.x) {
+        const int64_t row0 = ((int64_t)tile * GEMV_WARPS + warp) * R;
+        if (row0 >= w.rows) break;
+        float acc[R][1];
+        dp4a_accumulate<DT, 1, R, U>(w, row0, lane, xq, xs, acc, [] {});
+        if (DUE && !have_inv) { /* after the wait in dp4a_accumulate: the producer wrote the partials */
+            inv = due_inv_rms(nl, 0, w.cols, lane);
+            have_inv = true;
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            if (row0 + r >= w.rows) break;
+            float s = DUE ? acc[r][0] * inv : acc[r][0];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+            s += bias ? bias[row0 + r] : 0.0f; /* as store_row_sums: the stored logit is the one compared */
+            if (lane == 0) y[row0 + r] = s;
+            const unsigned long long key = argmax_key(s, (int)(row0 + r));
+            best = key > best ? key : best;
+        }
+    }
+    pdl_wait(); /* a warp without rows has not waited yet */
+    if (DUE) finish_due_norm<1>(nl, w.cols, lane);
+    argmax_fold(tg.pick, best, gridDim.x);
 }
 
 /* The producer of a fused output projection (see norm_link): a block of 16 warps holds 32 rows (R = 2),
@@ -817,6 +899,16 @@ static int dp4a_input(cuda_impl *im, const float *x, int n, int64_t cols, int ni
     return 0;
 }
 
+/* At most `want` blocks of a GEMV_WARPS-warp kernel: as many as are resident on the GPU at once. */
+template <typename Kernel>
+static unsigned resident_blocks(cuda_impl *im, Kernel kernel, unsigned want) {
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 32 * GEMV_WARPS, 0) != cudaSuccess || per_sm < 1)
+        per_sm = 1;
+    const unsigned wave = (unsigned)per_sm * (unsigned)im->prop.multiProcessorCount;
+    return wave < want ? wave : want;
+}
+
 /* Quantizes x once, then one launch over the rows of all `count` weights (same layout and width). Where x
  * is a due norm's output (cuda_norm_due; the caller checked that this product can read it), its int8
  * form is the producer's and the launch finishes the norm. */
@@ -889,6 +981,30 @@ static void launch_gemv_dp4a(cuda_impl *im, int count, const cuda_weight *const 
         const int8_t *pxq = xq + (size_t)t0 * (size_t)cols;
         const float2 *pxs = xs + (size_t)t0 * (size_t)(cols / 32);
         constexpr int U_WIDE = dp4a_groups_per_lane(DT);
+        /* a greedy step's head (cuda_matmul_argmax): one token of one weight, at 4 rows a warp (narrow) or
+         * the wide kernel's */
+        const bool pick = im->head_argmax_want && count == 1 && n == 1 && (narrow_rows == 4 || !narrow_rows);
+        if (pick) {
+            im->head_argmax_used = 1;
+            tg.pick = im->head_argmax;
+#define PICK_LAUNCH(R, U, D)                                                                                  \
+    cuda_launch(im, gemv_dp4a_pick_kernel<DT, R, U, D>,                                                       \
+                dim3(resident_blocks(im, gemv_dp4a_pick_kernel<DT, R, U, D>, blocks)), dim3(32 * GEMV_WARPS), 0, tg, \
+                pxq, pxs, nl)
+#define PICK_CASE(R, U)                   \
+    if (nl.in_partials)                   \
+        PICK_LAUNCH(R, U, true);          \
+    else                                  \
+        PICK_LAUNCH(R, U, false);
+            if (narrow_rows) {
+                PICK_CASE(4, 1)
+            } else {
+                PICK_CASE(DP4A_ROWS, U_WIDE)
+            }
+#undef PICK_CASE
+#undef PICK_LAUNCH
+            break;
+        }
         if (narrow_rows) {
 #define NARROW_CASE(R)                                                                                              \
     case R:                                                                                                         \

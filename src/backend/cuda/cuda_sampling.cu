@@ -9,15 +9,6 @@
 /* (value, index) pairs compare by value, then by the lower index, as the CPU's ts_argmax does. */
 __device__ __forceinline__ bool better(float v, int i, float bv, int bi) { return v > bv || (v == bv && i < bi); }
 
-/* A (value, index) pair as one integer whose order is the pairs' order: the float's bits made
- * monotonic in the high half, the complemented index (lower wins) in the low half. Zero is below
- * every real pair, so rows start at zero and blocks merge with atomicMax. */
-__device__ __forceinline__ unsigned long long argmax_key(float v, int i) {
-    unsigned u = __float_as_uint(v);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-    return ((unsigned long long)u << 32) | (unsigned)~(unsigned)i;
-}
-
 /* Block (row, slice) finds the best pair of its slice and merges it into keys[row]; block (0, 0) also zeroes
  * the next launch's keys (see launch_argmax). */
 __global__ void argmax_rows_kernel(const float *__restrict__ x, int dim, int slice, unsigned long long *__restrict__ keys,
@@ -99,6 +90,35 @@ void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t
     cuda_check(im, cudaStreamSynchronize(im->stream), "stream synchronise");
     for (int r = 0; r < rows; r++) out_host[r] = kh[r] ? (int32_t)~(uint32_t)kh[r] : 0;
     if (kh != keys) free(kh);
+}
+
+/* A greedy step's head: where the product of one token runs on the integer kernel, its blocks pick the
+ * token as they write the logits (argmax_fold), inside the step's graph; the argmax launch after the graph
+ * goes, and with it the gap before it. A graph recorded by a step that wanted the logits has no pick: a
+ * greedy step replaying it, and every other product, takes the argmax launch. */
+void cuda_matmul_argmax(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, int32_t *out_host) {
+    cuda_impl *im = cuda_of(be);
+    int picked;
+    if (im->replaying) {
+        picked = im->current && im->current->argmax_fused;
+    } else {
+        im->head_argmax_want = !im->head_argmax_off && im->head_argmax.slots && n == 1;
+        im->head_argmax_used = 0;
+        cuda_matmul(be, w, x, n, y, NULL);
+        im->head_argmax_want = 0;
+        picked = im->head_argmax_used;
+        if (picked && im->capturing && im->current) im->current->argmax_fused = 1;
+    }
+    if (!picked) {
+        cuda_argmax_rows(be, y, n, (int)w->rows, out_host);
+        return;
+    }
+    cuda_graph_finish(im);
+    unsigned long long key = 0;
+    cuda_check(im, cudaMemcpyAsync(&key, im->head_argmax.best, sizeof key, cudaMemcpyDeviceToHost, im->stream),
+               "copy to host");
+    cuda_check(im, cudaStreamSynchronize(im->stream), "stream synchronise");
+    out_host[0] = key ? (int32_t)~(uint32_t)key : 0;
 }
 
 /* ---- Drawing tokens (penalties, temperature, top-k, top-p, min-p) where the logits are ----
