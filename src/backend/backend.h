@@ -217,6 +217,10 @@ typedef struct ts_backend_ops {
     /* Optional: the head of a greedy step, matmul (y [n, w->rows] = x . w^T) then argmax_rows of y into
      * out_host, where the backend may pick the tokens inside the product. Ends the step like to_host. */
     void (*matmul_argmax)(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, int32_t *out_host);
+    /* Optional: embed (x [n, table->cols] = table[tokens]), then out = rmsnorm(x) * weight (the first layer's
+     * norm), where the backend can do both in one pass. */
+    void (*embed_rmsnorm)(ts_backend *be, const ts_weight *table, const int32_t *tokens, int n, const float *weight,
+                          float eps, float *x, float *out);
 } ts_backend_ops;
 
 struct ts_backend {

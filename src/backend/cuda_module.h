@@ -10,7 +10,7 @@
 extern "C" {
 #endif
 
-#define TS_CUDA_MODULE_ABI 9 /* 9: ts_backend_ops.matmul_argmax */
+#define TS_CUDA_MODULE_ABI 10 /* 10: ts_backend_ops.embed_rmsnorm (9: matmul_argmax) */
 #define TS_CUDA_CREATE_SYMBOL "tessera_cuda_create"
 
 typedef struct ts_cuda_options {

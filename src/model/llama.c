@@ -73,16 +73,22 @@ static void cross_to_device(ts_model *m, const ts_step *step) {
 void ts_llama_layers(ts_model *m, ts_kv_store *kv, const ts_step *step, ts_layer_probe probe, void *pctx) {
     const ts_model_config *c = &m->cfg;
     int n = step->n_tokens, d = c->hidden_size;
-    m->be->ops->embed(m->be, &m->tok_embed, step->tokens, n, m->s->x);
-    if (probe) probe(pctx, 0, m->s->x, n, d);
     float eps = (float)c->norm_eps;
+    /* the first layer's norm comes with the embedding where the backend does both in one pass */
+    const int first_normed = m->split == 0 && c->num_layers > 0 && m->be->ops->embed_rmsnorm;
+    if (first_normed)
+        m->be->ops->embed_rmsnorm(m->be, &m->tok_embed, step->tokens, n, m->layers[0].attn_norm, eps, m->s->x, m->s->xn);
+    else
+        m->be->ops->embed(m->be, &m->tok_embed, step->tokens, n, m->s->x);
+    if (probe) probe(pctx, 0, m->s->x, n, d);
     for (int l = 0; l < c->num_layers; l++) {
         const ts_layer *L = &m->layers[l];
         if (l == m->split && l > 0) cross_to_device(m, step);
         ts_backend *be = m->be;
         /* each residual add is fused with the product before it and the norm after it, unless that
          * norm runs on the other side of the split */
-        if (l == 0 || l == m->split) be->ops->rmsnorm(be, m->s->x, L->attn_norm, n, d, eps, m->s->xn);
+        if ((l == 0 && !first_normed) || (l > 0 && l == m->split))
+            be->ops->rmsnorm(be, m->s->x, L->attn_norm, n, d, eps, m->s->xn);
         int host_layer = l < m->split;
         ts_block_rope_attention(m, L, host_layer ? l : l - m->split, host_layer ? step->host_kv : kv, step, L->ffn_norm);
         /* the next layer's norm, unless that layer runs on the other side of the split; after the last

@@ -333,6 +333,79 @@ static void test_matmul_argmax(void **state) {
         }
 }
 
+/* The embedding, the first norm and a product reading the norm's output, on g_gpu16: in one launch
+ * (embed_rmsnorm) or as the operations apart. x, out and y [n][rows of proj] to the host. */
+static void embed_norm_product(const ts_weight *table, const ts_weight *proj, const int32_t *ids, int n,
+                               const float *dg, int fused, float **x, float **out, float **y) {
+    const size_t hidden = (size_t)table->cols;
+    ts_error err = {{0}};
+    float *dx = g_gpu16->ops->alloc(g_gpu16, (size_t)n * hidden * sizeof(float), &err);
+    float *dxn = g_gpu16->ops->alloc(g_gpu16, (size_t)n * hidden * sizeof(float), &err);
+    float *dy = g_gpu16->ops->alloc(g_gpu16, (size_t)n * (size_t)proj->rows * sizeof(float), &err);
+    assert_true(dx && dxn && dy);
+    if (fused) {
+        g_gpu16->ops->embed_rmsnorm(g_gpu16, table, ids, n, dg, 1e-6f, dx, dxn);
+    } else {
+        g_gpu16->ops->embed(g_gpu16, table, ids, n, dx);
+        g_gpu16->ops->rmsnorm(g_gpu16, dx, dg, n, (int)hidden, 1e-6f, dxn);
+    }
+    g_gpu16->ops->matmul(g_gpu16, proj, dxn, n, dy, NULL);
+    *x = host_from(g_gpu16, dx, (size_t)n * hidden);
+    *out = host_from(g_gpu16, dxn, (size_t)n * hidden);
+    *y = host_from(g_gpu16, dy, (size_t)n * (size_t)proj->rows);
+    g_gpu16->ops->free(g_gpu16, dx);
+    g_gpu16->ops->free(g_gpu16, dxn);
+    g_gpu16->ops->free(g_gpu16, dy);
+}
+
+/* The embedding and the first layer's norm in one launch (embed_rmsnorm) against the two operations: the
+ * embeddings, the norm's output and a 4-bit product reading it (through the int8 form the launch leaves)
+ * bit for bit; tables of float, bf16 and 4- and 8-bit rows 96, 1024 and 4096 wide, decode-sized steps and
+ * a prefill-sized one (which takes the two operations). Last in the list, so that the random data of the
+ * other tests stays as it was. */
+static void test_embed_rmsnorm(void **state) {
+    (void)state;
+    const ts_dtype types[] = {TS_DTYPE_F32, TS_DTYPE_BF16, TS_DTYPE_Q4_0, TS_DTYPE_Q8_0, TS_DTYPE_Q4_K};
+    const int64_t widths[] = {96, 1024, 4096};
+    const int ns[] = {1, 3, 40};
+    const int64_t vocab = 300;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+        for (size_t wi = 0; wi < 3; wi++) {
+            const int64_t hidden = widths[wi];
+            if (hidden % ts_dtype_get(types[ti])->block_size != 0) continue;
+            void *tb = NULL, *pb = NULL;
+            ts_weight table = prepared_rand_weight(g_gpu16, types[ti], vocab, hidden, &tb);
+            ts_weight proj = prepared_rand_weight(g_gpu16, TS_DTYPE_Q4_0, 64, hidden, &pb);
+            float *g = rand_floats((size_t)hidden, 1.0f), *dg = dev_from(g_gpu16, g, (size_t)hidden);
+            for (size_t ni = 0; ni < 3; ni++) {
+                const int n = ns[ni];
+                int32_t ids[40];
+                for (int i = 0; i < n; i++) ids[i] = (int32_t)((i * 37 + 5) % vocab);
+                float *x[2], *out[2], *y[2];
+                for (int fused = 0; fused < 2; fused++)
+                    embed_norm_product(&table, &proj, ids, n, dg, fused, &x[fused], &out[fused], &y[fused]);
+                const char *what = memcmp(x[0], x[1], (size_t)n * hidden * sizeof(float))        ? "embeddings"
+                                   : memcmp(out[0], out[1], (size_t)n * hidden * sizeof(float))  ? "norm outputs"
+                                   : memcmp(y[0], y[1], (size_t)n * 64 * sizeof(float))          ? "products of the norm's output"
+                                                                                                  : NULL;
+                if (what)
+                    fail_msg("%s table %lld wide, %d tokens: the %s differ between one launch and two", ts_dtype_get(types[ti])->name,
+                             (long long)hidden, n, what);
+                for (int k = 0; k < 2; k++) {
+                    free(x[k]);
+                    free(out[k]);
+                    free(y[k]);
+                }
+            }
+            g_gpu16->ops->free(g_gpu16, dg);
+            g_gpu16->ops->release_weight(g_gpu16, &table);
+            g_gpu16->ops->release_weight(g_gpu16, &proj);
+            free(g);
+            free(tb);
+            free(pb);
+        }
+}
+
 static void test_batch_tensor_cores(void **state) {
     (void)state;
     const ts_dtype types[] = {TS_DTYPE_Q4_0, TS_DTYPE_Q4_1, TS_DTYPE_Q4_K, TS_DTYPE_IQ4_NL, TS_DTYPE_IQ4_XS};
@@ -1752,7 +1825,7 @@ int main(void) {
         cmocka_unit_test(test_rope_attention_batch), cmocka_unit_test(test_fused_projection_batch),
         cmocka_unit_test(test_gate_up_silu), cmocka_unit_test(test_staged_products), cmocka_unit_test(test_matmul_concat),
         cmocka_unit_test(test_weight_bytes_match_planner), cmocka_unit_test(test_matmul_narrow_rows),
-        cmocka_unit_test(test_matmul_argmax),
+        cmocka_unit_test(test_matmul_argmax), cmocka_unit_test(test_embed_rmsnorm),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     g_gpu32->ops->destroy(g_gpu32);

@@ -478,7 +478,7 @@ static const ts_backend_ops g_cuda_ops = {
     cuda_add,          cuda_gather_rows, cuda_moe,         cu_sync,        cu_stats,            cu_destroy,
     cu_roofline,       cuda_argmax_rows, cuda_matmul_many, cuda_add_rmsnorm, cuda_qk_norm_rope,
     cuda_sample_rows,  cuda_matmul_add_rmsnorm, cuda_rope_attention, cuda_gate_up_silu, cuda_stage_products,
-    cuda_matmul_concat, cuda_matmul_argmax,
+    cuda_matmul_concat, cuda_matmul_argmax, cuda_embed_rmsnorm,
 };
 
 /* ---- optional per-operation timing (TESSERA_CUDA_PROFILE=1): every operation is synchronised and
@@ -544,6 +544,7 @@ static const ts_backend_ops g_cuda_prof_ops = {
     NULL,             /* no staging: products dequantize where they are timed */
     NULL,             /* q/k/v products one by one, each timed */
     NULL,             /* the greedy head as its product and the argmax launch, each timed */
+    NULL,             /* the embedding and the first norm, each timed */
 };
 
 __global__ void code_arch_kernel(int *out) {
@@ -645,6 +646,7 @@ extern "C" __attribute__((visibility("default"))) ts_backend *tessera_cuda_creat
     im->concat_off = switched_off("TESSERA_CUDA_CONCAT");
     im->swiglu16_off = switched_off("TESSERA_CUDA_SWIGLU16");
     im->head_argmax_off = switched_off("TESSERA_CUDA_HEAD_ARGMAX");
+    im->embed_norm_off = switched_off("TESSERA_CUDA_EMBED_NORM");
     /* the greedy head's slots, best key and count (argmax_sink), zero from here on between launches */
     void *sink = NULL;
     const size_t sink_bytes = (ARGMAX_SLOTS + 1) * sizeof(unsigned long long) + sizeof(unsigned);

@@ -211,6 +211,7 @@ struct cuda_impl {
     int head_argmax_want;    /* the product being launched may pick the token ... */
     int head_argmax_used;    /* ... and did */
     int head_argmax_off;     /* TESSERA_CUDA_HEAD_ARGMAX=0: the product, then the argmax launch */
+    int embed_norm_off;      /* TESSERA_CUDA_EMBED_NORM=0: the embedding, then the first norm's launch */
     void *draw_scratch; /* the step's draws and chosen tokens (cuda_sample_rows) */
     size_t draw_scratch_bytes;
     int float_gemv;   /* TESSERA_CUDA_GEMV=float: decode products in float arithmetic even under bf16/fp16 */
@@ -342,6 +343,8 @@ void cuda_qk_norm_rope(ts_backend *be, const ts_rope_heads *q, const ts_rope_hea
                        const int32_t *positions, const ts_rope *rope);
 void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t *out_host);
 void cuda_matmul_argmax(ts_backend *be, const ts_weight *w, const float *x, int n, float *y, int32_t *out_host);
+void cuda_embed_rmsnorm(ts_backend *be, const ts_weight *table, const int32_t *tokens, int n, const float *weight,
+                        float eps, float *x, float *out);
 void cuda_matmul_add_rmsnorm(ts_backend *be, const ts_weight *w, const float *in, int n, const float *bias, float *x,
                              const float *norm_weight, float eps, float *out, float *proj);
 void cuda_rope_attention(ts_backend *be, ts_kv_store *kv, int layer, const ts_step *step, const ts_rope_heads *q,
