@@ -170,22 +170,6 @@ static void test_batch_decode(void **state) {
     ts_model_free(m);
 }
 
-/* One decode step of sequence s (token tok) on m; the next token, chosen on the device (greedy) or by the
- * host from the step's logits. */
-static int32_t decode_one(ts_model *m, ts_kv_cache *c, ts_kv_seq *s, int32_t tok, int greedy, float *logits) {
-    ts_error err = {{0}};
-    if (ts_kv_seq_reserve(c, s, s->num_tokens + 1, &err) != 0) fail_msg("%s", err.message);
-    int32_t pos = s->num_tokens, row = 0, next = -1;
-    ts_seq_view view = {.first_token = 0, .n_tokens = 1, .start_pos = pos, .n_blocks = s->num_blocks, .blocks = s->blocks};
-    ts_step st = {.n_tokens = 1, .tokens = &tok, .positions = &pos, .n_seqs = 1, .seqs = &view, .n_logits = 1,
-                  .logit_rows = &row, .host_kv = c->host_store};
-    int rc = greedy ? ts_model_forward_greedy(m, c->store, &st, logits, &next, &err)
-                    : ts_model_forward(m, c->store, &st, logits, NULL, NULL, &err);
-    if (rc != 0) fail_msg("%s", err.message);
-    s->num_tokens++;
-    return greedy ? next : ts_argmax(logits, m->cfg.vocab_size);
-}
-
 /* Greedy decoding where the head's product picks the token (matmul_argmax), with recorded graphs: random
  * Q4_0 weights in the shapes of Qwen3-0.6B (a head of 1024-wide rows: the narrow kernel) and 1.7B (2048:
  * the wide one), cut to `layers` layers. Sequence A decodes greedily on the device and B the same prompt
@@ -215,18 +199,18 @@ static void check_greedy_head(const char *config, int layers, int greedy_first) 
     b = ts_argmax(logits, cfg.vocab_size);
     assert_int_equal(a, b);
     for (int i = 0; i < STEPS; i++) {
-        if (greedy_first) seen[i] = a = decode_one(m, &c, &sa, a, 1, logits);
-        else seen[i] = b = decode_one(m, &c, &sb, b, 0, logits);
+        if (greedy_first) seen[i] = a = ts_test_decode_step(m, &c, &sa, a, 1, logits);
+        else seen[i] = b = ts_test_decode_step(m, &c, &sb, b, 0, logits);
     }
     for (int i = 0; i < STEPS; i++) {
-        int32_t now = greedy_first ? (b = decode_one(m, &c, &sb, b, 0, logits)) : (a = decode_one(m, &c, &sa, a, 1, logits));
+        int32_t now = greedy_first ? (b = ts_test_decode_step(m, &c, &sb, b, 0, logits)) : (a = ts_test_decode_step(m, &c, &sa, a, 1, logits));
         if (now != seen[i])
             fail_msg("%s, step %d: %d %s, %d before %s", config, i, now, greedy_first ? "from the logits" : "picked on the device",
                      seen[i], greedy_first ? "picked on the device" : "from the logits");
     }
     for (int i = 0; i < STEPS; i++) {
-        a = decode_one(m, &c, &sa, a, 1, logits);
-        b = decode_one(m, &c, &sb, b, 0, logits);
+        a = ts_test_decode_step(m, &c, &sa, a, 1, logits);
+        b = ts_test_decode_step(m, &c, &sb, b, 0, logits);
         if (a != b) fail_msg("%s, step %d in turn: %d picked on the device, %d from the logits", config, STEPS + i, a, b);
     }
     ts_kv_seq_release(&c, &sa);

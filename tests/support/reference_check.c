@@ -33,18 +33,19 @@ static void capture(void *ctx, int layer, const float *x, int n, int dim) {
     h->m->be->ops->to_host(h->m->be, h->data + (size_t)layer * n * dim, x, (size_t)n * dim * sizeof(float));
 }
 
-/* Appends tok to the sequence and returns the greedy choice after it, picked on the device where the
- * backend can (so the GPU's argmax is checked against the reference too). */
-static int32_t decode_greedy(ts_model *m, ts_kv_cache *c, ts_kv_seq *s, int32_t tok, float *logits) {
+int32_t ts_test_decode_step(struct ts_model *m, struct ts_kv_cache *c, struct ts_kv_seq *s, int32_t tok, int on_device,
+                            float *logits) {
     ts_error err = {{0}};
     if (ts_kv_seq_reserve(c, s, s->num_tokens + 1, &err) != 0) fail_msg("%s", err.message);
     int32_t pos = s->num_tokens, row = 0, next = -1;
     ts_seq_view view = {.first_token = 0, .n_tokens = 1, .start_pos = pos, .n_blocks = s->num_blocks, .blocks = s->blocks};
     ts_step st = {.n_tokens = 1, .tokens = &tok, .positions = &pos, .n_seqs = 1, .seqs = &view, .n_logits = 1,
                   .logit_rows = &row, .host_kv = c->host_store};
-    if (ts_model_forward_greedy(m, c->store, &st, logits, &next, &err) != 0) fail_msg("%s", err.message);
+    int rc = on_device ? ts_model_forward_greedy(m, c->store, &st, logits, &next, &err)
+                       : ts_model_forward(m, c->store, &st, logits, NULL, NULL, &err);
+    if (rc != 0) fail_msg("%s", err.message);
     s->num_tokens++;
-    return next;
+    return on_device ? next : ts_argmax(logits, m->cfg.vocab_size);
 }
 
 static void check_case(ts_model *m, const char *dir, const json_t *c, int index, const ts_ref_tolerance *tol) {
@@ -95,7 +96,7 @@ static void check_case(ts_model *m, const char *dir, const json_t *c, int index,
         if (json_real_value(json_array_get(margins, step)) < tol->margin) break; /* a different choice is legitimate */
         if (tok != want) fail_msg("%s case %d greedy step %zu: %d, reference %d on %s", dir, index, step, tok, want,
                                   m->be->description);
-        tok = decode_greedy(m, &cache, &seq, tok, logits);
+        tok = ts_test_decode_step(m, &cache, &seq, tok, 1, logits);
     }
     ts_kv_seq_release(&cache, &seq);
     free(logits);

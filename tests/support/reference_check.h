@@ -18,4 +18,13 @@ struct ts_model_options;
 void ts_test_check_model_reference_opts(ts_backend *be, const char *model_name, const ts_ref_tolerance *tol,
                                         const struct ts_model_options *opt);
 
+/* Appends tok to the sequence in one decode step and returns the greedy choice after it: picked where the
+ * logits are (on_device, ts_model_forward_greedy: a GPU's own argmax) or by the host from the step's logits,
+ * which are left in logits (vocab_size floats) either way. Fails the current cmocka test on an error. */
+struct ts_model;
+struct ts_kv_cache;
+struct ts_kv_seq;
+int32_t ts_test_decode_step(struct ts_model *m, struct ts_kv_cache *c, struct ts_kv_seq *s, int32_t tok, int on_device,
+                            float *logits);
+
 #endif
