@@ -35,6 +35,6 @@ if [ "$want_test" -eq 1 ]; then
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release ${TESSERA_CUDA_ARCHITECTURES:+-DCMAKE_CUDA_ARCHITECTURES=$TESSERA_CUDA_ARCHITECTURES} >/dev/null
 cmake --build build -j "$jobs"
 echo "setup: built build/tessera"
