@@ -160,6 +160,10 @@ __device__ __forceinline__ unsigned long long argmax_key(float v, int i) {
     u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
     return ((unsigned long long)u << 32) | (unsigned)~(unsigned)i;
 }
+/* The index an argmax_key holds (0 for the zero key: no pair merged). */
+__host__ __device__ __forceinline__ int32_t argmax_key_index(unsigned long long key) {
+    return key ? (int32_t)~(uint32_t)key : 0;
+}
 
 /* The greedy token of a one-token head product, chosen by the product's own blocks (argmax_fold in
  * cuda_matmul.cu): each block merges its best key into one of ARGMAX_SLOTS slots, so that thousands of

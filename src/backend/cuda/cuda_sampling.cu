@@ -88,7 +88,7 @@ void cuda_argmax_rows(ts_backend *be, const float *x, int rows, int dim, int32_t
     if (!kh) return;
     cuda_check(im, cudaMemcpyAsync(kh, d, bytes, cudaMemcpyDeviceToHost, im->stream), "copy to host");
     cuda_check(im, cudaStreamSynchronize(im->stream), "stream synchronise");
-    for (int r = 0; r < rows; r++) out_host[r] = kh[r] ? (int32_t)~(uint32_t)kh[r] : 0;
+    for (int r = 0; r < rows; r++) out_host[r] = argmax_key_index(kh[r]);
     if (kh != keys) free(kh);
 }
 
@@ -118,7 +118,7 @@ void cuda_matmul_argmax(ts_backend *be, const ts_weight *w, const float *x, int 
     cuda_check(im, cudaMemcpyAsync(&key, im->head_argmax.best, sizeof key, cudaMemcpyDeviceToHost, im->stream),
                "copy to host");
     cuda_check(im, cudaStreamSynchronize(im->stream), "stream synchronise");
-    out_host[0] = key ? (int32_t)~(uint32_t)key : 0;
+    out_host[0] = argmax_key_index(key);
 }
 
 /* ---- Drawing tokens (penalties, temperature, top-k, top-p, min-p) where the logits are ----
@@ -522,9 +522,9 @@ __global__ void __launch_bounds__(DRAW_THREADS)
     const int row = blockIdx.x;
     const ts_draw d = draws[row];
     const unsigned long long bk = best[row];
-    const int best_index = (int)~(uint32_t)bk;
+    const int best_index = argmax_key_index(bk);
     if (d.temperature <= 0.0f || d.top_k == 1 || bk == 0) {
-        if (threadIdx.x == 0) out[row] = bk ? best_index : 0;
+        if (threadIdx.x == 0) out[row] = best_index;
         return;
     }
     uint32_t hi = (uint32_t)(bk >> 32);
