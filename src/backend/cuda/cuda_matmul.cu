@@ -210,17 +210,20 @@ void cuda_release_weight(ts_backend *be, ts_weight *w) {
 }
 
 /* The end of every matrix-vector kernel: each token's per-lane partial sums of one row are added across
- * the warp and lane 0 writes y[t][row] (+ bias). */
+ * the warp and lane 0 writes y[t][row] (+ bias). Returns the last token's output (in every lane). */
 template <int N>
-__device__ __forceinline__ void store_row_sums(const float (&acc)[N], int lane, float *y, int64_t rows, int64_t row,
-                                               const float *bias) {
+__device__ __forceinline__ float store_row_sums(const float (&acc)[N], int lane, float *y, int64_t rows, int64_t row,
+                                                const float *bias) {
+    float out = 0.0f;
 #pragma unroll
     for (int t = 0; t < N; t++) {
         float s = acc[t];
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (lane == 0) y[(size_t)t * rows + row] = s + (bias ? bias[row] : 0.0f);
+        out = s + (bias ? bias[row] : 0.0f);
+        if (lane == 0) y[(size_t)t * rows + row] = out;
     }
+    return out;
 }
 
 /* One warp per row; each lane takes groups of 32 weights lane, lane + 32, ...; N tokens at once. */
@@ -656,12 +659,10 @@ __global__ void gemv_dp4a_pick_kernel(dp4a_targets tg, const int8_t *__restrict_
 #pragma unroll
         for (int r = 0; r < R; r++) {
             if (row0 + r >= w.rows) break;
-            float s = DUE ? acc[r][0] * inv : acc[r][0];
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-            s += bias ? bias[row0 + r] : 0.0f; /* as store_row_sums: the stored logit is the one compared */
-            if (lane == 0) y[row0 + r] = s;
-            const unsigned long long key = argmax_key(s, (int)(row0 + r));
+            if (DUE) acc[r][0] *= inv;
+            /* the stored logit is the one compared */
+            const unsigned long long key = argmax_key(store_row_sums<1>(acc[r], lane, y, w.rows, row0 + r, bias),
+                                                      (int)(row0 + r));
             best = key > best ? key : best;
         }
     }
