@@ -18,6 +18,15 @@ __device__ __forceinline__ float block_sum(float v, float *shared) {
 
 #define NORM_HELD 8
 
+/* Element i of a norm's output row `row` (of `rows`, `dim` wide): the float and the forms the next product
+ * reads (cuda_qact: int8 groups, which whole warps store together, and the 16-bit copy). */
+__device__ __forceinline__ void store_norm_output(float v, int row, int i, int dim, int rows, float *out, int8_t *xq,
+                                                  float2 *xs, int nibbles, void *dense, int dense_kind) {
+    out[(size_t)row * dim + i] = v;
+    if (xq) qact_store_group(v, ((int64_t)row * dim + i) / 32, threadIdx.x % 32, nibbles, xq, xs);
+    if (dense) qact_store_dense(dense, dense_kind, row, i, dim, rows, v);
+}
+
 /* out = rmsnorm(x) * w per row; with y, the residual add comes first in the same pass (x += y, written
  * back). Without y, x is only read. With xq, out is also quantized for the next product (cuda_qact):
  * each warp of the last loop holds one group of 32 (dim and the block size are multiples of 32). */
@@ -27,7 +36,6 @@ __global__ void rmsnorm_kernel(float *x, const float *y, const float *w, int dim
     __shared__ float red[32];
     float *xr = x + (size_t)blockIdx.x * dim;
     const float *yr = y ? y + (size_t)blockIdx.x * dim : NULL;
-    float *o = out + (size_t)blockIdx.x * dim;
     /* rows of up to NORM_HELD * blockDim elements stay in registers between the two passes */
     float held[NORM_HELD], wv[NORM_HELD];
     float ss = 0.0f;
@@ -54,17 +62,10 @@ __global__ void rmsnorm_kernel(float *x, const float *y, const float *w, int dim
     for (int k = 0; k < NORM_HELD; k++) {
         int i = threadIdx.x + k * blockDim.x;
         if (i >= dim) break; /* whole warps leave together: dim is a multiple of 32 whenever xq is set */
-        float v = wv[k] * (held[k] * inv);
-        o[i] = v;
-        if (xq) qact_store_group(v, ((int64_t)blockIdx.x * dim + i) / 32, threadIdx.x % 32, nibbles, xq, xs);
-        if (dense) qact_store_dense(dense, dense_kind, blockIdx.x, i, dim, gridDim.x, v);
+        store_norm_output(wv[k] * (held[k] * inv), blockIdx.x, i, dim, gridDim.x, out, xq, xs, nibbles, dense, dense_kind);
     }
-    for (int i = threadIdx.x + NORM_HELD * blockDim.x; i < dim; i += blockDim.x) {
-        float v = w[i] * (xr[i] * inv);
-        o[i] = v;
-        if (xq) qact_store_group(v, ((int64_t)blockIdx.x * dim + i) / 32, threadIdx.x % 32, nibbles, xq, xs);
-        if (dense) qact_store_dense(dense, dense_kind, blockIdx.x, i, dim, gridDim.x, v);
-    }
+    for (int i = threadIdx.x + NORM_HELD * blockDim.x; i < dim; i += blockDim.x)
+        store_norm_output(w[i] * (xr[i] * inv), blockIdx.x, i, dim, gridDim.x, out, xq, xs, nibbles, dense, dense_kind);
 }
 
 /* The 16-bit copy of four consecutive outputs, row-major (cuda_qact.dense kinds 1 and 2). */
@@ -202,12 +203,9 @@ __global__ void embed_rmsnorm_kernel(cuda_weight w, const int32_t *ids, const fl
         ss += v * v;
     }
     const float inv = rsqrtf(block_sum(ss, red) / (float)dim + eps);
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) { /* whole warps: dim is a multiple of 32 */
-        const float v = nw[i] * (row[(i / 32) * 33 + i % 32] * inv);
-        out[(size_t)t * dim + i] = v;
-        if (xq) qact_store_group(v, ((int64_t)t * dim + i) / 32, threadIdx.x % 32, nibbles, xq, xs);
-        if (dense) qact_store_dense(dense, dense_kind, t, i, dim, gridDim.x, v);
-    }
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) /* whole warps: dim is a multiple of 32 */
+        store_norm_output(nw[i] * (row[(i / 32) * 33 + i % 32] * inv), t, i, dim, gridDim.x, out, xq, xs, nibbles, dense,
+                          dense_kind);
 }
 
 /* The first layer's norm in the embedding's launch, for decode-sized steps (rmsnorm_wide_kernel serves
